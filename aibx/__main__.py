@@ -1,0 +1,3 @@
+from aibx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,506 @@
+"""Azure Resource Manager template expressions: ``"[concat(parameters('a'), '-x')]"``.
+
+Covers what real image templates use: ``parameters``, ``variables``, ``concat``, ``format``, ``resourceId``,
+``subscription()``, ``resourceGroup()``, ``toLower``/``toUpper``, ``string``, ``replace``, ``if`` and friends,
+literals, property access and ``[[`` escapes. Anything that needs Azure (``reference()``, ``uniqueString()`` of a
+resource-group id nobody gave, ``utcNow()``, a parameter without a value) evaluates to ``Unresolved``, which
+carries the original text and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from aibx.document import Unresolved
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>'(?:[^']|'')*')
+      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<punct>[(),.\[\]])
+    )""",
+    re.VERBOSE,
+)
+
+
+class ExpressionError(ValueError):
+    """The expression is malformed or misuses a function (a template error, not an unknown value)."""
+
+
+@dataclass
+class DeploymentContext:
+    """What Azure would supply at deployment; empty fields stay unresolved."""
+
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+
+
+@dataclass
+class Scope:
+    """Parameters and variables of one ARM deployment template."""
+
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    variables: Mapping[str, object] = field(default_factory=dict)
+    context: DeploymentContext = field(default_factory=DeploymentContext)
+    _resolving: set[str] = field(default_factory=set)
+    _resolved_variables: dict[str, object] = field(default_factory=dict)
+
+
+def is_expression(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("[") and value.endswith("]") and not value.startswith("[[")
+
+
+def evaluate_string(value: str, scope: Scope) -> object:
+    """Evaluate one JSON string as ARM does: ``[expr]`` is an expression, ``[[`` escapes a literal ``[``."""
+    if value.startswith("[["):
+        return value[1:]
+    if not is_expression(value):
+        return value
+    return evaluate(value[1:-1], scope, original=value)
+
+
+def evaluate(text: str, scope: Scope, *, original: str | None = None) -> object:
+    tokens = _tokenize(text)
+    parser = _Parser(tokens, text)
+    node = parser.expr()
+    if parser.pos != len(tokens):
+        raise ExpressionError(f"unexpected '{tokens[parser.pos][1]}' in expression")
+    result = _Evaluator(scope, original or f"[{text}]").eval(node)
+    if isinstance(result, Unresolved) and original is not None:
+        return Unresolved(original, result.reason)
+    return result
+
+
+def resolve_tree(value: object, scope: Scope) -> object:
+    """Evaluate every expression string in a JSON tree (objects, arrays, strings)."""
+    if isinstance(value, str):
+        return evaluate_string(value, scope)
+    if isinstance(value, dict):
+        return {k: resolve_tree(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_tree(v, scope) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ExpressionError(f"unexpected character {text[pos:].lstrip()[:1]!r} in expression")
+        kind = m.lastgroup or ""
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    if not tokens:
+        raise ExpressionError("empty expression")
+    return tokens
+
+
+@dataclass
+class _Call:
+    name: str
+    args: list[object]
+
+
+@dataclass
+class _Access:
+    target: object
+    key: object  # a node (index) or a str (property)
+
+
+@dataclass
+class _Literal:
+    value: object
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]], text: str) -> None:
+        self.tokens = tokens
+        self.pos = 0
+        self.text = text
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else ("end", "")
+
+    def take(self, value: str) -> None:
+        kind, got = self.peek()
+        if got != value or kind not in ("punct",):
+            raise ExpressionError(f"expected '{value}' but found {got or 'the end'!r} in '{self.text}'")
+        self.pos += 1
+
+    def expr(self) -> object:
+        kind, value = self.peek()
+        self.pos += 1
+        node: object
+        if kind == "string":
+            node = _Literal(value[1:-1].replace("''", "'"))
+        elif kind == "number":
+            node = _Literal(float(value) if "." in value else int(value))
+        elif kind == "ident":
+            if self.peek()[1] != "(":
+                if value.lower() in ("true", "false"):
+                    return _Literal(value.lower() == "true")
+                raise ExpressionError(f"'{value}' must be called as a function, e.g. {value}()")
+            self.take("(")
+            args: list[object] = []
+            if self.peek()[1] != ")":
+                args.append(self.expr())
+                while self.peek()[1] == ",":
+                    self.pos += 1
+                    args.append(self.expr())
+            self.take(")")
+            node = _Call(value, args)
+        else:
+            raise ExpressionError(f"unexpected {value or 'end of expression'!r} in '{self.text}'")
+        while self.peek()[1] in (".", "["):
+            if self.peek()[1] == ".":
+                self.pos += 1
+                kind, name = self.peek()
+                if kind != "ident":
+                    raise ExpressionError(f"expected a property name after '.' in '{self.text}'")
+                self.pos += 1
+                node = _Access(node, name)
+            else:
+                self.pos += 1
+                index = self.expr()
+                self.take("]")
+                node = _Access(node, index)
+        return node
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+class _Evaluator:
+    def __init__(self, scope: Scope, original: str) -> None:
+        self.scope = scope
+        self.original = original
+
+    def unresolved(self, reason: str) -> Unresolved:
+        return Unresolved(self.original, reason)
+
+    def eval(self, node: object) -> object:
+        if isinstance(node, _Literal):
+            return node.value
+        if isinstance(node, _Access):
+            target = self.eval(node.target)
+            key = node.key if isinstance(node.key, str) else self.eval(node.key)
+            if isinstance(target, Unresolved):
+                return target
+            if isinstance(key, Unresolved):
+                return key
+            return _access(target, key)
+        assert isinstance(node, _Call)
+        name = node.name.lower()
+        func = _FUNCTIONS.get(name)
+        if name in _NEEDS_AZURE:
+            reason = _NEEDS_AZURE[name] or "is only known to Azure at deployment"
+            return self.unresolved(f"{node.name}() {reason}")
+        if func is None:
+            return self.unresolved(f"aibx does not evaluate the function {node.name}()")
+        if name == "if":  # lazy: only the branch taken is evaluated
+            if len(node.args) != 3:
+                raise ExpressionError("if() takes 3 arguments")
+            cond = self.eval(node.args[0])
+            if isinstance(cond, Unresolved):
+                return cond
+            return self.eval(node.args[1] if cond else node.args[2])
+        args = [self.eval(a) for a in node.args]
+        if name in ("parameters", "variables", "subscription", "resourcegroup", "resourceid"):
+            return func(self, *args)
+        for a in args:
+            if isinstance(a, Unresolved):
+                return a
+        try:
+            return func(self, *args)
+        except TypeError as exc:
+            raise ExpressionError(f"{node.name}(): wrong number or kind of arguments ({exc})") from None
+
+    # functions that need the scope
+    def parameters(self, name: object) -> object:
+        if isinstance(name, Unresolved):
+            return name
+        if not isinstance(name, str):
+            raise ExpressionError("parameters() takes a parameter name")
+        params = self.scope.parameters
+        match = next((k for k in params if k.lower() == name.lower()), None)
+        if match is None:
+            raise ExpressionError(f"the template has no parameter '{name}'")
+        value = params[match]
+        if isinstance(value, Unresolved):
+            return Unresolved(self.original, value.reason)
+        return value
+
+    def variables(self, name: object) -> object:
+        if isinstance(name, Unresolved):
+            return name
+        if not isinstance(name, str):
+            raise ExpressionError("variables() takes a variable name")
+        variables = self.scope.variables
+        match = next((k for k in variables if k.lower() == name.lower()), None)
+        if match is None:
+            raise ExpressionError(f"the template has no variable '{name}'")
+        if match in self.scope._resolved_variables:
+            return self.scope._resolved_variables[match]
+        if match in self.scope._resolving:
+            raise ExpressionError(f"variable '{match}' refers to itself")
+        self.scope._resolving.add(match)
+        try:
+            value = resolve_tree(variables[match], self.scope)
+        finally:
+            self.scope._resolving.discard(match)
+        self.scope._resolved_variables[match] = value
+        return value
+
+    def subscription(self) -> object:
+        sub = self.scope.context.subscription_id
+        if sub is None:
+            return self.unresolved("subscription() is unknown; pass --subscription-id")
+        return {"subscriptionId": sub, "id": f"/subscriptions/{sub}"}
+
+    def resourcegroup(self) -> object:
+        ctx = self.scope.context
+        if ctx.resource_group is None:
+            return self.unresolved("resourceGroup() is unknown; pass --resource-group (and --location)")
+        sub = ctx.subscription_id
+        rg = {"name": ctx.resource_group}
+        if ctx.location is not None:
+            rg["location"] = ctx.location
+        if sub is not None:
+            rg["id"] = f"/subscriptions/{sub}/resourceGroups/{ctx.resource_group}"
+        return _PartialObject(rg, self)
+
+    def resourceid(self, *args: object) -> object:
+        for a in args:
+            if isinstance(a, Unresolved):
+                return a
+        strs = [a for a in args if isinstance(a, str)]
+        if len(strs) != len(args) or len(args) < 2:
+            raise ExpressionError("resourceId() takes a resource type and names")
+        # optional leading subscription id and resource group name, then type, then one name per type segment
+        type_index = next((i for i, a in enumerate(strs) if "/" in a and "." in a.split("/")[0]), None)
+        if type_index is None:
+            raise ExpressionError(f"resourceId(): no resource type such as Microsoft.Compute/images in {strs}")
+        lead, rtype, names = strs[:type_index], strs[type_index], strs[type_index + 1 :]
+        segments = rtype.split("/")
+        if len(names) != len(segments) - 1:
+            raise ExpressionError(f"resourceId(): {rtype} needs {len(segments) - 1} name(s), got {len(names)}")
+        ctx = self.scope.context
+        sub = lead[0] if len(lead) == 2 else ctx.subscription_id
+        rg = lead[-1] if lead else ctx.resource_group
+        if sub is None or rg is None:
+            return self.unresolved("resourceId() needs the subscription and resource group")
+        tail = segments[0] + "".join(f"/{t}/{n}" for t, n in zip(segments[1:], names, strict=True))
+        return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{tail}"
+
+
+class _PartialObject(dict):
+    """resourceGroup() when only some properties are known: a missing property is Unresolved, not an error."""
+
+    def __init__(self, known: dict[str, object], ev: _Evaluator) -> None:
+        super().__init__(known)
+        self.ev = ev
+
+    def __missing__(self, key: str) -> object:
+        hint = "--location" if key == "location" else "--subscription-id"
+        return self.ev.unresolved(f"resourceGroup().{key} is unknown; pass {hint}")
+
+
+def _access(target: object, key: object) -> object:
+    if isinstance(target, dict) and isinstance(key, str):
+        for k in target:
+            if k.lower() == key.lower():
+                return target[k]
+        if isinstance(target, _PartialObject):
+            return target[key]
+        raise ExpressionError(f"the object has no property '{key}'")
+    if isinstance(target, list) and isinstance(key, int) and not isinstance(key, bool):
+        if not -len(target) <= key < len(target):
+            raise ExpressionError(f"index {key} is out of range")
+        return target[key]
+    raise ExpressionError(f"cannot take [{key!r}] of {type(target).__name__}")
+
+
+def _string(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _concat(_ev: _Evaluator, *args: object) -> object:
+    if args and all(isinstance(a, list) for a in args):
+        return [x for a in args for x in a]  # type: ignore[union-attr]
+    return "".join(_string(a) for a in args)
+
+
+def _format(_ev: _Evaluator, fmt: object, *args: object) -> str:
+    if not isinstance(fmt, str):
+        raise ExpressionError("format() takes a format string first")
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group() in ("{{", "}}"):
+            return m.group()[0]
+        index = int(m.group(1))
+        if index >= len(args):
+            raise ExpressionError(f"format(): no argument for {{{index}}}")
+        return _string(args[index])
+
+    return re.sub(r"\{\{|\}\}|\{(\d+)(?::[^}]*)?\}", sub, fmt)
+
+
+def _str_only(name: str, func: Callable[[str], object]) -> Callable[..., object]:
+    def wrapper(_ev: _Evaluator, value: object) -> object:
+        if not isinstance(value, str):
+            raise ExpressionError(f"{name}() takes a string")
+        return func(value)
+
+    return wrapper
+
+
+def _length(_ev: _Evaluator, value: object) -> int:
+    if isinstance(value, (str, list, dict)):
+        return len(value)
+    raise ExpressionError("length() takes a string, array or object")
+
+
+def _empty(_ev: _Evaluator, value: object) -> bool:
+    return value is None or (isinstance(value, (str, list, dict)) and len(value) == 0)
+
+
+def _to_int(_ev: _Evaluator, value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ExpressionError(f"int(): {value!r} is not a number") from None
+
+
+def _to_bool(_ev: _Evaluator, value: object) -> bool:
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ExpressionError(f"bool(): {value!r} is not true or false")
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _json(_ev: _Evaluator, value: object) -> object:
+    if not isinstance(value, str):
+        raise ExpressionError("json() takes a string")
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ExpressionError(f"json(): {exc}") from None
+
+
+def _replace(_ev: _Evaluator, value: object, old: object, new: object) -> str:
+    if not all(isinstance(v, str) for v in (value, old, new)):
+        raise ExpressionError("replace() takes three strings")
+    return value.replace(old, new)  # type: ignore[union-attr,arg-type]
+
+
+def _split(_ev: _Evaluator, value: object, sep: object) -> list[str]:
+    if not isinstance(value, str):
+        raise ExpressionError("split() takes a string")
+    seps = sep if isinstance(sep, list) else [sep]
+    if not all(isinstance(s, str) and s for s in seps):
+        raise ExpressionError("split() takes non-empty delimiter strings")
+    return re.split("|".join(re.escape(s) for s in seps), value)  # type: ignore[arg-type]
+
+
+def _contains(_ev: _Evaluator, container: object, item: object) -> bool:
+    if isinstance(container, str):
+        return _string(item).lower() in container.lower()
+    if isinstance(container, dict):
+        return isinstance(item, str) and item.lower() in (k.lower() for k in container)
+    if isinstance(container, list):
+        return item in container
+    raise ExpressionError("contains() takes a string, array or object")
+
+
+def _equals(_ev: _Evaluator, a: object, b: object) -> bool:
+    return a == b
+
+
+def _bool_args(name: str, func: Callable[[list[bool]], bool]) -> Callable[..., bool]:
+    def wrapper(_ev: _Evaluator, *args: object) -> bool:
+        if not args or not all(isinstance(a, bool) for a in args):
+            raise ExpressionError(f"{name}() takes boolean arguments")
+        return func(list(args))  # type: ignore[arg-type]
+
+    return wrapper
+
+
+def _coalesce(_ev: _Evaluator, *args: object) -> object:
+    return next((a for a in args if a is not None), None)
+
+
+_FUNCTIONS: dict[str, Callable[..., object]] = {
+    "parameters": _Evaluator.parameters,
+    "variables": _Evaluator.variables,
+    "subscription": _Evaluator.subscription,
+    "resourcegroup": _Evaluator.resourcegroup,
+    "resourceid": _Evaluator.resourceid,
+    "if": lambda *_: None,  # handled lazily in eval()
+    "concat": _concat,
+    "format": _format,
+    "string": lambda _ev, v: _string(v),
+    "tolower": _str_only("toLower", str.lower),
+    "toupper": _str_only("toUpper", str.upper),
+    "trim": _str_only("trim", str.strip),
+    "replace": _replace,
+    "split": _split,
+    "length": _length,
+    "empty": _empty,
+    "contains": _contains,
+    "startswith": lambda _ev, s, p: _string(s).lower().startswith(_string(p).lower()),
+    "endswith": lambda _ev, s, p: _string(s).lower().endswith(_string(p).lower()),
+    "equals": _equals,
+    "not": lambda _ev, v: not _to_bool(_ev, v),
+    "and": _bool_args("and", all),
+    "or": _bool_args("or", any),
+    "int": _to_int,
+    "bool": _to_bool,
+    "json": _json,
+    "createarray": lambda _ev, *a: list(a),
+    "array": lambda _ev, v: v if isinstance(v, list) else [v],
+    "createobject": lambda _ev, *a: dict(zip(a[::2], a[1::2], strict=False)),
+    "coalesce": _coalesce,
+    "true": lambda _ev: True,
+    "false": lambda _ev: False,
+    "null": lambda _ev: None,
+}
+
+# functions whose result only Azure knows at deployment time
+_HASHED_BY_ARM = "is a hash that Azure Resource Manager computes; pass the resulting value with -p"
+_NEEDS_AZURE: dict[str, str | None] = {
+    name: None
+    for name in (
+        "reference",
+        "list",
+        "listkeys",
+        "listsecrets",
+        "listaccountsas",
+        "utcnow",
+        "newguid",
+        "deployment",
+        "environment",
+        "tenant",
+        "managementgroup",
+        "providers",
+        "pickzones",
+        "subscriptionresourceid",
+        "tenantresourceid",
+        "extensionresourceid",
+    )
+} | {"uniquestring": _HASHED_BY_ARM, "guid": _HASHED_BY_ARM}

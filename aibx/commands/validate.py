@@ -1,0 +1,99 @@
+"""aibx validate: check templates as the AIB service would, before upload."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from aibx.commands.template_args import add_template_options, load_templates
+from aibx.diagnostics import Severity
+from aibx.exitcodes import ExitCode
+
+EXAMPLES = """\
+examples:
+  aibx validate template.json
+  aibx validate templates/                       every *.json below the folder
+  aibx validate deploy.json --parameters deploy.parameters.json
+  aibx validate quickstart.json -p region1=westeurope -p runOutputName=img1
+  aibx validate template.json --api-version 2024-02-01 --strict
+  aibx validate template.json --format json | jq '.diagnostics[] | select(.severity=="error")'
+
+Each diagnostic reads FILE:LINE:COLUMN: SEVERITY[CODE] JSON.PATH: MESSAGE.
+The codes are listed in docs/diagnostics.md.
+
+exit status: 0 valid (warnings allowed), 2 invalid or unreadable (or any warning with --strict)
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from aibx.cli import HelpFormatter
+
+    p = sub.add_parser(
+        "validate",
+        help="check templates as the AIB service would",
+        description="Check AIB image templates (bare resources or ARM deployment templates) against the schema "
+        "of their apiVersion and AIB's documented rules, and lint for known pitfalls.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="template files or folders")
+    add_template_options(p)
+    p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    p.add_argument("--strict", action="store_true", help="fail on warnings too")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aibx.console import Style
+
+    loaded = load_templates(args, args.paths)
+    diags = loaded.all_diagnostics()
+    errors = sum(d.severity is Severity.ERROR for d in diags)
+    warnings = len(diags) - errors
+    failed = errors > 0 or (args.strict and warnings > 0) or not loaded.files
+    if args.format == "json":
+        json.dump(
+            {
+                "valid": not failed,
+                "files": loaded.files,
+                "skipped": loaded.skipped,
+                "templates": [
+                    {
+                        "file": r.document.file,
+                        "name": r.document.name,
+                        "apiVersion": r.api_version,
+                        "os": r.template.os_type.value,
+                        "errors": sum(d.severity is Severity.ERROR for d in r.diagnostics),
+                        "warnings": sum(d.severity is Severity.WARNING for d in r.diagnostics),
+                    }
+                    for r in loaded.results
+                ],
+                "diagnostics": [d.as_dict() for d in diags],
+                "summary": {"errors": errors, "warnings": warnings},
+            },
+            sys.stdout,
+            indent=2,
+        )
+        print()
+        return ExitCode.USAGE if failed else ExitCode.OK
+
+    style = Style(sys.stdout)
+    colors = {Severity.ERROR: ("red", "bold"), Severity.WARNING: ("yellow",)}
+    for d in diags:
+        text = d.format()
+        marker = f"{d.severity.value}[{d.code}]"
+        print(text.replace(marker, style(marker, *colors[d.severity]), 1))
+    n_files = len(loaded.files)
+    n_tpl = len(loaded.results)
+    summary = (
+        f"{n_files} file{'s' * (n_files != 1)}, {n_tpl} template{'s' * (n_tpl != 1)}: "
+        f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+    )
+    if loaded.skipped:
+        summary += f" ({len(loaded.skipped)} other JSON file{'s' * (len(loaded.skipped) != 1)} skipped)"
+    if not loaded.files:
+        summary = "no template files found"
+    verdict = style("invalid", "red", "bold") if failed else style("valid", "green")
+    print(f"{summary} - {verdict}")
+    return ExitCode.USAGE if failed else ExitCode.OK

@@ -1,0 +1,139 @@
+"""Diagnostics: the values that loading, validation and translation produce instead of exceptions.
+
+Every diagnostic has a stable code from ``CODES`` (documented in docs/diagnostics.md, which a test keeps in step
+with this table), a severity, a message, and where it points: file, line, column and JSON path.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+# code: (default severity, title). Codes are stable: never renumber, only add.
+CODES: dict[str, tuple[Severity, str]] = {
+    # reading the file
+    "AIB001": (E, "file cannot be read"),
+    "AIB002": (E, "JSON syntax error"),
+    "AIB003": (E, "no image template in the document"),
+    "AIB004": (W, "resource `type` missing or not Microsoft.VirtualMachineImages/imageTemplates"),
+    "AIB005": (W, "value cannot be resolved (parameter, expression or placeholder)"),
+    "AIB006": (E, "ARM template expression error"),
+    "AIB007": (E, "invalid parameter value or parameters file"),
+    "AIB008": (W, "apiVersion missing or unknown; the newest is assumed"),
+    "AIB009": (E, "resource selection (--resource) does not match"),
+    # AIB rules
+    "AIB010": (E, "exactly one of `scriptUri` and `inline` must be given"),
+    "AIB011": (E, "required value is empty"),
+    "AIB012": (E, "`runAsSystem` requires `runElevated`"),
+    "AIB013": (E, "customizer names must be unique"),
+    "AIB014": (E, "`runOutputName` must be unique across distribute targets"),
+    "AIB015": (W, "`buildTimeoutInMinutes` below the documented minimum of 6"),
+    "AIB016": (W, "`buildTimeoutInMinutes` below 60 for a Windows image"),
+    "AIB017": (E, "`restartTimeout` is not a duration such as 5m, 2h or 90s"),
+    "AIB018": (E, "`sha256Checksum` is not 64 hexadecimal digits"),
+    "AIB019": (W, "`sha256Checksum` in upper case; AIB wants lower case"),
+    "AIB020": (W, "downloaded script or file without `sha256Checksum`"),
+    "AIB021": (E, "customizer or validator not available for the image's operating system"),
+    "AIB022": (W, "File destination outside /tmp on Linux; AIB cannot write there"),
+    "AIB023": (E, "`replicationRegions` and `targetRegions` are mutually exclusive"),
+    "AIB024": (E, "conflicting or incomplete vnetConfig"),
+    "AIB025": (W, "operating system of the image cannot be told for certain"),
+    "AIB026": (E, "WindowsUpdate filter is not `include:EXPR` or `exclude:EXPR`"),
+    "AIB027": (W, "value written as a string where AIB expects a number"),
+    "AIB028": (W, "`storageAccountType` applies only with `replicationRegions`"),
+    "AIB029": (W, "URI scheme AIB cannot fetch (aibx run can)"),
+    "AIB031": (E, "`identity` must name exactly one user-assigned identity"),
+    # schema (generated from the swagger files)
+    "AIB050": (E, "unknown field"),
+    "AIB051": (E, "field name in the wrong case"),
+    "AIB052": (E, "wrong type"),
+    "AIB053": (E, "value not allowed"),
+    "AIB054": (E, "required field missing"),
+    "AIB055": (E, "number out of range"),
+    "AIB056": (E, "value does not match the required pattern"),
+    "AIB057": (E, "unknown type"),
+    "AIB058": (E, "field not available in this apiVersion"),
+    "AIB059": (W, "read-only field; the service ignores it"),
+    # translation
+    "AIB070": (W, "field approximated in translation"),
+    "AIB071": (E, "field or step cannot be translated"),
+    "AIB072": (E, "Packer configuration cannot be read"),
+    "AIB073": (E, "Packer expression cannot be evaluated"),
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: Severity
+    code: str
+    message: str
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    json_path: str = ""
+
+    def format(self) -> str:
+        where = self.file or "<input>"
+        if self.line:
+            where += f":{self.line}:{self.column}"
+        path = f" {self.json_path}:" if self.json_path else ""
+        return f"{where}: {self.severity.value}[{self.code}]{path} {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "severity": self.severity.value,
+            "code": self.code,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.json_path,
+        }
+
+
+def make(
+    code: str,
+    message: str,
+    *,
+    file: str = "",
+    line: int = 0,
+    column: int = 0,
+    json_path: str = "",
+    severity: Severity | None = None,
+) -> Diagnostic:
+    default, _title = CODES[code]
+    return Diagnostic(severity or default, code, message, file, line, column, json_path)
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """('properties', 'customize', 2, 'name') -> 'properties.customize[2].name'"""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}" if _is_plain(part) else f"[{_quote(part)}]"
+        else:
+            out = part if _is_plain(part) else f"[{_quote(part)}]"
+    return out
+
+
+def _is_plain(key: str) -> bool:
+    return key.replace("_", "a").replace("-", "a").replace("$", "a").isalnum()
+
+
+def _quote(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'

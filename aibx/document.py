@@ -1,0 +1,70 @@
+"""A loaded image-template document: the raw resource, where it came from, and what could not be resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aibx.diagnostics import Diagnostic, Severity, format_path, make
+from aibx.jsonc import JsonPath, SourceMap
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A value that could not be computed before deployment: an ARM expression that needs Azure
+    (``reference()``, a parameter without a value), or a ``<placeholder>`` nobody substituted.
+
+    It stays in the document where the value would be; validation reports it, and later verbs refuse only
+    the steps that need it.
+    """
+
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Document:
+    """One image-template resource as written, after parameters and expressions were applied."""
+
+    file: str
+    resource: dict[str, object]
+    source_map: SourceMap
+    # where the resource sits in the file: () for a bare resource, ('resources', 0) in an ARM deployment
+    prefix: JsonPath = ()
+    name: str | None = None
+    # the key of the resource in a languageVersion 2.0 template ("resources": {"NAME": {...}})
+    symbolic_name: str | None = None
+    api_version: str | None = None
+    # api_version as written, when it was not one we know (validation then assumes the newest)
+    api_version_written: object = None
+    # JSON paths (relative to the resource) whose value is Unresolved
+    unresolved: dict[JsonPath, Unresolved] = field(default_factory=dict)
+    # values of secure parameters: never to be printed, logged or reported
+    secrets: list[str] = field(default_factory=list)
+
+    def full_path(self, path: JsonPath) -> JsonPath:
+        return (*self.prefix, *path)
+
+    def diagnostic(
+        self,
+        code: str,
+        message: str,
+        path: JsonPath = (),
+        *,
+        key: bool = False,
+        severity: Severity | None = None,
+    ) -> Diagnostic:
+        """A diagnostic pointing at ``path`` (relative to the resource), with line, column and JSON path."""
+        full = self.full_path(path)
+        line, column = self.source_map.locate(full, key=key)
+        return make(
+            code,
+            message,
+            file=self.file,
+            line=line,
+            column=column,
+            json_path=format_path(full),
+            severity=severity,
+        )

@@ -1,0 +1,109 @@
+"""A plan: what each step of a template will do on the VM, as data.
+
+Provisioners compile model steps into ``StepPlan``s without touching the network; ``aibx plan`` prints them and
+``aibx run`` hands them to the engine. Commands are the exact strings a transport runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Union
+from urllib.parse import urlsplit, urlunsplit
+
+from aibx.jsonc import JsonPath
+
+
+def redact_uri(uri: str) -> str:
+    """Drop the query (SAS tokens live there) and any user:password from a URI, for display."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<invalid URI>"
+    if not parts.query and "@" not in parts.netloc:
+        return uri
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
+
+
+@dataclass(frozen=True)
+class Content:
+    """Bytes known now, a local file, or a URI that aibx fetches and checks against ``sha256`` before the
+    step runs (nothing reaches the VM if the checksum does not match)."""
+
+    data: bytes | None = None
+    uri: str | None = None
+    local_path: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        if self.data is not None:
+            return f"{len(self.data)} bytes (sha256 {hashlib.sha256(self.data).hexdigest()[:12]}…)"
+        where = redact_uri(self.uri) if self.uri else str(self.local_path)
+        return where + (f" (sha256 {self.sha256})" if self.sha256 else " (no checksum)")
+
+
+@dataclass(frozen=True)
+class Exec:
+    """Run ``command`` on the VM; success is an exit code in ``valid_exit_codes``."""
+
+    command: str
+    stdin: Content | None = None
+    valid_exit_codes: tuple[int, ...] = (0,)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Write ``content`` to ``remote_path``; the parent directory must already exist."""
+
+    remote_path: str
+    content: Content
+    mode: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Restart the VM with ``command``, wait for a new boot, then until ``check_command`` succeeds."""
+
+    command: str
+    check_command: str | None
+    timeout_seconds: float
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WindowsUpdate:
+    """Search, download and install updates, restarting as needed, until none is left or the limit is hit."""
+
+    search_criteria: str
+    filters: tuple[str, ...]
+    update_limit: int
+    description: str = ""
+
+
+Action = Union[Exec, Upload, Restart, WindowsUpdate]  # noqa: UP007
+
+
+@dataclass
+class StepPlan:
+    name: str
+    kind: str  # Shell, PowerShell, File, WindowsRestart, WindowsUpdate, Deprovision, ...
+    phase: str  # "stage", "customize", "validate" or "deprovision"
+    actions: list[Action] = field(default_factory=list)
+    # run after the actions whatever happened; a failure here is a warning, not a step failure
+    cleanup: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # why this step cannot run (unresolved values, unsupported on this OS); the runner refuses it
+    blocked: list[str] = field(default_factory=list)
+    path: JsonPath = ()
+
+
+@dataclass
+class Plan:
+    template: str
+    os_type: str
+    steps: list[StepPlan] = field(default_factory=list)

@@ -1,0 +1,613 @@
+"""Checking an image template as the AIB service would for its apiVersion, plus lints for known pitfalls.
+
+Two passes: the schema pass walks the document against the tables generated from the official swagger files
+(aibx/swagger_tables.py); the rules pass checks what the service enforces or documents beyond the schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from aibx import model
+from aibx.diagnostics import Diagnostic, Severity
+from aibx.document import Document, Unresolved
+from aibx.jsonc import JsonPath
+from aibx.plan import redact_uri
+from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS
+
+NEWEST = API_VERSIONS[-1]
+STRICT_SINCE = "2024-02-01"  # the service rejects wrong-case and unknown field names from this version on
+
+# keys an ARM deployment (or az CLI / REST body) may carry on the resource besides the swagger's
+ARM_RESOURCE_KEYS = {
+    "apiVersion",
+    "name",
+    "type",
+    "dependsOn",
+    "comments",
+    "condition",
+    "copy",
+    "scope",
+    "metadata",
+}
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def version_key(v: str) -> tuple[str, int]:
+    return (v[:10], 0 if v.endswith("preview") else 1)
+
+
+def _version_range(versions: list[str]) -> str:
+    first, last = versions[0], versions[-1]
+    if last == NEWEST:
+        return f"apiVersion {first} or later"
+    if first == API_VERSIONS[0]:
+        return f"apiVersion {last} or earlier"
+    return f"apiVersion {first} to {last}"
+
+
+@dataclass
+class Result:
+    document: Document
+    template: model.ImageTemplate
+    api_version: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
+    diags: list[Diagnostic] = []
+    version = _api_version(doc, diags)
+    _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
+    for path, value in sorted(doc.unresolved.items(), key=lambda kv: str(kv[0])):
+        if path == ("apiVersion",):
+            continue  # AIB008 said it already
+        diags.append(doc.diagnostic("AIB005", f"{value.reason}", path))
+    tpl = model.from_document(doc, os_override)
+    tpl.api_version = version
+    diags += _Rules(doc, tpl, version).run()
+    return Result(doc, tpl, version, _dedupe(diags))
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for d in sorted(diags, key=lambda d: (d.line, d.column, d.code)):
+        k = (d.code, d.json_path, d.message)
+        if k not in seen:
+            seen.add(k)
+            out.append(d)
+    return out
+
+
+def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
+    written = doc.api_version_written
+    if isinstance(written, str) and written in API_VERSIONS:
+        return written
+    if isinstance(written, str):
+        close = difflib.get_close_matches(written, API_VERSIONS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(API_VERSIONS)}"
+        diags.append(
+            doc.diagnostic(
+                "AIB008",
+                f"apiVersion {written!r} is not an AIB API version{hint} Checking against {NEWEST}",
+                ("apiVersion",),
+                severity=Severity.ERROR,
+            )
+        )
+    elif isinstance(written, Unresolved):
+        diags.append(
+            doc.diagnostic(
+                "AIB008",
+                f"apiVersion is {written.text} ({written.reason}); checking against {NEWEST}. "
+                "Use --api-version to choose",
+                ("apiVersion",),
+            )
+        )
+    else:
+        diags.append(doc.diagnostic("AIB008", f"no apiVersion; checking against {NEWEST}. Use --api-version to choose"))
+    return NEWEST
+
+
+# ----------------------------------------------------------------------------------------------- schema pass
+class _Schema:
+    def __init__(self, doc: Document, version: str, diags: list[Diagnostic]) -> None:
+        self.doc = doc
+        self.version = version
+        self.defs = SCHEMAS[version]
+        self.strict = version_key(version) >= version_key(STRICT_SINCE)
+        self.diags = diags
+
+    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
+        self.diags.append(self.doc.diagnostic(code, message, path, key=key, severity=severity))
+
+    def name_severity(self) -> Severity:
+        return Severity.ERROR if self.strict else Severity.WARNING
+
+    def resolve(self, spec: dict) -> tuple[str | None, dict]:
+        if spec.get("t") == "ref":
+            return spec["ref"], self.defs[spec["ref"]]
+        return None, spec
+
+    def walk(self, value: object, spec: dict, path: JsonPath, def_name: str | None = None) -> None:
+        if isinstance(value, Unresolved):
+            return
+        ref_name, spec = self.resolve(spec)
+        def_name = ref_name or def_name
+        t = spec["t"]
+        if t == "object":
+            self.object(value, spec, path, def_name)
+        elif t == "array":
+            if not isinstance(value, list):
+                self.add("AIB052", f"expected an array, found {_kind(value)}", path)
+                return
+            for i, item in enumerate(value):
+                self.walk(item, spec["items"], (*path, i))
+        elif t == "string":
+            self.string(value, spec, path)
+        elif t == "integer":
+            self.integer(value, spec, path)
+        elif t == "boolean":
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                self.add("AIB027", f"{value!r} is a string; write {value.lower()} without quotes", path)
+            elif not isinstance(value, bool):
+                self.add("AIB052", f"expected true or false, found {_kind(value)}", path)
+        elif t == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            self.add("AIB052", f"expected a number, found {_kind(value)}", path)
+
+    def string(self, value: object, spec: dict, path: JsonPath) -> None:
+        if not isinstance(value, str):
+            self.add("AIB052", f"expected a string, found {_kind(value)}", path)
+            return
+        enum = spec.get("enum")
+        if enum and value not in enum:
+            match = next((e for e in enum if e.lower() == value.lower()), None)
+            if match:
+                self.add(
+                    "AIB053",
+                    f"{value!r} must be written {match!r}",
+                    path,
+                    severity=self.name_severity(),
+                )
+            else:
+                self.add("AIB053", f"{value!r} is not one of {', '.join(enum)}", path)
+        pattern = spec.get("pattern")
+        if pattern and not re.search(pattern, value):
+            self.add("AIB056", f"{value!r} does not match {pattern}", path)
+
+    def integer(self, value: object, spec: dict, path: JsonPath) -> None:
+        number: int | None = None
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            self.add("AIB052", f"expected an integer, found {_kind(value)}", path)
+            return
+        if isinstance(value, str):
+            if not re.fullmatch(r"-?\d+", value.strip()):
+                self.add("AIB052", f"expected an integer, found the string {value!r}", path)
+                return
+            self.add("AIB027", f"{value!r} is a string; write {value.strip()} without quotes", path)
+            number = int(value)
+        elif isinstance(value, float) and not value.is_integer():
+            self.add("AIB052", f"expected an integer, found {value}", path)
+            return
+        else:
+            number = int(value)
+        low, high = spec.get("min"), spec.get("max")
+        if low is not None and number < low:
+            self.add("AIB055", f"{number} is below the minimum {low}", path)
+        if high is not None and number > high:
+            self.add("AIB055", f"{number} is above the maximum {high}", path)
+
+    def object(self, value: object, spec: dict, path: JsonPath, def_name: str | None) -> None:
+        if not isinstance(value, dict):
+            self.add("AIB052", f"expected an object, found {_kind(value)}", path)
+            return
+        if "disc" in spec:
+            resolved = self.variant(value, spec, path, def_name)
+            if resolved is None:
+                return
+            def_name, spec = resolved
+        props: dict[str, dict] = spec.get("props", {})
+        lower = {k.lower(): k for k in props}
+        for key, item in value.items():
+            child = (*path, key)
+            if key in props:
+                self.field(item, props[key], child, key)
+            elif def_name == ROOT and key in ARM_RESOURCE_KEYS:
+                continue
+            elif key.lower() in lower:
+                canonical = lower[key.lower()]
+                self.add(
+                    "AIB051",
+                    f'"{key}" must be written "{canonical}"'
+                    + ("" if self.strict else f" (apiVersion {STRICT_SINCE} and later reject it)"),
+                    child,
+                    key=True,
+                    severity=self.name_severity(),
+                )
+                self.field(item, props[canonical], child, canonical)
+            elif "map" in spec:
+                self.walk(item, spec["map"], child)
+            else:
+                self.unknown(key, props, child, def_name)
+        for req in spec.get("required", []):
+            if req not in value and req.lower() not in {k.lower() for k in value}:
+                self.add("AIB054", f'"{req}" is required', path)
+
+    def field(self, item: object, spec: dict, path: JsonPath, name: str) -> None:
+        if spec.get("ro") and not (path[:-1] == () and name in ARM_RESOURCE_KEYS):
+            self.add("AIB059", f'"{name}" is read-only; the service ignores it', path, key=True)
+            return
+        self.walk(item, spec, path)
+
+    def variant(self, value: dict, spec: dict, path: JsonPath, def_name: str | None) -> tuple[str, dict] | None:
+        disc = spec["disc"]
+        variants: dict[str, str] = spec["variants"]
+        disc_key = next((k for k in value if k.lower() == disc.lower()), None)
+        if disc_key is None:
+            self.add("AIB054", f'"{disc}" is required ({" or ".join(variants)})', path)
+            return None
+        kind = value[disc_key]
+        if isinstance(kind, Unresolved):
+            return None
+        if not isinstance(kind, str):
+            self.add("AIB052", f"expected a string, found {_kind(kind)}", (*path, disc_key))
+            return None
+        if kind in variants:
+            return variants[kind], self.defs[variants[kind]]
+        match = next((v for v in variants if v.lower() == kind.lower()), None)
+        if match:
+            self.add(
+                "AIB053",
+                f'type "{kind}" must be written "{match}"',
+                (*path, disc_key),
+                severity=self.name_severity(),
+            )
+            return variants[match], self.defs[variants[match]]
+        elsewhere = [
+            v
+            for v in API_VERSIONS
+            if def_name in SCHEMAS[v] and kind.lower() in {x.lower() for x in SCHEMAS[v][def_name].get("variants", {})}
+        ]
+        if elsewhere:
+            self.add(
+                "AIB058",
+                f'type "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
+                (*path, disc_key),
+            )
+        else:
+            close = difflib.get_close_matches(kind, list(variants), n=1, cutoff=0.5)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            self.add(
+                "AIB057",
+                f'unknown type "{kind}"; expected one of {", ".join(variants)}{hint}',
+                (*path, disc_key),
+            )
+        return None
+
+    def unknown(self, key: str, props: dict[str, dict], path: JsonPath, def_name: str | None) -> None:
+        elsewhere = [
+            v
+            for v in API_VERSIONS
+            if def_name in SCHEMAS[v] and key.lower() in {p.lower() for p in SCHEMAS[v][def_name].get("props", {})}
+        ]
+        if elsewhere:
+            self.add(
+                "AIB058",
+                f'"{key}" needs {_version_range(elsewhere)}; this template uses {self.version}',
+                path,
+                key=True,
+            )
+            return
+        candidates = list(props) + (sorted(ARM_RESOURCE_KEYS) if def_name == ROOT else [])
+        close = difflib.get_close_matches(key.lower(), [c.lower() for c in candidates], n=1, cutoff=0.75)
+        hint = ""
+        if close:
+            hint = f'; did you mean "{next(c for c in candidates if c.lower() == close[0])}"?'
+        where = f" in {def_name}" if def_name else ""
+        self.add(
+            "AIB050",
+            f'unknown field "{key}"{where}{hint}'
+            + ("" if self.strict else f" (ignored by this apiVersion; {STRICT_SINCE} and later reject it)"),
+            path,
+            key=True,
+            severity=self.name_severity(),
+        )
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) < 40 else "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# ----------------------------------------------------------------------------------------------- rules pass
+_FILTER = re.compile(r"^\s*(include|exclude)\s*:(.*)$", re.DOTALL | re.IGNORECASE)
+
+
+class _Rules:
+    def __init__(self, doc: Document, tpl: model.ImageTemplate, version: str) -> None:
+        self.doc = doc
+        self.tpl = tpl
+        self.version = version
+        self.diags: list[Diagnostic] = []
+
+    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False) -> None:
+        self.diags.append(self.doc.diagnostic(code, message, path, key=key))
+
+    def run(self) -> list[Diagnostic]:
+        tpl = self.tpl
+        self.build_timeout()
+        self.identity()
+        self.unique_names(tpl.customize, "customizer")
+        if tpl.validate:
+            self.unique_names(tpl.validate.in_vm_validations, "validator")
+        for step in tpl.steps():
+            self.step(step)
+        self.os_consistency()
+        self.distribute()
+        self.vnet()
+        return self.diags
+
+    def build_timeout(self) -> None:
+        minutes = self.tpl.build_timeout_in_minutes
+        path = ("properties", "buildTimeoutInMinutes")
+        if minutes is None or minutes <= 0:
+            return
+        if minutes < 6:
+            self.add("AIB015", f"{minutes} minutes is below AIB's documented minimum of 6", path)
+        elif minutes < 60 and self.tpl.os_type is model.OsType.WINDOWS:
+            self.add(
+                "AIB016",
+                f"{minutes} minutes is short for a Windows build; AIB recommends at least 60",
+                path,
+            )
+
+    def identity(self) -> None:
+        ident = self.tpl.identity
+        if ident and len(ident.user_assigned_identities) > 1:
+            self.add(
+                "AIB031",
+                f"{len(ident.user_assigned_identities)} identities given; AIB supports exactly one",
+                ("identity", "userAssignedIdentities"),
+            )
+
+    def unique_names(self, steps: list[model.Step], what: str) -> None:
+        seen: dict[str, model.Step] = {}
+        for step in steps:
+            if not isinstance(step.name, str) or not step.name:
+                continue
+            key = step.name.lower()
+            if key in seen:
+                first = seen[key]
+                line = self.doc.source_map.locate(self.doc.full_path(first.path))[0]
+                self.add(
+                    "AIB013",
+                    f'{what} name "{step.name}" is already used by the {what} at line {line}',
+                    (*step.path, "name"),
+                )
+            else:
+                seen[key] = step
+
+    def step(self, step: model.Step) -> None:
+        if isinstance(step, (model.ShellStep, model.PowerShellStep)):
+            has_uri = isinstance(step.script_uri, Unresolved) or bool(step.script_uri)
+            has_inline = bool(step.inline)
+            if has_uri == has_inline:
+                which = "both were given" if has_uri else "neither was given"
+                self.add("AIB010", f"{step.kind} needs exactly one of scriptUri and inline; {which}", step.path)
+            if has_uri:
+                self.uri(step, step.script_uri, "scriptUri", step.sha256_checksum)
+        if isinstance(step, model.PowerShellStep) and step.run_as_system and not step.run_elevated:
+            self.add("AIB012", 'requires "runElevated": true', (*step.path, "runAsSystem"), key=True)
+        if isinstance(step, model.FileStep):
+            for attr, name in (("source_uri", "sourceUri"), ("destination", "destination")):
+                if not getattr(step, attr):
+                    self.add("AIB011", f'File needs "{name}"', step.path)
+            if step.source_uri:
+                self.uri(step, step.source_uri, "sourceUri", step.sha256_checksum)
+            dest = step.destination
+            if (
+                self.tpl.os_type is model.OsType.LINUX
+                and isinstance(dest, str)
+                and dest
+                and not (dest == "/tmp" or dest.startswith("/tmp/"))
+            ):
+                self.add(
+                    "AIB022",
+                    f"{dest!r}: on Linux, AIB can only write to /tmp; copy it into place with a Shell step",
+                    (*step.path, "destination"),
+                )
+        timeout = step.restart_timeout if isinstance(step, model.WindowsRestartStep) else None
+        if isinstance(timeout, str) and timeout and model.parse_duration(timeout) is None:
+            self.add(
+                "AIB017",
+                f"{timeout!r} is not a duration; write it like 5m, 2h or 90s",
+                (*step.path, "restartTimeout"),
+            )
+        if isinstance(step, model.WindowsUpdateStep):
+            for i, flt in enumerate(step.filters or []):
+                if isinstance(flt, str):
+                    problem = check_update_filter(flt)
+                    if problem:
+                        self.add("AIB026", problem, (*step.path, "filters", i))
+
+    def uri(self, step: model.Step, uri: model.Text | None, field_name: str, checksum: model.Text | None) -> None:
+        path = (*step.path, _key(self.doc, step.path, field_name))
+        if isinstance(uri, str):
+            scheme = urlsplit(uri).scheme.lower()
+            if scheme not in ("https", "http"):
+                self.add(
+                    "AIB029",
+                    f"{field_name} {redact_uri(uri)!r}: AIB downloads only http(s) URIs"
+                    + ("; file:// works with aibx run only" if scheme == "file" else ""),
+                    path,
+                )
+        sum_path = (*step.path, _key(self.doc, step.path, "sha256Checksum"))
+        if isinstance(checksum, str) and checksum:
+            if not _HEX64.fullmatch(checksum):
+                self.add(
+                    "AIB018",
+                    f"{len(checksum)} characters; a SHA-256 checksum is 64 hexadecimal digits",
+                    sum_path,
+                )
+            elif checksum != checksum.lower():
+                self.add("AIB019", "write the checksum in lower case, as AIB compares it", sum_path)
+        elif checksum is None or checksum == "":
+            self.add(
+                "AIB020",
+                f"{field_name} without sha256Checksum: a changed download would go unnoticed",
+                path,
+            )
+
+    def os_consistency(self) -> None:
+        tpl = self.tpl
+        src_os, src_reason = model.source_os(tpl.source)
+        os_type = tpl.os_type
+        if tpl.os_reason == "--os":
+            src_reason = "--os"
+        elif src_os is None:
+            step_os, _ = model.steps_os(tpl)
+            kinds = {type(s) for s in tpl.steps()}
+            if step_os is None and model.ShellStep in kinds and kinds & set(model.WINDOWS_ONLY_STEPS):
+                self.add(
+                    "AIB025",
+                    "the source does not say which OS this is and the steps mix Shell with Windows steps; "
+                    "use --os to choose",
+                    ("properties", "source"),
+                )
+                return
+            if step_os is None:
+                return
+            src_reason = tpl.os_reason
+        for step in tpl.steps():
+            if os_type is model.OsType.WINDOWS and isinstance(step, model.ShellStep):
+                self.add(
+                    "AIB021",
+                    f"Shell does not run on a Windows image ({src_reason}); use PowerShell",
+                    step.path,
+                )
+            if os_type is model.OsType.LINUX:
+                if isinstance(step, (model.WindowsRestartStep, model.WindowsUpdateStep)):
+                    self.add("AIB021", f"{step.kind} does not run on a Linux image ({src_reason})", step.path)
+                elif isinstance(step, model.PowerShellStep):
+                    if step.run_elevated or step.run_as_system:
+                        self.add(
+                            "AIB021",
+                            f"runElevated and runAsSystem need Windows; this is a Linux image ({src_reason})",
+                            step.path,
+                        )
+                    else:
+                        self.diags.append(
+                            self.doc.diagnostic(
+                                "AIB021",
+                                f"PowerShell on a Linux image ({src_reason}) needs pwsh on the VM; "
+                                "AIB documents PowerShell for Windows only",
+                                step.path,
+                                severity=Severity.WARNING,
+                            )
+                        )
+
+    def distribute(self) -> None:
+        seen: dict[str, model.Distributor] = {}
+        for dist in self.tpl.distribute:
+            name = dist.run_output_name
+            if isinstance(name, str) and name:
+                if name in seen:
+                    self.add(
+                        "AIB014",
+                        f'runOutputName "{name}" is already used by distribute target '
+                        f"{seen[name].path[-1] if seen[name].path else '?'}",
+                        (*dist.path, "runOutputName"),
+                    )
+                seen.setdefault(name, dist)
+            if isinstance(dist, model.SharedImageDistributor):
+                if dist.replication_regions and dist.target_regions:
+                    self.add(
+                        "AIB023",
+                        "give targetRegions (current) or replicationRegions (deprecated), not both",
+                        dist.path,
+                    )
+                if dist.storage_account_type and dist.target_regions is not None and not dist.replication_regions:
+                    self.add(
+                        "AIB028",
+                        "storageAccountType is ignored with targetRegions; set it per target region",
+                        (*dist.path, "storageAccountType"),
+                    )
+
+    def vnet(self) -> None:
+        vm = self.tpl.vm_profile
+        vnet = vm.vnet_config if vm else None
+        if not vnet:
+            return
+        path = ("properties", "vmProfile", "vnetConfig")
+        if vnet.proxy_vm_size and vnet.container_instance_subnet_id:
+            self.add("AIB024", "proxyVmSize cannot be combined with containerInstanceSubnetId", path)
+        if vnet.container_instance_subnet_id and not vnet.subnet_id:
+            self.add("AIB024", "containerInstanceSubnetId requires subnetId (same VNet, another subnet)", path)
+
+
+def _key(doc: Document, path: JsonPath, name: str) -> str:
+    """The key as written in the document (it may differ in case from the canonical name)."""
+    node: object = doc.resource
+    for part in path:
+        node = node[part] if isinstance(node, (dict, list)) else None  # type: ignore[index]
+    if isinstance(node, dict):
+        return next((k for k in node if k.lower() == name.lower()), name)
+    return name
+
+
+def check_update_filter(text: str) -> str | None:
+    """A WindowsUpdate filter is ``include:EXPR`` or ``exclude:EXPR`` with a PowerShell expression over ``$_``.
+
+    Without PowerShell here, the expression is checked for what breaks a script block: empty, unbalanced
+    brackets or quotes."""
+    m = _FILTER.match(text)
+    if not m:
+        return f"{text!r} must start with include: or exclude: (e.g. \"exclude:$_.Title -like '*Preview*'\")"
+    expr = m.group(2).strip()
+    if not expr:
+        return f"{text!r} has no expression after '{m.group(1)}:'; use $true to match everything"
+    problem = _balance(expr)
+    return f"{text!r}: {problem}" if problem else None
+
+
+def _balance(expr: str) -> str | None:
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(expr):
+        ch = expr[i]
+        if quote:
+            if ch == "`" and quote == '"':
+                i += 2
+                continue
+            if ch == quote:
+                if i + 1 < len(expr) and expr[i + 1] == quote:  # doubled quote escapes itself
+                    i += 2
+                    continue
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            stack.append(ch)
+        elif ch in ")]}" and (not stack or stack.pop() != pairs[ch]):
+            return f"unbalanced '{ch}' at position {i + 1}"
+        i += 1
+    if quote:
+        return f"unterminated {quote} quote"
+    if stack:
+        return f"unclosed '{stack[-1]}'"
+    return None

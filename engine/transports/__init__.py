@@ -1,0 +1,1 @@
+"""aibx.engine.transports"""

@@ -1,0 +1,1 @@
+"""Real test targets started by the suite: sshd on loopback, network-namespace VMs, a WinRM server, QEMU."""
