@@ -1,1 +1,79 @@
-"""aibx.provisioners"""
+"""Provisioners: one module per customizer type, each compiling a model step into a ``StepPlan``.
+
+A provisioner never touches the network: its output is data (aibx.plan), so the exact commands are reviewable
+and testable. Each module ``aibx.provisioners.<name>`` exposes::
+
+    def compile_step(step: model.Step, ctx: CompileContext) -> plan.StepPlan
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aibx import model
+from aibx.plan import Plan, StepPlan
+
+# step kind -> module in this package
+MODULES = {
+    "Shell": "shell",
+    "PowerShell": "powershell",
+    "File": "file",
+    "WindowsRestart": "windows_restart",
+    "WindowsUpdate": "windows_update",
+}
+
+
+@dataclass
+class CompileOptions:
+    generalize: bool = False  # run the deprovision step at the end (destroys access to a real VM)
+    fetch_on_target: bool = False  # let the VM download scriptUri/sourceUri itself, as AIB does
+    allow_any_destination: bool = False  # File on Linux outside /tmp
+    base_dir: str = "."  # where relative file: URIs are resolved (the template's folder)
+    # random part of remote temp-file names; tests pass a fixed one for golden output
+    random_name: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
+
+
+@dataclass
+class CompileContext:
+    template: model.ImageTemplate
+    options: CompileOptions
+    phase: str = "customize"  # "stage", "customize", "validate" or "deprovision"
+
+    @property
+    def os_type(self) -> model.OsType:
+        return self.template.os_type
+
+
+def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
+    module_name = MODULES.get(step.kind)
+    if module_name is None:
+        kind = getattr(step, "type_name", "") or step.kind or "?"
+        return StepPlan(
+            name=step.label,
+            kind=kind,
+            phase=ctx.phase,
+            path=step.path,
+            blocked=[f"unknown customizer type {kind!r}"],
+        )
+    module = importlib.import_module(f"aibx.provisioners.{module_name}")
+    return module.compile_step(step, ctx)
+
+
+def compile_plan(template: model.ImageTemplate, options: CompileOptions | None = None) -> Plan:
+    """Every step in run order: stage the deprovision script, customizers, validators, deprovision."""
+    from aibx.provisioners import deprovision
+
+    options = options or CompileOptions()
+    plan = Plan(template=template.file, os_type=template.os_type.value)
+    plan.steps.append(deprovision.stage(CompileContext(template, options, "stage")))
+    ctx = CompileContext(template, options, "customize")
+    plan.steps += [compile_step(s, ctx) for s in template.customize]
+    if template.validate:
+        vctx = CompileContext(template, options, "validate")
+        plan.steps += [compile_step(s, vctx) for s in template.validate.in_vm_validations]
+    if options.generalize:
+        plan.steps.append(deprovision.run(CompileContext(template, options, "deprovision")))
+    return plan
