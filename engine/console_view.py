@@ -37,6 +37,8 @@ _OUTCOME_STYLE = {
 
 
 def format_seconds(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
@@ -116,7 +118,7 @@ class ConsoleView:
             self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}\n")
         elif isinstance(event, StepSkipped):
             ref = event.step
-            reason = f" ({event.reason})" if event.reason and event.reason != "not run" else ""
+            reason = f" ({event.reason})" if event.reason else ""
             self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
         elif isinstance(event, Notice):
             if event.level == "warning":

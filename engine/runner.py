@@ -40,7 +40,7 @@ from aibx.engine.events import (
 )
 from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy
 from aibx.engine.output import LineSplitter
-from aibx.engine.selection import SelectedPlan
+from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.transports.base import ConnectError, ConnectionLost, RemoteFileError, Transport
 
 from aibx.exitcodes import ExitCode
@@ -210,7 +210,7 @@ class Runner:
         message = ""
         for ref, selected in zip(self.refs, self.selected.steps, strict=True):
             if outcome is not None:
-                self._skip(ref, Outcome.NOT_RUN, f"not run: the run {outcome.value}")
+                self._skip(ref, Outcome.NOT_RUN, f"the run {outcome.value} before it")
                 continue
             if not selected.runs:
                 self._skip(ref, Outcome.SKIPPED, selected.reason or "")
@@ -244,10 +244,7 @@ class Runner:
 
     def _not_run_all(self, why: str) -> None:
         for ref, selected in zip(self.refs, self.selected.steps, strict=True):
-            if selected.runs:
-                self._skip(ref, Outcome.NOT_RUN, f"not run: {why}")
-            else:
-                self._skip(ref, Outcome.SKIPPED, selected.reason or "")
+            self._skip(ref, *_not_run(selected, why))
 
     # ------------------------------------------------------------------------------------------ guarded awaits
     async def _guarded(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -290,7 +287,7 @@ class Runner:
                     now = time.time()
                     message = f"{exc} (nothing was run on the VM: every script and file is checked first)"
                     for earlier_ref, earlier in zip(self.refs[:index], self.selected.steps[:index], strict=True):
-                        self._skip(earlier_ref, Outcome.NOT_RUN if earlier.runs else Outcome.SKIPPED, "not run")
+                        self._skip(earlier_ref, *_not_run(earlier, "a later step's script or file failed its check"))
                     self.results.append(StepResult(ref, Outcome.FAILED, started=None, ended=now, message=message))
                     self.emit(
                         StepFinished(
@@ -298,16 +295,16 @@ class Runner:
                         )
                     )
                     for later_ref, later in zip(self.refs[index + 1 :], self.selected.steps[index + 1 :], strict=True):
-                        self._skip(later_ref, Outcome.NOT_RUN if later.runs else Outcome.SKIPPED, "not run")
+                        self._skip(later_ref, *_not_run(later, "an earlier step's script or file failed its check"))
                     return self._finish(Outcome.FAILED, f"step {ref.name!r} failed: {message}")
         return None
 
     # ------------------------------------------------------------------------------------------ connecting
     async def _connect(self) -> None:
+        transport = self.transport_factory()
         self.emit(Connecting(self.target))
         loop = asyncio.get_running_loop()
         began = loop.time()
-        transport = self.transport_factory()
         await self._guarded(transport.connect())
         self.transport = transport
         note = getattr(transport, "host_key_note", "")
@@ -460,6 +457,10 @@ class _OutputCollector:
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
         return text
+
+
+def _not_run(selected: SelectedStep, why: str) -> tuple[Outcome, str]:
+    return (Outcome.NOT_RUN, why) if selected.runs else (Outcome.SKIPPED, selected.reason or "")
 
 
 def _contents(step: StepPlan) -> list[Content]:
