@@ -88,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = p.add_argument_group("limits")
     t.add_argument(
         "--timeout-minutes",
-        type=int,
+        type=float,
         metavar="N",
         help="the whole run's deadline (default: the template's buildTimeoutInMinutes; 0 there means 240)",
     )
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"{option} {value!r} is not a duration such as 90s, 5m or 1h")
         durations[option] = seconds
     if args.timeout_minutes is not None and not 0 < args.timeout_minutes <= MAX_BUILD_TIMEOUT_MINUTES:
-        return _error(f"--timeout-minutes must be between 1 and {MAX_BUILD_TIMEOUT_MINUTES}")
+        return _error(f"--timeout-minutes must be more than 0 and at most {MAX_BUILD_TIMEOUT_MINUTES}")
 
     prepared = prepare(args)
     if isinstance(prepared, int):
@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         print("aibx run: nothing was run; the steps above cannot run as written", file=sys.stderr)
         return ExitCode.USAGE
 
-    timeout_minutes = args.timeout_minutes or min(template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES)
+    timeout_minutes = args.timeout_minutes or float(
+        min(template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES)
+    )
     options = ConnectOptions(
         identity=os.path.expanduser(args.identity) if args.identity else None,
         password=password,
