@@ -55,7 +55,8 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             Exec(
                 posix.run_stdin_script(script_path),
                 stdin=Content(data=script),
-                description=f"the VM downloads {redact_uri(uri)}, checks it and moves it to {destination}",
+                description=f"the VM downloads {redact_uri(uri)}, {'checks it and ' if checksum else ''}"
+                f"moves it to {destination}",
             )
         )
         plan.on_interrupt.append(
@@ -63,7 +64,7 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
         )
         return plan
     assert source.content is not None
-    plan.actions.append(Upload(destination, source.content, description=f"write {destination}"))
+    plan.actions.append(Upload(destination, source.content))
     return plan
 
 

@@ -53,11 +53,12 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             fetched_path = posix.temp_path(random_part, ".fetched")
             temp_files.append(fetched_path)
             stdin = Content(data=posix.fetch_and_run_script(uri, checksum, fetched_path))
-            description = f"the VM downloads {redact_uri(uri)}, checks it and runs it"
+            checks = "checks it and runs it" if checksum else "runs it"
+            description = f"the VM downloads {redact_uri(uri)}, {checks}"
         else:
             assert source.content is not None
             stdin = source.content
-            description = f"run {source.content.describe()}"
+            description = "run the script, fetched and checked by aibx before anything reaches the VM"
         if not checksum:
             plan.notes.append("no sha256Checksum: a changed script would go unnoticed")
     plan.actions.append(Exec(posix.run_stdin_script(script_path), stdin=stdin, description=description))

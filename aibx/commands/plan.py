@@ -193,6 +193,8 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
                     mode = f", mode {action.mode:04o}" if action.mode is not None else ""
                     out.append(f"    {label}upload {action.remote_path}{mode}")
                     out.append(f"           from {action.content.describe()}")
+                    if action.description:
+                        out.append(f"           ({action.description})")
                 else:
                     out.append(f"    {label}{type(action).__name__}: {action.description or action}")
         for note in step.notes:
