@@ -70,9 +70,9 @@ def test_plan_with_steps_that_cannot_run_exits_2_with_positions(monkeypatch: pyt
     assert result.code == 2
     lines = [line for line in result.err.splitlines() if "cannot run" in line]
     assert lines == [
-        "fixtures/plan/refused.json:19:7: error: properties.customize[1]: step 'needs-a-value' cannot run: scriptUri has "
-        "no value: https://<storageAccount>.blob.core.windows.net/scripts/setup.sh (placeholder <storageAccount> not "
-        "substituted; pass -p storageAccount=VALUE)",
+        "fixtures/plan/refused.json:19:7: error: properties.customize[1]: step 'needs-a-value' cannot run: "
+        "scriptUri has no value: https://<storageAccount>.blob.core.windows.net/scripts/setup.sh "
+        "(placeholder <storageAccount> not substituted; pass -p storageAccount=VALUE)",
         "fixtures/plan/refused.json:25:7: error: properties.customize[2]: step 'outside-tmp' cannot run: destination "
         "'/etc/motd': on Linux AIB can only write under /tmp (aibx refuses the rest unless --allow-any-destination)",
     ]
