@@ -13,6 +13,7 @@ from aibx.engine.events import (
     Connected,
     Event,
     Notice,
+    Outcome,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -24,6 +25,12 @@ from aibx.engine.events import (
 from aibx import __version__
 
 FORMAT_VERSION = 1
+STEP_OUTCOMES = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.SKIPPED, Outcome.NOT_RUN)
+
+
+def _camel(text: str) -> str:
+    first, *rest = text.split()
+    return first + "".join(word.capitalize() for word in rest)
 
 
 class RunReport:
@@ -80,13 +87,12 @@ class RunReport:
 
     def document(self) -> dict[str, object]:
         steps = [self.steps[i] for i in sorted(self.steps)]
-        totals = collections.Counter(str(s["outcome"]) for s in steps)
-        return {
-            **self.data,
-            "steps": steps,
-            "warnings": self.warnings,
-            "totals": {"steps": len(steps), **{outcome: totals[outcome] for outcome in sorted(totals)}},
-        }
+        counts = collections.Counter(str(s["outcome"]) for s in steps)
+        totals = {"steps": len(steps)}
+        for outcome in Outcome:  # every outcome a step can have, in camelCase: succeeded, notRun, timedOut, ...
+            if outcome in STEP_OUTCOMES or counts[outcome.value]:
+                totals[_camel(outcome.value)] = counts[outcome.value]
+        return {**self.data, "steps": steps, "warnings": self.warnings, "totals": totals}
 
     def write(self) -> None:
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
