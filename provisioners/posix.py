@@ -14,7 +14,8 @@ import shlex
 from collections.abc import Sequence
 
 TEMP_DIR = "/tmp"
-INLINE_SHEBANG = "#!/bin/sh -e"
+INLINE_INTERPRETER = "/bin/sh -e"
+INLINE_SHEBANG = f"#!{INLINE_INTERPRETER}"
 # The wrapper's own exit code when it cannot create the script file (it exists already, /tmp is full, ...).
 CANNOT_CREATE_EXIT = 125
 
@@ -28,17 +29,21 @@ def inline_script(lines: Sequence[str]) -> bytes:
     return "".join(f"{line}\n" for line in (INLINE_SHEBANG, *lines)).encode()
 
 
-def run_stdin_script(path: str) -> str:
+def run_stdin_script(path: str, interpreter: str | None = None) -> str:
     """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
 
     ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; the traps remove it when the
-    process group is signalled (interrupt, timeout) and exit the way a signalled shell would."""
+    process group is signalled (interrupt, timeout) and exit the way a signalled shell would. Without an
+    ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with one (inline
+    lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on a /tmp
+    mounted noexec."""
     f = '"$f"'
+    run = f"{interpreter} {f}" if interpreter else f"chmod 700 {f} && {f}"
     return (
         f"umask 077; f={shlex.quote(path)}; "
         f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
         f'set -C; cat >{f} || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; set +C; '
-        f"chmod 700 {f} && {f} </dev/null; rc=$?; rm -f {f}; exit $rc"
+        f"{run} </dev/null; rc=$?; rm -f {f}; exit $rc"
     )
 
 

@@ -36,7 +36,9 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
     random_part = ctx.options.random_name()
     script_path = posix.temp_path(random_part, ".sh")
     temp_files = [script_path]
+    interpreter = None
     if has_inline:
+        interpreter = posix.INLINE_INTERPRETER
         lines = [str(line) for line in step.inline or []]
         stdin = Content(data=posix.inline_script(lines))
         description = f"run {len(lines)} inline line{'s' * (len(lines) != 1)} as one /bin/sh -e script"
@@ -61,6 +63,6 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             description = "run the script, fetched and checked by aibx before anything reaches the VM"
         if not checksum:
             plan.notes.append("no sha256Checksum: a changed script would go unnoticed")
-    plan.actions.append(Exec(posix.run_stdin_script(script_path), stdin=stdin, description=description))
+    plan.actions.append(Exec(posix.run_stdin_script(script_path, interpreter), stdin=stdin, description=description))
     plan.on_interrupt.append(Exec(posix.remove_files(*temp_files), description="remove the temporary script"))
     return plan

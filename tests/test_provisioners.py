@@ -41,7 +41,8 @@ def test_inline_is_one_exec_of_the_wrapper_with_the_script_on_stdin() -> None:
     assert plan.blocked == [] and len(plan.actions) == 1
     action = plan.actions[0]
     assert isinstance(action, Exec)
-    assert action.command == posix.run_stdin_script(f"/tmp/aibx-{FIXED}.sh")
+    assert action.command == posix.run_stdin_script(f"/tmp/aibx-{FIXED}.sh", "/bin/sh -e")
+    assert '/bin/sh -e "$f" </dev/null' in action.command
     assert action.stdin == Content(data=b"#!/bin/sh -e\napt-get update\necho 'done'\n")
     assert plan.on_interrupt == [Exec(f"rm -f /tmp/aibx-{FIXED}.sh", description="remove the temporary script")]
 
@@ -201,27 +202,29 @@ def test_unknown_customizer_types_are_refused() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the wrapper, for real
-def run_wrapper(path: str, script: bytes, timeout: float = 10) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["/bin/sh", "-c", posix.run_stdin_script(path)], input=script, capture_output=True, timeout=timeout
-    )
+def run_wrapper(
+    path: str, script: bytes, interpreter: str | None = None, timeout: float = 10
+) -> subprocess.CompletedProcess[bytes]:
+    command = posix.run_stdin_script(path, interpreter)
+    return subprocess.run(["/bin/sh", "-c", command], input=script, capture_output=True, timeout=timeout)
 
 
 def unique_path() -> str:
     return posix.temp_path(os.urandom(8).hex(), ".sh")
 
 
-def test_wrapper_runs_the_script_privately_and_removes_it() -> None:
+@pytest.mark.parametrize(("interpreter", "mode"), [(None, b"700"), ("/bin/sh -e", b"600")])
+def test_wrapper_runs_the_script_privately_and_removes_it(interpreter: str | None, mode: bytes) -> None:
     path = unique_path()
     script = posix.inline_script(['stat -c %a "$0"', "cat", "echo after-cat", "exit 7"])
-    result = run_wrapper(path, script)
+    result = run_wrapper(path, script, interpreter)
     assert result.returncode == 7
-    assert result.stdout == b"700\nafter-cat\n"  # owner-only, and stdin is empty (/dev/null), not the script
+    assert result.stdout == mode + b"\nafter-cat\n"  # owner-only, and stdin is empty (/dev/null), not the script
     assert not os.path.exists(path)
 
 
 def test_wrapper_stops_at_the_first_failing_line() -> None:
-    result = run_wrapper(unique_path(), posix.inline_script(["echo one", "false", "echo two"]))
+    result = run_wrapper(unique_path(), posix.inline_script(["echo one", "false", "echo two"]), "/bin/sh -e")
     assert (result.returncode, result.stdout) == (1, b"one\n")
 
 
