@@ -22,13 +22,14 @@ import posixpath
 import signal
 import socket
 from pathlib import Path
+from typing import BinaryIO
 
 import asyncssh
 from aibx.engine.transports import ConnectOptions, Target
 from aibx.engine.transports.base import ConnectError, ConnectionLost, OutputCallback, RemoteFileError, Transport
 
 READ_CHUNK = 64 * 1024
-UPLOAD_CHUNK = 16 * 1024 * 1024  # one parallel SFTP write per chunk; bounds memory for large files
+UPLOAD_DEPTH = 64  # SFTP write requests in flight: enough to fill the pipe, memory bounded to DEPTH * block
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 
@@ -271,10 +272,7 @@ class SshTransport(Transport):
             async with sftp.open(remote_path, "wb") as f:
                 if isinstance(data, Path):
                     with data.open("rb") as src:
-                        offset = 0
-                        while chunk := src.read(UPLOAD_CHUNK):
-                            await f.write(chunk, offset)
-                            offset += len(chunk)
+                        await _pipelined_write(f, src, sftp.limits.max_write_len or 32768)
                 else:
                     await f.write(data)
                 if mode is not None:
@@ -320,6 +318,26 @@ class SshTransport(Transport):
             conn.close()
             with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
                 await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:
+    """Write a local file with up to UPLOAD_DEPTH SFTP requests in flight (asyncssh's own writer waits for each
+    buffer's requests before taking the next one)."""
+    pending: set[asyncio.Future[int]] = set()
+    offset = 0
+    try:
+        while chunk := src.read(block):
+            if len(pending) >= UPLOAD_DEPTH:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()
+            pending.add(asyncio.ensure_future(f.write(chunk, offset)))
+            offset += len(chunk)
+        await asyncio.gather(*pending)
+        pending = set()
+    finally:
+        for request in pending:
+            request.cancel()
 
 
 def _reason(exc: BaseException) -> str:
