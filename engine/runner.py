@@ -216,8 +216,10 @@ class Runner:
                 self._skip(ref, Outcome.SKIPPED, selected.reason or "")
                 continue
             result = await self._run_step(ref, selected.step)
-            if result.outcome is not Outcome.SUCCEEDED:
-                outcome, message = result.outcome, f"step {ref.name!r} {result.outcome.value}: {result.message}"
+            if result.outcome is Outcome.FAILED:
+                outcome, message = result.outcome, f"step {ref.name!r} failed: {result.message}"
+            elif result.outcome is not Outcome.SUCCEEDED:
+                outcome, message = result.outcome, f"step {ref.name!r}: {result.message}"
         if outcome is None:
             return self._finish(Outcome.SUCCEEDED)
         return self._finish(outcome, message)
@@ -336,7 +338,7 @@ class Runner:
             result.outcome = Outcome.TIMED_OUT
             result.message = self._deadline_message() + "; the remote process was stopped"
         if result.outcome in (Outcome.INTERRUPTED, Outcome.TIMED_OUT, Outcome.CONNECTION_LOST):
-            await self._best_effort(ref, step.on_interrupt, "clean-up after the interruption")
+            await self._best_effort(ref, step.on_interrupt, "removing the step's temporary files")
         await self._best_effort(ref, step.cleanup, "clean-up")
         result.ended = time.time()
         self.results.append(result)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import pytest
-from aibx.engine.events import EventBus, Notice, Outcome, Output, RunFinished, RunStarted, StepFinished, StepRef
+from aibx.engine.console_view import ConsoleView
+from aibx.engine.events import (
+    EventBus,
+    Notice,
+    Outcome,
+    Output,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRef,
+    StepStarted,
+)
 from aibx.engine.fetch import ChecksumMismatch, ContentFetcher, FetchError, FetchPolicy
 from aibx.engine.output import LineSplitter
 from aibx.engine.redaction import Redactor, redact_tree
@@ -171,3 +183,37 @@ def test_report_totals(tmp_path: Path) -> None:
     assert data["totals"] == {"steps": 3, "succeeded": 1, "failed": 0, "timedOut": 1, "skipped": 0, "notRun": 0}
     assert data["steps"][0]["durationSeconds"] == 1.5 and data["steps"][2]["outcome"] is None
     assert (data["bootId"], data["exitCode"]) == ("b", 4)
+
+
+# ----------------------------------------------------------------------------------------------- console
+def _console_events(view) -> None:  # type: ignore[no-untyped-def]
+    ref = StepRef(2, 3, "install", "Shell", "customize")
+    view(StepStarted("t", step=ref))
+    view(Output("t", step=ref, stream="stdout", lines=("hello", "world")))
+    view(Output("t", step=ref, stream="stderr", lines=("oops",)))
+    view(StepFinished("t", step=ref, outcome=Outcome.SUCCEEDED, started=1.0, ended=3.5, exit_code=0))
+
+
+def test_console_prefixes_lines_with_the_step_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    out, err = io.StringIO(), io.StringIO()
+    _console_events(ConsoleView(out, err, status_line=False))
+    assert out.getvalue() == (
+        "==> [2/3] install (Shell)\ninstall | hello\ninstall | world\ninstall | oops\n"
+        "<== [2/3] install: succeeded in 2.50 s\n"
+    )
+
+
+def test_console_on_a_terminal_has_colour_and_a_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    out = io.StringIO()
+    view = ConsoleView(out, io.StringIO(), status_line=True)
+    _console_events(view)
+    text = out.getvalue()
+    assert "\033[36minstall |\033[0m hello" in text and "\033[31minstall |\033[0m oops" in text  # stderr in red
+    assert "\r\033[K\033[2m[2/3] install  0.00 s\033[0m" in text  # the status line, redrawn after each line
+    monkeypatch.setenv("NO_COLOR", "1")  # NO_COLOR wins over everything
+    plain = io.StringIO()
+    _console_events(ConsoleView(plain, io.StringIO(), status_line=True))
+    assert "\033[3" not in plain.getvalue() and "[2/3] install" in plain.getvalue()

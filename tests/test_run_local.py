@@ -142,3 +142,26 @@ def test_build_timeout_locally(tmp_path: Path) -> None:
 def test_the_module_runs_as_python_m_aibx(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "aibx", "run", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--reconnect-timeout" in result.stdout and "--password-env" in result.stdout
+
+
+def test_secure_parameter_values_are_redacted(tmp_path: Path) -> None:
+    from tests.support.templates import image_template
+
+    resource = image_template([shell("uses-token", "[concat('echo token=', parameters('apiToken'))]")])
+    resource.update(name="tpl", apiVersion="2024-02-01")
+    deployment = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"apiToken": {"type": "securestring"}},
+        "resources": [resource],
+    }
+    template = tmp_path / "deploy.json"
+    template.write_text(json.dumps(deployment))
+    secret = "s3cr3t-api-token-value"
+    result = local_run(tmp_path, template, "-p", f"apiToken={secret}")
+    assert result.code == 0, result.text
+    assert "uses-token | token=***" in result.out
+    everything = result.text + (tmp_path / "c.log").read_text() + (tmp_path / "r.json").read_text()
+    assert secret not in everything
+    plan = invoke("plan", template, "-p", f"apiToken={secret}")
+    assert plan.code == 0 and "echo token=***" in plan.out and secret not in plan.out

@@ -196,7 +196,7 @@ class SshTransport(Transport):
             raise TimeoutError(f"command still running after {timeout:g} s") from None
         except (asyncssh.Error, OSError) as exc:
             process.close()
-            raise ConnectionLost(f"connection to {self.target} lost: {_reason(exc)}") from None
+            raise ConnectionLost(f"the connection to {self.target} dropped ({_reason(exc)})") from None
         except BaseException:  # cancelled (interrupt) or a failing callback: stop what runs
             await self._stop(process)
             raise
@@ -208,7 +208,7 @@ class SshTransport(Transport):
                 return 128 + signal.Signals[f"SIG{name}"].value
             except KeyError:
                 return 255
-        raise ConnectionLost(f"connection to {self.target} closed before the command reported its exit status")
+        raise ConnectionLost(f"the connection to {self.target} closed before the command reported its exit status")
 
     async def _communicate(
         self, process: asyncssh.SSHClientProcess, stdin: bytes | Path | None, on_output: OutputCallback | None

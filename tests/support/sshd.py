@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +178,7 @@ class SshTarget:
         self.power_request = self.dir / "power.request"
         self.proc: subprocess.Popen[bytes] | None = None
         self.boot_count = 0
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ setup
     def prepare(self) -> SshTarget:
@@ -260,7 +262,11 @@ class SshTarget:
         return self
 
     def kill(self) -> None:
-        """Power cut: every process of the target dies at once."""
+        """Power cut: every process of the target dies at once (safe to call from several threads)."""
+        with self._lock:
+            self._kill()
+
+    def _kill(self) -> None:
         if self.proc is None:
             return
         victims = descendants(self.proc.pid)
