@@ -66,6 +66,7 @@ class ConsoleView:
         self.current: StepRef | None = None
         self.step_started = 0.0
         self.status_shown = False
+        self.not_run = 0
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
@@ -117,6 +118,9 @@ class ConsoleView:
             self.current = None  # the run's final message explains a failure
             self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}\n")
         elif isinstance(event, StepSkipped):
+            if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
+                self.not_run += 1
+                return
             ref = event.step
             reason = f" ({event.reason})" if event.reason else ""
             self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
@@ -142,6 +146,8 @@ class ConsoleView:
             took = format_seconds(event.ended - event.started)
             verdict = s(f"run {event.outcome.value}", *_OUTCOME_STYLE.get(event.outcome, ()))
             files = "".join(s(f"{name}\n", "dim") for name in self.files)
+            if self.not_run:
+                self._write(s(f"{self.not_run} step{'s' * (self.not_run != 1)} not run", "dim") + "\n")
             if event.outcome is Outcome.SUCCEEDED:
                 self._write(f"{verdict} in {took}\n{files}")
             else:

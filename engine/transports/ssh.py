@@ -40,7 +40,7 @@ class _HostKeyCheck:
     def __init__(self, known_hosts_path: Path, accept_new: bool) -> None:
         self.path = known_hosts_path
         self.accept_new = accept_new
-        self.known = asyncssh.read_known_hosts(str(known_hosts_path)) if known_hosts_path.is_file() else None
+        self.known = asyncssh.read_known_hosts(str(known_hosts_path)) if known_hosts_path.exists() else None
         self.verdict: str | None = None  # "changed", "unknown" or "recorded"
         self.fingerprint = ""
         self.recorded_line = ""
@@ -82,7 +82,7 @@ class SshTransport(Transport):
     async def connect(self) -> None:
         opts = self.options
         known_hosts = Path(os.path.expanduser(opts.known_hosts or DEFAULT_KNOWN_HOSTS))
-        if opts.known_hosts and not known_hosts.is_file() and not opts.accept_new_host_key:
+        if opts.known_hosts and not known_hosts.exists() and not opts.accept_new_host_key:
             raise ConnectError("hostkey", self.target, f"known hosts file {known_hosts} does not exist")
         check = _HostKeyCheck(known_hosts, opts.accept_new_host_key)
 
@@ -91,7 +91,7 @@ class SshTransport(Transport):
                 return check.validate(host, addr, port, key)
 
         kwargs: dict[str, object] = {
-            "known_hosts": str(known_hosts) if known_hosts.is_file() else b"",
+            "known_hosts": str(known_hosts) if known_hosts.exists() else b"",
             "client_factory": Client,
             "connect_timeout": opts.connect_timeout,
             "keepalive_interval": opts.keepalive_interval,
