@@ -558,14 +558,15 @@ def _parent(path: str) -> str:
 _BOOT_MARKER = "LastBootUpTime"
 _UPLOAD_MARKER = "# aibx: receive a file on stdin"
 _DOWNLOAD_MARKER = "# aibx: send a file on stdout"
-_PS_STRING = r"'((?:[^']|'')*)'"
+_QUOTES = "'\u2018\u2019\u201a\u201b"  # PowerShell treats all of these as single quotes
+_PS_STRING = f"[{_QUOTES}]((?:[^{_QUOTES}]|[{_QUOTES}]{{2}})*)[{_QUOTES}]"
 
 
 def _ps_param(script: str, name: str) -> str:
     m = re.search(rf"\${name}\s*=\s*{_PS_STRING}", script)
     if not m:
         raise ValueError(f"no ${name} = '...' in the script")
-    return m.group(1).replace("''", "'")
+    return re.sub(f"([{_QUOTES}])\\1", r"\1", m.group(1))
 
 
 def builtin_handler(cmd: RemoteCommand) -> Handler:
