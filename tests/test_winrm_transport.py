@@ -528,3 +528,18 @@ def test_run_after_close_is_connection_lost(winrm_host: WinRMHost) -> None:
             await t.run("hostname")
 
     run(scenario())
+
+
+@pytest.mark.parametrize(("auth", "extra"), [("kerberos", "HAVE_KERBEROS"), ("credssp", "HAVE_CREDSSP")])
+def test_optional_auth_methods_say_what_to_install(auth: str, extra: str) -> None:
+    import winrm.transport
+
+    make = lambda: WinRMTransport.from_url(  # noqa: E731
+        "winrm://admin@vm1", WinRMOptions(auth=auth, password_env="P"), environ={"P": "x"}
+    )
+    if getattr(winrm.transport, extra):
+        assert make().auth == auth
+    else:
+        with pytest.raises(WinRMConfigError) as e:
+            make()
+        assert f"pywinrm[{auth}]" in str(e.value)
