@@ -191,6 +191,13 @@ def next_move(rounds: list[RoundResult | None], max_rounds: int = MAX_ROUNDS) ->
             "of looping (exclude it with a filter)",
         )
     if last.reboot_required or last.status == "reboot-required":
+        previous = rounds[-2] if number > 1 else None
+        if last.installed == 0 and previous is not None and previous.reboot_required and previous.installed == 0:
+            return Move(
+                "fail",
+                f"round {number}: a restart is still pending after restarting, with nothing installed in between "
+                f"({last.message or 'the pending-restart flag does not clear'})",
+            )
         if number >= max_rounds:
             return Move("fail", f"still needs a restart after {number} rounds (the limit)")
         return Move("restart", last.message or "a restart is required")

@@ -352,3 +352,10 @@ def test_update_script_translates_error_codes() -> None:
     # bounded: the search is retried a fixed number of times, never forever
     assert "for ($attempt = 1; $attempt -le $SearchAttempts; $attempt++)" in text
     assert "while" not in text.lower()
+
+
+def test_round_loop_stops_when_the_pending_restart_never_clears() -> None:
+    pending = wu.RoundResult("reboot-required", reboot_required=True, message="a restart was pending before the search")
+    assert wu.next_move([pending]).action == "restart"
+    move = wu.next_move([pending, pending])
+    assert move.action == "fail" and "still pending after restarting" in move.reason
