@@ -19,6 +19,7 @@ tests check the exact PowerShell text separately (golden files).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import datetime as dt
@@ -332,6 +333,7 @@ class _NtlmUserFile:
                 fd, name = tempfile.mkstemp(prefix="aibx-ntlm-users-")
                 os.close(fd)
                 cls.path = Path(name)
+                atexit.register(cls.path.unlink, missing_ok=True)
             cls.users.add((user, password))
             cls.path.write_text("".join(f":{u}:{p}\n" for u, p in sorted(cls.users)))
             os.environ["NTLM_USER_FILE"] = str(cls.path)
