@@ -13,6 +13,8 @@ from tests.support.http_server import ContentServer
 from tests.support.requirements import require_program
 from tests.support.sshd import SshTarget
 
+pytest_plugins = ["tests.support.winrm_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
