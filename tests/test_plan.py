@@ -87,3 +87,11 @@ def test_plan_of_an_invalid_template_exits_2(tmp_path: Path) -> None:
     bad.write_text('{"type": "Microsoft.VirtualMachineImages/imageTemplates", "properties": {"customize": 3}')
     result = invoke("plan", bad)
     assert result.code == 2 and "error[AIB002]" in result.err
+
+
+def test_plan_shows_windows_restarts_and_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    result = invoke("plan", "fixtures/windows/customizers.json")
+    assert result.code == 0, result.err
+    assert 'restart shutdown /r /f /t 0 /c "packer restart"' in result.out
+    assert "search: BrowseOnly=0 and IsInstalled=0; at most 1000 updates" in result.out

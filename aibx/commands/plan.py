@@ -160,7 +160,7 @@ def render_json(prepared: Prepared, selected: Any = None) -> str:
 
 def render_text(prepared: Prepared, selected: Any = None) -> str:
     from aibx.diagnostics import format_path
-    from aibx.plan import Exec, Upload
+    from aibx.plan import Exec, Restart, Upload, WindowsUpdate
 
     plan = prepared.plan
     reasons = {id(s.step): s.reason for s in selected.steps} if selected is not None else {}
@@ -195,8 +195,15 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
                     out.append(f"           from {action.content.describe()}")
                     if action.description:
                         out.append(f"           ({action.description})")
-                else:
-                    out.append(f"    {label}{type(action).__name__}: {action.description or action}")
+                elif isinstance(action, Restart):
+                    out.append(f"    {label}restart {action.command}")
+                    if action.check_command:
+                        out.append(f"           then until this succeeds: {action.check_command}")
+                    out.append(f"           (a new boot within {action.timeout_seconds:g} s)")
+                elif isinstance(action, WindowsUpdate):
+                    out.append(f"    {label}update {action.command or action.description}")
+                    out.append(f"           search: {action.search_criteria}; at most {action.update_limit} updates")
+                    out += [f"           filter: {f}" for f in action.filters]
         for note in step.notes:
             out.append(f"    note: {note}")
         out.append("")
