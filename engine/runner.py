@@ -188,15 +188,17 @@ class Runner:
         try:
             failure = await self._fetch_all(workdir)
         except _Interrupted:
+            self._not_run_all("interrupted")
             return self._finish(Outcome.INTERRUPTED, "interrupted while fetching scripts and files")
         except _DeadlineExceeded:
+            self._not_run_all("timed out")
             return self._finish(Outcome.TIMED_OUT, self._deadline_message())
         if failure:
             return failure
         # 2. connect
         try:
             await self._connect()
-        except ConnectError as exc:
+        except (ConnectError, ConnectionLost) as exc:
             self._not_run_all("could not connect")
             return self._finish(Outcome.CONNECT_FAILED, str(exc))
         except _Interrupted:

@@ -41,7 +41,7 @@ class _HostKeyCheck:
         self.path = known_hosts_path
         self.accept_new = accept_new
         self.known = asyncssh.read_known_hosts(str(known_hosts_path)) if known_hosts_path.exists() else None
-        self.verdict: str | None = None  # "changed", "unknown" or "recorded"
+        self.verdict: str | None = None  # "changed", "unknown" or "accepted"
         self.fingerprint = ""
         self.recorded_line = ""
 
@@ -62,11 +62,13 @@ class _HostKeyCheck:
         name = host if port == 22 else f"[{host}]:{port}"
         algorithm, blob = key.export_public_key("openssh").decode().split()[:2]
         self.recorded_line = f"{name} {algorithm} {blob}"
+        self.verdict = "accepted"  # recorded once the server has proved it holds the key (the connection is up)
+        return True
+
+    def record(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(self.recorded_line + "\n")
-        self.verdict = "recorded"
-        return True
 
 
 class SshTransport(Transport):
@@ -139,7 +141,8 @@ class SshTransport(Transport):
             raise ConnectError(kind, self.target, exc.strerror or str(exc)) from None
         except asyncssh.Error as exc:
             raise ConnectError("protocol", self.target, f"SSH error: {exc.reason}") from None
-        if check.verdict == "recorded":
+        if check.verdict == "accepted":
+            check.record()
             self.host_key_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
 
     def _host_key_error(self, check: _HostKeyCheck, known_hosts: Path) -> ConnectError:
