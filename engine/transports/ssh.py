@@ -29,7 +29,9 @@ from aibx.engine.transports import ConnectOptions, Target
 from aibx.engine.transports.base import ConnectError, ConnectionLost, OutputCallback, RemoteFileError, Transport
 
 READ_CHUNK = 64 * 1024
-UPLOAD_DEPTH = 64  # SFTP write requests in flight: enough to fill the pipe, memory bounded to DEPTH * block
+# SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
+# use); more would only queue inside asyncssh, which measured slower on loopback (bench/run_over_ssh.py)
+UPLOAD_DEPTH = 8
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 
@@ -324,8 +326,8 @@ class SshTransport(Transport):
 
 
 async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:
-    """Write a local file with up to UPLOAD_DEPTH SFTP requests in flight (asyncssh's own writer waits for each
-    buffer's requests before taking the next one)."""
+    """Write a local file with up to UPLOAD_DEPTH SFTP requests in flight, reading it block by block (asyncssh's
+    own writer takes a whole buffer and waits for all its requests before the next one)."""
     pending: set[asyncio.Future[int]] = set()
     offset = 0
     try:
