@@ -7,6 +7,7 @@ with this table), a severity, a message, and where it points: file, line, column
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -52,6 +53,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB028": (W, "`storageAccountType` applies only with `replicationRegions`"),
     "AIB029": (W, "URI scheme AIB cannot fetch (aibx run can)"),
     "AIB031": (E, "`identity` must name exactly one user-assigned identity"),
+    "AIB032": (W, "`sourceValidationOnly` skips the build: customizers do not run"),
+    "AIB033": (W, "ARM expression in a bare resource: it is sent as written, not evaluated"),
+    "AIB034": (W, "key written twice in one object; only the last value counts"),
     # schema (generated from the swagger files)
     "AIB050": (E, "unknown field"),
     "AIB051": (E, "field name in the wrong case"),
@@ -82,11 +86,13 @@ class Diagnostic:
     json_path: str = ""
 
     def format(self) -> str:
+        """One line: ``FILE:LINE:COL: SEVERITY[CODE] JSON.PATH: MESSAGE``. Control characters a template may
+        carry (newlines, terminal escapes) are shown escaped, so each diagnostic stays one harmless line."""
         where = self.file or "<input>"
         if self.line:
             where += f":{self.line}:{self.column}"
         path = f" {self.json_path}:" if self.json_path else ""
-        return f"{where}: {self.severity.value}[{self.code}]{path} {self.message}"
+        return printable(f"{where}: {self.severity.value}[{self.code}]{path} {self.message}")
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -112,6 +118,14 @@ def make(
 ) -> Diagnostic:
     default, _title = CODES[code]
     return Diagnostic(severity or default, code, message, file, line, column, json_path)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped (``\\n``, ``\\x1b``, ``\\ud800``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 
 
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
