@@ -43,6 +43,9 @@ class Document:
     unresolved: dict[JsonPath, Unresolved] = field(default_factory=dict)
     # values of secure parameters: never to be printed, logged or reported
     secrets: list[str] = field(default_factory=list)
+    # True for a resource of an ARM deployment template (its expressions were evaluated), False for a bare
+    # resource (sent to AIB as written)
+    in_deployment: bool = False
 
     def full_path(self, path: JsonPath) -> JsonPath:
         return (*self.prefix, *path)
@@ -59,6 +62,8 @@ class Document:
         """A diagnostic pointing at ``path`` (relative to the resource), with line, column and JSON path."""
         full = self.full_path(path)
         line, column = self.source_map.locate(full, key=key)
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
         return make(
             code,
             message,
