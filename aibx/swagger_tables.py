@@ -8,6 +8,18 @@ API_VERSIONS = ('2018-02-01-preview', '2019-02-01-preview', '2019-05-01-preview'
 
 ROOT = 'ImageTemplate'
 
+# pattern of the image template's name (the imageTemplateName path parameter), per apiVersion
+TEMPLATE_NAME_PATTERNS = {'2018-02-01-preview': '^[A-Za-z0-9-_]{1,64}$',
+ '2019-02-01-preview': '^[A-Za-z0-9-_]{1,64}$',
+ '2019-05-01-preview': '^[A-Za-z0-9-_.]{1,64}$',
+ '2020-02-14': '^[A-Za-z0-9-_.]{1,64}$',
+ '2021-10-01': '^[A-Za-z0-9-_.]{1,64}$',
+ '2022-02-14': '^[A-Za-z0-9-_.]{1,64}$',
+ '2022-07-01': '^[A-Za-z0-9-_.]{1,64}$',
+ '2023-07-01': '^[A-Za-z0-9-_.]{1,64}$',
+ '2024-02-01': '^[A-Za-z0-9-_.]{1,64}$',
+ '2025-10-01': '^[A-Za-z0-9-_.]{1,64}$'}
+
 SCHEMAS = {'2018-02-01-preview': {'ImageTemplate': {'t': 'object',
                                           'props': {'id': {'t': 'string', 'ro': True},
                                                     'name': {'t': 'string', 'ro': True},

@@ -126,8 +126,12 @@ class Converter:
 def build() -> str:
     versions = sorted((p.name for p in SWAGGER.iterdir() if (p / "imagebuilder.json").exists()), key=version_key)
     schemas = {}
+    name_patterns = {}
     for v in versions:
-        conv = Converter(json.loads((SWAGGER / v / "imagebuilder.json").read_text()))
+        swagger = json.loads((SWAGGER / v / "imagebuilder.json").read_text())
+        # the template name is a path parameter of the REST API, not a body field
+        name_patterns[v] = swagger["parameters"]["ImageTemplateNameParameter"]["pattern"]
+        conv = Converter(swagger)
         conv.ref(f"#/definitions/{ROOT}")
         # every definition reachable from the image template, variants included
         pending = True
@@ -147,6 +151,8 @@ def build() -> str:
         'definitions disc (discriminator field) and variants (discriminator value -> definition)."""\n\n'
         f"API_VERSIONS = {tuple(versions)!r}\n\n"
         f"ROOT = {ROOT!r}\n\n"
+        "# pattern of the image template's name (the imageTemplateName path parameter), per apiVersion\n"
+        f"TEMPLATE_NAME_PATTERNS = {pprint.pformat(name_patterns, width=110)}\n\n"
         f"SCHEMAS = {body}\n"
     )
 
