@@ -46,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aibx.console import Style
+    from aibx.diagnostics import format_path
 
+    if hasattr(sys.stdout, "reconfigure"):  # a template may hold text the terminal's encoding cannot show
+        sys.stdout.reconfigure(errors="backslashreplace")
     loaded = load_templates(args, args.paths)
     diags = loaded.all_diagnostics()
     errors = sum(d.severity is Severity.ERROR for d in diags)
@@ -62,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
                     {
                         "file": r.document.file,
                         "name": r.document.name,
+                        "resource": format_path(r.document.prefix),
                         "apiVersion": r.api_version,
                         "os": r.template.os_type.value,
+                        "osReason": r.template.os_reason,
                         "errors": sum(d.severity is Severity.ERROR for d in r.diagnostics),
                         "warnings": sum(d.severity is Severity.WARNING for d in r.diagnostics),
                     }
@@ -84,16 +89,25 @@ def run(args: argparse.Namespace) -> int:
         text = d.format()
         marker = f"{d.severity.value}[{d.code}]"
         print(text.replace(marker, style(marker, *colors[d.severity]), 1))
-    n_files = len(loaded.files)
-    n_tpl = len(loaded.results)
-    summary = (
-        f"{n_files} file{'s' * (n_files != 1)}, {n_tpl} template{'s' * (n_tpl != 1)}: "
-        f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-    )
-    if loaded.skipped:
-        summary += f" ({len(loaded.skipped)} other JSON file{'s' * (len(loaded.skipped) != 1)} skipped)"
-    if not loaded.files:
-        summary = "no template files found"
-    verdict = style("invalid", "red", "bold") if failed else style("valid", "green")
-    print(f"{summary} - {verdict}")
+    print(summary_line(loaded, errors, warnings, failed, style))
     return ExitCode.USAGE if failed else ExitCode.OK
+
+
+def summary_line(loaded, errors: int, warnings: int, failed: bool, style) -> str:
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'s' * (n != 1)}"
+
+    if loaded.files:
+        summary = (
+            f"{count(len(loaded.files), 'file')}, {count(len(loaded.results), 'template')}: "
+            f"{count(errors, 'error')}, {count(warnings, 'warning')}"
+        )
+    else:
+        summary = "no template files found" if not errors else count(errors, "error")
+    if loaded.skipped:
+        summary += f" ({count(len(loaded.skipped), 'other JSON file')} skipped)"
+    if failed and not errors and warnings:
+        verdict = style("invalid (--strict: warnings count)", "red", "bold")
+    else:
+        verdict = style("invalid", "red", "bold") if failed else style("valid", "green")
+    return f"{summary} - {verdict}"
