@@ -11,6 +11,7 @@ the reason.
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -99,7 +100,7 @@ def evaluate(text: str, scope: Scope, *, original: str | None = None) -> object:
     except RecursionError:  # variables that refer to variables, hundreds deep
         raise ExpressionError("the expression (or the variables it uses) is nested too deeply") from None
     if isinstance(result, Unresolved) and original is not None:
-        return Unresolved(original, result.reason)
+        return Unresolved(original, result.reason, result.reported)
     return result
 
 
@@ -262,10 +263,10 @@ class _Evaluator:
         params = self.scope.parameters
         match = next((k for k in params if k.lower() == name.lower()), None)
         if match is None:
-            raise ExpressionError(f"the template has no parameter '{name}'")
+            raise ExpressionError(f"the template has no parameter '{name}'{_did_you_mean(name, params)}")
         value = params[match]
         if isinstance(value, Unresolved):
-            return Unresolved(self.original, value.reason)
+            return Unresolved(self.original, value.reason, value.reported)
         return value
 
     def variables(self, name: object) -> object:
@@ -276,7 +277,7 @@ class _Evaluator:
         variables = self.scope.variables
         match = next((k for k in variables if k.lower() == name.lower()), None)
         if match is None:
-            raise ExpressionError(f"the template has no variable '{name}'")
+            raise ExpressionError(f"the template has no variable '{name}'{_did_you_mean(name, variables)}")
         if match in self.scope._resolved_variables:
             return self.scope._resolved_variables[match]
         if match in self.scope._resolving:
@@ -341,6 +342,11 @@ class _PartialObject(dict):
     def __missing__(self, key: str) -> object:
         hint = "--location" if key == "location" else "--subscription-id"
         return self.ev.unresolved(f"resourceGroup().{key} is unknown; pass {hint}")
+
+
+def _did_you_mean(name: str, names: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in names], n=1, cutoff=0.7)
+    return f"; did you mean '{next(k for k in names if k.lower() == close[0])}'?" if close else ""
 
 
 def _access(target: object, key: object) -> object:

@@ -19,6 +19,8 @@ class Unresolved:
 
     text: str
     reason: str
+    # True when a diagnostic already explains it (an invalid expression is AIB006, not also AIB005)
+    reported: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return self.text

@@ -179,7 +179,8 @@ class _Parser:
                 continue
             if self.pos >= len(self.text):
                 raise self.fail("unterminated object (missing '}')", start)
-            raise self.fail(f"expected ',' or '}}' after the value of \"{key}\", found {self.describe()}")
+            hint = " (a missing ',' before it?)" if self.text.startswith('"', self.pos) else ""
+            raise self.fail(f"expected ',' or '}}' after the value of \"{key}\", found {self.describe()}{hint}")
 
     def array(self, path: JsonPath, depth: int) -> list[object]:
         start = self.pos
@@ -202,4 +203,5 @@ class _Parser:
                 continue
             if self.pos >= len(self.text):
                 raise self.fail("unterminated array (missing ']')", start)
-            raise self.fail(f"expected ',' or ']' in array, found {self.describe()}")
+            hint = " (a missing ',' before it?)" if self.text[self.pos : self.pos + 1] in ('"', "{", "[") else ""
+            raise self.fail(f"expected ',' or ']' in array, found {self.describe()}{hint}")

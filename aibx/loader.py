@@ -66,6 +66,9 @@ class LoadResult:
     names_used: set[str] = field(default_factory=set)
     # names this file offers to -p (declared parameters, placeholders), for "did you mean"
     names_known: set[str] = field(default_factory=set)
+    # the file is JSON but plainly not an image template (a parameters file, another deployment, package.json):
+    # a folder of templates may hold such files, and `aibx validate FOLDER` passes over them
+    unrelated: bool = False
 
 
 def parse_assignments(items: Iterable[str]) -> tuple[dict[str, str], list[Diagnostic]]:
@@ -75,7 +78,7 @@ def parse_assignments(items: Iterable[str]) -> tuple[dict[str, str], list[Diagno
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            diags.append(make("AIB007", f"-p expects NAME=VALUE, got {item!r}", file=COMMAND_LINE))
+            diags.append(make("AIB007", f'-p expects NAME=VALUE, got "{item}"', file=COMMAND_LINE))
             continue
         out[name.strip()] = value
     return out, diags
@@ -162,6 +165,7 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
     if smap is None:
         return result
     if not isinstance(value, dict):
+        result.unrelated = True
         result.diagnostics.append(
             make(
                 "AIB003",
@@ -173,6 +177,7 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
         )
         return result
     if _is_parameters_file(value):
+        result.unrelated = True
         result.diagnostics.append(
             make(
                 "AIB003",
@@ -255,7 +260,9 @@ class _ParameterValues(Mapping[str, object]):
                 value = armexpr.resolve_tree(spec["defaultValue"], scope)
             except armexpr.ExpressionError as exc:
                 self.loader.add("AIB006", str(exc), ("parameters", name, "defaultValue"))
-                value = Unresolved(f"[parameters('{name}')]", f"the default value of '{name}' is invalid: {exc}")
+                value = Unresolved(
+                    f"[parameters('{name}')]", f"the default value of '{name}' is invalid", reported=True
+                )
             finally:
                 self.busy.discard(name)
         else:
@@ -321,7 +328,7 @@ class _Loader:
                     self.add(
                         "AIB007",
                         f'the template declares no parameter "{name}"; ARM rejects the deployment{hint}',
-                        entry.path,
+                        entry.path[:2],
                         key=True,
                         file=entry.file,
                         smap=entry.smap,
@@ -343,7 +350,7 @@ class _Loader:
                     self.add(
                         "AIB007",
                         f"-p {name}: parameter '{target}' is of type {ptype} and needs a JSON value such as "
-                        f"{_EXAMPLES.get(ptype, '3')}, got {text!r}",
+                        f'{_EXAMPLES.get(ptype, "3")}, got "{text}"',
                         file=COMMAND_LINE,
                     )
                 continue
@@ -366,7 +373,7 @@ class _Loader:
         problems = []
         expect = _TYPE_CHECKS.get(_ptype(spec))
         if expect and (not isinstance(value, expect[1]) or (expect[1] is int and isinstance(value, bool))):
-            problems.append(f"is of type {spec.get('type')}, so {shown} must be {expect[0]}")
+            problems.append(f"{shown} is not {expect[0]} (the parameter is of type {spec.get('type')})")
         allowed = spec.get("allowedValues")
         if isinstance(allowed, list) and value not in allowed:
             listed = "" if secure else f": {', '.join(_short(a) for a in allowed)}"
@@ -385,13 +392,13 @@ class _Loader:
                 problems.append(f"{shown} is longer than its maxLength {high}")
         for problem in problems:
             if origin is None:  # the template's own defaultValue
-                self.add("AIB007", f"parameter '{name}' {problem}", ("parameters", name, "defaultValue"))
+                self.add("AIB007", f"parameter '{name}': {problem}", ("parameters", name, "defaultValue"))
             elif origin.file == COMMAND_LINE:
-                self.add("AIB007", f"-p {name}: parameter '{name}' {problem}", file=COMMAND_LINE)
+                self.add("AIB007", f"-p {name}: {problem}", file=COMMAND_LINE)
             else:
                 self.add(
                     "AIB007",
-                    f"parameter '{name}' {problem}",
+                    f"parameter '{name}': {problem}",
                     origin.path,
                     file=origin.file,
                     smap=origin.smap,
@@ -470,6 +477,7 @@ class _Loader:
         if not found:
             others = sorted({str(r.get("type")) for _, r, _ in entries if isinstance(r, dict) and r.get("type")})
             listed = f" (it has {', '.join(others)})" if others else ""
+            self.result.unrelated = True
             self.add("AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}", ("resources",))
             return
         self.result.documents += self.select(found)
@@ -483,6 +491,7 @@ class _Loader:
                     '{"type": ..., "location": ..., "identity": ..., "properties": {"source": ...}}'
                 )
             else:
+                self.result.unrelated = True
                 message = (
                     'no image template here: expected a resource with "properties" (holding "source", '
                     '"customize" and "distribute"), or an ARM deployment template with "resources"'
@@ -510,7 +519,7 @@ class _Loader:
         ]
         if not chosen:
             names = ", ".join(str(d.name or format_path(d.prefix) or "(unnamed)") for d in docs)
-            self.add("AIB009", f"no image template named {self.options.resource!r} here (found: {names})")
+            self.add("AIB009", f'no image template named "{self.options.resource}" here (found: {names})')
         return chosen
 
     def document(self, res: dict[str, object], prefix: JsonPath) -> Document:
@@ -559,8 +568,8 @@ class _Loader:
             hint = ""
             if not armexpr.is_well_formed(value):
                 hint = "; ARM evaluates every string in [brackets]: write [[ to start a literal '['"
-            self.add("AIB006", f"{exc} in {_short(value)}{hint}", path)
-            return Unresolved(value, f"invalid ARM expression: {exc}")
+            self.add("AIB006", f"{_short(value)}: {exc}{hint}", path)
+            return Unresolved(value, f"invalid ARM expression: {exc}", reported=True)
         if isinstance(out, str):
             return self.substitute(out, code=code)
         return out
@@ -571,8 +580,8 @@ class _Loader:
             try:
                 out = armexpr.evaluate_string(key, self.scope)
             except armexpr.ExpressionError as exc:
-                self.add("AIB006", f"{exc} in the property name {_short(key)}", path, key=True)
-                self.unresolved_keys[path] = Unresolved(key, f"invalid ARM expression: {exc}")
+                self.add("AIB006", f"{exc} in this property name", path, key=True)
+                self.unresolved_keys[path] = Unresolved(key, f"invalid ARM expression: {exc}", reported=True)
                 return key
             if isinstance(out, Unresolved):
                 self.unresolved_keys[path] = Unresolved(key, out.reason)

@@ -79,9 +79,12 @@ def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     version = _api_version(doc, diags)
     _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
     for path, value in sorted(doc.unresolved.items(), key=lambda kv: str(kv[0])):
-        if path == ("apiVersion",):
-            continue  # AIB008 said it already
-        diags.append(doc.diagnostic("AIB005", f"{value.reason}", path))
+        if path[:1] == ("apiVersion",) or (path[:1] != ("name",) and path[:1] and path[0] in ARM_RESOURCE_KEYS):
+            continue  # AIB008 said it for apiVersion; dependsOn and the like never reach AIB
+        if value.reported:
+            continue
+        is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
+        diags.append(doc.diagnostic("AIB005", value.reason, path, key=is_key))
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
@@ -109,7 +112,7 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
         diags.append(
             doc.diagnostic(
                 "AIB008",
-                f"{written!r} is not an AIB API version; {hint} Checking against {NEWEST}",
+                f'"{written}" is not an AIB API version; {hint} Checking against {NEWEST}',
                 ("apiVersion",),
                 severity=Severity.ERROR,
             )
@@ -132,7 +135,7 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
         diags.append(
             doc.diagnostic(
                 "AIB008",
-                f"apiVersion must be a string such as {NEWEST!r}; checking against {NEWEST}",
+                f'apiVersion must be a string such as "{NEWEST}"; checking against {NEWEST}',
                 ("apiVersion",),
                 severity=Severity.ERROR,
             )
@@ -186,7 +189,7 @@ class _Schema:
             self.integer(value, spec, path)
         elif t == "boolean":
             if isinstance(value, str) and value.lower() in ("true", "false"):
-                self.add("AIB027", f"{value!r} is a string; write {value.lower()} without quotes", path)
+                self.add("AIB027", f'"{value}" is a string; write {value.lower()} without quotes', path)
             elif not isinstance(value, bool):
                 self.add("AIB052", f"expected true or false, found {_kind(value)}", path)
         elif t == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -224,7 +227,7 @@ class _Schema:
             if not re.fullmatch(r"\s*-?\d{1,18}\s*", value):
                 self.add("AIB052", f"expected an integer, found {_kind(value)}", path)
                 return
-            self.add("AIB027", f"{value!r} is a string; write {value.strip()} without quotes", path)
+            self.add("AIB027", f'"{value}" is a string; write {value.strip()} without quotes', path)
             number = int(value)
         elif isinstance(value, float) and not value.is_integer():
             self.add("AIB052", f"expected an integer, found {value}", path)
@@ -316,10 +319,10 @@ class _Schema:
         match = next((v for v in variants if v.lower() == kind.lower()), None)
         if match:
             elsewhere = [v for v in API_VERSIONS if kind in SCHEMAS[v].get(def_name or "", {}).get("variants", {})]
-            where = f" (that spelling is {_version_range(elsewhere)}'s)" if elsewhere else ""
+            where = f' ("{kind}" is how {_version_range(elsewhere)} spells it)' if elsewhere else ""
             self.add(
                 "AIB053",
-                f'type "{kind}": did you mean "{match}"?{where} Types are case-sensitive; '
+                f'{disc} "{kind}": did you mean "{match}"?{where} Values are case-sensitive; '
                 + self.leniency("accepts this spelling"),
                 (*path, disc_key),
                 severity=self.name_severity(),
@@ -333,7 +336,7 @@ class _Schema:
         if elsewhere:
             self.add(
                 "AIB058",
-                f'type "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
+                f'{disc} "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
                 (*path, disc_key),
             )
         else:
@@ -341,7 +344,7 @@ class _Schema:
             hint = f'; did you mean "{next(v for v in variants if v.lower() == close[0])}"?' if close else ""
             self.add(
                 "AIB057",
-                f'unknown type "{_short(kind)}"; {self.version} knows {", ".join(variants)}{hint}',
+                f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(variants)}{hint}',
                 (*path, disc_key),
             )
         return None
@@ -508,7 +511,7 @@ class _Rules:
             if missing:
                 self.add(
                     "AIB011",
-                    f"PlatformImage needs {', '.join(missing)} to find the image in the Azure Marketplace",
+                    f"PlatformImage needs {' and '.join(missing)} to find the image in the Azure Marketplace",
                     src.path,
                 )
         if isinstance(src, model.IsoSource) and isinstance(src.sha256_checksum, str) and src.sha256_checksum:
@@ -540,8 +543,8 @@ class _Rules:
             n = len(self.tpl.customize)
             self.add(
                 "AIB032",
-                f"sourceValidationOnly validates the source image as it is, without a build: the {n} "
-                f"customizer{'s' * (n != 1)} in customize do not run",
+                "sourceValidationOnly validates the source image as it is, without a build: "
+                + ("the customizer in customize does not run" if n == 1 else f"the {n} customizers do not run"),
                 path,
             )
         if not val.in_vm_validations:
@@ -559,8 +562,8 @@ class _Rules:
             elif has_uri == has_inline:
                 which = "both were given" if has_uri else "neither was given"
                 self.add("AIB010", f"{step.kind} needs exactly one of {uri_name} and inline; {which}", step.path)
-            if has_uri:
-                written = self.written_key(step.path, "scriptUri", "script") or uri_name
+            written = self.written_key(step.path, "scriptUri", "script") or uri_name
+            if has_uri and written.lower() in fields:  # a field of another apiVersion is AIB058 already
                 self.download(step.script_uri, (*step.path, written), step.sha256_checksum, "sha256checksum" in fields)
         if isinstance(step, model.PowerShellStep) and step.run_as_system and not step.run_elevated:
             self.add("AIB012", 'requires "runElevated": true', (*step.path, "runAsSystem"), key=True)
@@ -574,7 +577,7 @@ class _Rules:
         if isinstance(timeout, str) and timeout and model.parse_duration(timeout) is None:
             self.add(
                 "AIB017",
-                f"{timeout!r} is not a duration; write it like 5m, 2h or 90s",
+                f'"{timeout}" is not a duration; write it like 5m, 2h or 90s',
                 (*step.path, self.written_key(step.path, "restartTimeout") or "restartTimeout"),
             )
         if isinstance(step, model.WindowsUpdateStep):
@@ -597,7 +600,7 @@ class _Rules:
             if not normal.startswith("/tmp/"):
                 self.add(
                     "AIB022",
-                    f"{dest!r}: on Linux AIB can write only below /tmp; upload there and move the file into place "
+                    f'"{dest}": on Linux AIB can write only below /tmp; upload there and move the file into place '
                     "with a Shell step (sudo mv)",
                     (*step.path, self.written_key(step.path, "destination") or "destination"),
                 )
@@ -613,7 +616,7 @@ class _Rules:
                     reason = "a local file works with aibx run only; AIB downloads http(s) URIs"
                 else:
                     reason = f"AIB downloads only http(s) URIs, not {scheme}:"
-                self.add("AIB029", f"{field_name} {shown!r}: {reason}", path)
+                self.add("AIB029", f'{field_name} "{shown}": {reason}', path)
         if can_check and (checksum is None or checksum == ""):
             self.add(
                 "AIB020",
@@ -732,12 +735,12 @@ def check_update_filter(text: str) -> str | None:
     brackets or quotes."""
     m = _FILTER.match(text)
     if not m:
-        return f"{text!r} must start with include: or exclude: (e.g. \"exclude:$_.Title -like '*Preview*'\")"
+        return f'"{text}" must start with include: or exclude: (e.g. "exclude:$_.Title -like \'*Preview*\'")'
     expr = m.group(2).strip()
     if not expr:
-        return f"{text!r} has no expression after '{m.group(1)}:'; use $true to match everything"
+        return f'"{text}" has no expression after "{m.group(1)}:"; use $true to match everything'
     problem = _balance(expr)
-    return f"{text!r}: {problem}" if problem else None
+    return f'"{text}": {problem}' if problem else None
 
 
 def _balance(expr: str) -> str | None:

@@ -137,7 +137,7 @@ def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
     override = os_override(args)
     for path, named in expand_paths(paths):
         result = load(path, opts)
-        if not named and not result.documents and all(d.code == "AIB003" for d in result.diagnostics):
+        if not named and result.unrelated:
             loaded.skipped.append(path)  # a parameters file or another JSON file beside the templates
             continue
         load_results.append(result)
