@@ -633,7 +633,7 @@ def _ptype(spec: object) -> str:
 
 
 def _short(value: object, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, Unresolved) else value.text
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, Unresolved) else value.text
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
