@@ -11,7 +11,6 @@ the reason.
 from __future__ import annotations
 
 import base64
-import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -345,8 +344,10 @@ class _PartialObject(dict):
 
 
 def _did_you_mean(name: str, names: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(name.lower(), [k.lower() for k in names], n=1, cutoff=0.7)
-    return f"; did you mean '{next(k for k in names if k.lower() == close[0])}'?" if close else ""
+    from aibx.diagnostics import closest
+
+    close = closest(name, names)
+    return f"; did you mean '{close}'?" if close else ""
 
 
 def _access(target: object, key: object) -> object:

@@ -128,6 +128,16 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 
 
+def closest(word: str, candidates: Iterable[str], cutoff: float = 0.7) -> str | None:
+    """The candidate ``word`` most likely meant (compared without case), as the candidate is spelled; None if
+    nothing is close. For "did you mean" hints."""
+    import difflib  # only when there is something to suggest: it is slow to import
+
+    by_lower = {c.lower(): c for c in candidates}
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[found[0]] if found else None
+
+
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
     return any(d.severity is Severity.ERROR for d in diagnostics)
 

@@ -16,7 +16,6 @@ In both, ``<name>`` placeholders (Microsoft's quickstarts are meant for ``sed``)
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import sys
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aibx import armexpr
-from aibx.diagnostics import Diagnostic, Severity, format_path, make
+from aibx.diagnostics import Diagnostic, Severity, closest, format_path, make
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
@@ -93,8 +92,8 @@ def unused_assignments(parameters: Mapping[str, str], results: Iterable[LoadResu
     for name in parameters:
         if name.lower() in used:
             continue
-        close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.7)
-        hint = f'; did you mean "{next(k for k in known if k.lower() == close[0])}"?' if close else ""
+        close = closest(name, known)
+        hint = f'; did you mean "{close}"?' if close else ""
         out.append(
             make(
                 "AIB007",
@@ -323,8 +322,8 @@ class _Loader:
             for name, entry in self.read_parameter_file(pfile).items():
                 target = by_lower.get(name.lower())
                 if target is None and self.is_deployment:
-                    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.7)
-                    hint = f'; did you mean "{by_lower[close[0]]}"?' if close else ""
+                    close = closest(name, declared)
+                    hint = f'; did you mean "{close}"?' if close else ""
                     self.add(
                         "AIB007",
                         f'the template declares no parameter "{name}"; ARM rejects the deployment{hint}',

@@ -12,17 +12,15 @@ warnings, with "did you mean" for near misses.
 
 from __future__ import annotations
 
-import difflib
 import posixpath
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aibx import model
-from aibx.diagnostics import Diagnostic, Severity
+from aibx.diagnostics import Diagnostic, Severity, closest
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
-from aibx.plan import redact_uri
 from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS, TEMPLATE_NAME_PATTERNS
 
 NEWEST = API_VERSIONS[-1]
@@ -107,8 +105,8 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
     if isinstance(written, str) and written in API_VERSIONS:
         return written
     if isinstance(written, str):
-        close = difflib.get_close_matches(written, API_VERSIONS, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(API_VERSIONS)}."
+        close = closest(written, API_VERSIONS, 0.6)
+        hint = f"did you mean {close}?" if close else f"known: {', '.join(API_VERSIONS)}."
         diags.append(
             doc.diagnostic(
                 "AIB008",
@@ -211,8 +209,8 @@ class _Schema:
                     severity=self.name_severity(),
                 )
             else:
-                close = difflib.get_close_matches(value, enum, n=1, cutoff=0.6)
-                hint = f'; did you mean "{close[0]}"?' if close else ""
+                close = closest(value, enum, 0.6)
+                hint = f'; did you mean "{close}"?' if close else ""
                 self.add("AIB053", f'"{_short(value)}" is not one of {", ".join(enum)}{hint}', path)
         pattern = spec.get("pattern")
         if pattern and not re.search(pattern, value):
@@ -340,8 +338,8 @@ class _Schema:
                 (*path, disc_key),
             )
         else:
-            close = difflib.get_close_matches(kind.lower(), [v.lower() for v in variants], n=1, cutoff=0.5)
-            hint = f'; did you mean "{next(v for v in variants if v.lower() == close[0])}"?' if close else ""
+            close = closest(kind, variants, 0.5)
+            hint = f'; did you mean "{close}"?' if close else ""
             self.add(
                 "AIB057",
                 f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(variants)}{hint}',
@@ -367,9 +365,9 @@ class _Schema:
             hint = '; it belongs inside "properties"'
         else:
             candidates = [c for c in props if not props[c].get("ro")]
-            close = difflib.get_close_matches(key.lower(), [c.lower() for c in candidates], n=1, cutoff=0.75)
+            close = closest(key, candidates, 0.75)
             if close:
-                hint = f'; did you mean "{next(c for c in candidates if c.lower() == close[0])}"?'
+                hint = f'; did you mean "{close}"?'
             else:
                 hint = f"; known here: {', '.join(candidates)}" if candidates else ""
         self.add(
@@ -611,6 +609,8 @@ class _Rules:
         if isinstance(uri, str):
             scheme = urlsplit(uri).scheme.lower() if ":" in uri else ""
             if scheme not in ("https", "http"):
+                from aibx.plan import redact_uri
+
                 shown = redact_uri(uri)
                 if scheme == "file" or len(scheme) < 2:  # no scheme, or a Windows drive letter
                     reason = "a local file works with aibx run only; AIB downloads http(s) URIs"

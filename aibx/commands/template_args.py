@@ -7,8 +7,6 @@ loader, model and validation are imported when templates are loaded.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,16 +48,14 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
 
 def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic]]:
     from aibx import armexpr
-    from aibx.diagnostics import Severity, make
+    from aibx.diagnostics import Severity, closest, make
     from aibx.loader import COMMAND_LINE, LoadOptions, parse_assignments
     from aibx.swagger_tables import API_VERSIONS
 
     params, diags = parse_assignments(args.parameter)
     if args.api_version is not None and args.api_version not in API_VERSIONS:
-        import difflib
-
-        close = difflib.get_close_matches(args.api_version, API_VERSIONS, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(API_VERSIONS)}"
+        close = closest(args.api_version, API_VERSIONS, 0.6)
+        hint = f"did you mean {close}?" if close else f"known: {', '.join(API_VERSIONS)}"
         diags.append(
             make(
                 "AIB008",
@@ -86,14 +82,16 @@ def os_override(args: argparse.Namespace) -> OsType | None:
     return {"linux": OsType.LINUX, "windows": OsType.WINDOWS}.get(args.os or "")
 
 
-@dataclass
 class Loaded:
-    """Validated templates of one or more files."""
+    """Validated templates of one or more files. (A plain class: `dataclasses` is slow to import, and every
+    verb's parser, `aibx --version` included, imports this module.)"""
 
-    results: list[Result] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)  # loader diagnostics (per-template ones in results)
-    files: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # files in a directory that hold no image template
+    def __init__(self, diagnostics: list[Diagnostic] | None = None) -> None:
+        self.results: list[Result] = []
+        # loader and command-line diagnostics; the per-template ones are in results
+        self.diagnostics: list[Diagnostic] = diagnostics or []
+        self.files: list[str] = []
+        self.skipped: list[str] = []  # files in a directory that hold no image template
 
     def all_diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic, file by file (in the order the files were named), each file's in source order."""
@@ -112,6 +110,8 @@ class Loaded:
 
 def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     """Files to read, each with whether the user named it (True) or it was found in a directory (False)."""
+    from pathlib import Path
+
     out: list[tuple[str, bool]] = []
     for p in paths:
         path = Path(p)

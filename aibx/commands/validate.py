@@ -7,7 +7,6 @@ import json
 import sys
 
 from aibx.commands.template_args import add_template_options, load_templates
-from aibx.diagnostics import Severity
 from aibx.exitcodes import ExitCode
 
 EXAMPLES = """\
@@ -46,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aibx.console import Style
-    from aibx.diagnostics import format_path
+    from aibx.diagnostics import Severity, format_path
 
     if hasattr(sys.stdout, "reconfigure"):  # a template may hold text the terminal's encoding cannot show
         sys.stdout.reconfigure(errors="backslashreplace")
