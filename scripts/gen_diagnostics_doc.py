@@ -51,13 +51,12 @@ EXPLANATIONS: dict[str, str] = {
     "AIB009": "`--resource NAME` matches no image template of the file (by name, symbolic name or `resources[N]`).",
     "AIB010": "Shell and PowerShell customizers and validators need exactly one of `scriptUri` (`script` before "
     "2019-05-01-preview) and `inline` (swagger: \"Exactly one of 'scriptUri' or 'inline' can be specified\").",
-    "AIB011": "A required value is missing or empty: a required field written as `\"\"`, a File step without "
+    "AIB011": 'A required value is missing or empty: a required field written as `""`, a File step without '
     "`sourceUri` or `destination`, a PlatformImage source without `publisher`, `offer` or `sku`.",
-    "AIB012": "PowerShell `runAsSystem` \"can only be true when the runElevated field above is set to true\" "
-    "(swagger).",
+    "AIB012": 'PowerShell `runAsSystem` "can only be true when the runElevated field above is set to true" (swagger).',
     "AIB013": "Two customizers (or two validators) share a name (compared without case); logs and errors could "
     "not tell them apart.",
-    "AIB014": "`runOutputName` \"must be unique to each distribution target\" (AIB docs), compared without case.",
+    "AIB014": '`runOutputName` "must be unique to each distribution target" (AIB docs), compared without case.',
     "AIB015": "`buildTimeoutInMinutes` above 0 but below the documented minimum of 6 minutes (0 means 240).",
     "AIB016": "`buildTimeoutInMinutes` below 60 for a Windows image: the docs advise against it; Windows builds "
     "with updates and restarts rarely fit.",
@@ -69,33 +68,32 @@ EXPLANATIONS: dict[str, str] = {
     "AIB021": "A step that cannot run on the image's operating system: WindowsRestart, WindowsUpdate or "
     "elevated PowerShell on Linux, Shell on Windows (errors); plain PowerShell on Linux needs `pwsh` "
     "(a warning). The OS comes from the source image, else from the steps; `--os` overrides.",
-    "AIB022": "\"Linux – the only path Image builder can write to is /tmp\" (AIB docs): upload below /tmp and move "
+    "AIB022": '"Linux – the only path Image builder can write to is /tmp" (AIB docs): upload below /tmp and move '
     "the file with a Shell step.",
-    "AIB023": "`replicationRegions` (deprecated) \"can be specified only if targetRegions is not specified\" "
-    "(swagger).",
-    "AIB024": "`proxyVmSize` \"must not be specified if containerInstanceSubnetId is specified\", and "
-    "`containerInstanceSubnetId` \"may be specified only if subnetId is also specified\" (swagger).",
+    "AIB023": '`replicationRegions` (deprecated) "can be specified only if targetRegions is not specified" (swagger).',
+    "AIB024": '`proxyVmSize` "must not be specified if containerInstanceSubnetId is specified", and '
+    '`containerInstanceSubnetId` "may be specified only if subnetId is also specified" (swagger).',
     "AIB025": "Neither the source image nor the steps settle the operating system (for example a ManagedImage "
     "source with both Shell and PowerShell steps); give `--os`.",
     "AIB026": "WindowsUpdate `filters` are `include:EXPR` or `exclude:EXPR` with a PowerShell expression over `$_`; "
     "aibx checks the prefix and that brackets and quotes balance.",
-    "AIB027": "A number or boolean written as a string (`\"90\"`, `\"false\"`); write the value without quotes.",
-    "AIB028": "`storageAccountType` on the SharedImage target \"can be specified only if replicationRegions is "
-    "specified\" (swagger); with `targetRegions` set it per region.",
+    "AIB027": 'A number or boolean written as a string (`"90"`, `"false"`); write the value without quotes.',
+    "AIB028": '`storageAccountType` on the SharedImage target "can be specified only if replicationRegions is '
+    'specified" (swagger); with `targetRegions` set it per region.',
     "AIB029": "AIB downloads scripts and files over http(s) only; a local path or `file://` URI works with "
     "`aibx run`, not in Azure. Query strings (SAS tokens) are never shown.",
-    "AIB031": "`identity` of type UserAssigned must name exactly one identity (\"Supports a single identity only\").",
+    "AIB031": '`identity` of type UserAssigned must name exactly one identity ("Supports a single identity only").',
     "AIB032": "`validate.sourceValidationOnly` validates the source image without building: customizers do not run, "
     "and without `inVMValidations` nothing is checked.",
     "AIB033": "A bare resource goes to AIB as written (REST, `az resource create`): no ARM evaluates `[...]`, so the "
     "expression arrives literally. Evaluate it in a deployment template, or write the value.",
     "AIB034": "JSON allows a key twice in one object, but only the later value counts: the earlier one is lost.",
-    "AIB050": "A field the apiVersion does not define, with \"did you mean\" for near misses (`aritfactTags`). From "
+    "AIB050": 'A field the apiVersion does not define, with "did you mean" for near misses (`aritfactTags`). From '
     "2024-02-01 the service rejects it; older versions ignore it, so it silently has no effect (a warning). "
     "ARM deployment keys (`dependsOn`, ...) in a bare resource are flagged for 2024-02-01 and later.",
     "AIB051": "A field name in the wrong case (`imageVersionID`, `sha256checksum`, `vmboot`): an error from "
     "2024-02-01, when the service became case-sensitive, a warning before.",
-    "AIB052": "A value of the wrong JSON type (a string where an array is expected, as in `\"inline\": \"...\"`).",
+    "AIB052": 'A value of the wrong JSON type (a string where an array is expected, as in `"inline": "..."`).',
     "AIB053": "A value outside the field's enum; a near miss in case only (`latest` for `Latest`, `shell` in a "
     "2024 template) is an error from 2024-02-01 and a warning before.",
     "AIB054": "A field the swagger requires (for example `identity` from 2020-02-14, `source`, a step's `type`).",
