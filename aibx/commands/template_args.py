@@ -86,12 +86,18 @@ class Loaded:
     """Validated templates of one or more files. (A plain class: `dataclasses` is slow to import, and every
     verb's parser, `aibx --version` included, imports this module.)"""
 
-    def __init__(self, diagnostics: list[Diagnostic] | None = None) -> None:
-        self.results: list[Result] = []
+    def __init__(
+        self,
+        results: list[Result] | None = None,
+        diagnostics: list[Diagnostic] | None = None,
+        files: list[str] | None = None,
+        skipped: list[str] | None = None,
+    ) -> None:
+        self.results: list[Result] = results or []
         # loader and command-line diagnostics; the per-template ones are in results
         self.diagnostics: list[Diagnostic] = diagnostics or []
-        self.files: list[str] = []
-        self.skipped: list[str] = []  # files in a directory that hold no image template
+        self.files: list[str] = files or []
+        self.skipped: list[str] = skipped or []  # files in a directory that hold no image template
 
     def all_diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic, file by file (in the order the files were named), each file's in source order."""

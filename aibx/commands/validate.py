@@ -12,14 +12,15 @@ from aibx.exitcodes import ExitCode
 EXAMPLES = """\
 examples:
   aibx validate template.json
-  aibx validate templates/                       every *.json below the folder
-  aibx validate deploy.json --parameters deploy.parameters.json
+  aibx validate templates/                       every *.json and *.jsonc below the folder (not in .dot folders)
+  aibx validate deploy.json --parameters deploy.parameters.json --resource-group rg --subscription-id ID
   aibx validate quickstart.json -p region1=westeurope -p runOutputName=img1
   aibx validate template.json --api-version 2024-02-01 --strict
+  az image builder show -n NAME -g RG | aibx validate -
   aibx validate template.json --format json | jq '.diagnostics[] | select(.severity=="error")'
 
-Each diagnostic reads FILE:LINE:COLUMN: SEVERITY[CODE] JSON.PATH: MESSAGE.
-The codes are listed in docs/diagnostics.md.
+Each diagnostic reads FILE:LINE:COLUMN: SEVERITY[CODE] JSON.PATH: MESSAGE. The codes are explained in
+docs/diagnostics.md of the aibx sources.
 
 exit status: 0 valid (warnings allowed), 2 invalid or unreadable (or any warning with --strict)
 """
@@ -36,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="template files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="template files or folders; - reads standard input")
     add_template_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
