@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aibx import model
-from aibx.diagnostics import Diagnostic, Severity, closest
+from aibx.diagnostics import Diagnostic, Severity, closest, format_path
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
 from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS, TEMPLATE_NAME_PATTERNS
@@ -526,7 +526,7 @@ class _Rules:
                 line = self.doc.source_map.locate(self.doc.full_path(first.path))[0]
                 self.add(
                     "AIB013",
-                    f'{what} name "{step.name}" is already used by the {what} at line {line}',
+                    f'{what} name "{step.name}" is already used by {format_path(first.path[-2:])} (line {line})',
                     (*step.path, "name"),
                 )
             else:
@@ -697,7 +697,7 @@ class _Rules:
                     line = self.doc.source_map.locate(self.doc.full_path(first.path))[0]
                     self.add(
                         "AIB014",
-                        f'runOutputName "{name}" is already used by the distribute target at line {line}; '
+                        f'runOutputName "{name}" is already used by {format_path(first.path[-2:])} (line {line}); '
                         "each target needs its own",
                         (*dist.path, self.written_key(dist.path, "runOutputName") or "runOutputName"),
                     )
