@@ -117,7 +117,19 @@ def make(
     severity: Severity | None = None,
 ) -> Diagnostic:
     default, _title = CODES[code]
-    return Diagnostic(severity or default, code, message, file, line, column, json_path)
+    return Diagnostic(severity or default, code, redact_urls(message), file, line, column, json_path)
+
+
+# a URI's query (SAS tokens, signatures) and user:password@ never reach a message
+_URI_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s#\"'<>]*")
+_URI_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@\"'<>]+@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the query of every URI in it replaced by ``…`` and user information dropped."""
+    if "://" not in text:
+        return text
+    return _URI_USERINFO.sub(r"\1", _URI_QUERY.sub(r"\1?…", text))
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")

@@ -609,9 +609,7 @@ class _Rules:
         if isinstance(uri, str):
             scheme = urlsplit(uri).scheme.lower() if ":" in uri else ""
             if scheme not in ("https", "http"):
-                from aibx.plan import redact_uri
-
-                shown = redact_uri(uri)
+                shown = _short(uri, 100)  # make() drops the query (SAS tokens) of any URI in a message
                 if scheme == "file" or len(scheme) < 2:  # no scheme, or a Windows drive letter
                     reason = "a local file works with aibx run only; AIB downloads http(s) URIs"
                 else:
