@@ -166,7 +166,7 @@ def build() -> str:
         reported = seen.get(code)
         if reported and reported != {severity.value}:
             out[-1] += f" Reported as: {', '.join(sorted(reported))}."
-        out += ["", EXPLANATIONS.get(code, "").strip() or "(no explanation yet)", ""]
+        out += ["", EXPLANATIONS.get(code, "").strip() or "(No explanation yet.)", ""]
         if code in first:
             out += ["```text", first[code], "```", ""]
         else:
@@ -180,9 +180,8 @@ def main() -> int:
     args = ap.parse_args()
     text = build()
     missing = [c for c in CODES if c not in EXPLANATIONS]
-    if missing:
-        print(f"no explanation for {', '.join(missing)} in {Path(__file__).name}", file=sys.stderr)
-        return 1
+    if missing and not args.check:
+        print(f"note: no explanation yet for {', '.join(missing)} (add it to EXPLANATIONS)", file=sys.stderr)
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:
             print(f"{OUTPUT} is out of date; run scripts/{Path(__file__).name}", file=sys.stderr)
