@@ -39,6 +39,8 @@ ARM_RESOURCE_KEYS = {
     "scope",
     "metadata",
 }
+# resource keys whose unresolved values do not matter to AIB: apiVersion has AIB008, the rest ARM consumes
+_NOT_SENT_TO_AIB = ARM_RESOURCE_KEYS - {"name", "type"}
 # keys of the REST body that the swagger marks read-only yet every resource carries
 _ENVELOPE_KEYS = {"id", "name", "type"}
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -77,9 +79,7 @@ def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     version = _api_version(doc, diags)
     _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
     for path, value in sorted(doc.unresolved.items(), key=lambda kv: str(kv[0])):
-        if path[:1] == ("apiVersion",) or (path[:1] != ("name",) and path[:1] and path[0] in ARM_RESOURCE_KEYS):
-            continue  # AIB008 said it for apiVersion; dependsOn and the like never reach AIB
-        if value.reported:
+        if value.reported or (path and path[0] in _NOT_SENT_TO_AIB):
             continue
         is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
         diags.append(doc.diagnostic("AIB005", value.reason, path, key=is_key))

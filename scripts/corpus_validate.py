@@ -5,7 +5,7 @@ Each template is checked by a separate `aibx validate --format json` process, ex
 so a traceback or an unexpected exit status cannot hide. The summary is a Markdown table: one row per template
 with its verdict, apiVersion, operating system and the codes reported, then the totals per code.
 
-    python scripts/corpus_validate.py                          # the corpus beside the checkout
+    python scripts/corpus_validate.py                          # shared/corpus/aib beside the checkout
     python scripts/corpus_validate.py PATH... [-- AIBX-OPTIONS]
 
 Exit status: 0 when every run ended with exit status 0 or 2 and nothing on stderr, 1 otherwise.
@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "corpus" / "aib"
+
+def default_corpus() -> Path:
+    """shared/corpus/aib beside the checkout (or beside the folder of worktrees), or $AIBX_CORPUS."""
+    if os.environ.get("AIBX_CORPUS"):
+        return Path(os.environ["AIBX_CORPUS"])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "corpus" / "aib"
+        if candidate.is_dir():
+            return candidate
+    return Path("shared/corpus/aib")
 
 
 def templates(paths: list[Path]) -> list[Path]:
@@ -49,7 +59,7 @@ def validate(path: Path, extra: list[str]) -> tuple[int, dict | None, str, float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_CORPUS], help="templates or folders")
+    ap.add_argument("paths", nargs="*", type=Path, default=[default_corpus()], help="templates or folders")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = ap.parse_args(argv[:split])
