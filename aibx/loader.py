@@ -326,7 +326,7 @@ class _Loader:
                     hint = f'; did you mean "{close}"?' if close else ""
                     self.add(
                         "AIB007",
-                        f'the template declares no parameter "{name}"; ARM rejects the deployment{hint}',
+                        f'{self.file} declares no parameter "{name}"; ARM rejects the deployment{hint}',
                         entry.path[:2],
                         key=True,
                         file=entry.file,

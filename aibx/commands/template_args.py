@@ -104,6 +104,8 @@ class Loaded:
         out = list(self.diagnostics)
         for r in self.results:
             out += r.diagnostics
+        # a parameters file or a -p is read again for each template file: say what is wrong with it once
+        out = list(dict.fromkeys(out))
         order = {f: i for i, f in enumerate(self.files)}
         return sorted(out, key=lambda d: (order.get(d.file, -1), d.line, d.column))
 
