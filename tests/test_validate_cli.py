@@ -204,3 +204,11 @@ def test_validate_imports_none_of_the_heavy_libraries():
 def test_version_imports_neither_the_loader_nor_the_schema_tables():
     modules = imported_modules("--version")
     assert not {"aibx.loader", "aibx.validation", "aibx.swagger_tables", "aibx.model"} & modules
+
+
+def test_a_parameters_file_shared_by_several_templates_is_reported_once(capsys):
+    pfile = ARM / "bad-parameters.parameters.json"
+    _, out = run(capsys, str(ARM / "bad-parameters.json"), str(ARM / "two-templates.json"), "--parameters", str(pfile))
+    lines = [line for line in out.splitlines() if line.startswith(str(pfile))]
+    assert len(lines) == len(set(lines))
+    assert any("two-templates.json declares no parameter" in line for line in lines)
