@@ -693,8 +693,8 @@ def _arm_murmur64(data: bytes) -> int:
 
 def unique_string(*values: str) -> str:
     """ARM's ``uniqueString(a, b, ...)``: the arguments joined with '-', hashed (UTF-8) and written as 13
-    base-32 characters, most significant bits first. Checked against values computed by Microsoft's
-    Azure.Deployments.Expression (tests/test_armexpr.py)."""
+    base-32 characters, most significant bits first. tests/test_armexpr.py checks it against published values
+    of Microsoft's ARM expression library (Azure.Deployments.Expression, which Bicep uses as well)."""
     h = _arm_murmur64("-".join(values).encode("utf-8"))
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
