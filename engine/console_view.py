@@ -3,6 +3,7 @@ and on a terminal a status line (step k/n, name, elapsed time) and colour (never
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -70,6 +71,14 @@ class ConsoleView:
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
+        try:
+            self._write_unguarded(text, stream)
+        except (BrokenPipeError, ValueError, OSError):
+            # the reader went away (aibx run ... | head): the run goes on, and the log keeps everything
+            self.out = self.err = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the view
+            self.status_enabled = False
+
+    def _write_unguarded(self, text: str, stream: TextIO | None) -> None:
         stream = stream or self.out
         if self.status_shown:
             self.out.write("\r\033[K")
@@ -96,7 +105,7 @@ class ConsoleView:
     def tick(self) -> None:
         """Redraw the status line (the elapsed time); called a few times a second while a run goes on."""
         if self.status_enabled and self.current is not None:
-            self._draw_status()
+            self._write("")
 
     def _prefix(self, ref: StepRef, stream: str) -> str:
         return self.style(f"{ref.name} |", "red" if stream == "stderr" else "cyan")

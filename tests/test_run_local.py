@@ -165,3 +165,16 @@ def test_secure_parameter_values_are_redacted(tmp_path: Path) -> None:
     assert secret not in everything
     plan = invoke("plan", template, "-p", f"apiToken={secret}")
     assert plan.code == 0 and "echo token=***" in plan.out and secret not in plan.out
+
+
+def test_a_closed_pipe_on_the_console_does_not_stop_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    template = write_template(tmp_path, [shell("noisy", "seq 1 20000"), shell("after", f"touch {out}")])
+    command = (
+        f"{shlex.quote(sys.executable)} -m aibx run {shlex.quote(str(template))} --host local "
+        f"--log {shlex.quote(str(tmp_path / 'c.log'))} | head -n 3"
+    )
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert out.exists()  # the run went on to the end
+    assert "OUT   noisy: 20000" in (tmp_path / "c.log").read_text()

@@ -182,7 +182,6 @@ class SshTarget:
 
     # ------------------------------------------------------------------------------------------ setup
     def prepare(self) -> SshTarget:
-        find_program("sshd")
         if IS_ROOT:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
             ensure_test_user(self.user)
