@@ -41,7 +41,13 @@ from aibx.engine.events import (
 from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy
 from aibx.engine.output import LineSplitter
 from aibx.engine.selection import SelectedPlan, SelectedStep
-from aibx.engine.transports.base import ConnectError, ConnectionLost, RemoteFileError, Transport
+from aibx.engine.transports.base import (
+    ConnectError,
+    ConnectionLost,
+    RemoteFileError,
+    Transport,
+    TransportError,
+)
 
 from aibx.exitcodes import ExitCode
 from aibx.plan import Action, Content, Exec, StepPlan, Upload
@@ -376,8 +382,10 @@ class Runner:
                 collector.flush()
                 await self._connection_lost(ref, exc)
                 return None
+            except TransportError as exc:  # the transport could not run it at all (its message says why)
+                raise _StepFailed(Outcome.FAILED, str(exc)) from None
             finally:
-                collector.flush()
+                collector.flush()  # a last line without a newline; flushing twice is harmless
             if code in action.valid_exit_codes:
                 return code
             warning = dict(action.warn_exit_codes).get(code)
@@ -400,6 +408,8 @@ class Runner:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {exc}") from None
             except ConnectionLost as exc:
                 await self._connection_lost(ref, exc)
+            except TransportError as exc:
+                raise _StepFailed(Outcome.FAILED, f"cannot write {action.remote_path}: {exc}") from None
             return None
         raise _StepFailed(Outcome.FAILED, f"{type(action).__name__} is not supported over this transport yet")
 
