@@ -72,6 +72,8 @@ class ContentFetcher:
         elif content.uri is not None:
             digest = await self._download(content.uri, target)
             where = redact_uri(content.uri)
+            if content.uri.lower().startswith("http:"):
+                self.on_warning(f"{where} was fetched over plain http: anyone on the way could read or change it")
         else:
             raise FetchError("nothing to fetch")
         if content.sha256 and digest != content.sha256.lower():

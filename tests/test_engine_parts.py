@@ -124,7 +124,12 @@ def fetch(tmp_path: Path, content: Content, **policy: float) -> tuple[Path, list
     notes: list[str] = []
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
-    fetcher = ContentFetcher(workdir, FetchPolicy(first_delay=0.01, **policy), on_retry=notes.append)  # type: ignore[arg-type]
+    fetcher = ContentFetcher(
+        workdir,
+        FetchPolicy(first_delay=0.01, **policy),  # type: ignore[arg-type]
+        on_retry=notes.append,
+        on_warning=lambda text: notes.append(f"warning: {text}"),
+    )
     return asyncio.run(fetcher.fetch(content)), notes
 
 
@@ -135,8 +140,9 @@ def test_fetch_retries_transient_errors_then_succeeds(tmp_path: Path, content_se
         tmp_path, Content(uri=url + "?sig=SECRET", sha256=hashlib.sha256(body).hexdigest(), normalize_newlines=True)
     )
     assert path.read_bytes() == b"#!/bin/sh\necho hi\n"  # checked as downloaded, then CRLF -> LF
-    assert len(content_server.requests) == 4 and len(notes) == 3
+    assert len(content_server.requests) == 4 and len(notes) == 4
     assert "HTTP 503" in notes[0] and "SECRET" not in "".join(notes)
+    assert notes[3].startswith("warning:") and "plain http" in notes[3]
 
 
 def test_fetch_gives_up_after_the_tries(tmp_path: Path, content_server) -> None:
