@@ -118,6 +118,7 @@ def test_steps_that_cannot_run_refuse_the_run_but_only_when_selected(tmp_path: P
         (["--host", "vm", "-i", "/no/such/key"], "no such file"),
         (["--host", "local", "--reconnect-timeout", "soon"], "not a duration"),
         (["--host", "local", "--timeout-minutes", "0"], "--timeout-minutes"),
+        (["--host", "local", "--report", "/no/such/folder/r.json"], "its folder does not exist"),
     ],
 )
 def test_invalid_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

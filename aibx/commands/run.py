@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--identity {args.identity}: no such file")
     if args.known_hosts and not os.path.exists(args.known_hosts) and not args.accept_new_host_key:
         return _error(f"--known-hosts {args.known_hosts}: no such file (--accept-new-host-key would create it)")
+    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
+        return _error(f"--report {args.report}: its folder does not exist")
     if args.ssh_config and not os.path.isfile(args.ssh_config):
         return _error(f"--ssh-config {args.ssh_config}: no such file")
     durations = {}
