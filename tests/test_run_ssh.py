@@ -526,3 +526,14 @@ def test_a_connection_lost_during_a_step_is_exit_3(ssh_target: SshTarget, tmp_pa
     assert time.monotonic() - started < 30  # noticed when the connection closed, not after the sleep
     assert f"step 'long': the connection to {ssh_target.url} dropped" in run.result.err
     assert run.outcomes()["long"] == "connection lost" and run.outcomes()["next"] == "not run"
+
+
+def test_powershell_on_linux_without_pwsh_is_a_clear_error(ssh_target: SshTarget, tmp_path: Path) -> None:
+    if shutil.which("pwsh"):
+        pytest.skip("pwsh is installed here; this test is about a VM without it")
+    d = ssh_target.remote_dir("pwsh")
+    steps = [shell("before", f"touch {d}/before"), {"type": "PowerShell", "name": "ps", "inline": ["Write-Output hi"]}]
+    run = Run(tmp_path, ssh_target, write_template(tmp_path, steps), "--os", "linux")
+    assert run.code == 1, run.result.text
+    assert "step 'ps' failed" in run.result.err and "needs pwsh (PowerShell 7)" in run.result.err
+    assert ssh_target.host_path(f"{d}/before").exists()
