@@ -179,3 +179,11 @@ def test_a_closed_pipe_on_the_console_does_not_stop_the_run(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert out.exists()  # the run went on to the end
     assert "OUT   noisy: 20000" in (tmp_path / "c.log").read_text()
+
+
+def test_dry_run_exits_2_like_plan_when_a_selected_step_cannot_run(tmp_path: Path) -> None:
+    steps = [shell("fine", "true"), {"type": "Shell", "name": "pending", "scriptUri": "https://<account>.example/s.sh"}]
+    template = write_template(tmp_path, steps)
+    result = local_run(tmp_path, template, "--dry-run")
+    assert result.code == 2 and "CANNOT RUN" in result.out and "step 'pending' cannot run" in result.err
+    assert local_run(tmp_path, template, "--dry-run", "--skip", "pending").code == 0

@@ -158,10 +158,12 @@ def run(args: argparse.Namespace) -> int:
         selected = select(prepared.plan, Selection(args.from_step, args.only, args.skip))
     except SelectionError as exc:
         return _error(str(exc))
-    if args.dry_run:
-        print(render_text(prepared, selected), end="")
-        return ExitCode.OK
     problems = blocked_messages(prepared, selected.running)
+    if args.dry_run:  # as aibx plan: the plan, and exit 2 if a step that would run cannot
+        print(render_text(prepared, selected), end="")
+        for message in problems:
+            print(message, file=sys.stderr)
+        return ExitCode.USAGE if problems else ExitCode.OK
     if problems:
         for message in problems:
             print(message, file=sys.stderr)
