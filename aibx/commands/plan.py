@@ -83,7 +83,8 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         print(d.format(), file=sys.stderr)
     warnings = len(diags) - len(errors)
     if errors:
-        print(f"aibx: {args.template}: {len(errors)} error(s); nothing was run", file=sys.stderr)
+        count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
+        print(f"aibx: {args.template} is not a valid image template ({count})", file=sys.stderr)
         return ExitCode.USAGE
     if len(loaded.results) != 1:
         names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
