@@ -18,6 +18,9 @@ INLINE_INTERPRETER = "/bin/sh -e"
 INLINE_SHEBANG = f"#!{INLINE_INTERPRETER}"
 # The wrapper's own exit code when it cannot create the script file (it exists already, /tmp is full, ...).
 CANNOT_CREATE_EXIT = 125
+# What the wrapper prints on stderr when the script succeeded and the VM is on its way down (``shutdown -r now``,
+# ``systemctl reboot``): the runner then waits for the reboot instead of starting the next step on a dying VM.
+SHUTDOWN_MARKER = "aibx: the script finished and the VM is shutting down"
 
 
 def temp_path(random_part: str, suffix: str) -> str:
@@ -36,14 +39,20 @@ def run_stdin_script(path: str, interpreter: str | None = None) -> str:
     process group is signalled (interrupt, timeout) and exit the way a signalled shell would. Without an
     ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with one (inline
     lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on a /tmp
-    mounted noexec."""
+    mounted noexec.
+
+    After a successful script the wrapper asks systemd whether the VM is going down (``shutdown -r now`` and
+    ``systemctl reboot`` return before the reboot cuts the session) and then prints ``SHUTDOWN_MARKER``; the
+    runner waits for the reboot. Without systemd nothing is printed."""
     f = '"$f"'
     run = f"{interpreter} {f}" if interpreter else f"chmod 700 {f} && {f}"
     return (
         f"umask 077; f={shlex.quote(path)}; "
         f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
         f'set -C; cat >{f} || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; set +C; '
-        f"{run} </dev/null; rc=$?; rm -f {f}; exit $rc"
+        f"{run} </dev/null; rc=$?; rm -f {f}; "
+        f'[ $rc -ne 0 ] || [ "$(systemctl is-system-running 2>/dev/null)" != stopping ] || '
+        f"echo {shlex.quote(SHUTDOWN_MARKER)} >&2; exit $rc"
     )
 
 
