@@ -139,7 +139,9 @@ class ConsoleView:
             verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
             self.current = None  # the run's final message explains a failure
             note = ""
-            if event.outcome is Outcome.SUCCEEDED and event.reboots:
+            if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
+                note = s(" (ended by a reboot before the command finished)", "yellow")
+            elif event.outcome is Outcome.SUCCEEDED and event.reboots:
                 note = s(f" ({event.message})" if event.message else f" ({event.reboots} reboot(s))", "yellow")
             self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}{note}\n")
         elif isinstance(event, ConnectionDropped):
@@ -147,7 +149,7 @@ class ConsoleView:
             if event.expected:
                 text = f"the VM is restarting ({event.reason}); waiting up to {window} for it to come back"
             else:
-                text = f"connection lost during {event.during}: {event.reason}; waiting up to {window} for the VM"
+                text = f"connection lost during {event.during}: {event.reason}; waiting up to {window} for it"
             self.waiting = (f"waiting for the VM ({event.during})", time.monotonic())
             self._write(s(text, "yellow") + "\n")
         elif isinstance(event, WaitingForHost):

@@ -171,8 +171,6 @@ class Fleet:
 
 def summary_table(hosts: list[HostRun]) -> str:
     """One line per host: outcome, steps that succeeded, reboots, time, exit code, and why it failed."""
-    from aibx.engine.console_view import format_seconds
-
     rows = [("host", "outcome", "steps ok", "reboots", "time", "exit", "")]
     for host in hosts:
         result = host.result
@@ -181,8 +179,8 @@ def summary_table(hosts: list[HostRun]) -> str:
             continue
         ran = [s for s in result.steps if s.outcome not in (Outcome.SKIPPED,)]
         ok = sum(s.outcome is Outcome.SUCCEEDED for s in ran)
-        took = format_seconds(host.ended - host.started) if host.started and host.ended else "-"
-        message = result.message.splitlines()[0] if result.message else ""
+        took = _compact_seconds(host.ended - host.started) if host.started and host.ended else "-"
+        message = re.sub(r"; last lines of \w+:$", "", result.message.splitlines()[0]) if result.message else ""
         rows.append(
             (
                 host.entry.text,
@@ -200,6 +198,12 @@ def summary_table(hosts: list[HostRun]) -> str:
         cells = [row[i].ljust(widths[i]) if i in (0, 1) else row[i].rjust(widths[i]) for i in range(6)]
         lines.append("  ".join(cells) + (f"  {row[6]}" if row[6] else ""))
     return "\n".join(lines) + "\n"
+
+
+def _compact_seconds(seconds: float) -> str:
+    from aibx.engine.console_view import format_seconds
+
+    return f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
 
 
 def outcome_counts(hosts: list[HostRun]) -> dict[str, int]:

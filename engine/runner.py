@@ -76,6 +76,10 @@ TAIL_LINES = 10  # stderr lines quoted when a step fails
 RESTART_UNDER_WAY = {1115: "a shutdown is already in progress", 1190: "a shutdown is already scheduled"}
 # how often one action may lose its connection before the step fails (a flapping network)
 MAX_DROPS_PER_ACTION = 5
+ENDED_BY_REBOOT = (
+    "ended by a reboot before the command finished: it did not run to completion and has no exit code; "
+    "counted as succeeded, as AIB and Packer's expect_disconnect do"
+)
 EXIT_CODES = {
     Outcome.SUCCEEDED: ExitCode.OK,
     Outcome.FAILED: ExitCode.FAILED,
@@ -613,12 +617,7 @@ class Runner:
                         f"restarting (boot id {self.boot_id} unchanged): the command's outcome is unknown (it may "
                         "still be running on the VM); aibx does not run it again",
                     ) from None
-                self._count_reboot(
-                    result,
-                    rebooted,
-                    "the VM restarted while the command ran: the command did not run to completion and has no exit "
-                    "code; counted as succeeded (as AIB, and Packer with expect_disconnect)",
-                )
+                self._count_reboot(result, rebooted, ENDED_BY_REBOOT)
                 result.ended_by_reboot = True
                 return None
             except TransportError as exc:  # the transport could not run it at all (its message says why)
