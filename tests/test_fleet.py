@@ -222,7 +222,7 @@ def test_host_list_mistakes_are_usage_errors(tmp_path: Path) -> None:
 
 def test_interrupting_a_fleet_stops_every_host(make_fleet, tmp_path: Path) -> None:
     fleet = make_fleet(4)
-    template = write_template(tmp_path, [shell("long", 'echo started >> "$HOME/.aibx-fleet-started"', "sleep 60")])
+    template = write_template(tmp_path, [shell("long", "echo started", "sleep 60")])
     console = tmp_path / "console.txt"
     with console.open("w") as out:
         proc = subprocess.Popen(
