@@ -368,7 +368,7 @@ class _FromPacker:
         loc_attr = self.take("location")
         build_rg = self.take("build_resource_group_name")
         temp_rg = self.take("temp_resource_group_name")
-        if loc_attr is not None and _text(loc_attr.value):
+        if loc_attr is not None and (_text(loc_attr.value) or isinstance(loc_attr.value, Unresolved)):
             self.tpl.location = self.required("location", loc_attr)
             r.mapped(self.subject("location"), "location", loc_attr.location)
         else:
@@ -403,7 +403,7 @@ class _FromPacker:
         r = self.report
         vm = model.VmProfile()
         size = self.take("vm_size")
-        if size is not None and _text(size.value):
+        if size is not None and (_text(size.value) or isinstance(size.value, Unresolved)):
             vm.vm_size = self.required("vm_size", size)
             r.mapped(self.subject("vm_size"), "vmProfile.vmSize", size.location)
         else:

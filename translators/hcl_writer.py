@@ -142,6 +142,7 @@ def dumps(blocks: Sequence[Block]) -> str:
         apply_format=False,
     )
     formatter = _formatter()
+    formatter.options.open_empty_blocks = False
     formatter.format_tree(tree)
     _tidy_whitespace(tree)
     _attach_comments(tree, list(_ordered(blocks)), formatter.options.indent_length)

@@ -96,17 +96,19 @@ class ToPacker:
             return value
         m = _ARM_PARAMETER.fullmatch(value.text.strip())
         if m:
-            return self.variable(m.group(1), value.reason)
+            return self.variable(m.group(1), f"value of the AIB template's parameter {m.group(1)} ({value.reason})")
         if _PLACEHOLDER.search(value.text):
             parts: list[str | Expr] = []
             for i, piece in enumerate(_PLACEHOLDER.split(value.text)):
-                parts.append(self.variable(piece, value.reason) if i % 2 else piece)
+                parts.append(
+                    self.variable(piece, f"value of the AIB template's placeholder <{piece}>") if i % 2 else piece
+                )
             return template(parts)
         return self.variable(fallback_variable, f"{value.reason} (AIB template value {value.text})")
 
     def id_part(self, value: str, unresolved: Unresolved | None, fallback: str) -> str | Expr:
         """One segment of a resource ID; segments of an unresolved ID may hold placeholders."""
-        if unresolved is None:
+        if unresolved is None or not _PLACEHOLDER.search(value):
             return value
         return self.text(Unresolved(value, unresolved.reason), fallback)  # type: ignore[return-value]
 
@@ -263,11 +265,6 @@ class ToPacker:
                     "a failing provisioner always fails a Packer build: nothing is distributed",
                     self.loc((*path, "continueDistributeOnFailure")),
                 )
-        if tpl.additional_data_disks is not None:
-            path = ("properties", "additionalDataDisks")
-            sizes = [s for s in tpl.additional_data_disks if s is not None]
-            src.set("disk_additional_size", sizes)
-            r.mapped(self.subject(path), "disk_additional_size", self.loc(path))
 
     def source_image(self) -> None:
         tpl, r, src = self.tpl, self.report, self.source
@@ -344,6 +341,11 @@ class ToPacker:
                 f"not given: vm_size = {default}, AIB's default for {why} (Packer's own default is Standard_A1)",
                 self.loc(base),
             )
+        if tpl.additional_data_disks is not None:
+            path = ("properties", "additionalDataDisks")
+            sizes = [s for s in tpl.additional_data_disks if s is not None]
+            src.set("disk_additional_size", sizes)
+            r.mapped(self.subject(path), "disk_additional_size", self.loc(path))
         if vm is None:
             return
         if vm.os_disk_size_gb is not None:
