@@ -134,6 +134,11 @@ def _selected(patterns: list[str], build: Build, source: SourceRef) -> bool:
     return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
 
 
+def _truthy(value: Any) -> bool:
+    """Packer reads "true"/"1" strings as booleans in JSON templates."""
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -1046,8 +1051,8 @@ class StepMapper:
         execute = self.take("execute_command")
         shebang = self.take("inline_shebang") or DEFAULT_SHEBANG
         codes = self.take("valid_exit_codes")
-        skip_clean = bool(self.take("skip_clean"))
-        binary = bool(self.take("binary"))
+        skip_clean = _truthy(self.take("skip_clean"))
+        binary = _truthy(self.take("binary"))
         remote_folder = self.take("remote_folder") or "/tmp"
         remote_file = self.take("remote_file")
         remote_path = self.take("remote_path")
@@ -1062,7 +1067,7 @@ class StepMapper:
             ("start_retry_timeout", "AIB's own retry timeout applies"),
         ):
             value = self.take(key)
-            if value not in (None, False, "", "false"):
+            if value not in (None, "") and (key != "expect_disconnect" or _truthy(value)):
                 self.note("approximated", key, how)
         plain_exec = execute is None or _normal(execute) == _normal(DEFAULT_EXECUTE)
         codes_list = [int(c) for c in codes] if isinstance(codes, list) and codes else [0]
@@ -1240,21 +1245,28 @@ class StepMapper:
             self.done(status, "PowerShell scriptUri with sha256Checksum" + (f" ({'; '.join(how)})" if how else ""))
             return out
         lines_all: list[str] = [*prefix, *env_lines]
-        for raw, data, _local in bodies:
+        valid = ", ".join(str(c) for c in (step.valid_exit_codes or [0]))
+        for i, (raw, data, _local) in enumerate(bodies):
             assert data is not None
             if not self.fits_inline(data, raw):
                 return []
-            try:
-                text = data.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                self.done("dropped", f"{raw} is not UTF-8 text: pass --upload-base-uri to publish it")
-                return []
-            lines_all += text.replace("\r\n", "\n").rstrip("\n").split("\n")
+            path = f"C:\\Windows\\Temp\\aibx-{self.parent.next_id()}-{Path(raw).name}"
+            if not path.lower().endswith(".ps1"):
+                path += ".ps1"
+            lines_all += [
+                *_windows_stage(path, data),
+                f"& {idioms.ps_quote(path)}",
+                "$aibxExitCode = $LASTEXITCODE",
+                f"Remove-Item -Force -LiteralPath {idioms.ps_quote(path)}",
+            ]
+            if i < len(bodies) - 1:  # Packer stops at the first script that fails
+                lines_all.append(f"if (@({valid}) -notcontains $aibxExitCode) {{ exit $aibxExitCode }}")
+        lines_all.append("exit $aibxExitCode")
         step.inline = lines_all
         self.done(
             "approximated",
-            "PowerShell inline holding the script's lines (pass --upload-base-uri to publish scripts instead)"
-            + (f"; {'; '.join(how)}" if how else ""),
+            "PowerShell inline that writes the script to the VM and runs it (pass --upload-base-uri to publish "
+            "scripts instead)" + (f"; {'; '.join(how)}" if how else ""),
         )
         return [step]
 
@@ -1315,7 +1327,11 @@ class StepMapper:
 
     def write_step(self, destination: str, data: bytes, what: str, report: bool = True) -> model.Step:
         if self.windows:
-            step: model.Step = model.PowerShellStep(name=self.name, inline=idioms.windows_write_file(destination, data))
+            # Packer's WinRM upload creates the parent folder; so does this
+            folder = f"(Split-Path -Parent {idioms.ps_quote(destination)})"
+            parent = f"New-Item -ItemType Directory -Force -Path {folder} | Out-Null"
+            lines = [parent, *idioms.windows_write_file(destination, data)]
+            step: model.Step = model.PowerShellStep(name=self.name, inline=lines)
         else:
             step = model.ShellStep(name=self.name, inline=idioms.linux_write_file(destination, data))
         if report:
@@ -1370,7 +1386,7 @@ class StepMapper:
             restart_check_command=_text(self.take("restart_check_command")),
             restart_timeout=_text(self.take("restart_timeout")),
         )
-        if self.take("check_registry"):
+        if _truthy(self.take("check_registry")):
             self.note("dropped", "check_registry", "AIB's WindowsRestart does not check pending-reboot registry keys")
         if self.take("registry_keys"):
             self.note("dropped", "registry_keys", "AIB's WindowsRestart does not check registry keys")
@@ -1436,12 +1452,24 @@ class StepMapper:
         return [cls(name=self.name, inline=lines)]
 
     def breakpoint(self) -> list[model.Step]:
-        if self.take("disable") is True:
+        if _truthy(self.take("disable")):
             self.done("mapped", "disabled: nothing to do")
             return []
         self.take("note")
         self.done("dropped", "AIB cannot pause a build for debugging")
         return []
+
+
+def _windows_stage(path: str, data: bytes) -> list[str]:
+    """Write a script: a readable here-string for plain text, base64 otherwise."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return idioms.windows_write_file(path, data)
+    lines = text.replace("\r\n", "\n").split("\n")
+    if any(line.startswith("'@") for line in lines) or "{{" in text:
+        return idioms.windows_write_file(path, data)
+    return idioms.windows_write_text(path, text.replace("\r\n", "\n"))
 
 
 def _normal(command: str) -> str:

@@ -238,7 +238,6 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
     produced = [t for t in translations if t.template is not None]
     target, folder = _output_target(args, len(produced))
     if len(produced) > 1 and target is None:
-        outcome.reports += [t.report for t in translations]
         names = ", ".join(t.name for t in produced)
         return outcome.fail(
             "AIB076", f"{len(produced)} templates ({names}): write them with -o DIR or pick one with --only"
@@ -256,6 +255,7 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
     for t in translations:
         outcome.reports.append(t.report)
         if t.template is None:
+            t.report.output = "(nothing: not translated)"
             continue
         document = aib_document(t.template, t.report, api_version=options.api_version, arm=args.arm)
         out_path = None
