@@ -19,6 +19,7 @@ Every field and provisioner gets a report entry. The mapping is in docs/translat
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
 import io
 import posixpath
@@ -1496,8 +1497,9 @@ def _unknown(value: Any) -> str:
 
 
 def _tar(folder: Path) -> bytes:
+    """A reproducible .tar.gz of the folder: fixed times and owners, so its sha256 depends on content only."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for path in sorted(folder.rglob("*")):
             info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""

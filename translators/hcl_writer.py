@@ -53,10 +53,17 @@ Value = Union[str, int, float, bool, Expr, list, dict, None]  # noqa: UP007
 
 
 def string_literal(text: str) -> str:
-    """``text`` as an HCL quoted string (with quotes): escapes, and ``${``/``%{`` written as literal text."""
+    """``text`` as an HCL quoted string (with quotes): escapes, and ``${``/``%{`` written as literal text.
+
+    A literal ``${`` is written ``$${`` when a plain ``}`` closes it (python-hcl2's grammar reads ``$${``
+    only up to a ``}``), else ``\\u0024{``, which HCL (and Packer) read as the same two characters."""
     out = []
-    for ch in text:
-        if ch == "\\":
+    for i, ch in enumerate(text):
+        if ch in "$%" and text.startswith("{", i + 1):
+            closing = text.find("}", i + 2)
+            plain = closing >= 0 and not any(c in '"\\\n\r\t' or ord(c) < 0x20 for c in text[i + 2 : closing])
+            out.append(ch * 2 if plain else f"\\u{ord(ch):04x}")
+        elif ch == "\\":
             out.append("\\\\")
         elif ch == '"':
             out.append('\\"')
@@ -70,8 +77,12 @@ def string_literal(text: str) -> str:
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
-    body = "".join(out).replace("${", "$${").replace("%{", "%%{")
-    return f'"{body}"'
+    # python-hcl2's writer splits strings before each "$${...}" and strips a quote that ends a piece,
+    # which would eat an escaped quote right before one: write that quote as \u0022 instead
+    return '"' + _QUOTE_BEFORE_DOLLAR.sub(r"\1\\u0022", "".join(out)) + '"'
+
+
+_QUOTE_BEFORE_DOLLAR = re.compile(r'(?<!\\)((?:\\\\)*)\\"(?=\$)')
 
 
 def template(parts: Sequence[str | Expr]) -> str | Expr:

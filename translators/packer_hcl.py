@@ -9,6 +9,7 @@ evaluated on demand; ``dynamic`` blocks are expanded; each build's provisioners 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -493,13 +494,18 @@ class _Reader:
             else:
                 other.append(Section(kind, labels, location=where, comments=comments))
 
-        def provisioners(source: SourceRef) -> list[Section]:
+        # evaluated now, once per source (source.name may appear), so that errors surface while reading
+        evaluated: dict[str, list[Section]] = {}
+        for ref in refs:
             ctx = self.ctx.child()
-            ctx.source = {"name": source.name, "type": source.type}
-            out = []
-            for i, (node, comments) in enumerate(provisioner_nodes):
-                out.append(self.section(file, node, ctx, f"build.provisioner[{i}]", comments))
-            return out
+            ctx.source = {"name": ref.name, "type": ref.type}
+            evaluated[ref.full_name] = [
+                self.section(file, node, ctx, f"build.provisioner[{i}]", comments)
+                for i, (node, comments) in enumerate(provisioner_nodes)
+            ]
+
+        def provisioners(source: SourceRef) -> list[Section]:
+            return copy.deepcopy(evaluated[source.full_name])
 
         self.config.builds.append(Build(name, refs, provisioners, post, cleanup, Location(file, line, col), other))
 
