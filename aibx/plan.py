@@ -83,6 +83,10 @@ class WindowsUpdate:
     filters: tuple[str, ...]
     update_limit: int
     description: str = ""
+    # one round (search, filter, download, install); its last stdout line "AIBX-WU-RESULT {json}" tells the
+    # engine what to do next (see aibx.provisioners.windows_update.next_move)
+    command: str = ""
+    max_rounds: int = 10
 
 
 Action = Union[Exec, Upload, Restart, WindowsUpdate]  # noqa: UP007

@@ -1,0 +1,705 @@
+"""The WinRM transport: Windows Remote Shell over WS-Management, on pywinrm.
+
+Targets are ``winrm://[user@]host[:port]`` (HTTP, port 5985) and ``winrms://[user@]host[:port]`` (HTTPS, port
+5986); a domain user is written ``DOMAIN%5Cuser`` or ``user%40domain`` (percent-encoded ``\\`` or ``@``). The
+password comes from an environment variable, never from the command line or the URL.
+
+pywinrm blocks, so every call runs on one worker thread per transport (a requests session and, with NTLM over
+HTTP, the message-encryption sequence numbers must not be shared between threads); the event loop only waits.
+One remote shell is opened at ``connect()`` and reused by every command.
+
+Files go up as base64 lines on the stdin of one PowerShell process, each WinRM Send carrying as much as the
+envelope limit allows (about 84 KiB of file per round trip at WinRM's default 150 KiB, against Packer's ~6 KiB),
+and the SHA-256 is checked on the VM before the file is moved into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from aibx.engine.transports.base import (
+    ConnectError,
+    ConnectionLost,
+    OutputCallback,
+    RemoteFileError,
+    Transport,
+    TransportError,
+)
+
+from aibx import powershell
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("winrm", "winrms")
+DEFAULT_PORTS = {"winrm": 5985, "winrms": 5986}
+AUTH_METHODS = ("ntlm", "kerberos", "credssp", "basic", "certificate")
+DEFAULT_AUTH = "ntlm"
+
+# WinRM's default MaxEnvelopeSizekb is 500 on current Windows and 150 on WinRM 2.0; 150 KiB works everywhere
+DEFAULT_MAX_ENVELOPE_SIZE = 153600
+# room for the SOAP header and the Send body around the base64 of one stdin chunk (pywinrm's is ~1.5 KiB)
+_ENVELOPE_OVERHEAD = 4096
+
+FAULT_OPERATION_TIMEOUT = 2150858793
+FAULT_SHELL_NOT_FOUND = 2150858843
+
+# What the runner compares before and after a restart: LastBootUpTime in UTC, ISO 8601.
+BOOT_IDENTITY_SCRIPT = (
+    "$ProgressPreference = 'SilentlyContinue'\n"
+    "(Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime.ToUniversalTime().ToString('o')"
+)
+
+UPLOAD_SCRIPT = "Receive-AibxFile.ps1"
+DOWNLOAD_SCRIPT = "Send-AibxFile.ps1"
+
+
+class WinRMConfigError(TransportError, ValueError):
+    """The target or the options cannot work (a usage error, exit code 2): wrong URL, a missing password
+    variable, Basic over plain HTTP, an auth method whose library is not installed."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\nhint: {self.hint}" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class WinRMTarget:
+    scheme: str
+    host: str
+    port: int
+    user: str | None = None
+
+    @property
+    def https(self) -> bool:
+        return self.scheme == "winrms"
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.https else 'http'}://{host}:{self.port}/wsman"
+
+    def display(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = f"{self.user}@" if self.user else ""
+        return f"{self.scheme}://{user}{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str) -> WinRMTarget:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise WinRMConfigError(f"not a WinRM target: {_redact_url(url)} ({e})") from None
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES:
+            raise WinRMConfigError(
+                f"not a WinRM target: {_redact_url(url)}", "write winrm://[user@]host[:port] or winrms://…"
+            )
+        if parts.password is not None:
+            raise WinRMConfigError(
+                "a password in the target URL is not accepted (it would show in process lists and logs)",
+                "put it in an environment variable and pass --password-env VAR",
+            )
+        if not parts.hostname:
+            raise WinRMConfigError(f"no host in {_redact_url(url)}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise WinRMConfigError(f"unexpected path or query in {_redact_url(url)}", "the endpoint is always /wsman")
+        user = unquote(parts.username) if parts.username else None
+        return cls(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user or None)
+
+
+def _redact_url(url: str) -> str:
+    return re.sub(r"//([^/@]*):[^/@]*@", r"//\1:…@", url)
+
+
+@dataclass
+class WinRMOptions:
+    auth: str = DEFAULT_AUTH
+    password_env: str | None = None  # name of the environment variable holding the password
+    ca_file: str | None = None  # PEM bundle to verify the VM's certificate (winrms)
+    insecure_skip_tls_verify: bool = False
+    allow_unencrypted: bool = False  # Basic over plain HTTP
+    client_cert: str | None = None  # certificate auth: PEM certificate and key
+    client_key: str | None = None
+    connect_timeout: float = 30.0  # TCP + TLS + authentication
+    receive_timeout: int = 5  # seconds one Receive may wait on the VM (WS-Man OperationTimeout)
+    read_timeout: float = 60.0  # no answer to a request for this long: the connection is dead
+    max_envelope_size: int = DEFAULT_MAX_ENVELOPE_SIZE
+    codepage: int = 65001  # UTF-8 output from the shell
+
+
+def stdin_chunk_size(max_envelope_size: int) -> int:
+    """Bytes of stdin one Send can carry: the envelope holds their base64."""
+    return ((max_envelope_size - _ENVELOPE_OVERHEAD) // 4) * 3
+
+
+def upload_chunk_size(max_envelope_size: int) -> int:
+    """File bytes per Send for the upload script: one base64 line (plus CRLF) per Send."""
+    return ((stdin_chunk_size(max_envelope_size) - 2) // 4) * 3
+
+
+class WinRMTransport(Transport):
+    """``Transport`` over WinRM. Construct with ``from_url``; the password is read from the environment once."""
+
+    def __init__(
+        self,
+        target: WinRMTarget,
+        options: WinRMOptions | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.options = options = options or WinRMOptions()
+        self.spec = target
+        self.target = target.display()
+        environ = os.environ if environ is None else environ
+        auth = options.auth.lower()
+        if auth not in AUTH_METHODS:
+            raise WinRMConfigError(f"unknown WinRM auth {options.auth!r}", f"use one of {', '.join(AUTH_METHODS)}")
+        self.auth = auth
+        self._password: str | None = None
+        if options.password_env:
+            value = environ.get(options.password_env)
+            if not value:
+                raise WinRMConfigError(
+                    f"environment variable {options.password_env} is not set or empty",
+                    f"export {options.password_env}=… before running aibx",
+                )
+            self._password = value
+        self._check_options()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._protocol = None
+        self._shell_id: str | None = None
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, options: WinRMOptions | None = None, **kwargs: object) -> WinRMTransport:
+        return cls(WinRMTarget.parse(url), options, **kwargs)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"WinRMTransport({self.target!r}, auth={self.auth!r})"
+
+    def _check_options(self) -> None:
+        o, t = self.options, self.spec
+        if self.auth == "basic" and not t.https and not o.allow_unencrypted:
+            raise WinRMConfigError(
+                "Basic authentication over plain HTTP would send the password and everything else unencrypted",
+                "use winrms:// (HTTPS), or --winrm-auth ntlm (encrypts the messages), "
+                "or --allow-unencrypted for a throw-away test VM",
+            )
+        if self.auth == "certificate":
+            if not t.https:
+                raise WinRMConfigError("certificate authentication needs HTTPS", "use winrms://")
+            if not (o.client_cert and o.client_key):
+                raise WinRMConfigError("certificate authentication needs a client certificate and its key")
+        elif self.auth == "kerberos":
+            from winrm.transport import HAVE_KERBEROS
+
+            if not HAVE_KERBEROS:
+                raise WinRMConfigError(
+                    "Kerberos authentication needs pywinrm's kerberos support",
+                    "pip install 'pywinrm[kerberos]' and get a ticket with kinit",
+                )
+        else:
+            if self.auth == "credssp":
+                from winrm.transport import HAVE_CREDSSP
+
+                if not HAVE_CREDSSP:
+                    raise WinRMConfigError(
+                        "CredSSP authentication needs pywinrm's credssp support", "pip install 'pywinrm[credssp]'"
+                    )
+            if not t.user:
+                raise WinRMConfigError(
+                    f"{self.auth} authentication needs a user name", f"write {t.scheme}://USER@{t.host}"
+                )
+            if self._password is None:
+                raise WinRMConfigError(
+                    f"{self.auth} authentication needs a password", "pass --password-env VAR (the variable's name)"
+                )
+        if o.insecure_skip_tls_verify and o.ca_file:
+            raise WinRMConfigError("a CA file and skipping certificate verification contradict each other")
+        if o.ca_file and not Path(o.ca_file).is_file():
+            raise WinRMConfigError(f"CA file not found: {o.ca_file}")
+        if o.receive_timeout < 1 or o.read_timeout <= o.receive_timeout:
+            raise WinRMConfigError("read_timeout must exceed receive_timeout, which must be at least 1 s")
+
+    # ------------------------------------------------------------------------------------------- plumbing
+    def _scrub(self, text: str) -> str:
+        if self._password and self._password in text:
+            text = text.replace(self._password, "***")
+        return text
+
+    async def _in_worker(self, fn: Callable[..., object], *args: object) -> object:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aibx-winrm")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _new_protocol(self):
+        import winrm
+
+        o = self.options
+        skip = self.spec.https and o.insecure_skip_tls_verify
+        validation = "ignore" if skip else "validate"
+        protocol = winrm.Protocol(
+            self.spec.endpoint,
+            transport=self.auth,  # type: ignore[arg-type]
+            username=self.spec.user,
+            password=self._password,
+            ca_trust_path=o.ca_file,  # None: requests' default bundle, never REQUESTS_CA_BUNDLE & co.
+            cert_pem=o.client_cert,
+            cert_key_pem=o.client_key,
+            server_cert_validation=validation,  # type: ignore[arg-type]
+            read_timeout_sec=math.ceil(o.read_timeout),
+            operation_timeout_sec=o.receive_timeout,
+            message_encryption="auto",
+            proxy=None,  # a VM's WinRM port is reached directly; no proxy from the environment
+        )
+        # requests takes (connect, read): fail fast on a dead address, wait long enough for a busy VM
+        protocol.transport.read_timeout_sec = (o.connect_timeout, o.read_timeout)  # type: ignore[assignment]
+        protocol.max_env_sz = o.max_envelope_size
+        return protocol
+
+    # ------------------------------------------------------------------------------------------- connect
+    async def connect(self) -> None:
+        await self._in_worker(self._connect_blocking)
+
+    def _connect_blocking(self) -> None:
+        self._closed = False
+        self._drop_protocol()
+        protocol = self._new_protocol()
+        started = time.monotonic()
+        try:
+            self._shell_id = protocol.open_shell(codepage=self.options.codepage)
+        except Exception as e:
+            raise self._connect_error(e) from None
+        self._protocol = protocol
+        log.debug("connected to %s (%s) in %.3fs", self.target, self.auth, time.monotonic() - started)
+
+    def _drop_protocol(self) -> None:
+        protocol, self._protocol, self._shell_id = self._protocol, None, None
+        if protocol is not None:
+            with contextlib.suppress(Exception):
+                protocol.transport.close_session()
+
+    def _connect_error(self, exc: BaseException) -> ConnectError:
+        import requests
+        from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMTransportError, WSManFaultError
+
+        t = self.spec
+        port_hint = (
+            f"check that the VM listens on {t.port} (winrm quickconfig; "
+            f"{'winrm create winrm/config/Listener?Address=*+Transport=HTTPS' if t.https else 'Enable-PSRemoting'}) "
+            "and that firewalls and network security groups let TCP "
+            f"{t.port} through"
+        )
+        if isinstance(exc, InvalidCredentialsError):
+            offered = self._offered_auth()
+            detail = f"401 Unauthorized: the server rejected {t.user or 'the client'} with {self.auth} authentication"
+            if offered:
+                detail += f" (it offers: {', '.join(offered)})"
+            wanted = {"ntlm": "negotiate", "kerberos": "negotiate", "basic": "basic", "credssp": "credssp"}
+            if offered and wanted.get(self.auth, self.auth) not in {o.lower() for o in offered}:
+                hint = "the server does not offer this method: choose another --winrm-auth"
+                if self.auth == "basic":
+                    hint += ' or enable it: winrm set winrm/config/service/auth @{Basic="true"}'
+            elif self.auth == "certificate":
+                hint = "map the client certificate to a local user (winrm create winrm/config/service/certmapping)"
+            else:
+                hint = f"check the user name and the password in ${self.options.password_env or 'VAR'}"
+                if "\\" not in (t.user or "") and "@" not in (t.user or ""):
+                    hint += r"; a domain user is written DOMAIN%5Cuser or user%40domain"
+            return ConnectError("auth", self.target, detail, hint)
+        if isinstance(exc, requests.exceptions.SSLError):
+            reason = _ssl_reason(exc)
+            if "wrong version number" in reason or "record layer failure" in reason:
+                return ConnectError(
+                    "tls", self.target, f"TLS handshake failed: {reason}", "this port speaks plain HTTP: use winrm://"
+                )
+            return ConnectError(
+                "tls",
+                self.target,
+                f"the VM's certificate was not accepted: {reason}",
+                "pass --winrm-ca FILE with the CA (or the self-signed certificate) the VM's listener uses; "
+                "--insecure-skip-tls-verify only for a throw-away VM",
+            )
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return ConnectError(
+                "timeout", self.target, f"no answer within {self.options.connect_timeout:g}s", port_hint
+            )
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return ConnectError("timeout", self.target, "connected, but the WinRM service did not answer", port_hint)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            kind, detail = _connection_failure(exc)
+            hint = port_hint
+            if kind == "dns":
+                hint = "check the host name"
+            elif kind == "protocol" and not t.https:
+                hint = "the connection was closed on the first request: if this port is HTTPS, use winrms://"
+            return ConnectError(kind, self.target, detail, hint)
+        if isinstance(exc, WSManFaultError):
+            return ConnectError("protocol", self.target, f"WinRM fault: {self._scrub(exc.reason)}")
+        if isinstance(exc, WinRMTransportError):
+            return ConnectError(
+                "protocol",
+                self.target,
+                f"HTTP {exc.code} from {t.endpoint}",
+                "is this a WinRM listener? the endpoint must answer WS-Management at /wsman",
+            )
+        if isinstance(exc, WinRMError):
+            return ConnectError("protocol", self.target, self._scrub(str(exc)))
+        return ConnectError("protocol", self.target, self._scrub(f"{type(exc).__name__}: {exc}"))
+
+    def _offered_auth(self) -> list[str]:
+        """The schemes of the server's WWW-Authenticate headers, from one unauthenticated request."""
+        import requests
+
+        verify: bool | str = not self.options.insecure_skip_tls_verify
+        if verify and self.options.ca_file:
+            verify = self.options.ca_file
+        try:
+            with requests.Session() as s:
+                s.trust_env = False
+                r = s.post(
+                    self.spec.endpoint,
+                    data=b"",
+                    headers={"Content-Type": "application/soap+xml;charset=UTF-8"},
+                    verify=verify,
+                    timeout=(self.options.connect_timeout, 10),
+                )
+            raw = r.raw.headers.getlist("WWW-Authenticate") if hasattr(r.raw.headers, "getlist") else []
+        except Exception:
+            return []
+        schemes: list[str] = []
+        for value in raw:
+            for part in value.split(","):
+                word = part.strip().split(" ", 1)[0]
+                if word and "=" not in word and word not in schemes:
+                    schemes.append(word)
+        return schemes
+
+    # ------------------------------------------------------------------------------------------- commands
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | Path | None = None,
+        on_output: OutputCallback | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        chunks = None
+        if stdin is not None:
+            size = stdin_chunk_size(self.options.max_envelope_size)
+            chunks = _file_chunks(stdin, size) if isinstance(stdin, Path) else _bytes_chunks(stdin, size)
+        return await self._execute(command, chunks, on_output, timeout)
+
+    async def _execute(
+        self,
+        command: str,
+        stdin_chunks: Iterable[bytes] | None,
+        on_output: OutputCallback | None,
+        timeout: float | None,
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+
+        def emit(stream: str, data: bytes) -> None:
+            if on_output is not None:
+                loop.call_soon_threadsafe(on_output, stream, data)
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        future = asyncio.ensure_future(
+            self._in_worker(self._execute_blocking, command, stdin_chunks, emit, deadline, cancel)
+        )
+        try:
+            return await asyncio.shield(future)  # type: ignore[return-value]
+        except asyncio.CancelledError:
+            # stop the remote process before giving up: the worker notices within one Receive
+            cancel.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(future), self.options.read_timeout + 5)
+            raise
+
+    def _execute_blocking(
+        self,
+        command: str,
+        stdin_chunks: Iterable[bytes] | None,
+        emit: Callable[[str, bytes], None],
+        deadline: float | None,
+        cancel: threading.Event,
+    ) -> int:
+        from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
+
+        if self._protocol is None or self._shell_id is None:
+            if self._closed:
+                raise ConnectionLost(f"{self.target}: the transport is closed")
+            raise ConnectionLost(f"{self.target}: not connected")
+        protocol = self._protocol
+        command_id = self._start_command(command, console_mode_stdin=stdin_chunks is None)
+        shell_id = self._shell_id
+        try:
+            if stdin_chunks is not None:
+                self._send_stdin(protocol, shell_id, command_id, stdin_chunks)
+            while True:
+                if cancel.is_set():
+                    self._terminate(protocol, shell_id, command_id)
+                    raise TimeoutError("cancelled; the remote command was stopped")
+                wait = self.options.receive_timeout
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._terminate(protocol, shell_id, command_id)
+                        raise TimeoutError("the command timed out; it was stopped on the VM")
+                    wait = max(1, min(wait, math.ceil(remaining)))
+                protocol.operation_timeout_sec = wait
+                try:
+                    out, err, code, done = self._guard(protocol.get_command_output_raw, shell_id, command_id)
+                except WinRMOperationTimeoutError:
+                    continue
+                if out:
+                    emit("stdout", out)
+                if err:
+                    emit("stderr", err)
+                if done:
+                    break
+        except WSManFaultError as e:
+            if e.wsman_fault_code == FAULT_SHELL_NOT_FOUND:
+                self._drop_protocol()
+                raise ConnectionLost(f"{self.target}: the remote shell is gone (did the VM restart?)") from None
+            raise TransportError(self._scrub(f"{self.target}: WinRM fault: {e.reason}")) from None
+        finally:
+            protocol.operation_timeout_sec = self.options.receive_timeout
+        with contextlib.suppress(Exception):
+            self._guard(protocol.cleanup_command, shell_id, command_id)
+        return code
+
+    def _start_command(self, command: str, console_mode_stdin: bool) -> str:
+        """Start ``command``; if the shell is gone (idle timeout, restart), open a new one and try once more: a
+        Command that faulted never ran."""
+        from winrm.exceptions import WSManFaultError
+
+        for attempt in (1, 2):
+            assert self._protocol is not None and self._shell_id is not None
+            try:
+                return self._guard(self._protocol.run_command, self._shell_id, command, (), console_mode_stdin, False)  # type: ignore[return-value]
+            except WSManFaultError as e:
+                if e.wsman_fault_code != FAULT_SHELL_NOT_FOUND or attempt == 2:
+                    raise TransportError(self._scrub(f"{self.target}: WinRM fault: {e.reason}")) from None
+                log.debug("shell %s is gone; opening a new one", self._shell_id)
+                self._shell_id = self._guard(self._protocol.open_shell, codepage=self.options.codepage)  # type: ignore[assignment]
+        raise AssertionError("unreachable")
+
+    def _send_stdin(self, protocol, shell_id: str, command_id: str, chunks: Iterable[bytes]) -> None:
+        from winrm.exceptions import WSManFaultError
+
+        pending: bytes | None = None
+        try:
+            for chunk in chunks:
+                if pending is not None:
+                    self._guard(protocol.send_command_input, shell_id, command_id, pending, False)
+                pending = chunk
+            self._guard(protocol.send_command_input, shell_id, command_id, pending or b"", True)
+        except WSManFaultError as e:
+            # the process ended before reading everything (it failed early): its output tells why
+            log.debug("stdin not accepted any more: %s", e.reason)
+
+    def _terminate(self, protocol, shell_id: str, command_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self._guard(protocol.cleanup_command, shell_id, command_id)
+
+    def _guard(self, fn: Callable[..., object], *args: object, **kwargs: object) -> object:
+        """Call pywinrm; a dropped or dead connection becomes ConnectionLost."""
+        import requests
+        from winrm.exceptions import InvalidCredentialsError
+
+        try:
+            return fn(*args, **kwargs)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            self._drop_protocol()
+            if isinstance(e, requests.exceptions.Timeout):
+                detail = f"no answer for {self.options.read_timeout:g}s"
+            else:
+                detail = _connection_failure(e)[1]
+            raise ConnectionLost(self._scrub(f"{self.target}: connection lost: {detail}")) from None
+        except requests.exceptions.ChunkedEncodingError:
+            self._drop_protocol()
+            raise ConnectionLost(f"{self.target}: connection lost in the middle of a response") from None
+        except InvalidCredentialsError:
+            # the VM came back and no longer knows this NTLM session, or the credentials changed
+            self._drop_protocol()
+            raise ConnectionLost(f"{self.target}: the VM asked to authenticate again (401)") from None
+
+    # ------------------------------------------------------------------------------------------- files
+    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+        """Upload ``data`` to ``remote_path`` (``mode`` has no meaning on Windows and is ignored)."""
+        if isinstance(data, Path):
+            digest = await asyncio.to_thread(_file_sha256, data)
+            chunks: Iterable[bytes] = _file_chunks(data, upload_chunk_size(self.options.max_envelope_size))
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+            chunks = _bytes_chunks(data, upload_chunk_size(self.options.max_envelope_size))
+        script = powershell.fill(
+            powershell.compact(powershell.package_script_text(UPLOAD_SCRIPT)), path=remote_path, sha256=digest
+        )
+        stdout, stderr = bytearray(), bytearray()
+
+        def collect(stream: str, chunk: bytes) -> None:
+            (stdout if stream == "stdout" else stderr).extend(chunk)
+
+        lines = (base64.b64encode(c) + b"\r\n" for c in chunks)
+        code = await self._execute(powershell.encoded_command_line(script), lines, collect, None)
+        if code == 0 and f"AIBX-UPLOAD-OK {digest}".encode() in stdout:
+            return
+        reason = _marked_error(bytes(stderr), "AIBX-UPLOAD-ERROR") or f"upload failed with exit code {code}"
+        raise RemoteFileError(remote_path, self._scrub(reason))
+
+    async def get(self, remote_path: str) -> bytes:
+        script = powershell.fill(powershell.compact(powershell.package_script_text(DOWNLOAD_SCRIPT)), path=remote_path)
+        stdout, stderr = bytearray(), bytearray()
+
+        def collect(stream: str, chunk: bytes) -> None:
+            (stdout if stream == "stdout" else stderr).extend(chunk)
+
+        code = await self._execute(powershell.encoded_command_line(script), None, collect, None)
+        if code != 0:
+            reason = _marked_error(bytes(stderr), "AIBX-DOWNLOAD-ERROR") or f"download failed with exit code {code}"
+            raise RemoteFileError(remote_path, self._scrub(reason))
+        return b"".join(base64.b64decode(line) for line in bytes(stdout).split() if line)
+
+    async def boot_identity(self) -> str:
+        """LastBootUpTime (UTC, ISO 8601): it changes with every boot."""
+        out, err = bytearray(), bytearray()
+        code = await self._execute(
+            powershell.encoded_command_line(BOOT_IDENTITY_SCRIPT),
+            None,
+            lambda s, c: (out if s == "stdout" else err).extend(c),
+            self.options.read_timeout,
+        )
+        text = bytes(out).decode("utf-8", "replace").strip()
+        if code != 0 or not text:
+            detail = clixml_to_text(bytes(err)) or f"exit code {code}"
+            raise TransportError(f"{self.target}: cannot read the boot time: {self._scrub(detail)}")
+        return text.splitlines()[-1].strip()
+
+    # ------------------------------------------------------------------------------------------- close
+    async def close(self) -> None:
+        if self._closed and self._executor is None:
+            return
+        self._closed = True
+        if self._executor is not None:
+            with contextlib.suppress(Exception):
+                await self._in_worker(self._close_blocking)
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def _close_blocking(self) -> None:
+        protocol, shell_id = self._protocol, self._shell_id
+        if protocol is not None and shell_id is not None:
+            protocol.transport.read_timeout_sec = (self.options.connect_timeout, 10)  # type: ignore[assignment]
+            with contextlib.suppress(Exception):
+                protocol.close_shell(shell_id, close_session=False)
+        self._drop_protocol()
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _bytes_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    view = memoryview(data)
+    for i in range(0, len(data), size):
+        yield bytes(view[i : i + size])
+
+
+def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    text = str(exc)
+    m = re.search(r"\[SSL: [A-Z_]+\] ([^(\]]+)", text) or re.search(r"SSLError\(\d*,? ?'?([^')]+)", text)
+    if m:
+        return m.group(1).strip().rstrip(".")
+    m = re.search(r"certificate verify failed: ([^(')]+)", text)
+    return m.group(0).strip() if m else "TLS error"
+
+
+def _connection_failure(exc: BaseException) -> tuple[str, str]:
+    """(kind, detail) for a requests ConnectionError, from the innermost cause."""
+    import socket
+
+    seen: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in seen:
+        seen.append(node)
+        nxt = node.__cause__ or node.__context__
+        if nxt is None and node.args and isinstance(node.args[0], BaseException):
+            nxt = node.args[0]
+        if nxt is None and hasattr(node, "reason") and isinstance(node.reason, BaseException):
+            nxt = node.reason
+        node = nxt
+    text = " ".join(str(e) for e in seen)
+    for e in seen:
+        if isinstance(e, socket.gaierror) or "NameResolutionError" in type(e).__name__:
+            return "dns", "the host name does not resolve"
+        if isinstance(e, ConnectionRefusedError):
+            return "refused", "connection refused"
+        if isinstance(e, OSError) and e.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
+            return "unreachable", "no route to the host"
+        if isinstance(e, (ConnectionResetError, BrokenPipeError)):
+            return "protocol", "the connection was reset"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "protocol", "the server closed the connection without answering"
+    if "Connection refused" in text:
+        return "refused", "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "dns", "the host name does not resolve"
+    return "protocol", "connection failed"
+
+
+def _marked_error(stderr: bytes, marker: str) -> str | None:
+    text = clixml_to_text(stderr)
+    for line in text.splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    return text.strip() or None
+
+
+def clixml_to_text(data: bytes) -> str:
+    """stderr of ``powershell -EncodedCommand`` may come as CLIXML (``#< CLIXML`` + <Objs>): the error lines as
+    text. Anything else is returned decoded."""
+    text = data.decode("utf-8", "replace")
+    if "#< CLIXML" not in text:
+        return text
+    before, _, xml = text.partition("#< CLIXML")
+    lines = [before.strip()] if before.strip() else []
+    for chunk in re.findall(r"<Objs.*?</Objs>", xml, flags=re.DOTALL):
+        try:
+            root = ET.fromstring(chunk)
+        except ET.ParseError:
+            continue
+        for node in root.iter():
+            if node.tag.endswith("}S") and node.get("S") == "Error" and node.text:
+                lines.append(re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), node.text))
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines).replace("\r\n", "\n").strip()
