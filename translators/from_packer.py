@@ -943,7 +943,7 @@ class StepMapper:
                 if not isinstance(s, allowed):
                     self.report.dropped(self.subject, f"AIB has no {s.kind} validator", self.p.location)
             main = [s for s in main if isinstance(s, allowed)]
-        leftovers = [k for k in self.p.attrs if k not in self.used]
+        leftovers = [k for k in self.p.attrs if k not in self.used] if main else []
         for key in leftovers:
             self.note("dropped", key, f"the {self.kind} provisioner's {key} has no AIB equivalent")
         return [*before, *main, *after] if main else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,14 @@ class _Reader:
         body = body.strip()
         if m := _USER.match(body):
             name = m.group(1) if m.group(1) is not None else m.group(2)
-            if name not in self.values:
-                raise TemplateError(f'{{{{user `{name}`}}}}: there is no variable "{name}"')
+            if name not in self.values:  # Packer renders it as an empty string
+                from aibx.diagnostics import Severity
+
+                self.error(
+                    "AIB074", f'{{{{user `{name}`}}}}: there is no variable "{name}" (empty, as in Packer)', path
+                )
+                self.config.diagnostics[-1] = replace(self.config.diagnostics[-1], severity=Severity.WARNING)
+                return ""
             return self.values[name]
         if m := _ENV.match(body):
             name = m.group(1) if m.group(1) is not None else m.group(2)

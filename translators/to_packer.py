@@ -738,7 +738,10 @@ class ToPacker:
         block = self.provisioner("powershell" if powershell else "shell", step)
         approximated = bool(note)
         details = []
-        if step.inline and not step.script_uri:
+        if step.inline and step.script_uri:
+            r.dropped(label, "both inline and scriptUri: AIB rejects this, and aibx cannot tell which is meant", loc)
+            return None
+        if step.inline:
             block.set("inline", [self.code(x, step, "inline") for x in step.inline])
             details.append("inline")
         elif isinstance(step.script_uri, str) and step.script_uri:

@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print(d.format(), file=err)
     if outcome.reports:
         print(format_reports(outcome.reports, Style(err)), file=err)
+    for note in outcome.notes:
+        print(note, file=err)
     if args.report_json:
         data = {
             "lossy": any(r.lossy for r in outcome.reports),
@@ -117,6 +119,7 @@ class _Outcome:
     def __init__(self) -> None:
         self.reports: list = []
         self.diagnostics: list = []
+        self.notes: list[str] = []
         self.failed = False
 
     def fail(self, code: str, message: str, file: str = "") -> _Outcome:
@@ -147,8 +150,10 @@ def _write(path: Path, text: str, outcome: _Outcome) -> bool:
 
 # ----------------------------------------------------------------------------------------------- AIB → Packer
 def _to_packer(args: argparse.Namespace) -> _Outcome:
+    from dataclasses import replace
+
     from aibx.commands.template_args import load_templates
-    from aibx.diagnostics import Severity
+    from aibx.diagnostics import Severity, has_errors
     from aibx.translators import aib_to_packer, packer_kind
 
     outcome = _Outcome()
@@ -159,13 +164,26 @@ def _to_packer(args: argparse.Namespace) -> _Outcome:
             "AIB076", "--var, --var-file, --only, --upload-base-uri, --upload-dir and --arm apply to --to aib"
         )
     loaded = load_templates(args, [args.path])
-    diags = loaded.all_diagnostics()
-    outcome.diagnostics += diags
-    if loaded.has_errors or not loaded.results:
+    # reading problems stop the translation; what AIB would reject in a readable template does not (the
+    # translation shows exactly what it made of each field), so validation errors are shown as warnings
+    outcome.diagnostics += loaded.diagnostics
+    if has_errors(loaded.diagnostics) or not loaded.results:
         outcome.failed = True
-        if not loaded.results and not any(d.severity is Severity.ERROR for d in diags):
+        if not loaded.results and not has_errors(loaded.diagnostics):
             outcome.fail("AIB003", "no image template to translate", args.path)
         return outcome
+    rejected = 0
+    for result in loaded.results:
+        for d in result.diagnostics:
+            if d.severity is Severity.ERROR:
+                rejected += 1
+                d = replace(d, severity=Severity.WARNING)
+            outcome.diagnostics.append(d)
+    if rejected:
+        outcome.notes.append(
+            f"aibx: AIB would reject the template ({rejected} error{'s' * (rejected != 1)} above, shown as "
+            "warnings); it was translated anyway"
+        )
     target, folder = _output_target(args, len(loaded.results))
     if len(loaded.results) > 1 and target is None:
         return outcome.fail("AIB076", f"{len(loaded.results)} templates in the file: write them with -o DIR", args.path)
