@@ -1,18 +1,21 @@
 """Azure Resource Manager template expressions: ``"[concat(parameters('a'), '-x')]"``.
 
 Covers what real image templates use: ``parameters``, ``variables``, ``concat``, ``format``, ``resourceId``,
-``subscription()``, ``resourceGroup()``, ``toLower``/``toUpper``, ``string``, ``replace``, ``if`` and friends,
-literals, property access and ``[[`` escapes. Anything that needs Azure (``reference()``, ``uniqueString()`` of a
-resource-group id nobody gave, ``utcNow()``, a parameter without a value) evaluates to ``Unresolved``, which
-carries the original text and the reason.
+``subscription()``, ``resourceGroup()``, ``toLower``/``toUpper``, ``string``, ``replace``, ``uniqueString``,
+``take``/``substring`` and friends, ``if``, arithmetic and comparisons, literals, property access and ``[[``
+escapes. Anything that needs Azure (``reference()``, ``utcNow()``, ``guid()``, ``resourceGroup().id`` when
+nobody gave it, a parameter without a value) evaluates to ``Unresolved``, which carries the original text and
+the reason.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
 
 from aibx.document import Unresolved
 
@@ -27,8 +30,15 @@ _TOKEN = re.compile(
 )
 
 
+MAX_NESTING = 64  # function calls inside function calls; ARM templates rarely go past 5
+
+
 class ExpressionError(ValueError):
     """The expression is malformed or misuses a function (a template error, not an unknown value)."""
+
+
+class _NotEvaluated(Exception):
+    """A function aibx knows but cannot compute exactly for these arguments: the value stays Unresolved."""
 
 
 @dataclass
@@ -55,6 +65,20 @@ def is_expression(value: object) -> bool:
     return isinstance(value, str) and value.startswith("[") and value.endswith("]") and not value.startswith("[[")
 
 
+def is_well_formed(value: object) -> bool:
+    """Whether ``value`` is ``[...]`` around a function call that parses (nothing is evaluated)."""
+    if not is_expression(value):
+        return False
+    assert isinstance(value, str)
+    try:
+        tokens = _tokenize(value[1:-1])
+        parser = _Parser(tokens, value)
+        node = parser.expr()
+    except ExpressionError:
+        return False
+    return parser.pos == len(tokens) and isinstance(node, (_Call, _Access))
+
+
 def evaluate_string(value: str, scope: Scope) -> object:
     """Evaluate one JSON string as ARM does: ``[expr]`` is an expression, ``[[`` escapes a literal ``[``."""
     if value.startswith("[["):
@@ -70,9 +94,12 @@ def evaluate(text: str, scope: Scope, *, original: str | None = None) -> object:
     node = parser.expr()
     if parser.pos != len(tokens):
         raise ExpressionError(f"unexpected '{tokens[parser.pos][1]}' in expression")
-    result = _Evaluator(scope, original or f"[{text}]").eval(node)
+    try:
+        result = _Evaluator(scope, original or f"[{text}]").eval(node)
+    except RecursionError:  # variables that refer to variables, hundreds deep
+        raise ExpressionError("the expression (or the variables it uses) is nested too deeply") from None
     if isinstance(result, Unresolved) and original is not None:
-        return Unresolved(original, result.reason)
+        return Unresolved(original, result.reason, result.reported)
     return result
 
 
@@ -136,7 +163,9 @@ class _Parser:
             raise ExpressionError(f"expected '{value}' but found {got or 'the end'!r} in '{self.text}'")
         self.pos += 1
 
-    def expr(self) -> object:
+    def expr(self, depth: int = 0) -> object:
+        if depth > MAX_NESTING:
+            raise ExpressionError(f"functions nested more than {MAX_NESTING} deep in '{self.text[:60]}...'")
         kind, value = self.peek()
         self.pos += 1
         node: object
@@ -152,10 +181,10 @@ class _Parser:
             self.take("(")
             args: list[object] = []
             if self.peek()[1] != ")":
-                args.append(self.expr())
+                args.append(self.expr(depth + 1))
                 while self.peek()[1] == ",":
                     self.pos += 1
-                    args.append(self.expr())
+                    args.append(self.expr(depth + 1))
             self.take(")")
             node = _Call(value, args)
         else:
@@ -170,7 +199,7 @@ class _Parser:
                 node = _Access(node, name)
             else:
                 self.pos += 1
-                index = self.expr()
+                index = self.expr(depth + 1)
                 self.take("]")
                 node = _Access(node, index)
         return node
@@ -219,6 +248,8 @@ class _Evaluator:
                 return a
         try:
             return func(self, *args)
+        except _NotEvaluated as exc:
+            return self.unresolved(f"{node.name}(): {exc}")
         except TypeError as exc:
             raise ExpressionError(f"{node.name}(): wrong number or kind of arguments ({exc})") from None
 
@@ -231,10 +262,10 @@ class _Evaluator:
         params = self.scope.parameters
         match = next((k for k in params if k.lower() == name.lower()), None)
         if match is None:
-            raise ExpressionError(f"the template has no parameter '{name}'")
+            raise ExpressionError(f"the template has no parameter '{name}'{_did_you_mean(name, params)}")
         value = params[match]
         if isinstance(value, Unresolved):
-            return Unresolved(self.original, value.reason)
+            return Unresolved(self.original, value.reason, value.reported)
         return value
 
     def variables(self, name: object) -> object:
@@ -245,7 +276,7 @@ class _Evaluator:
         variables = self.scope.variables
         match = next((k for k in variables if k.lower() == name.lower()), None)
         if match is None:
-            raise ExpressionError(f"the template has no variable '{name}'")
+            raise ExpressionError(f"the template has no variable '{name}'{_did_you_mean(name, variables)}")
         if match in self.scope._resolved_variables:
             return self.scope._resolved_variables[match]
         if match in self.scope._resolving:
@@ -312,6 +343,13 @@ class _PartialObject(dict):
         return self.ev.unresolved(f"resourceGroup().{key} is unknown; pass {hint}")
 
 
+def _did_you_mean(name: str, names: Mapping[str, object]) -> str:
+    from aibx.diagnostics import closest
+
+    close = closest(name, names)
+    return f"; did you mean '{close}'?" if close else ""
+
+
 def _access(target: object, key: object) -> object:
     if isinstance(target, dict) and isinstance(key, str):
         for k in target:
@@ -346,6 +384,8 @@ def _concat(_ev: _Evaluator, *args: object) -> object:
 
 
 def _format(_ev: _Evaluator, fmt: object, *args: object) -> str:
+    """.NET composite formatting as ARM's format() does it; alignment and format specifiers ({0,5}, {0:D3})
+    are not reproduced, so such a value stays unresolved rather than wrong."""
     if not isinstance(fmt, str):
         raise ExpressionError("format() takes a format string first")
 
@@ -355,9 +395,11 @@ def _format(_ev: _Evaluator, fmt: object, *args: object) -> str:
         index = int(m.group(1))
         if index >= len(args):
             raise ExpressionError(f"format(): no argument for {{{index}}}")
+        if m.group(2):
+            raise _NotEvaluated(f"aibx does not apply the .NET format specifier {m.group()}")
         return _string(args[index])
 
-    return re.sub(r"\{\{|\}\}|\{(\d+)(?::[^}]*)?\}", sub, fmt)
+    return re.sub(r"\{\{|\}\}|\{(\d+)([,:][^}]*)?\}", sub, fmt)
 
 
 def _str_only(name: str, func: Callable[[str], object]) -> Callable[..., object]:
@@ -382,7 +424,7 @@ def _empty(_ev: _Evaluator, value: object) -> bool:
 def _to_int(_ev: _Evaluator, value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ExpressionError(f"int(): {value!r} is not a number") from None
 
 
@@ -399,13 +441,15 @@ def _json(_ev: _Evaluator, value: object) -> object:
         raise ExpressionError("json() takes a string")
     try:
         return json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ExpressionError(f"json(): {exc}") from None
 
 
 def _replace(_ev: _Evaluator, value: object, old: object, new: object) -> str:
     if not all(isinstance(v, str) for v in (value, old, new)):
         raise ExpressionError("replace() takes three strings")
+    if not old:
+        raise ExpressionError("replace(): the string to replace is empty")
     return value.replace(old, new)  # type: ignore[union-attr,arg-type]
 
 
@@ -419,8 +463,9 @@ def _split(_ev: _Evaluator, value: object, sep: object) -> list[str]:
 
 
 def _contains(_ev: _Evaluator, container: object, item: object) -> bool:
+    """ARM: a case-sensitive substring test for strings, a case-insensitive key test for objects."""
     if isinstance(container, str):
-        return _string(item).lower() in container.lower()
+        return _string(item) in container
     if isinstance(container, dict):
         return isinstance(item, str) and item.lower() in (k.lower() for k in container)
     if isinstance(container, list):
@@ -445,6 +490,215 @@ def _coalesce(_ev: _Evaluator, *args: object) -> object:
     return next((a for a in args if a is not None), None)
 
 
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ExpressionError(f"{name}() takes integers, got {value!r}")
+    return value
+
+
+def _arith(name: str, func: Callable[[int, int], int]) -> Callable[..., int]:
+    def wrapper(_ev: _Evaluator, a: object, b: object) -> int:
+        x, y = _integer(name, a), _integer(name, b)
+        if name in ("div", "mod") and y == 0:
+            raise ExpressionError(f"{name}(): division by zero")
+        return func(x, y)
+
+    return wrapper
+
+
+def _div(x: int, y: int) -> int:  # .NET integer division truncates toward zero
+    q = abs(x) // abs(y)
+    return q if (x >= 0) == (y >= 0) else -q
+
+
+def _mod(x: int, y: int) -> int:  # .NET remainder takes the sign of the dividend
+    return x - _div(x, y) * y
+
+
+def _extreme(name: str, pick: Callable[..., int]) -> Callable[..., int]:
+    def wrapper(_ev: _Evaluator, *args: object) -> int:
+        values = args[0] if len(args) == 1 and isinstance(args[0], list) else list(args)
+        if not values:
+            raise ExpressionError(f"{name}() needs at least one value")
+        return pick(_integer(name, v) for v in values)
+
+    return wrapper
+
+
+def _compare(name: str, test: Callable[[int], bool]) -> Callable[..., bool]:
+    def wrapper(_ev: _Evaluator, a: object, b: object) -> bool:
+        if isinstance(a, str) and isinstance(b, str):
+            return test((a > b) - (a < b))  # ordinal, as ARM compares strings
+        x, y = _integer(name, a), _integer(name, b)
+        return test((x > y) - (x < y))
+
+    return wrapper
+
+
+def _take(_ev: _Evaluator, value: object, count: object) -> object:
+    n = _integer("take", count)
+    if not isinstance(value, (str, list)):
+        raise ExpressionError("take() takes a string or an array")
+    return value[: max(n, 0)]
+
+
+def _skip(_ev: _Evaluator, value: object, count: object) -> object:
+    n = _integer("skip", count)
+    if not isinstance(value, (str, list)):
+        raise ExpressionError("skip() takes a string or an array")
+    return value[max(n, 0) :]
+
+
+def _substring(_ev: _Evaluator, value: object, start: object, length: object = None) -> str:
+    if not isinstance(value, str):
+        raise ExpressionError("substring() takes a string")
+    begin = _integer("substring", start)
+    size = len(value) - begin if length is None else _integer("substring", length)
+    if begin < 0 or size < 0 or begin + size > len(value):
+        raise ExpressionError(
+            f"substring(): index {begin} and length {size} are outside the string of length {len(value)}"
+        )
+    return value[begin : begin + size]
+
+
+def _first(_ev: _Evaluator, value: object) -> object:
+    if not isinstance(value, (str, list)):
+        raise ExpressionError("first() takes a string or an array")
+    return value[:1] if isinstance(value, str) else (value[0] if value else None)
+
+
+def _last(_ev: _Evaluator, value: object) -> object:
+    if not isinstance(value, (str, list)):
+        raise ExpressionError("last() takes a string or an array")
+    return value[-1:] if isinstance(value, str) else (value[-1] if value else None)
+
+
+def _index_of(name: str, find: Callable[[str, str], int]) -> Callable[..., int]:
+    def wrapper(_ev: _Evaluator, value: object, item: object) -> int:  # ARM: case-insensitive
+        if not isinstance(value, str) or not isinstance(item, str):
+            raise ExpressionError(f"{name}() takes two strings")
+        return find(value.lower(), item.lower())
+
+    return wrapper
+
+
+def _pad_left(_ev: _Evaluator, value: object, total: object, pad: object = " ") -> str:
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        raise ExpressionError("padLeft() takes a string or an integer")
+    if not isinstance(pad, str) or len(pad) != 1:
+        raise ExpressionError("padLeft(): the padding must be one character")
+    return text.rjust(_integer("padLeft", total), pad)
+
+
+def _base64(_ev: _Evaluator, value: object) -> str:
+    if not isinstance(value, str):
+        raise ExpressionError("base64() takes a string")
+    return base64.b64encode(value.encode("utf-8")).decode("ascii")
+
+
+def _base64_to_string(_ev: _Evaluator, value: object) -> str:
+    if not isinstance(value, str):
+        raise ExpressionError("base64ToString() takes a string")
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except ValueError as exc:
+        raise ExpressionError(f"base64ToString(): {exc}") from None
+
+
+def _uri_component(_ev: _Evaluator, value: object) -> str:
+    if not isinstance(value, str):
+        raise ExpressionError("uriComponent() takes a string")
+    return quote(value, safe="-_.~")
+
+
+def _uri_component_to_string(_ev: _Evaluator, value: object) -> str:
+    if not isinstance(value, str):
+        raise ExpressionError("uriComponentToString() takes a string")
+    return unquote(value)
+
+
+def _union(_ev: _Evaluator, *args: object) -> object:
+    if args and all(isinstance(a, dict) for a in args):
+        merged: dict[str, object] = {}
+        for a in args:
+            merged.update(a)  # type: ignore[arg-type]
+        return merged
+    if args and all(isinstance(a, list) for a in args):
+        out: list[object] = []
+        for a in args:
+            out += [x for x in a if x not in out]  # type: ignore[union-attr]
+        return out
+    raise ExpressionError("union() takes objects or arrays, all of one kind")
+
+
+def _join(_ev: _Evaluator, values: object, delimiter: object) -> str:
+    if not isinstance(values, list) or not isinstance(delimiter, str):
+        raise ExpressionError("join() takes an array and a delimiter string")
+    return delimiter.join(_string(v) for v in values)
+
+
+def _unique_string(_ev: _Evaluator, *args: object) -> str:
+    if not args or not all(isinstance(a, str) for a in args):
+        raise ExpressionError("uniqueString() takes one or more strings")
+    return unique_string(*args)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------- uniqueString
+_M32 = 0xFFFFFFFF
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def _rotl32(x: int, r: int) -> int:
+    return ((x << r) | (x >> (32 - r))) & _M32
+
+
+def _fmix32(h: int) -> int:
+    h = ((h ^ (h >> 16)) * 0x85EBCA6B) & _M32
+    h = ((h ^ (h >> 13)) * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def _arm_murmur64(data: bytes) -> int:
+    """The 64-bit Murmur variant behind ARM's uniqueString(): two 32-bit lanes fed 8 bytes at a time, with
+    MurmurHash3's block constants and finaliser, seed 0."""
+    c1, c2 = 0x239B961B, 0xAB0E9789
+    h1 = h2 = 0
+    n = len(data)
+    end = n - n % 8
+    for i in range(0, end, 8):
+        k1 = int.from_bytes(data[i : i + 4], "little")
+        k2 = int.from_bytes(data[i + 4 : i + 8], "little")
+        h1 ^= (_rotl32((k1 * c1) & _M32, 15) * c2) & _M32
+        h1 = (_rotl32(h1, 19) + h2) & _M32
+        h1 = (h1 * 5 + 0x561CCD1B) & _M32
+        h2 ^= (_rotl32((k2 * c2) & _M32, 17) * c1) & _M32
+        h2 = (_rotl32(h2, 13) + h1) & _M32
+        h2 = (h2 * 5 + 0x0BCAA747) & _M32
+    tail = data[end:]
+    if tail:
+        h1 ^= (_rotl32((int.from_bytes(tail[:4], "little") * c1) & _M32, 15) * c2) & _M32
+        if len(tail) > 4:
+            h2 ^= (_rotl32((int.from_bytes(tail[4:], "little") * c2) & _M32, 17) * c1) & _M32
+    h1 ^= n
+    h2 ^= n
+    h1 = (h1 + h2) & _M32
+    h2 = (h2 + h1) & _M32
+    h1, h2 = _fmix32(h1), _fmix32(h2)
+    h1 = (h1 + h2) & _M32
+    h2 = (h2 + h1) & _M32
+    return (h2 << 32) | h1
+
+
+def unique_string(*values: str) -> str:
+    """ARM's ``uniqueString(a, b, ...)``: the arguments joined with '-', hashed (UTF-8) and written as 13
+    base-32 characters, most significant bits first. tests/test_armexpr.py checks it against published values
+    of Microsoft's ARM expression library (Azure.Deployments.Expression, which Bicep uses as well)."""
+    h = _arm_murmur64("-".join(values).encode("utf-8"))
+    return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
+
+
 _FUNCTIONS: dict[str, Callable[..., object]] = {
     "parameters": _Evaluator.parameters,
     "variables": _Evaluator.variables,
@@ -460,21 +714,47 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "trim": _str_only("trim", str.strip),
     "replace": _replace,
     "split": _split,
+    "join": _join,
     "length": _length,
     "empty": _empty,
     "contains": _contains,
     "startswith": lambda _ev, s, p: _string(s).lower().startswith(_string(p).lower()),
     "endswith": lambda _ev, s, p: _string(s).lower().endswith(_string(p).lower()),
+    "indexof": _index_of("indexOf", str.find),
+    "lastindexof": _index_of("lastIndexOf", str.rfind),
+    "take": _take,
+    "skip": _skip,
+    "substring": _substring,
+    "first": _first,
+    "last": _last,
+    "padleft": _pad_left,
+    "base64": _base64,
+    "base64tostring": _base64_to_string,
+    "uricomponent": _uri_component,
+    "uricomponenttostring": _uri_component_to_string,
+    "uniquestring": _unique_string,
     "equals": _equals,
     "not": lambda _ev, v: not _to_bool(_ev, v),
     "and": _bool_args("and", all),
     "or": _bool_args("or", any),
+    "add": _arith("add", lambda x, y: x + y),
+    "sub": _arith("sub", lambda x, y: x - y),
+    "mul": _arith("mul", lambda x, y: x * y),
+    "div": _arith("div", _div),
+    "mod": _arith("mod", _mod),
+    "min": _extreme("min", min),
+    "max": _extreme("max", max),
+    "greater": _compare("greater", lambda c: c > 0),
+    "greaterorequals": _compare("greaterOrEquals", lambda c: c >= 0),
+    "less": _compare("less", lambda c: c < 0),
+    "lessorequals": _compare("lessOrEquals", lambda c: c <= 0),
     "int": _to_int,
     "bool": _to_bool,
     "json": _json,
     "createarray": lambda _ev, *a: list(a),
     "array": lambda _ev, v: v if isinstance(v, list) else [v],
     "createobject": lambda _ev, *a: dict(zip(a[::2], a[1::2], strict=False)),
+    "union": _union,
     "coalesce": _coalesce,
     "true": lambda _ev: True,
     "false": lambda _ev: False,
@@ -482,7 +762,6 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
 }
 
 # functions whose result only Azure knows at deployment time
-_HASHED_BY_ARM = "is a hash that Azure Resource Manager computes; pass the resulting value with -p"
 _NEEDS_AZURE: dict[str, str | None] = {
     name: None
     for name in (
@@ -503,4 +782,7 @@ _NEEDS_AZURE: dict[str, str | None] = {
         "tenantresourceid",
         "extensionresourceid",
     )
-} | {"uniquestring": _HASHED_BY_ARM, "guid": _HASHED_BY_ARM}
+} | {
+    # ARM's guid() is a name-based UUID whose exact construction no published test vector lets aibx verify
+    "guid": "is computed by Azure Resource Manager; pass the resulting value with -p",
+}

@@ -7,6 +7,7 @@ with this table), a severity, a message, and where it points: file, line, column
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -32,9 +33,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB009": (E, "resource selection (--resource) does not match"),
     # AIB rules
     "AIB010": (E, "exactly one of `scriptUri` and `inline` must be given"),
-    "AIB011": (E, "required value is empty"),
+    "AIB011": (E, "required value is missing or empty"),
     "AIB012": (E, "`runAsSystem` requires `runElevated`"),
-    "AIB013": (E, "customizer names must be unique"),
+    "AIB013": (E, "customizer (or validator) names must be unique"),
     "AIB014": (E, "`runOutputName` must be unique across distribute targets"),
     "AIB015": (W, "`buildTimeoutInMinutes` below the documented minimum of 6"),
     "AIB016": (W, "`buildTimeoutInMinutes` below 60 for a Windows image"),
@@ -48,10 +49,13 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB024": (E, "conflicting or incomplete vnetConfig"),
     "AIB025": (W, "operating system of the image cannot be told for certain"),
     "AIB026": (E, "WindowsUpdate filter is not `include:EXPR` or `exclude:EXPR`"),
-    "AIB027": (W, "value written as a string where AIB expects a number"),
+    "AIB027": (W, "number or boolean written as a string"),
     "AIB028": (W, "`storageAccountType` applies only with `replicationRegions`"),
     "AIB029": (W, "URI scheme AIB cannot fetch (aibx run can)"),
     "AIB031": (E, "`identity` must name exactly one user-assigned identity"),
+    "AIB032": (W, "`sourceValidationOnly` skips the build: customizers do not run"),
+    "AIB033": (W, "ARM expression in a bare resource: it is sent as written, not evaluated"),
+    "AIB034": (W, "key written twice in one object; only the last value counts"),
     # schema (generated from the swagger files)
     "AIB050": (E, "unknown field"),
     "AIB051": (E, "field name in the wrong case"),
@@ -85,11 +89,13 @@ class Diagnostic:
     json_path: str = ""
 
     def format(self) -> str:
+        """One line: ``FILE:LINE:COL: SEVERITY[CODE] JSON.PATH: MESSAGE``. Control characters a template may
+        carry (newlines, terminal escapes) are shown escaped, so each diagnostic stays one harmless line."""
         where = self.file or "<input>"
         if self.line:
             where += f":{self.line}:{self.column}"
         path = f" {self.json_path}:" if self.json_path else ""
-        return f"{where}: {self.severity.value}[{self.code}]{path} {self.message}"
+        return printable(f"{where}: {self.severity.value}[{self.code}]{path} {self.message}")
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -114,7 +120,37 @@ def make(
     severity: Severity | None = None,
 ) -> Diagnostic:
     default, _title = CODES[code]
-    return Diagnostic(severity or default, code, message, file, line, column, json_path)
+    return Diagnostic(severity or default, code, redact_urls(message), file, line, column, json_path)
+
+
+# a URI's query (SAS tokens, signatures) and user:password@ never reach a message
+_URI_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s#\"'<>]*")
+_URI_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@\"'<>]+@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the query of every URI in it replaced by ``…`` and user information dropped."""
+    if "://" not in text:
+        return text
+    return _URI_USERINFO.sub(r"\1", _URI_QUERY.sub(r"\1?…", text))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped (``\\n``, ``\\x1b``, ``\\ud800``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
+def closest(word: str, candidates: Iterable[str], cutoff: float = 0.7) -> str | None:
+    """The candidate ``word`` most likely meant (compared without case), as the candidate is spelled; None if
+    nothing is close. For "did you mean" hints."""
+    import difflib  # only when there is something to suggest: it is slow to import
+
+    by_lower = {c.lower(): c for c in candidates}
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[found[0]] if found else None
 
 
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:

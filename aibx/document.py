@@ -19,6 +19,8 @@ class Unresolved:
 
     text: str
     reason: str
+    # True when a diagnostic already explains it (an invalid expression is AIB006, not also AIB005)
+    reported: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return self.text
@@ -43,6 +45,9 @@ class Document:
     unresolved: dict[JsonPath, Unresolved] = field(default_factory=dict)
     # values of secure parameters: never to be printed, logged or reported
     secrets: list[str] = field(default_factory=list)
+    # True for a resource of an ARM deployment template (its expressions were evaluated), False for a bare
+    # resource (sent to AIB as written)
+    in_deployment: bool = False
 
     def full_path(self, path: JsonPath) -> JsonPath:
         return (*self.prefix, *path)
@@ -59,6 +64,8 @@ class Document:
         """A diagnostic pointing at ``path`` (relative to the resource), with line, column and JSON path."""
         full = self.full_path(path)
         line, column = self.source_map.locate(full, key=key)
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
         return make(
             code,
             message,

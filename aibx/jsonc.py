@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 JsonPath = tuple[str | int, ...]
 
 MAX_DEPTH = 256
+# no template needs a longer number; Python refuses to convert integers of more than 4300 digits anyway
+MAX_NUMBER_LENGTH = 400
 
 _WS = re.compile(r"(?:[ \t\r\n\ufeff]+|//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/)*")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"', re.DOTALL)
@@ -37,6 +39,8 @@ class SourceMap:
     text: str = ""
     values: dict[JsonPath, int] = field(default_factory=dict)
     keys: dict[JsonPath, int] = field(default_factory=dict)
+    # keys written twice in one object: the path and the offset of the later key (its value is the one kept)
+    duplicates: list[tuple[JsonPath, int]] = field(default_factory=list)
     _lines: list[int] = field(default_factory=list, repr=False)
 
     def line_col(self, offset: int) -> tuple[int, int]:
@@ -113,6 +117,8 @@ class _Parser:
             return self.string()
         m = _NUMBER.match(self.text, self.pos)
         if m:
+            if len(m.group()) > MAX_NUMBER_LENGTH:
+                raise self.fail(f"number with more than {MAX_NUMBER_LENGTH} characters")
             self.pos = m.end()
             return float(m.group()) if m.group(1) or m.group(2) else int(m.group())
         for word, literal in _LITERALS.items():
@@ -160,6 +166,8 @@ class _Parser:
             self.pos += 1
             self.skip()
             child = (*path, key)
+            if key in out:
+                self.smap.duplicates.append((child, key_pos))
             self.smap.keys[child] = key_pos
             out[key] = self.value(child, depth + 1)
             self.skip()
@@ -171,7 +179,8 @@ class _Parser:
                 continue
             if self.pos >= len(self.text):
                 raise self.fail("unterminated object (missing '}')", start)
-            raise self.fail(f"expected ',' or '}}' after the value of \"{key}\", found {self.describe()}")
+            hint = " (a missing ',' before it?)" if self.text.startswith('"', self.pos) else ""
+            raise self.fail(f"expected ',' or '}}' after the value of \"{key}\", found {self.describe()}{hint}")
 
     def array(self, path: JsonPath, depth: int) -> list[object]:
         start = self.pos
@@ -194,4 +203,5 @@ class _Parser:
                 continue
             if self.pos >= len(self.text):
                 raise self.fail("unterminated array (missing ']')", start)
-            raise self.fail(f"expected ',' or ']' in array, found {self.describe()}")
+            hint = " (a missing ',' before it?)" if self.text[self.pos : self.pos + 1] in ('"', "{", "[") else ""
+            raise self.fail(f"expected ',' or ']' in array, found {self.describe()}{hint}")

@@ -1,26 +1,51 @@
 """Reading image templates: bare resources, ARM deployment templates, parameters and placeholders.
 
 ``load()`` never raises for bad input: it returns the documents it could read and diagnostics for the rest.
+
+Two kinds of file hold an image template:
+
+* a *bare resource* (``{"type": ..., "location": ..., "properties": {...}}``), which ``az resource create`` or a
+  REST call sends to AIB exactly as written: nothing in it is evaluated, so a string such as
+  ``"[parameters('x')]"`` stays that string (AIB033 says so);
+* an *ARM deployment template* (``{"$schema": ..., "parameters": ..., "resources": [...]}``), whose
+  ``Microsoft.VirtualMachineImages/imageTemplates`` resources ARM evaluates: expressions in values and in
+  property names, parameters from ``-p``, ``--parameters`` files and defaults.
+
+In both, ``<name>`` placeholders (Microsoft's quickstarts are meant for ``sed``) are replaced by ``-p name=VALUE``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aibx import armexpr
-from aibx.diagnostics import Diagnostic, format_path, make
+from aibx.diagnostics import Diagnostic, Severity, closest, format_path, make
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
+STDIN = "-"  # the path that means "read standard input"
+STDIN_NAME = "<stdin>"
+COMMAND_LINE = "<command line>"
+
 _PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_.\-]*)>")
 # fields whose text is code, where <...> is shell or PowerShell syntax rather than a placeholder
 _CODE_FIELDS = {"inline", "restartcommand", "restartcheckcommand", "filters", "searchcriteria"}
-_COMPLEX_TYPES = {"int", "bool", "array", "object", "secureobject"}
+_JSON_TYPES = {"int", "bool", "array", "object", "secureobject"}
+_TYPE_CHECKS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "string": ("a string", str),
+    "securestring": ("a string", str),
+    "int": ("an integer", int),
+    "bool": ("true or false", bool),
+    "object": ("an object", dict),
+    "secureobject": ("an object", dict),
+    "array": ("an array", list),
+}
 
 
 @dataclass
@@ -36,6 +61,13 @@ class LoadOptions:
 class LoadResult:
     documents: list[Document] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # -p names this file used (as a parameter or a <placeholder>), lower case; see unused_assignments()
+    names_used: set[str] = field(default_factory=set)
+    # names this file offers to -p (declared parameters, placeholders), for "did you mean"
+    names_known: set[str] = field(default_factory=set)
+    # the file is JSON but plainly not an image template (a parameters file, another deployment, package.json):
+    # a folder of templates may hold such files, and `aibx validate FOLDER` passes over them
+    unrelated: bool = False
 
 
 def parse_assignments(items: Iterable[str]) -> tuple[dict[str, str], list[Diagnostic]]:
@@ -45,65 +77,121 @@ def parse_assignments(items: Iterable[str]) -> tuple[dict[str, str], list[Diagno
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            diags.append(make("AIB007", f"-p expects NAME=VALUE, got {item!r}", file="<command line>"))
+            diags.append(make("AIB007", f'-p expects NAME=VALUE, got "{item}"', file=COMMAND_LINE))
             continue
         out[name.strip()] = value
     return out, diags
 
 
+def unused_assignments(parameters: Mapping[str, str], results: Iterable[LoadResult]) -> list[Diagnostic]:
+    """A warning for each ``-p`` name that no loaded file used: most likely a typo."""
+    results = list(results)
+    used = set().union(*(r.names_used for r in results)) if results else set()
+    known = sorted(set().union(*(r.names_known for r in results))) if results else []
+    out = []
+    for name in parameters:
+        if name.lower() in used:
+            continue
+        close = closest(name, known)
+        hint = f'; did you mean "{close}"?' if close else ""
+        out.append(
+            make(
+                "AIB007",
+                f"-p {name}: no template declares a parameter or uses a <{name}> placeholder of that name{hint}",
+                file=COMMAND_LINE,
+                severity=Severity.WARNING,
+            )
+        )
+    return out
+
+
+def read_text(path: str) -> tuple[str | None, list[Diagnostic]]:
+    """The text of a file (``-`` is standard input), or AIB001."""
+    name = STDIN_NAME if path == STDIN else path
+    try:
+        raw = sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes()
+    except OSError as exc:
+        return None, [make("AIB001", f"cannot read: {exc.strerror or exc}", file=name)]
+    try:
+        return raw.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        return None, [make("AIB001", f"not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x})", file=name)]
+
+
 def read_json(path: str) -> tuple[object, SourceMap | None, list[Diagnostic]]:
     """Read and parse one JSON(C) file; diagnostics instead of exceptions."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return None, None, [make("AIB001", f"cannot read: {exc.strerror or exc}", file=path)]
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return None, None, [make("AIB001", f"not UTF-8 text (byte {exc.start})", file=path)]
+    text, diags = read_text(path)
+    if text is None:
+        return None, None, diags
+    return parse_json(text, STDIN_NAME if path == STDIN else path)
+
+
+def parse_json(text: str, file: str) -> tuple[object, SourceMap | None, list[Diagnostic]]:
     try:
         value, smap = parse(text)
     except JsonSyntaxError as exc:
-        return None, None, [make("AIB002", exc.message, file=path, line=exc.line, column=exc.column)]
-    return value, smap, []
+        return None, None, [make("AIB002", exc.message, file=file, line=exc.line, column=exc.column)]
+    diags = []
+    for path, offset in smap.duplicates:
+        line, column = smap.line_col(offset)
+        diags.append(
+            make(
+                "AIB034",
+                f'"{path[-1]}" is written twice in this object; only the later value counts',
+                file=file,
+                line=line,
+                column=column,
+                json_path=format_path(path),
+            )
+        )
+    return value, smap, diags
 
 
 def load(path: str, options: LoadOptions | None = None) -> LoadResult:
+    """Load the image templates in one file (``-`` for standard input)."""
+    text, diags = read_text(path)
+    if text is None:
+        return LoadResult(diagnostics=diags)
+    return load_text(text, STDIN_NAME if path == STDIN else path, options)
+
+
+def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadResult:
+    """Load the image templates in ``text``; ``file`` is the name diagnostics show."""
     options = options or LoadOptions()
     result = LoadResult()
-    value, smap, diags = read_json(path)
+    value, smap, diags = parse_json(text, file)
     result.diagnostics += diags
     if smap is None:
         return result
-    assert smap is not None
     if not isinstance(value, dict):
+        result.unrelated = True
         result.diagnostics.append(
             make(
                 "AIB003",
-                "expected a JSON object (an image template or ARM deployment)",
-                file=path,
+                f"expected a JSON object (an image template or ARM deployment), found {_kind(value)}",
+                file=file,
                 line=1,
                 column=1,
             )
         )
         return result
-
     if _is_parameters_file(value):
+        result.unrelated = True
         result.diagnostics.append(
             make(
                 "AIB003",
-                "this is an ARM parameters file; pass it with --parameters next to the template",
-                file=path,
+                "this is an ARM parameters file; pass it with --parameters next to its template",
+                file=file,
                 line=1,
                 column=1,
             )
         )
         return result
-
+    loader = _Loader(file, smap, options, result)
     if isinstance(value.get("resources"), (list, dict)):
-        _load_deployment(path, value, smap, options, result)
+        loader.deployment(value)
     else:
-        _load_bare(path, value, smap, options, result)
+        loader.bare(value)
     return result
 
 
@@ -112,298 +200,455 @@ def _is_parameters_file(value: dict[str, object]) -> bool:
     return isinstance(schema, str) and "deploymentParameters" in schema and "resources" not in value
 
 
-# ----------------------------------------------------------------------------------------------- parameters
-def _template_parameters(
-    path: str, template: dict[str, object], smap: SourceMap, options: LoadOptions, result: LoadResult
-) -> tuple[dict[str, object], list[str]]:
-    """Values of the template's parameters: -p over --parameters files over defaults; missing = Unresolved."""
-    declared = template.get("parameters")
-    declared = declared if isinstance(declared, dict) else {}
-    supplied: dict[str, object] = {}
-    for pfile in options.parameter_files:
-        supplied.update(_read_parameter_file(pfile, result))
-    lower_declared = {k.lower(): k for k in declared}
-    for name, text in options.parameters.items():
-        key = lower_declared.get(name.lower())
-        if key is None:
-            supplied[name] = text  # may be a <placeholder> name; not an error
-            continue
-        spec = declared[key]
-        ptype = str(spec.get("type", "string")).lower() if isinstance(spec, dict) else "string"
-        if ptype in _COMPLEX_TYPES:
-            try:
-                supplied[key] = json.loads(text)
-            except ValueError:
-                result.diagnostics.append(
-                    make(
-                        "AIB007",
-                        f"-p {name}: a {ptype} parameter needs a JSON value, got {text!r}",
-                        file=path,
-                    )
-                )
-                continue
-        else:
-            supplied[key] = text
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
 
-    scope_defaults = armexpr.Scope(parameters={}, variables={}, context=options.context)
-    values: dict[str, object] = {}
-    secrets: list[str] = []
-    secret_names: set[str] = set()
-    supplied_lower = {k.lower(): k for k in supplied}
-    for name, spec in declared.items():
+
+# ----------------------------------------------------------------------------------------------- parameters
+@dataclass
+class _Supplied:
+    value: object
+    file: str  # where the value was written: a parameters file or COMMAND_LINE
+    smap: SourceMap | None = None
+    path: JsonPath = ()
+
+
+class _ParameterValues(Mapping[str, object]):
+    """The values of a template's parameters: ``-p`` over ``--parameters`` files over ``defaultValue``, a
+    missing one Unresolved. Defaults are evaluated on first use, so they may refer to parameters declared
+    after them; a default that refers to itself is an AIB006 error."""
+
+    def __init__(self, loader: _Loader, declared: dict[str, object], supplied: dict[str, _Supplied]) -> None:
+        self.loader = loader
+        self.declared = declared
+        self.supplied = supplied
+        self.extra = {k: s.value for k, s in supplied.items() if k not in declared}  # placeholder values
+        self.cache: dict[str, object] = {}
+        self.busy: set[str] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.declared
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return len(self.declared) + len(self.extra)
+
+    def __getitem__(self, name: str) -> object:
+        if name in self.cache:
+            return self.cache[name]
+        if name not in self.declared:
+            return self.extra[name]
+        spec = self.declared[name]
         spec = spec if isinstance(spec, dict) else {}
-        ptype = str(spec.get("type", "string")).lower()
-        if ptype.startswith("secure"):
-            secret_names.add(name)
-        if name.lower() in supplied_lower:
-            val = supplied[supplied_lower[name.lower()]]
+        if name in self.supplied:
+            value = self.supplied[name].value
         elif "defaultValue" in spec:
-            scope_defaults.parameters = values
+            if name in self.busy:
+                raise armexpr.ExpressionError(f"the default value of parameter '{name}' refers to itself")
+            self.busy.add(name)
+            scope = armexpr.Scope(parameters=self, variables={}, context=self.loader.options.context)
             try:
-                val = armexpr.resolve_tree(spec["defaultValue"], scope_defaults)
+                value = armexpr.resolve_tree(spec["defaultValue"], scope)
             except armexpr.ExpressionError as exc:
-                line, col = smap.locate(("parameters", name, "defaultValue"))
-                result.diagnostics.append(
-                    make("AIB006", str(exc), file=path, line=line, column=col, json_path=f"parameters.{name}")
+                self.loader.add("AIB006", str(exc), ("parameters", name, "defaultValue"))
+                value = Unresolved(
+                    f"[parameters('{name}')]", f"the default value of '{name}' is invalid", reported=True
                 )
-                val = Unresolved(f"[parameters('{name}')]", str(exc))
+            finally:
+                self.busy.discard(name)
         else:
-            val = Unresolved(f"[parameters('{name}')]", f"parameter '{name}' has no value; pass -p {name}=VALUE")
+            value = Unresolved(f"[parameters('{name}')]", f"parameter '{name}' has no value; pass -p {name}=VALUE")
+        self.cache[name] = value
+        return value
+
+
+# ----------------------------------------------------------------------------------------------- loading
+class _Loader:
+    def __init__(self, file: str, smap: SourceMap, options: LoadOptions, result: LoadResult) -> None:
+        self.file = file
+        self.smap = smap
+        self.options = options
+        self.result = result
+        self.is_deployment = False
+        self.values: Mapping[str, object] = {}
+        self.scope = armexpr.Scope(context=options.context)
+        self.secrets: list[str] = []
+        self.unresolved_keys: dict[JsonPath, Unresolved] = {}
+        self.bare_expressions_seen = 0
+
+    def add(
+        self,
+        code: str,
+        message: str,
+        path: JsonPath = (),
+        *,
+        key: bool = False,
+        severity: Severity | None = None,
+        file: str | None = None,
+        smap: SourceMap | None = None,
+    ) -> None:
+        smap = smap or (self.smap if file is None else None)
+        line, column = smap.locate(path, key=key) if smap else (0, 0)
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        self.result.diagnostics.append(
+            make(
+                code,
+                message,
+                file=file or self.file,
+                line=line,
+                column=column,
+                json_path=format_path(path),
+                severity=severity,
+            )
+        )
+
+    # ------------------------------------------------------------------------------------------- parameters
+    def parameters(self, template: dict[str, object]) -> None:
+        declared_raw = template.get("parameters")
+        declared: dict[str, object] = declared_raw if isinstance(declared_raw, dict) else {}
+        by_lower = {k.lower(): k for k in declared}
+        self.result.names_known.update(declared)
+        supplied: dict[str, _Supplied] = {}
+        for pfile in self.options.parameter_files:
+            for name, entry in self.read_parameter_file(pfile).items():
+                target = by_lower.get(name.lower())
+                if target is None and self.is_deployment:
+                    close = closest(name, declared)
+                    hint = f'; did you mean "{close}"?' if close else ""
+                    self.add(
+                        "AIB007",
+                        f'{self.file} declares no parameter "{name}"; ARM rejects the deployment{hint}',
+                        entry.path[:2],
+                        key=True,
+                        file=entry.file,
+                        smap=entry.smap,
+                    )
+                    continue
+                supplied[target or name] = entry
+        for name, text in self.options.parameters.items():
+            target = by_lower.get(name.lower())
+            if target is None:
+                supplied[name] = _Supplied(text, COMMAND_LINE)  # maybe a <placeholder> name
+                continue
+            self.result.names_used.add(name.lower())
+            spec = declared[target]
+            ptype = _ptype(spec)
+            if ptype in _JSON_TYPES:
+                try:
+                    supplied[target] = _Supplied(json.loads(text), COMMAND_LINE)
+                except (ValueError, RecursionError):
+                    self.add(
+                        "AIB007",
+                        f"-p {name}: parameter '{target}' is of type {ptype} and needs a JSON value such as "
+                        f'{_EXAMPLES.get(ptype, "3")}, got "{text}"',
+                        file=COMMAND_LINE,
+                    )
+                continue
+            supplied[target] = _Supplied(text, COMMAND_LINE)
+        values = _ParameterValues(self, declared, supplied)
+        self.values = values
+        for name, spec in declared.items():
+            if _ptype(spec).startswith("secure"):
+                value = values[name]
+                self.secrets += _secret_strings(value)
+        for name, spec in declared.items():
+            self.check_parameter(name, spec if isinstance(spec, dict) else {}, values[name], supplied.get(name))
+
+    def check_parameter(self, name: str, spec: dict, value: object, origin: _Supplied | None) -> None:
+        """ARM's checks of a parameter value: type, allowedValues, minValue/maxValue, minLength/maxLength."""
+        if isinstance(value, Unresolved):
+            return
+        secure = _ptype(spec).startswith("secure")
+        shown = "the value" if secure else f"{_short(value)}"
+        problems = []
+        expect = _TYPE_CHECKS.get(_ptype(spec))
+        if expect and (not isinstance(value, expect[1]) or (expect[1] is int and isinstance(value, bool))):
+            problems.append(f"{shown} is not {expect[0]} (the parameter is of type {spec.get('type')})")
         allowed = spec.get("allowedValues")
-        if isinstance(allowed, list) and not isinstance(val, Unresolved) and val not in allowed:
-            result.diagnostics.append(
-                make(
+        if isinstance(allowed, list) and value not in allowed:
+            listed = "" if secure else f": {', '.join(_short(a) for a in allowed)}"
+            problems.append(f"{shown} is not one of its allowedValues{listed}")
+        if isinstance(value, int) and not isinstance(value, bool):
+            low, high = spec.get("minValue"), spec.get("maxValue")
+            if isinstance(low, int) and value < low:
+                problems.append(f"{shown} is below its minValue {low}")
+            if isinstance(high, int) and value > high:
+                problems.append(f"{shown} is above its maxValue {high}")
+        if isinstance(value, (str, list)):
+            low, high = spec.get("minLength"), spec.get("maxLength")
+            if isinstance(low, int) and len(value) < low:
+                problems.append(f"{shown} is shorter than its minLength {low}")
+            if isinstance(high, int) and len(value) > high:
+                problems.append(f"{shown} is longer than its maxLength {high}")
+        for problem in problems:
+            if origin is None:  # the template's own defaultValue
+                self.add("AIB007", f"parameter '{name}': {problem}", ("parameters", name, "defaultValue"))
+            elif origin.file == COMMAND_LINE:
+                self.add("AIB007", f"-p {name}: {problem}", file=COMMAND_LINE)
+            else:
+                self.add(
                     "AIB007",
-                    f"parameter '{name}' = {val!r} is not one of its allowedValues {allowed}",
-                    file=path,
-                    json_path=f"parameters.{name}",
+                    f"parameter '{name}': {problem}",
+                    origin.path,
+                    file=origin.file,
+                    smap=origin.smap,
+                )
+
+    def read_parameter_file(self, pfile: str) -> dict[str, _Supplied]:
+        value, smap, diags = read_json(pfile)
+        for d in diags:  # a broken parameters file is invalid input, whatever the reason
+            severity = d.severity if d.code == "AIB034" else Severity.ERROR
+            self.result.diagnostics.append(
+                make(
+                    d.code if d.code == "AIB034" else "AIB007",
+                    d.message,
+                    file=d.file,
+                    line=d.line,
+                    column=d.column,
+                    json_path=d.json_path,
+                    severity=severity,
                 )
             )
-        values[name] = val
-        if name in secret_names and isinstance(val, str) and val:
-            secrets.append(val)
-    # -p names the template does not declare stay available for <placeholder> substitution
-    extra = {k: v for k, v in supplied.items() if k.lower() not in lower_declared}
-    for k, v in extra.items():
-        values.setdefault(k, v)
-    return values, secrets
-
-
-def _read_parameter_file(pfile: str, result: LoadResult) -> dict[str, object]:
-    value, smap, diags = read_json(pfile)
-    for d in diags:  # a broken parameters file is invalid input, whatever the reason
-        result.diagnostics.append(make("AIB007", d.message, file=d.file, line=d.line, column=d.column))
-    if smap is None:
-        return {}
-    params = value.get("parameters") if isinstance(value, dict) else None
-    if not isinstance(params, dict):
-        result.diagnostics.append(
-            make("AIB007", 'an ARM parameters file needs a "parameters" object', file=pfile, line=1, column=1)
-        )
-        return {}
-    out: dict[str, object] = {}
-    for name, entry in params.items():
-        if isinstance(entry, dict) and "value" in entry:
-            out[name] = entry["value"]
-        elif isinstance(entry, dict) and "reference" in entry:
-            out[name] = Unresolved(f"[parameters('{name}')]", "the value is a Key Vault reference")
-        else:
-            line, col = smap.locate(("parameters", name))
-            result.diagnostics.append(
-                make(
+        if smap is None:
+            return {}
+        shown = STDIN_NAME if pfile == STDIN else pfile
+        params = value.get("parameters") if isinstance(value, dict) else None
+        if not isinstance(params, dict):
+            self.add("AIB007", 'an ARM parameters file needs a "parameters" object', file=shown, smap=smap)
+            return {}
+        out: dict[str, _Supplied] = {}
+        for name, entry in params.items():
+            path = ("parameters", name)
+            if isinstance(entry, dict) and "value" in entry:
+                out[name] = _Supplied(entry["value"], shown, smap, (*path, "value"))
+            elif isinstance(entry, dict) and "reference" in entry:
+                reason = "the value is a Key Vault reference, read by ARM at deployment"
+                out[name] = _Supplied(Unresolved(f"[parameters('{name}')]", reason), shown, smap, path)
+            else:
+                self.add(
                     "AIB007",
                     f'parameter "{name}" needs {{"value": ...}} or {{"reference": ...}}',
-                    file=pfile,
-                    line=line,
-                    column=col,
-                    json_path=f"parameters.{name}",
+                    path,
+                    file=shown,
+                    smap=smap,
                 )
-            )
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- documents
-def _load_deployment(
-    path: str, template: dict[str, object], smap: SourceMap, options: LoadOptions, result: LoadResult
-) -> None:
-    values, secrets = _template_parameters(path, template, smap, options, result)
-    variables = template.get("variables")
-    scope = armexpr.Scope(
-        parameters=values,
-        variables=variables if isinstance(variables, dict) else {},
-        context=options.context,
-    )
-    resources = template["resources"]
-    entries: list[tuple[JsonPath, object, str | None]] = []
-    if isinstance(resources, list):
-        entries = [(("resources", i), r, None) for i, r in enumerate(resources)]
-    elif isinstance(resources, dict):  # languageVersion 2.0: symbolic names
-        entries = [(("resources", k), r, k) for k, r in resources.items()]
-    found: list[Document] = []
-    for prefix, res, symbolic in entries:
-        if not isinstance(res, dict):
-            continue
-        rtype = _resolve_value(res.get("type"), scope, values, (*prefix, "type"), path, smap, result)
-        if not (isinstance(rtype, str) and rtype.lower() == RESOURCE_TYPE.lower()):
-            continue
-        doc = _make_document(path, res, smap, prefix, scope, values, options, result)
-        doc.secrets = secrets
-        if symbolic and doc.name is None:
-            doc.name = symbolic
-        doc.symbolic_name = symbolic
-        found.append(doc)
-    if not found:
-        result.diagnostics.append(
-            make(
-                "AIB003",
-                f"the ARM deployment template has no {RESOURCE_TYPE} resource",
-                file=path,
-                line=smap.locate(("resources",))[0],
-                column=smap.locate(("resources",))[1],
-                json_path="resources",
-            )
-        )
-        return
-    result.documents += _select(path, found, options, result)
-
-
-def _load_bare(
-    path: str, resource: dict[str, object], smap: SourceMap, options: LoadOptions, result: LoadResult
-) -> None:
-    values, _secrets = _template_parameters(path, {}, smap, options, result)
-    scope = armexpr.Scope(parameters=values, variables={}, context=options.context)
-    if not isinstance(resource.get("properties"), dict) and not _looks_like_properties(resource):
-        result.diagnostics.append(
-            make(
-                "AIB003",
-                'no image template here: expected "properties" with "source", "customize" and "distribute", '
-                'or an ARM deployment template with "resources"',
-                file=path,
-                line=1,
-                column=1,
-            )
-        )
-        return
-    doc = _make_document(path, resource, smap, (), scope, values, options, result)
-    rtype = doc.resource.get("type")
-    if rtype is None:
-        result.diagnostics.append(doc.diagnostic("AIB004", f'"type" is missing; AIB expects "{RESOURCE_TYPE}"'))
-    elif not (isinstance(rtype, str) and rtype.lower() == RESOURCE_TYPE.lower()):
-        result.diagnostics.append(
-            doc.diagnostic("AIB004", f'"type" is {rtype!r}; AIB expects "{RESOURCE_TYPE}"', ("type",))
-        )
-    result.documents += _select(path, [doc], options, result)
-
-
-def _looks_like_properties(value: dict[str, object]) -> bool:
-    return any(k in value for k in ("source", "customize", "distribute"))
-
-
-def _select(path: str, docs: list[Document], options: LoadOptions, result: LoadResult) -> list[Document]:
-    if not options.resource:
-        return docs
-    want = options.resource.lower()
-    chosen = [
-        d
-        for d in docs
-        if (isinstance(d.name, str) and d.name.lower() == want)
-        or (d.symbolic_name or "").lower() == want
-        or format_path(d.prefix) == options.resource
-    ]
-    if not chosen:
-        names = ", ".join(str(d.name or format_path(d.prefix)) for d in docs)
-        result.diagnostics.append(
-            make("AIB009", f"no image template named {options.resource!r} (found: {names})", file=path)
-        )
-    return chosen
-
-
-def _make_document(
-    path: str,
-    res: dict[str, object],
-    smap: SourceMap,
-    prefix: JsonPath,
-    scope: armexpr.Scope,
-    values: Mapping[str, object],
-    options: LoadOptions,
-    result: LoadResult,
-) -> Document:
-    resolved = _resolve_value(res, scope, values, prefix, path, smap, result)
-    assert isinstance(resolved, dict)
-    doc = Document(file=path, resource=resolved, source_map=smap, prefix=prefix)
-    name = resolved.get("name")
-    doc.name = name if isinstance(name, str) else None
-    doc.unresolved = dict(_find_unresolved(resolved, ()))
-    api = options.api_version or resolved.get("apiVersion")
-    doc.api_version_written = api
-    doc.api_version = api if isinstance(api, str) else None
-    return doc
-
-
-def _resolve_value(
-    value: object,
-    scope: armexpr.Scope,
-    values: Mapping[str, object],
-    path: JsonPath,
-    file: str,
-    smap: SourceMap,
-    result: LoadResult,
-) -> object:
-    if isinstance(value, str):
-        try:
-            out = armexpr.evaluate_string(value, scope)
-        except armexpr.ExpressionError as exc:
-            line, col = smap.locate(path)
-            result.diagnostics.append(
-                make(
-                    "AIB006",
-                    f"{exc} in {value!r}",
-                    file=file,
-                    line=line,
-                    column=col,
-                    json_path=format_path(path),
-                )
-            )
-            return Unresolved(value, str(exc))
-        if isinstance(out, str):
-            return _substitute(out, values, code=_in_code_field(path))
         return out
-    if isinstance(value, dict):
-        out_dict: dict[str, object] = {}
-        for k, v in value.items():
-            key = _substitute(k, values, code=True)
-            out_dict[key if isinstance(key, str) else k] = _resolve_value(
-                v, scope, values, (*path, k), file, smap, result
+
+    # ------------------------------------------------------------------------------------------- documents
+    def deployment(self, template: dict[str, object]) -> None:
+        self.is_deployment = True
+        self.parameters(template)
+        variables = template.get("variables")
+        self.scope = armexpr.Scope(
+            parameters=self.values,
+            variables=variables if isinstance(variables, dict) else {},
+            context=self.options.context,
+        )
+        resources = template["resources"]
+        entries: list[tuple[JsonPath, object, str | None]] = []
+        if isinstance(resources, list):
+            entries = [(("resources", i), r, None) for i, r in enumerate(resources)]
+        elif isinstance(resources, dict):  # languageVersion 2.0: symbolic names
+            entries = [(("resources", k), r, k) for k, r in resources.items()]
+        found: list[Document] = []
+        for prefix, res, symbolic in entries:
+            if not isinstance(res, dict):
+                continue
+            rtype = res.get("type")
+            if armexpr.is_expression(rtype):
+                rtype = self.resolve(rtype, (*prefix, "type"))
+            if not (isinstance(rtype, str) and rtype.lower() == RESOURCE_TYPE.lower()):
+                continue
+            doc = self.document(res, prefix)
+            if symbolic and doc.name is None:
+                doc.name = symbolic
+            doc.symbolic_name = symbolic
+            found.append(doc)
+        if not found:
+            others = sorted({str(r.get("type")) for _, r, _ in entries if isinstance(r, dict) and r.get("type")})
+            listed = f" (it has {', '.join(others)})" if others else ""
+            self.result.unrelated = True
+            self.add("AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}", ("resources",))
+            return
+        self.result.documents += self.select(found)
+
+    def bare(self, resource: dict[str, object]) -> None:
+        self.parameters({})
+        if not isinstance(resource.get("properties"), dict):
+            if any(k.lower() in ("source", "customize", "distribute") for k in resource):
+                message = (
+                    'this looks like the "properties" object alone; aibx checks the whole resource: '
+                    '{"type": ..., "location": ..., "identity": ..., "properties": {"source": ...}}'
+                )
+            else:
+                self.result.unrelated = True
+                message = (
+                    'no image template here: expected a resource with "properties" (holding "source", '
+                    '"customize" and "distribute"), or an ARM deployment template with "resources"'
+                )
+            self.add("AIB003", message)
+            return
+        doc = self.document(resource, ())
+        rtype = doc.resource.get("type")
+        if rtype is None:
+            self.add("AIB004", f'"type" is missing; AIB expects "{RESOURCE_TYPE}"')
+        elif not (isinstance(rtype, str) and rtype.lower() == RESOURCE_TYPE.lower()):
+            self.add("AIB004", f'"type" is {_short(rtype)}; AIB expects "{RESOURCE_TYPE}"', ("type",))
+        self.result.documents += self.select([doc])
+
+    def select(self, docs: list[Document]) -> list[Document]:
+        if not self.options.resource:
+            return docs
+        want = self.options.resource.lower()
+        chosen = [
+            d
+            for d in docs
+            if (isinstance(d.name, str) and d.name.lower() == want)
+            or (d.symbolic_name or "").lower() == want
+            or format_path(d.prefix).lower() == want
+        ]
+        if not chosen:
+            names = ", ".join(str(d.name or format_path(d.prefix) or "(unnamed)") for d in docs)
+            self.add("AIB009", f'no image template named "{self.options.resource}" here (found: {names})')
+        return chosen
+
+    def document(self, res: dict[str, object], prefix: JsonPath) -> Document:
+        self.unresolved_keys = {}
+        resolved = self.resolve(res, prefix)
+        assert isinstance(resolved, dict)
+        doc = Document(file=self.file, resource=resolved, source_map=self.smap, prefix=prefix)
+        doc.in_deployment = self.is_deployment
+        name = resolved.get("name")
+        doc.name = name if isinstance(name, str) else None
+        doc.unresolved = dict(_find_unresolved(resolved, ()))
+        doc.unresolved.update((path[len(prefix) :], u) for path, u in self.unresolved_keys.items())
+        api = self.options.api_version or resolved.get("apiVersion")
+        doc.api_version_written = api
+        doc.api_version = api if isinstance(api, str) else None
+        doc.secrets = list(self.secrets)
+        return doc
+
+    # ------------------------------------------------------------------------------------------- values
+    def resolve(self, value: object, path: JsonPath) -> object:
+        if isinstance(value, str):
+            return self.resolve_string(value, path)
+        if isinstance(value, dict):
+            out: dict[str, object] = {}
+            for k, v in value.items():
+                out[self.resolve_key(k, (*path, k))] = self.resolve(v, (*path, k))
+            return out
+        if isinstance(value, list):
+            return [self.resolve(v, (*path, i)) for i, v in enumerate(value)]
+        return value
+
+    def resolve_string(self, value: str, path: JsonPath) -> object:
+        code = _in_code_field(path)
+        if not self.is_deployment:
+            if armexpr.is_expression(value) and armexpr.is_well_formed(value):
+                self.add(
+                    "AIB033",
+                    f"{_short(value)} is sent to AIB as written: a bare resource is not an ARM deployment, "
+                    "so nothing evaluates it. Put the resource in a deployment template, or write the value",
+                    path,
+                )
+            return self.substitute(value, code=code)
+        try:
+            out = armexpr.evaluate_string(value, self.scope)
+        except armexpr.ExpressionError as exc:
+            hint = ""
+            if not armexpr.is_well_formed(value):
+                hint = "; ARM evaluates every string in [brackets]: write [[ to start a literal '['"
+            self.add("AIB006", f"{_short(value)}: {exc}{hint}", path)
+            return Unresolved(value, f"invalid ARM expression: {exc}", reported=True)
+        if isinstance(out, str):
+            return self.substitute(out, code=code)
+        return out
+
+    def resolve_key(self, key: str, path: JsonPath) -> str:
+        new = key
+        if self.is_deployment and (armexpr.is_expression(key) or key.startswith("[[")):
+            try:
+                out = armexpr.evaluate_string(key, self.scope)
+            except armexpr.ExpressionError as exc:
+                self.add("AIB006", f"{exc} in this property name", path, key=True)
+                self.unresolved_keys[path] = Unresolved(key, f"invalid ARM expression: {exc}", reported=True)
+                return key
+            if isinstance(out, Unresolved):
+                self.unresolved_keys[path] = Unresolved(key, out.reason)
+                return key
+            if not isinstance(out, str):
+                self.add("AIB006", f"the property name {_short(key)} evaluates to {_kind(out)}", path, key=True)
+                return key
+            new = out
+        subst = self.substitute(new, code=True)
+        new = subst if isinstance(subst, str) else new
+        if _PLACEHOLDER.fullmatch(new):
+            self.unresolved_keys[(*path[:-1], new)] = Unresolved(
+                new, f"placeholder {new} not substituted; pass -p {new[1:-1]}=VALUE"
             )
-        return out_dict
+        return new
+
+    def substitute(self, text: str, *, code: bool) -> object:
+        """Replace ``<name>`` tokens by -p values; outside code, a token left over makes the value Unresolved."""
+        if "<" not in text:
+            return text
+        missing: list[str] = []
+        values = {k.lower(): v for k, v in self.values.items()} if self.values else {}
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if not code:
+                self.result.names_known.add(name)
+            v = values.get(name.lower())
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                self.result.names_used.add(name.lower())
+                return str(v)
+            missing.append(name)
+            return m.group()
+
+        out = _PLACEHOLDER.sub(sub, text)
+        if missing and not code:
+            names = ", ".join(f"-p {n}=VALUE" for n in dict.fromkeys(missing))
+            tokens = ", ".join(f"<{n}>" for n in dict.fromkeys(missing))
+            return Unresolved(out, f"placeholder {tokens} not substituted; pass {names}")
+        return out
+
+
+_EXAMPLES = {"int": "3", "bool": "true", "array": '["a","b"]', "object": '{"k":"v"}', "secureobject": '{"k":"v"}'}
+
+
+def _ptype(spec: object) -> str:
+    t = spec.get("type", "string") if isinstance(spec, dict) else "string"
+    return t.lower() if isinstance(t, str) else "string"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, Unresolved) else value.text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _secret_strings(value: object) -> list[str]:
+    """The strings of a secure parameter's value worth hiding (short ones would blank out ordinary words)."""
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_strings(v)]
     if isinstance(value, list):
-        return [_resolve_value(v, scope, values, (*path, i), file, smap, result) for i, v in enumerate(value)]
-    return value
+        return [s for v in value for s in _secret_strings(v)]
+    return []
 
 
 def _in_code_field(path: JsonPath) -> bool:
     return any(isinstance(p, str) and p.lower() in _CODE_FIELDS for p in path)
-
-
-def _substitute(text: str, values: Mapping[str, object], *, code: bool) -> object:
-    """Replace ``<name>`` tokens by -p values; outside code, a token left over makes the value Unresolved."""
-    if "<" not in text:
-        return text
-    missing: list[str] = []
-
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        for k, v in values.items():
-            if k.lower() == name.lower() and isinstance(v, (str, int, float)) and not isinstance(v, bool):
-                return str(v)
-        missing.append(name)
-        return m.group()
-
-    out = _PLACEHOLDER.sub(sub, text)
-    if missing and not code:
-        names = ", ".join(f"-p {n}=VALUE" for n in dict.fromkeys(missing))
-        return Unresolved(out, f"placeholder {', '.join(f'<{n}>' for n in missing)} not substituted; pass {names}")
-    return out
 
 
 def _find_unresolved(value: object, path: JsonPath) -> Iterable[tuple[JsonPath, Unresolved]]:
@@ -411,8 +656,6 @@ def _find_unresolved(value: object, path: JsonPath) -> Iterable[tuple[JsonPath, 
         yield path, value
     elif isinstance(value, dict):
         for k, v in value.items():
-            if isinstance(k, str) and _PLACEHOLDER.fullmatch(k):
-                yield (*path, k), Unresolved(k, f"placeholder {k} not substituted; pass -p {k[1:-1]}=VALUE")
             yield from _find_unresolved(v, (*path, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):

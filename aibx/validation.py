@@ -1,27 +1,33 @@
 """Checking an image template as the AIB service would for its apiVersion, plus lints for known pitfalls.
 
 Two passes: the schema pass walks the document against the tables generated from the official swagger files
-(aibx/swagger_tables.py); the rules pass checks what the service enforces or documents beyond the schema.
+(aibx/swagger_tables.py): field names, types, enums, required fields, patterns and limits of the template's
+apiVersion. The rules pass checks what the service enforces or documents beyond the schema (one method per
+rule, each with its code from aibx/diagnostics.py).
+
+Field names: from apiVersion 2024-02-01 the service rejects a field name in the wrong case and an unknown
+field; older versions accept the first and ignore the second. Both are reported either way, as errors or as
+warnings, with "did you mean" for near misses.
 """
 
 from __future__ import annotations
 
-import difflib
+import posixpath
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aibx import model
-from aibx.diagnostics import Diagnostic, Severity
+from aibx.diagnostics import Diagnostic, Severity, closest, format_path
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
-from aibx.plan import redact_uri
-from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS
+from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS, TEMPLATE_NAME_PATTERNS
 
 NEWEST = API_VERSIONS[-1]
 STRICT_SINCE = "2024-02-01"  # the service rejects wrong-case and unknown field names from this version on
 
-# keys an ARM deployment (or az CLI / REST body) may carry on the resource besides the swagger's
+# keys an ARM deployment template may carry on a resource besides the swagger's; ARM consumes them and does
+# not send them to AIB
 ARM_RESOURCE_KEYS = {
     "apiVersion",
     "name",
@@ -33,6 +39,10 @@ ARM_RESOURCE_KEYS = {
     "scope",
     "metadata",
 }
+# resource keys whose unresolved values do not matter to AIB: apiVersion has AIB008, the rest ARM consumes
+_NOT_SENT_TO_AIB = ARM_RESOURCE_KEYS - {"name", "type"}
+# keys of the REST body that the swagger marks read-only yet every resource carries
+_ENVELOPE_KEYS = {"id", "name", "type"}
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -40,8 +50,15 @@ def version_key(v: str) -> tuple[str, int]:
     return (v[:10], 0 if v.endswith("preview") else 1)
 
 
+def is_strict(version: str) -> bool:
+    """Whether the service rejects wrong-case and unknown field names for this apiVersion."""
+    return version_key(version) >= version_key(STRICT_SINCE)
+
+
 def _version_range(versions: list[str]) -> str:
     first, last = versions[0], versions[-1]
+    if first == last:
+        return f"apiVersion {first}"
     if last == NEWEST:
         return f"apiVersion {first} or later"
     if first == API_VERSIONS[0]:
@@ -62,9 +79,10 @@ def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     version = _api_version(doc, diags)
     _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
     for path, value in sorted(doc.unresolved.items(), key=lambda kv: str(kv[0])):
-        if path == ("apiVersion",):
-            continue  # AIB008 said it already
-        diags.append(doc.diagnostic("AIB005", f"{value.reason}", path))
+        if value.reported or (path and path[0] in _NOT_SENT_TO_AIB):
+            continue
+        is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
+        diags.append(doc.diagnostic("AIB005", value.reason, path, key=is_key))
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
@@ -87,12 +105,12 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
     if isinstance(written, str) and written in API_VERSIONS:
         return written
     if isinstance(written, str):
-        close = difflib.get_close_matches(written, API_VERSIONS, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(API_VERSIONS)}"
+        close = closest(written, API_VERSIONS, 0.6)
+        hint = f"did you mean {close}?" if close else f"known: {', '.join(API_VERSIONS)}."
         diags.append(
             doc.diagnostic(
                 "AIB008",
-                f"apiVersion {written!r} is not an AIB API version{hint} Checking against {NEWEST}",
+                f'"{written}" is not an AIB API version; {hint} Checking against {NEWEST}',
                 ("apiVersion",),
                 severity=Severity.ERROR,
             )
@@ -106,8 +124,20 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
                 ("apiVersion",),
             )
         )
+    elif written is None:
+        where = "" if doc.in_deployment else " (a REST call names it in the URL)"
+        diags.append(
+            doc.diagnostic("AIB008", f"no apiVersion{where}; checking against {NEWEST}. Use --api-version to choose")
+        )
     else:
-        diags.append(doc.diagnostic("AIB008", f"no apiVersion; checking against {NEWEST}. Use --api-version to choose"))
+        diags.append(
+            doc.diagnostic(
+                "AIB008",
+                f'apiVersion must be a string such as "{NEWEST}"; checking against {NEWEST}',
+                ("apiVersion",),
+                severity=Severity.ERROR,
+            )
+        )
     return NEWEST
 
 
@@ -117,7 +147,7 @@ class _Schema:
         self.doc = doc
         self.version = version
         self.defs = SCHEMAS[version]
-        self.strict = version_key(version) >= version_key(STRICT_SINCE)
+        self.strict = is_strict(version)
         self.diags = diags
 
     def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
@@ -125,6 +155,12 @@ class _Schema:
 
     def name_severity(self) -> Severity:
         return Severity.ERROR if self.strict else Severity.WARNING
+
+    def leniency(self, consequence: str) -> str:
+        """How this apiVersion treats a wrong-case or unknown name, for the end of a message."""
+        if self.strict:
+            return f"apiVersion {STRICT_SINCE} and later reject it"
+        return f"apiVersion {self.version} {consequence}; {STRICT_SINCE} and later reject it"
 
     def resolve(self, spec: dict) -> tuple[str | None, dict]:
         if spec.get("t") == "ref":
@@ -151,7 +187,7 @@ class _Schema:
             self.integer(value, spec, path)
         elif t == "boolean":
             if isinstance(value, str) and value.lower() in ("true", "false"):
-                self.add("AIB027", f"{value!r} is a string; write {value.lower()} without quotes", path)
+                self.add("AIB027", f'"{value}" is a string; write {value.lower()} without quotes', path)
             elif not isinstance(value, bool):
                 self.add("AIB052", f"expected true or false, found {_kind(value)}", path)
         elif t == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -167,15 +203,18 @@ class _Schema:
             if match:
                 self.add(
                     "AIB053",
-                    f"{value!r} must be written {match!r}",
+                    f'"{value}": did you mean "{match}"? Values are case-sensitive; '
+                    + self.leniency("accepts this spelling"),
                     path,
                     severity=self.name_severity(),
                 )
             else:
-                self.add("AIB053", f"{value!r} is not one of {', '.join(enum)}", path)
+                close = closest(value, enum, 0.6)
+                hint = f'; did you mean "{close}"?' if close else ""
+                self.add("AIB053", f'"{_short(value)}" is not one of {", ".join(enum)}{hint}', path)
         pattern = spec.get("pattern")
         if pattern and not re.search(pattern, value):
-            self.add("AIB056", f"{value!r} does not match {pattern}", path)
+            self.add("AIB056", f'"{_short(value)}" does not match {pattern}', path)
 
     def integer(self, value: object, spec: dict, path: JsonPath) -> None:
         number: int | None = None
@@ -183,10 +222,10 @@ class _Schema:
             self.add("AIB052", f"expected an integer, found {_kind(value)}", path)
             return
         if isinstance(value, str):
-            if not re.fullmatch(r"-?\d+", value.strip()):
-                self.add("AIB052", f"expected an integer, found the string {value!r}", path)
+            if not re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+                self.add("AIB052", f"expected an integer, found {_kind(value)}", path)
                 return
-            self.add("AIB027", f"{value!r} is a string; write {value.strip()} without quotes", path)
+            self.add("AIB027", f'"{value}" is a string; write {value.strip()} without quotes', path)
             number = int(value)
         elif isinstance(value, float) and not value.is_integer():
             self.add("AIB052", f"expected an integer, found {value}", path)
@@ -213,40 +252,59 @@ class _Schema:
         for key, item in value.items():
             child = (*path, key)
             if key in props:
-                self.field(item, props[key], child, key)
+                self.field(item, props[key], child, key, def_name)
             elif def_name == ROOT and key in ARM_RESOURCE_KEYS:
-                continue
+                self.arm_key(key, child)
             elif key.lower() in lower:
                 canonical = lower[key.lower()]
                 self.add(
                     "AIB051",
-                    f'"{key}" must be written "{canonical}"'
-                    + ("" if self.strict else f" (apiVersion {STRICT_SINCE} and later reject it)"),
+                    f'"{key}": did you mean "{canonical}"? Field names are case-sensitive; '
+                    + self.leniency("accepts this spelling"),
                     child,
                     key=True,
                     severity=self.name_severity(),
                 )
-                self.field(item, props[canonical], child, canonical)
+                self.field(item, props[canonical], child, canonical, def_name)
             elif "map" in spec:
                 self.walk(item, spec["map"], child)
             else:
                 self.unknown(key, props, child, def_name)
         for req in spec.get("required", []):
-            if req not in value and req.lower() not in {k.lower() for k in value}:
+            written = next((k for k in value if k.lower() == req.lower()), None)
+            if written is None:
                 self.add("AIB054", f'"{req}" is required', path)
+            elif value[written] == "":
+                self.add("AIB011", f'"{req}" is required and must not be empty', (*path, written))
 
-    def field(self, item: object, spec: dict, path: JsonPath, name: str) -> None:
-        if spec.get("ro") and not (path[:-1] == () and name in ARM_RESOURCE_KEYS):
-            self.add("AIB059", f'"{name}" is read-only; the service ignores it', path, key=True)
+    def field(self, item: object, spec: dict, path: JsonPath, name: str, def_name: str | None) -> None:
+        if spec.get("ro") and not (def_name == ROOT and name in _ENVELOPE_KEYS):
+            self.add(
+                "AIB059", f'"{name}" is read-only: the service sets it and ignores what is written', path, key=True
+            )
             return
         self.walk(item, spec, path)
+
+    def arm_key(self, key: str, path: JsonPath) -> None:
+        """A deployment-template key (dependsOn, apiVersion ...) on the resource: ARM consumes it in a
+        deployment; in a bare resource it goes into the request body, where strict versions may reject it."""
+        if self.doc.in_deployment or key in _ENVELOPE_KEYS or key == "apiVersion" or not self.strict:
+            return  # apiVersion stays: it is how a bare file tells aibx (and az resource create) its version
+        self.add(
+            "AIB050",
+            f'"{key}" belongs to ARM deployment templates; in a bare resource it is sent in the request body, '
+            f"where apiVersion {STRICT_SINCE} and later may reject it as an unknown field. Remove it",
+            path,
+            key=True,
+            severity=Severity.WARNING,
+        )
 
     def variant(self, value: dict, spec: dict, path: JsonPath, def_name: str | None) -> tuple[str, dict] | None:
         disc = spec["disc"]
         variants: dict[str, str] = spec["variants"]
         disc_key = next((k for k in value if k.lower() == disc.lower()), None)
         if disc_key is None:
-            self.add("AIB054", f'"{disc}" is required ({" or ".join(variants)})', path)
+            self.add("AIB054", f'"{disc}" is required: one of {", ".join(variants)}', path)
             return None
         kind = value[disc_key]
         if isinstance(kind, Unresolved):
@@ -258,9 +316,12 @@ class _Schema:
             return variants[kind], self.defs[variants[kind]]
         match = next((v for v in variants if v.lower() == kind.lower()), None)
         if match:
+            elsewhere = [v for v in API_VERSIONS if kind in SCHEMAS[v].get(def_name or "", {}).get("variants", {})]
+            where = f' ("{kind}" is how {_version_range(elsewhere)} spells it)' if elsewhere else ""
             self.add(
                 "AIB053",
-                f'type "{kind}" must be written "{match}"',
+                f'{disc} "{kind}": did you mean "{match}"?{where} Values are case-sensitive; '
+                + self.leniency("accepts this spelling"),
                 (*path, disc_key),
                 severity=self.name_severity(),
             )
@@ -273,15 +334,15 @@ class _Schema:
         if elsewhere:
             self.add(
                 "AIB058",
-                f'type "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
+                f'{disc} "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
                 (*path, disc_key),
             )
         else:
-            close = difflib.get_close_matches(kind, list(variants), n=1, cutoff=0.5)
-            hint = f'; did you mean "{close[0]}"?' if close else ""
+            close = closest(kind, variants, 0.5)
+            hint = f'; did you mean "{close}"?' if close else ""
             self.add(
                 "AIB057",
-                f'unknown type "{kind}"; expected one of {", ".join(variants)}{hint}',
+                f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(variants)}{hint}',
                 (*path, disc_key),
             )
         return None
@@ -300,16 +361,18 @@ class _Schema:
                 key=True,
             )
             return
-        candidates = list(props) + (sorted(ARM_RESOURCE_KEYS) if def_name == ROOT else [])
-        close = difflib.get_close_matches(key.lower(), [c.lower() for c in candidates], n=1, cutoff=0.75)
-        hint = ""
-        if close:
-            hint = f'; did you mean "{next(c for c in candidates if c.lower() == close[0])}"?'
-        where = f" in {def_name}" if def_name else ""
+        if def_name == ROOT and key.lower() in {k.lower() for k in self.defs["ImageTemplateProperties"]["props"]}:
+            hint = '; it belongs inside "properties"'
+        else:
+            candidates = [c for c in props if not props[c].get("ro")]
+            close = closest(key, candidates, 0.75)
+            if close:
+                hint = f'; did you mean "{close}"?'
+            else:
+                hint = f"; known here: {', '.join(candidates)}" if candidates else ""
         self.add(
             "AIB050",
-            f'unknown field "{key}"{where}{hint}'
-            + ("" if self.strict else f" (ignored by this apiVersion; {STRICT_SINCE} and later reject it)"),
+            f'unknown field "{_short(key)}"{hint} ({self.leniency("ignores it, so it has no effect")})',
             path,
             key=True,
             severity=self.name_severity(),
@@ -324,12 +387,16 @@ def _kind(value: object) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value}"
     if isinstance(value, str):
-        return f"the string {value!r}" if len(value) < 40 else "a string"
+        return f'the string "{value}"' if len(value) < 40 else "a string"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ----------------------------------------------------------------------------------------------- rules pass
@@ -341,24 +408,74 @@ class _Rules:
         self.doc = doc
         self.tpl = tpl
         self.version = version
+        self.defs = SCHEMAS[version]
         self.diags: list[Diagnostic] = []
 
-    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False) -> None:
-        self.diags.append(self.doc.diagnostic(code, message, path, key=key))
+    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
+        self.diags.append(self.doc.diagnostic(code, message, path, key=key, severity=severity))
 
     def run(self) -> list[Diagnostic]:
         tpl = self.tpl
+        self.properties()
+        self.template_name()
         self.build_timeout()
         self.identity()
+        self.source()
         self.unique_names(tpl.customize, "customizer")
         if tpl.validate:
             self.unique_names(tpl.validate.in_vm_validations, "validator")
+            self.source_validation_only()
         for step in tpl.steps():
             self.step(step)
+        self.optimize()
         self.os_consistency()
         self.distribute()
         self.vnet()
         return self.diags
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def step_fields(self, step: model.Step) -> dict[str, str]:
+        """The fields (lower case -> canonical) this apiVersion knows for the step's type; {} if none."""
+        base = "ImageTemplateInVMValidator" if "inVMValidations" in step.path else "ImageTemplateCustomizer"
+        variants = self.defs.get(base, {}).get("variants", {})
+        def_name = next((d for v, d in variants.items() if v.lower() == step.kind.lower()), None)
+        props = self.defs[def_name]["props"] if def_name else {}
+        return {p.lower(): p for p in props}
+
+    def written_key(self, path: JsonPath, *names: str) -> str | None:
+        """The key as written at ``path`` for the first of ``names`` present (any case)."""
+        node: object = self.doc.resource
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                return None
+        if not isinstance(node, dict):
+            return None
+        for name in names:
+            found = next((k for k in node if k.lower() == name.lower()), None)
+            if found is not None:
+                return found
+        return None
+
+    # ------------------------------------------------------------------------------------------- rules
+    def properties(self) -> None:
+        if not any(k.lower() == "properties" for k in self.doc.resource):
+            self.add("AIB054", '"properties" is required: it holds "source", "customize" and "distribute"', ())
+
+    def template_name(self) -> None:
+        name = self.doc.resource.get("name")
+        pattern = TEMPLATE_NAME_PATTERNS[self.version]
+        if isinstance(name, str) and not re.search(pattern, name):
+            self.add(
+                "AIB056",
+                f'the image template name "{_short(name)}" does not match {pattern} (letters, digits, - and _'
+                + (", ." if "." in pattern else "")
+                + ", at most 64)",
+                ("name",),
+            )
 
     def build_timeout(self) -> None:
         minutes = self.tpl.build_timeout_in_minutes
@@ -370,18 +487,33 @@ class _Rules:
         elif minutes < 60 and self.tpl.os_type is model.OsType.WINDOWS:
             self.add(
                 "AIB016",
-                f"{minutes} minutes is short for a Windows build; AIB recommends at least 60",
+                f"{minutes} minutes is short for a Windows build ({self.tpl.os_reason}); AIB recommends at least 60",
                 path,
             )
 
     def identity(self) -> None:
         ident = self.tpl.identity
-        if ident and len(ident.user_assigned_identities) > 1:
-            self.add(
-                "AIB031",
-                f"{len(ident.user_assigned_identities)} identities given; AIB supports exactly one",
-                ("identity", "userAssignedIdentities"),
-            )
+        if not ident or ident.type != "UserAssigned":
+            return
+        path = ("identity", self.written_key(("identity",), "userAssignedIdentities") or "userAssignedIdentities")
+        count = len(ident.user_assigned_identities)
+        if count > 1:
+            self.add("AIB031", f"{count} identities given; AIB supports exactly one", path)
+        elif count == 0:
+            self.add("AIB031", "UserAssigned names no identity; give the resource id of exactly one", path)
+
+    def source(self) -> None:
+        src = self.tpl.source
+        if isinstance(src, model.PlatformImageSource):
+            missing = [n for n in ("publisher", "offer", "sku") if getattr(src, n) in (None, "")]
+            if missing:
+                self.add(
+                    "AIB011",
+                    f"PlatformImage needs {' and '.join(missing)} to find the image in the Azure Marketplace",
+                    src.path,
+                )
+        if isinstance(src, model.IsoSource) and isinstance(src.sha256_checksum, str) and src.sha256_checksum:
+            self.checksum(src.sha256_checksum, (*src.path, self.written_key(src.path, "sha256Checksum") or ""))
 
     def unique_names(self, steps: list[model.Step], what: str) -> None:
         seen: dict[str, model.Step] = {}
@@ -394,82 +526,118 @@ class _Rules:
                 line = self.doc.source_map.locate(self.doc.full_path(first.path))[0]
                 self.add(
                     "AIB013",
-                    f'{what} name "{step.name}" is already used by the {what} at line {line}',
+                    f'{what} name "{step.name}" is already used by {format_path(first.path[-2:])} (line {line})',
                     (*step.path, "name"),
                 )
             else:
                 seen[key] = step
 
+    def source_validation_only(self) -> None:
+        val = self.tpl.validate
+        if not (val and val.source_validation_only is True):
+            return
+        path = ("properties", "validate", self.written_key(("properties", "validate"), "sourceValidationOnly") or "")
+        if self.tpl.customize:
+            n = len(self.tpl.customize)
+            self.add(
+                "AIB032",
+                "sourceValidationOnly validates the source image as it is, without a build: "
+                + ("the customizer in customize does not run" if n == 1 else f"the {n} customizers do not run"),
+                path,
+            )
+        if not val.in_vm_validations:
+            self.add("AIB032", "sourceValidationOnly is true but inVMValidations is empty: nothing is checked", path)
+
     def step(self, step: model.Step) -> None:
+        fields = self.step_fields(step)
         if isinstance(step, (model.ShellStep, model.PowerShellStep)):
+            uri_name = fields.get("scripturi") or fields.get("script") or "scriptUri"
             has_uri = isinstance(step.script_uri, Unresolved) or bool(step.script_uri)
-            has_inline = bool(step.inline)
-            if has_uri == has_inline:
+            has_inline = isinstance(step.inline, list) and len(step.inline) > 0
+            if "inline" not in fields and fields:
+                if not has_uri:
+                    self.add("AIB010", f'{step.kind} in apiVersion {self.version} needs "{uri_name}"', step.path)
+            elif has_uri == has_inline:
                 which = "both were given" if has_uri else "neither was given"
-                self.add("AIB010", f"{step.kind} needs exactly one of scriptUri and inline; {which}", step.path)
-            if has_uri:
-                self.uri(step, step.script_uri, "scriptUri", step.sha256_checksum)
+                self.add("AIB010", f"{step.kind} needs exactly one of {uri_name} and inline; {which}", step.path)
+            written = self.written_key(step.path, "scriptUri", "script") or uri_name
+            if has_uri and written.lower() in fields:  # a field of another apiVersion is AIB058 already
+                self.download(step.script_uri, (*step.path, written), step.sha256_checksum, "sha256checksum" in fields)
         if isinstance(step, model.PowerShellStep) and step.run_as_system and not step.run_elevated:
             self.add("AIB012", 'requires "runElevated": true', (*step.path, "runAsSystem"), key=True)
         if isinstance(step, model.FileStep):
-            for attr, name in (("source_uri", "sourceUri"), ("destination", "destination")):
-                if not getattr(step, attr):
-                    self.add("AIB011", f'File needs "{name}"', step.path)
-            if step.source_uri:
-                self.uri(step, step.source_uri, "sourceUri", step.sha256_checksum)
-            dest = step.destination
-            if (
-                self.tpl.os_type is model.OsType.LINUX
-                and isinstance(dest, str)
-                and dest
-                and not (dest == "/tmp" or dest.startswith("/tmp/"))
-            ):
-                self.add(
-                    "AIB022",
-                    f"{dest!r}: on Linux, AIB can only write to /tmp; copy it into place with a Shell step",
-                    (*step.path, "destination"),
-                )
+            self.file_step(step, fields)
+        if isinstance(step, (model.ShellStep, model.PowerShellStep, model.FileStep)):
+            checksum = step.sha256_checksum
+            if isinstance(checksum, str) and checksum:
+                self.checksum(checksum, (*step.path, self.written_key(step.path, "sha256Checksum") or ""))
         timeout = step.restart_timeout if isinstance(step, model.WindowsRestartStep) else None
         if isinstance(timeout, str) and timeout and model.parse_duration(timeout) is None:
             self.add(
                 "AIB017",
-                f"{timeout!r} is not a duration; write it like 5m, 2h or 90s",
-                (*step.path, "restartTimeout"),
+                f'"{timeout}" is not a duration; write it like 5m, 2h or 90s',
+                (*step.path, self.written_key(step.path, "restartTimeout") or "restartTimeout"),
             )
         if isinstance(step, model.WindowsUpdateStep):
             for i, flt in enumerate(step.filters or []):
                 if isinstance(flt, str):
                     problem = check_update_filter(flt)
                     if problem:
-                        self.add("AIB026", problem, (*step.path, "filters", i))
+                        self.add("AIB026", problem, (*step.path, self.written_key(step.path, "filters") or "", i))
 
-    def uri(self, step: model.Step, uri: model.Text | None, field_name: str, checksum: model.Text | None) -> None:
-        path = (*step.path, _key(self.doc, step.path, field_name))
+    def file_step(self, step: model.FileStep, fields: dict[str, str]) -> None:
+        for attr, name in (("source_uri", "sourceUri"), ("destination", "destination")):
+            if getattr(step, attr) in (None, ""):
+                self.add("AIB011", f'File needs "{name}"', step.path)
+        if step.source_uri:
+            written = self.written_key(step.path, "sourceUri") or "sourceUri"
+            self.download(step.source_uri, (*step.path, written), step.sha256_checksum, "sha256checksum" in fields)
+        dest = step.destination
+        if self.tpl.os_type is model.OsType.LINUX and isinstance(dest, str) and dest:
+            normal = posixpath.normpath(dest) if dest.startswith("/") else dest
+            if not normal.startswith("/tmp/"):
+                self.add(
+                    "AIB022",
+                    f'"{dest}": on Linux AIB can write only below /tmp; upload there and move the file into place '
+                    "with a Shell step (sudo mv)",
+                    (*step.path, self.written_key(step.path, "destination") or "destination"),
+                )
+
+    def download(self, uri: model.Text | None, path: JsonPath, checksum: model.Text | None, can_check: bool) -> None:
+        """A script or file AIB downloads: a scheme it can fetch, and a checksum where the version has one."""
+        field_name = str(path[-1])
         if isinstance(uri, str):
-            scheme = urlsplit(uri).scheme.lower()
+            scheme = urlsplit(uri).scheme.lower() if ":" in uri else ""
             if scheme not in ("https", "http"):
-                self.add(
-                    "AIB029",
-                    f"{field_name} {redact_uri(uri)!r}: AIB downloads only http(s) URIs"
-                    + ("; file:// works with aibx run only" if scheme == "file" else ""),
-                    path,
-                )
-        sum_path = (*step.path, _key(self.doc, step.path, "sha256Checksum"))
-        if isinstance(checksum, str) and checksum:
-            if not _HEX64.fullmatch(checksum):
-                self.add(
-                    "AIB018",
-                    f"{len(checksum)} characters; a SHA-256 checksum is 64 hexadecimal digits",
-                    sum_path,
-                )
-            elif checksum != checksum.lower():
-                self.add("AIB019", "write the checksum in lower case, as AIB compares it", sum_path)
-        elif checksum is None or checksum == "":
+                shown = _short(uri, 100)  # make() drops the query (SAS tokens) of any URI in a message
+                if scheme == "file" or len(scheme) < 2:  # no scheme, or a Windows drive letter
+                    reason = "a local file works with aibx run only; AIB downloads http(s) URIs"
+                else:
+                    reason = f"AIB downloads only http(s) URIs, not {scheme}:"
+                self.add("AIB029", f'{field_name} "{shown}": {reason}', path)
+        if can_check and (checksum is None or checksum == ""):
             self.add(
                 "AIB020",
-                f"{field_name} without sha256Checksum: a changed download would go unnoticed",
+                f"{field_name} without sha256Checksum: a changed or tampered download would go unnoticed",
                 path,
             )
+
+    def checksum(self, checksum: str, path: JsonPath) -> None:
+        if not _HEX64.fullmatch(checksum):
+            problem = f"{len(checksum)} characters" if len(checksum) != 64 else "not hexadecimal"
+            self.add("AIB018", f"{problem}; a SHA-256 checksum is 64 hexadecimal digits (sha256sum FILE)", path)
+        elif checksum != checksum.lower():
+            self.add("AIB019", "write the checksum in lower case: AIB compares it as written", path)
+
+    def optimize(self) -> None:
+        opt = self.tpl.optimize
+        if not opt or not opt.workload_script_uri:
+            return
+        path = ("properties", "optimize", "workload")
+        written = (*path, self.written_key(path, "scriptUri") or "scriptUri")
+        self.download(opt.workload_script_uri, written, opt.workload_sha256_checksum, True)
+        if isinstance(opt.workload_sha256_checksum, str) and opt.workload_sha256_checksum:
+            self.checksum(opt.workload_sha256_checksum, (*path, self.written_key(path, "sha256Checksum") or ""))
 
     def os_consistency(self) -> None:
         tpl = self.tpl
@@ -509,14 +677,12 @@ class _Rules:
                             step.path,
                         )
                     else:
-                        self.diags.append(
-                            self.doc.diagnostic(
-                                "AIB021",
-                                f"PowerShell on a Linux image ({src_reason}) needs pwsh on the VM; "
-                                "AIB documents PowerShell for Windows only",
-                                step.path,
-                                severity=Severity.WARNING,
-                            )
+                        self.add(
+                            "AIB021",
+                            f"PowerShell on a Linux image ({src_reason}) needs pwsh on the VM; "
+                            "AIB documents PowerShell for Windows only",
+                            step.path,
+                            severity=Severity.WARNING,
                         )
 
     def distribute(self) -> None:
@@ -524,14 +690,16 @@ class _Rules:
         for dist in self.tpl.distribute:
             name = dist.run_output_name
             if isinstance(name, str) and name:
-                if name in seen:
+                first = seen.get(name.lower())
+                if first is not None:
+                    line = self.doc.source_map.locate(self.doc.full_path(first.path))[0]
                     self.add(
                         "AIB014",
-                        f'runOutputName "{name}" is already used by distribute target '
-                        f"{seen[name].path[-1] if seen[name].path else '?'}",
-                        (*dist.path, "runOutputName"),
+                        f'runOutputName "{name}" is already used by {format_path(first.path[-2:])} (line {line}); '
+                        "each target needs its own",
+                        (*dist.path, self.written_key(dist.path, "runOutputName") or "runOutputName"),
                     )
-                seen.setdefault(name, dist)
+                seen.setdefault(name.lower(), dist)
             if isinstance(dist, model.SharedImageDistributor):
                 if dist.replication_regions and dist.target_regions:
                     self.add(
@@ -543,7 +711,7 @@ class _Rules:
                     self.add(
                         "AIB028",
                         "storageAccountType is ignored with targetRegions; set it per target region",
-                        (*dist.path, "storageAccountType"),
+                        (*dist.path, self.written_key(dist.path, "storageAccountType") or "storageAccountType"),
                     )
 
     def vnet(self) -> None:
@@ -558,16 +726,6 @@ class _Rules:
             self.add("AIB024", "containerInstanceSubnetId requires subnetId (same VNet, another subnet)", path)
 
 
-def _key(doc: Document, path: JsonPath, name: str) -> str:
-    """The key as written in the document (it may differ in case from the canonical name)."""
-    node: object = doc.resource
-    for part in path:
-        node = node[part] if isinstance(node, (dict, list)) else None  # type: ignore[index]
-    if isinstance(node, dict):
-        return next((k for k in node if k.lower() == name.lower()), name)
-    return name
-
-
 def check_update_filter(text: str) -> str | None:
     """A WindowsUpdate filter is ``include:EXPR`` or ``exclude:EXPR`` with a PowerShell expression over ``$_``.
 
@@ -575,12 +733,12 @@ def check_update_filter(text: str) -> str | None:
     brackets or quotes."""
     m = _FILTER.match(text)
     if not m:
-        return f"{text!r} must start with include: or exclude: (e.g. \"exclude:$_.Title -like '*Preview*'\")"
+        return f'"{text}" must start with include: or exclude: (e.g. "exclude:$_.Title -like \'*Preview*\'")'
     expr = m.group(2).strip()
     if not expr:
-        return f"{text!r} has no expression after '{m.group(1)}:'; use $true to match everything"
+        return f'"{text}" has no expression after "{m.group(1)}:"; use $true to match everything'
     problem = _balance(expr)
-    return f"{text!r}: {problem}" if problem else None
+    return f'"{text}": {problem}' if problem else None
 
 
 def _balance(expr: str) -> str | None:

@@ -43,3 +43,27 @@ def test_syntax_errors_carry_line_and_column(text, message, line, column):
 def test_deep_nesting_is_an_error_not_a_crash():
     with pytest.raises(JsonSyntaxError, match="nesting deeper"):
         parse("[" * 5000 + "]" * 5000)
+
+
+def test_overlong_numbers_are_a_syntax_error_not_a_crash():
+    with pytest.raises(JsonSyntaxError, match="number with more than"):
+        parse('{"a": ' + "9" * 5000 + "}")
+
+
+def test_a_missing_comma_is_named():
+    with pytest.raises(JsonSyntaxError, match=r"missing ','"):
+        parse('{"a": 1\n "b": 2}')
+    with pytest.raises(JsonSyntaxError, match=r"missing ','"):
+        parse('["a" "b"]')
+
+
+def test_duplicate_keys_are_recorded_and_the_later_value_wins():
+    value, smap = parse('{"a": 1, "b": {"c": 2}, "a": 3}')
+    assert value == {"a": 3, "b": {"c": 2}}
+    assert smap.duplicates == [(("a",), 24)]
+    assert smap.locate(("a",), key=True) == (1, 25)
+
+
+def test_a_byte_order_mark_and_unicode_escapes():
+    value, _ = parse('\ufeff{"k": "caf\\u00e9 \\ud83d\\ude00"}')
+    assert value == {"k": "café 😀"}

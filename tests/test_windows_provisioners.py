@@ -218,7 +218,7 @@ def test_powershell_on_linux_needs_pwsh() -> None:
     [
         ({"type": "PowerShell"}, "exactly one of scriptUri and inline"),
         ({"type": "PowerShell", "inline": ["x"], "scriptUri": "https://x/y.ps1"}, "exactly one"),
-        ({"type": "PowerShell", "inline": ["[parameters('p')]"]}, "not known before deployment"),
+        ({"type": "PowerShell", "scriptUri": "https://<storageAccount>/setup.ps1"}, "not known before deployment"),
     ],
 )
 def test_powershell_blocked(step: dict, reason: str) -> None:

@@ -1,15 +1,22 @@
-"""Options every verb that reads an AIB template shares, and loading the templates they name."""
+"""Options every verb that reads an AIB template shares, and loading the templates they name.
+
+Only the standard library is imported at module level (``aibx --version`` builds every verb's parser); the
+loader, model and validation are imported when templates are loaded.
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aibx import armexpr, diagnostics
-from aibx.diagnostics import Diagnostic
-from aibx.loader import LoadOptions, load, parse_assignments
-from aibx.model import OsType
+if TYPE_CHECKING:
+    from aibx.diagnostics import Diagnostic
+    from aibx.loader import LoadOptions
+    from aibx.model import OsType
+    from aibx.validation import Result
+
+# what a folder argument expands to; dot-folders (.git, .venv) are not searched
+TEMPLATE_PATTERNS = ("*.json", "*.jsonc")
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +47,23 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic]]:
+    from aibx import armexpr
+    from aibx.diagnostics import Severity, closest, make
+    from aibx.loader import COMMAND_LINE, LoadOptions, parse_assignments
+    from aibx.swagger_tables import API_VERSIONS
+
     params, diags = parse_assignments(args.parameter)
+    if args.api_version is not None and args.api_version not in API_VERSIONS:
+        close = closest(args.api_version, API_VERSIONS, 0.6)
+        hint = f"did you mean {close}?" if close else f"known: {', '.join(API_VERSIONS)}"
+        diags.append(
+            make(
+                "AIB008",
+                f"--api-version {args.api_version} is not an AIB API version; {hint}",
+                file=COMMAND_LINE,
+                severity=Severity.ERROR,
+            )
+        )
     opts = LoadOptions(
         parameters=params,
         parameter_files=args.parameter_files,
@@ -54,36 +77,56 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
 
 
 def os_override(args: argparse.Namespace) -> OsType | None:
+    from aibx.model import OsType
+
     return {"linux": OsType.LINUX, "windows": OsType.WINDOWS}.get(args.os or "")
 
 
-@dataclass
 class Loaded:
-    """Validated templates of one or more files."""
+    """Validated templates of one or more files. (A plain class: `dataclasses` is slow to import, and every
+    verb's parser, `aibx --version` included, imports this module.)"""
 
-    results: list = field(default_factory=list)  # list[validation.Result]
-    diagnostics: list[Diagnostic] = field(default_factory=list)  # loader diagnostics (per-template ones in results)
-    files: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # files in a directory that hold no image template
+    def __init__(
+        self,
+        results: list[Result] | None = None,
+        diagnostics: list[Diagnostic] | None = None,
+        files: list[str] | None = None,
+        skipped: list[str] | None = None,
+    ) -> None:
+        self.results: list[Result] = results or []
+        # loader and command-line diagnostics; the per-template ones are in results
+        self.diagnostics: list[Diagnostic] = diagnostics or []
+        self.files: list[str] = files or []
+        self.skipped: list[str] = skipped or []  # files in a directory that hold no image template
 
     def all_diagnostics(self) -> list[Diagnostic]:
+        """Every diagnostic, file by file (in the order the files were named), each file's in source order."""
         out = list(self.diagnostics)
         for r in self.results:
             out += r.diagnostics
-        return out
+        # a parameters file or a -p is read again for each template file: say what is wrong with it once
+        out = list(dict.fromkeys(out))
+        order = {f: i for i, f in enumerate(self.files)}
+        return sorted(out, key=lambda d: (order.get(d.file, -1), d.line, d.column))
 
     @property
     def has_errors(self) -> bool:
+        from aibx import diagnostics
+
         return diagnostics.has_errors(self.all_diagnostics())
 
 
 def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     """Files to read, each with whether the user named it (True) or it was found in a directory (False)."""
+    from pathlib import Path
+
     out: list[tuple[str, bool]] = []
     for p in paths:
         path = Path(p)
-        if path.is_dir():
-            out += [(str(f), False) for f in sorted(path.rglob("*.json")) if f.is_file()]
+        if p != "-" and path.is_dir():
+            found = {f for pattern in TEMPLATE_PATTERNS for f in path.rglob(pattern) if f.is_file()}
+            visible = [f for f in found if not any(part.startswith(".") for part in f.relative_to(path).parts)]
+            out += [(str(f), False) for f in sorted(visible)]
         else:
             out.append((p, True))
     return out
@@ -91,16 +134,24 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
 
 def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
     from aibx import validation
+    from aibx.diagnostics import has_errors
+    from aibx.loader import load, unused_assignments
 
     opts, diags = load_options(args)
     loaded = Loaded(diagnostics=diags)
+    if has_errors(diags):
+        return loaded
+    load_results = []
+    override = os_override(args)
     for path, named in expand_paths(paths):
         result = load(path, opts)
-        if not named and not result.documents and all(d.code == "AIB003" for d in result.diagnostics):
-            loaded.skipped.append(path)
+        if not named and result.unrelated:
+            loaded.skipped.append(path)  # a parameters file or another JSON file beside the templates
             continue
-        loaded.files.append(path)
+        load_results.append(result)
+        loaded.files.append("<stdin>" if path == "-" else path)
         loaded.diagnostics += result.diagnostics
         for doc in result.documents:
-            loaded.results.append(validation.validate(doc, os_override(args)))
+            loaded.results.append(validation.validate(doc, override))
+    loaded.diagnostics += unused_assignments(opts.parameters, load_results)
     return loaded

@@ -7,20 +7,20 @@ import json
 import sys
 
 from aibx.commands.template_args import add_template_options, load_templates
-from aibx.diagnostics import Severity
 from aibx.exitcodes import ExitCode
 
 EXAMPLES = """\
 examples:
   aibx validate template.json
-  aibx validate templates/                       every *.json below the folder
-  aibx validate deploy.json --parameters deploy.parameters.json
+  aibx validate templates/                       every *.json and *.jsonc below the folder (not in .dot folders)
+  aibx validate deploy.json --parameters deploy.parameters.json --resource-group rg --subscription-id ID
   aibx validate quickstart.json -p region1=westeurope -p runOutputName=img1
   aibx validate template.json --api-version 2024-02-01 --strict
+  az image builder show -n NAME -g RG | aibx validate -
   aibx validate template.json --format json | jq '.diagnostics[] | select(.severity=="error")'
 
-Each diagnostic reads FILE:LINE:COLUMN: SEVERITY[CODE] JSON.PATH: MESSAGE.
-The codes are listed in docs/diagnostics.md.
+Each diagnostic reads FILE:LINE:COLUMN: SEVERITY[CODE] JSON.PATH: MESSAGE. The codes are explained in
+docs/diagnostics.md of the aibx sources.
 
 exit status: 0 valid (warnings allowed), 2 invalid or unreadable (or any warning with --strict)
 """
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="template files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="template files or folders; - reads standard input")
     add_template_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
@@ -46,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aibx.console import Style
+    from aibx.diagnostics import Severity, format_path
 
+    if hasattr(sys.stdout, "reconfigure"):  # a template may hold text the terminal's encoding cannot show
+        sys.stdout.reconfigure(errors="backslashreplace")
     loaded = load_templates(args, args.paths)
     diags = loaded.all_diagnostics()
     errors = sum(d.severity is Severity.ERROR for d in diags)
@@ -62,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
                     {
                         "file": r.document.file,
                         "name": r.document.name,
+                        "resource": format_path(r.document.prefix),
                         "apiVersion": r.api_version,
                         "os": r.template.os_type.value,
+                        "osReason": r.template.os_reason,
                         "errors": sum(d.severity is Severity.ERROR for d in r.diagnostics),
                         "warnings": sum(d.severity is Severity.WARNING for d in r.diagnostics),
                     }
@@ -84,16 +89,25 @@ def run(args: argparse.Namespace) -> int:
         text = d.format()
         marker = f"{d.severity.value}[{d.code}]"
         print(text.replace(marker, style(marker, *colors[d.severity]), 1))
-    n_files = len(loaded.files)
-    n_tpl = len(loaded.results)
-    summary = (
-        f"{n_files} file{'s' * (n_files != 1)}, {n_tpl} template{'s' * (n_tpl != 1)}: "
-        f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-    )
-    if loaded.skipped:
-        summary += f" ({len(loaded.skipped)} other JSON file{'s' * (len(loaded.skipped) != 1)} skipped)"
-    if not loaded.files:
-        summary = "no template files found"
-    verdict = style("invalid", "red", "bold") if failed else style("valid", "green")
-    print(f"{summary} - {verdict}")
+    print(summary_line(loaded, errors, warnings, failed, style))
     return ExitCode.USAGE if failed else ExitCode.OK
+
+
+def summary_line(loaded, errors: int, warnings: int, failed: bool, style) -> str:
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'s' * (n != 1)}"
+
+    if loaded.files:
+        summary = (
+            f"{count(len(loaded.files), 'file')}, {count(len(loaded.results), 'template')}: "
+            f"{count(errors, 'error')}, {count(warnings, 'warning')}"
+        )
+    else:
+        summary = "no template files found" if not errors else count(errors, "error")
+    if loaded.skipped:
+        summary += f" ({count(len(loaded.skipped), 'other JSON file')} skipped)"
+    if failed and not errors and warnings:
+        verdict = style("invalid (--strict: warnings count)", "red", "bold")
+    else:
+        verdict = style("invalid", "red", "bold") if failed else style("valid", "green")
+    return f"{summary} - {verdict}"

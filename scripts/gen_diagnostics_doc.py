@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Generate docs/diagnostics.md from the code registry (aibx.diagnostics.CODES) and the golden outputs.
+
+Each code gets its default severity and title from the registry, the severities it is actually reported with and
+a real example line from the golden files of the fixtures (fixtures/*/golden/*.txt), and the explanation below.
+
+    python scripts/gen_diagnostics_doc.py            # rewrite docs/diagnostics.md
+    python scripts/gen_diagnostics_doc.py --check    # exit 1 if docs/diagnostics.md is out of date
+
+tests/test_diagnostics_doc.py runs the --check comparison, so the page cannot drift from the registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aibx.diagnostics import CODES  # noqa: E402
+
+OUTPUT = ROOT / "docs" / "diagnostics.md"
+GOLDEN_GLOB = "fixtures/*/golden/*.txt"
+LINE = re.compile(r"^(?P<where>.*?): (?P<severity>error|warning)\[(?P<code>AIB\d{3})\] (?P<rest>.*)$")
+
+# What each code means and what to do about it (the titles live in aibx/diagnostics.py).
+EXPLANATIONS: dict[str, str] = {
+    "AIB001": "The file does not exist, is not readable, or is not UTF-8 text.",
+    "AIB002": "The file is not JSON as ARM reads it (comments and trailing commas are fine). The position is where "
+    "the parser stopped; a missing comma is pointed out.",
+    "AIB003": "The JSON holds no image template: not an object, an ARM parameters file named as a template, a "
+    "deployment without a `Microsoft.VirtualMachineImages/imageTemplates` resource, or the `properties` object "
+    "alone. In a folder, such files are skipped and counted in the summary.",
+    "AIB004": "A bare resource whose `type` is missing or not `Microsoft.VirtualMachineImages/imageTemplates`. "
+    "Many published templates have it wrong; REST calls ignore it, ARM and Bicep need it.",
+    "AIB005": "A value only Azure knows before deployment (`reference()`, `utcNow()`, `resourceGroup()` without "
+    "`--resource-group`), a parameter without a value, or a `<placeholder>` nobody substituted. Pass it with "
+    "`-p`, `--parameters` or the context options; `aibx run` refuses only the steps that need it.",
+    "AIB006": "An ARM expression that ARM itself would reject: a syntax error, an unknown parameter or variable, a "
+    "wrong argument. ARM treats every string in `[...]` as an expression, so a shell test such as `[ -d /opt ]` "
+    "must be written `[[ -d /opt ]`.",
+    "AIB007": "A parameter value ARM would reject (type, `allowedValues`, `minValue`/`maxValue`, "
+    "`minLength`/`maxLength`), a parameters-file entry the template does not declare, a malformed parameters "
+    "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",
+    "AIB008": "The `apiVersion` is missing, unresolved or unknown, so aibx checks against the newest; an unknown "
+    "written version (or `--api-version`) is an error. Bare resources used with REST name the version in the URL; "
+    "give `--api-version` to check against it.",
+    "AIB009": "`--resource NAME` matches no image template of the file (by name, symbolic name or `resources[N]`).",
+    "AIB010": "Shell and PowerShell customizers and validators need exactly one of `scriptUri` (`script` before "
+    "2019-05-01-preview) and `inline` (swagger: \"Exactly one of 'scriptUri' or 'inline' can be specified\").",
+    "AIB011": 'A required value is missing or empty: a required field written as `""`, a File step without '
+    "`sourceUri` or `destination`, a PlatformImage source without `publisher`, `offer` or `sku`.",
+    "AIB012": 'PowerShell `runAsSystem` "can only be true when the runElevated field above is set to true" (swagger).',
+    "AIB013": "Two customizers (or two validators) share a name (compared without case); logs and errors could "
+    "not tell them apart.",
+    "AIB014": '`runOutputName` "must be unique to each distribution target" (AIB docs), compared without case.',
+    "AIB015": "`buildTimeoutInMinutes` above 0 but below the documented minimum of 6 minutes (0 means 240).",
+    "AIB016": "`buildTimeoutInMinutes` below 60 for a Windows image: the docs advise against it; Windows builds "
+    "with updates and restarts rarely fit.",
+    "AIB017": "`restartTimeout` must be a magnitude and unit such as `5m`, `2h` or `90s` (swagger).",
+    "AIB018": "`sha256Checksum` must be the 64 hexadecimal digits of SHA-256 (an MD5 or SHA-1 sum is too short).",
+    "AIB019": "The docs ask for the checksum in lower case; AIB compares it as written.",
+    "AIB020": "A downloaded script or file without `sha256Checksum`: a changed or tampered download would run "
+    "unnoticed. Only reported for API versions that have the field (2020-02-14 and later).",
+    "AIB021": "A step that cannot run on the image's operating system: WindowsRestart, WindowsUpdate or "
+    "elevated PowerShell on Linux, Shell on Windows (errors); plain PowerShell on Linux needs `pwsh` "
+    "(a warning). The OS comes from the source image, else from the steps; `--os` overrides.",
+    "AIB022": '"Linux – the only path Image builder can write to is /tmp" (AIB docs): upload below /tmp and move '
+    "the file with a Shell step.",
+    "AIB023": '`replicationRegions` (deprecated) "can be specified only if targetRegions is not specified" (swagger).',
+    "AIB024": '`proxyVmSize` "must not be specified if containerInstanceSubnetId is specified", and '
+    '`containerInstanceSubnetId` "may be specified only if subnetId is also specified" (swagger).',
+    "AIB025": "Neither the source image nor the steps settle the operating system (for example a ManagedImage "
+    "source with both Shell and PowerShell steps); give `--os`.",
+    "AIB026": "WindowsUpdate `filters` are `include:EXPR` or `exclude:EXPR` with a PowerShell expression over `$_`; "
+    "aibx checks the prefix and that brackets and quotes balance.",
+    "AIB027": 'A number or boolean written as a string (`"90"`, `"false"`); write the value without quotes.',
+    "AIB028": '`storageAccountType` on the SharedImage target "can be specified only if replicationRegions is '
+    'specified" (swagger); with `targetRegions` set it per region.',
+    "AIB029": "AIB downloads scripts and files over http(s) only; a local path or `file://` URI works with "
+    "`aibx run`, not in Azure. Query strings (SAS tokens) are never shown.",
+    "AIB031": '`identity` of type UserAssigned must name exactly one identity ("Supports a single identity only").',
+    "AIB032": "`validate.sourceValidationOnly` validates the source image without building: customizers do not run, "
+    "and without `inVMValidations` nothing is checked.",
+    "AIB033": "A bare resource goes to AIB as written (REST, `az resource create`): no ARM evaluates `[...]`, so the "
+    "expression arrives literally. Evaluate it in a deployment template, or write the value.",
+    "AIB034": "JSON allows a key twice in one object, but only the later value counts: the earlier one is lost.",
+    "AIB050": 'A field the apiVersion does not define, with "did you mean" for near misses (`aritfactTags`). From '
+    "2024-02-01 the service rejects it; older versions ignore it, so it silently has no effect (a warning). "
+    "ARM deployment keys (`dependsOn`, ...) in a bare resource are flagged for 2024-02-01 and later.",
+    "AIB051": "A field name in the wrong case (`imageVersionID`, `sha256checksum`, `vmboot`): an error from "
+    "2024-02-01, when the service became case-sensitive, a warning before.",
+    "AIB052": 'A value of the wrong JSON type (a string where an array is expected, as in `"inline": "..."`).',
+    "AIB053": "A value outside the field's enum; a near miss in case only (`latest` for `Latest`, `shell` in a "
+    "2024 template) is an error from 2024-02-01 and a warning before.",
+    "AIB054": "A field the swagger requires (for example `identity` from 2020-02-14, `source`, a step's `type`).",
+    "AIB055": "A number outside the swagger's limits (`buildTimeoutInMinutes` 0..960, `replicaCount` at least 1).",
+    "AIB056": "A value that does not match the swagger's pattern: `runOutputName` and the template name allow "
+    "letters, digits, `-`, `_` (and `.` from 2019-05-01-preview), at most 64 characters.",
+    "AIB057": "A source, customizer, validator, distributor or versioning type no apiVersion knows.",
+    "AIB058": "A field or type that exists, but not in this apiVersion: `script` and ISO sources (removed), "
+    "`targetRegions` and `versioning` (2022-07-01), `errorHandling` (2023-07-01), and so on.",
+    "AIB059": "A read-only field (`exactVersion`, `provisioningState`, ...), typical of `az image builder show` "
+    "output: the service sets it and ignores what is written.",
+    "AIB070": "Reserved for `aibx translate`.",
+    "AIB071": "Reserved for `aibx translate`.",
+    "AIB072": "Reserved for `aibx translate`.",
+    "AIB073": "Reserved for `aibx translate`.",
+}
+
+
+def examples() -> tuple[dict[str, str], dict[str, set[str]]]:
+    """For each code the golden line that shows it best (from a file rather than the command line, then the
+    shortest), and the severities each code appears with."""
+    first: dict[str, str] = {}
+    severities: dict[str, set[str]] = {}
+    for path in sorted(ROOT.glob(GOLDEN_GLOB)):
+        for line in path.read_text().splitlines():
+            m = LINE.match(line)
+            if not m:
+                continue
+            code = m.group("code")
+            severities.setdefault(code, set()).add(m.group("severity"))
+            rank = (line.startswith("<"), len(line))
+            if code not in first or rank < (first[code].startswith("<"), len(first[code])):
+                first[code] = line
+    return first, severities
+
+
+def build() -> str:
+    first, seen = examples()
+    out = [
+        "# Diagnostic codes",
+        "",
+        "<!-- Generated by scripts/gen_diagnostics_doc.py from aibx/diagnostics.py and the golden files; do not edit"
+        " by hand. -->",
+        "",
+        "`aibx validate` reports every problem at once, one line each:",
+        "",
+        "```text",
+        "FILE:LINE:COLUMN: SEVERITY[CODE] JSON.PATH: MESSAGE",
+        "```",
+        "",
+        "An **error** is what the AIB service (or ARM) would reject for the template's `apiVersion`: the exit status "
+        "is 2. A **warning** is accepted by the service but probably not what was meant, or cannot be checked "
+        "before deployment: the exit status stays 0 unless `--strict` is given. `--format json` gives the same "
+        "diagnostics as objects with `severity`, `code`, `message`, `file`, `line`, `column` and `path`.",
+        "",
+        "Codes are stable: a code is never renumbered or reused. AIB001-AIB009 are about reading the file, "
+        "AIB010-AIB049 are AIB's rules and lints, AIB050-AIB059 come from the swagger schema of each "
+        "`apiVersion`, AIB070-AIB079 are reserved for `aibx translate`. Some codes are reported with another "
+        "severity than their default where the service's behaviour depends on the `apiVersion` (see *Reported "
+        "as*).",
+        "",
+        "| code | default | title |",
+        "|---|---|---|",
+    ]
+    for code, (severity, title) in CODES.items():
+        out.append(f"| [{code}](#{code.lower()}) | {severity.value} | {title} |")
+    out.append("")
+    for code, (severity, title) in CODES.items():
+        out += [f"## {code}", "", f"**{title}** — default severity: {severity.value}."]
+        reported = seen.get(code)
+        if reported and reported != {severity.value}:
+            out[-1] += f" Reported as: {', '.join(sorted(reported))}."
+        out += ["", EXPLANATIONS.get(code, "").strip() or "(No explanation yet.)", ""]
+        if code in first:
+            out += ["```text", first[code], "```", ""]
+        else:
+            out += ["No example in the golden files yet.", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = ap.parse_args()
+    text = build()
+    missing = [c for c in CODES if c not in EXPLANATIONS]
+    if missing and not args.check:
+        print(f"note: no explanation yet for {', '.join(missing)} (add it to EXPLANATIONS)", file=sys.stderr)
+    if args.check:
+        if not OUTPUT.exists() or OUTPUT.read_text() != text:
+            print(f"{OUTPUT} is out of date; run scripts/{Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.parent.mkdir(exist_ok=True)
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
