@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.translate_cases import (
     AIB_FIXTURES,
     PACKER_CASES,
+    TRANSLATE,
     aib_to_packer_outputs,
+    diagnostic_lines,
     expected_dir,
     packer_to_aib_outputs,
 )
@@ -39,7 +41,8 @@ def main() -> int:
         folder = expected_dir("packer-to-aib", case.name)
         shutil.rmtree(folder, ignore_errors=True)
         count += write(folder, packer_to_aib_outputs(case))
-    print(f"wrote {count} golden files under {expected_dir('')}")
+    count += write(TRANSLATE / "golden", {"diagnostics.txt": diagnostic_lines()})
+    print(f"wrote {count} golden files under {expected_dir('')} and {TRANSLATE / 'golden'}")
     return 0
 
 

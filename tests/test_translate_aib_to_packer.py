@@ -177,7 +177,7 @@ def test_a_local_file_with_a_wrong_checksum_is_an_error(tmp_path: Path) -> None:
     ]
     _text, report = translate_inline(tpl, tmp_path)
     assert [d.code for d in report.diagnostics] == ["AIB075"]
-    assert "does not match" in report.diagnostics[0].message
+    assert "the file's sha256 is" in report.diagnostics[0].message
     assert report.diagnostics[0].line > 0
 
 

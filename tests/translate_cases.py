@@ -7,9 +7,11 @@ working directory, a fixed clock and a fixed environment, so outputs do not depe
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from contextlib import contextmanager
+import re
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,3 +103,29 @@ def packer_to_aib_outputs(case: PackerCase) -> dict[str, str]:
 
 def expected_dir(kind: str, name: str = "") -> Path:
     return EXPECTED / kind / name if name else EXPECTED / kind
+
+
+# command lines whose diagnostics make fixtures/translate/golden/diagnostics.txt (one example per code)
+DIAGNOSTIC_RUNS = [
+    ["bad/syntax-error.pkr.hcl", "--to", "aib"],
+    ["bad/unsupported-function.pkr.hcl", "--to", "aib"],
+    ["bad/undefined-user-variable.json", "--to", "aib", "--allow-lossy"],
+    ["packer/multi-source", "--to", "aib", "--var", "image=x"],
+    ["bad/checksum-mismatch.json", "--to", "packer"],
+    ["packer/multi-source", "--to", "aib"],
+]
+DIAGNOSTIC_LINE = re.compile(r"^.*?: (error|warning)\[AIB07\d\] .*$")
+
+
+def diagnostic_lines() -> str:
+    """The diagnostics ``aibx translate`` prints for DIAGNOSTIC_RUNS, one per line."""
+    from aibx.cli import main
+
+    lines: list[str] = []
+    with in_fixtures():
+        for argv in DIAGNOSTIC_RUNS:
+            err = io.StringIO()
+            with redirect_stderr(err), redirect_stdout(io.StringIO()):
+                main(["translate", *argv])
+            lines += [line for line in err.getvalue().splitlines() if DIAGNOSTIC_LINE.match(line)]
+    return "\n".join(lines) + "\n"

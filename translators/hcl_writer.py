@@ -20,6 +20,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+import hcl2
+from hcl2.deserializer import DeserializerOptions
+from hcl2.formatter import BaseFormatter, FormatterOptions
+from hcl2.rules.abstract import LarkRule
+from hcl2.rules.base import AttributeRule, BlockRule, BodyRule, StartRule
+from hcl2.rules.containers import ObjectElemRule, ObjectRule, TupleRule
+from hcl2.rules.expressions import ExprTermRule
+from hcl2.rules.strings import HeredocTemplateRule
+from hcl2.rules.tokens import COMMA
+from hcl2.rules.whitespace import NewLineOrCommentRule
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -57,29 +68,27 @@ def string_literal(text: str) -> str:
 
     A literal ``${`` is written ``$${`` when a plain ``}`` closes it (python-hcl2's grammar reads ``$${``
     only up to a ``}``), else ``\\u0024{``, which HCL (and Packer) read as the same two characters."""
-    out = []
-    for i, ch in enumerate(text):
-        if ch in "$%" and text.startswith("{", i + 1):
-            closing = text.find("}", i + 2)
-            plain = closing >= 0 and not any(c in '"\\\n\r\t' or ord(c) < 0x20 for c in text[i + 2 : closing])
-            out.append(ch * 2 if plain else f"\\u{ord(ch):04x}")
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
+    if _PLAIN.fullmatch(text):
+        return f'"{text}"'
+    out = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group()) or f"\\u{ord(m.group()):04x}", text)
+    if "{" in out:
+        out = _TEMPLATE_START.sub(_template_start, out)
     # python-hcl2's writer splits strings before each "$${...}" and strips a quote that ends a piece,
     # which would eat an escaped quote right before one: write that quote as \u0022 instead
-    return '"' + _QUOTE_BEFORE_DOLLAR.sub(r"\1\\u0022", "".join(out)) + '"'
+    return '"' + _QUOTE_BEFORE_DOLLAR.sub(r"\1\\u0022", out) + '"'
+
+
+_PLAIN = re.compile(r"[^\\\"\x00-\x1f\x7f${%]*")
+_ESCAPE = re.compile(r"[\\\"\x00-\x1f\x7f]")
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# a "${" or "%{" in already escaped text, and what follows up to the next "}" if nothing escaped is in between
+_TEMPLATE_START = re.compile(r"([$%])\{(?=([^}\\]*)\})|([$%])\{")
+
+
+def _template_start(m: re.Match[str]) -> str:
+    if m.group(1):  # closed by a plain "}": the usual HCL escape
+        return m.group(1) * 2 + "{"
+    return f"\\u{ord(m.group(3)):04x}{{"
 
 
 _QUOTE_BEFORE_DOLLAR = re.compile(r'(?<!\\)((?:\\\\)*)\\"(?=\$)')
@@ -140,9 +149,6 @@ def _ordered(blocks: Sequence[Block]) -> Iterator[Block]:
 
 
 def dumps(blocks: Sequence[Block]) -> str:
-    import hcl2
-    from hcl2.deserializer import DeserializerOptions
-
     top = Block("")
     top.blocks = list(blocks)
     data = _block_dict(top)
@@ -152,8 +158,7 @@ def dumps(blocks: Sequence[Block]) -> str:
         deserializer_options=DeserializerOptions(object_elements_trailing_comma=False),
         apply_format=False,
     )
-    formatter = _formatter()
-    formatter.options.open_empty_blocks = False
+    formatter = PackerFormatter(FormatterOptions(open_empty_blocks=False))
     formatter.format_tree(tree)
     _tidy_whitespace(tree)
     _attach_comments(tree, list(_ordered(blocks)), formatter.options.indent_length)
@@ -162,47 +167,28 @@ def dumps(blocks: Sequence[Block]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- formatting
-_FORMATTER_CLASS = None
+class PackerFormatter(BaseFormatter):
+    """python-hcl2's formatter, aligning ``=`` the way ``packer fmt`` does."""
+
+    def _vertically_align_attributes_in_body(self, body) -> None:
+        for run in _runs(body.children, AttributeRule):
+            self._align_attributes_sequence(run)
+
+    def _vertically_align_object_elems(self, rule) -> None:
+        for run in _runs(rule.children, ObjectElemRule):
+            width = max(self._key_text_width(e.key) for e in run)
+            for elem in run:
+                pad = width - self._key_text_width(elem.key)
+                sep = elem.children[1]
+                sep.set_value(" " * (pad + 1) + sep.value.lstrip(" \t"))
 
 
-def _formatter():
-    """A PackerFormatter (the class is built on first use so that importing this module stays cheap)."""
-    global _FORMATTER_CLASS
-    if _FORMATTER_CLASS is None:
-        from hcl2.formatter import BaseFormatter
-
-        class PackerFormatter(BaseFormatter):
-            """python-hcl2's formatter, aligning ``=`` the way ``packer fmt`` does."""
-
-            def _vertically_align_attributes_in_body(self, body) -> None:
-                from hcl2.rules.base import AttributeRule
-
-                for run in _runs(body.children, AttributeRule, lambda a: _spans_lines(a.expression)):
-                    self._align_attributes_sequence(run)
-
-            def _vertically_align_object_elems(self, rule) -> None:
-                from hcl2.rules.containers import ObjectElemRule
-
-                for run in _runs(rule.children, ObjectElemRule, lambda e: _spans_lines(e.expression)):
-                    width = max(self._key_text_width(e.key) for e in run)
-                    for elem in run:
-                        pad = width - self._key_text_width(elem.key)
-                        sep = elem.children[1]
-                        sep.set_value(" " * (pad + 1) + sep.value.lstrip(" \t"))
-
-        _FORMATTER_CLASS = PackerFormatter
-    return _FORMATTER_CLASS()
-
-
-def _runs(children, kind, spans_lines) -> Iterator[list]:
+def _runs(children, kind) -> Iterator[list]:
     """Runs of consecutive single-line items of ``kind``; anything else (a block, a multi-line value) ends a run.
     Commas and newlines between items do not."""
-    from hcl2.rules.tokens import COMMA
-    from hcl2.rules.whitespace import NewLineOrCommentRule
-
     run: list = []
     for child in children:
-        if isinstance(child, kind) and not spans_lines(child):
+        if isinstance(child, kind) and not _spans_lines(child.expression):
             run.append(child)
         elif isinstance(child, kind) or not isinstance(child, (NewLineOrCommentRule, COMMA)):
             if run:
@@ -217,10 +203,6 @@ def _runs(children, kind, spans_lines) -> Iterator[list]:
 def _spans_lines(node) -> bool:
     """Whether the formatter writes this expression over several lines: it holds a non-empty tuple or object,
     or a heredoc."""
-    from hcl2.rules.abstract import LarkRule
-    from hcl2.rules.containers import ObjectRule, TupleRule
-    from hcl2.rules.strings import HeredocTemplateRule
-
     if isinstance(node, (ObjectRule, TupleRule)) and node.elements:
         return True
     if isinstance(node, HeredocTemplateRule):
@@ -228,13 +210,12 @@ def _spans_lines(node) -> bool:
     return isinstance(node, LarkRule) and any(_spans_lines(c) for c in node.children if c is not None)
 
 
+# nodes whose children may be newline tokens, or lead to nodes that have some
+_LAYOUT = (StartRule, BodyRule, BlockRule, AttributeRule, ExprTermRule, ObjectRule, ObjectElemRule, TupleRule)
+
+
 def _tidy_whitespace(node) -> None:
     """Merge adjacent newline tokens: no indentation on blank lines, at most one blank line in a row."""
-    from hcl2.rules.abstract import LarkRule
-    from hcl2.rules.whitespace import NewLineOrCommentRule
-
-    if not isinstance(node, LarkRule):
-        return
     children = node.children
     merged: list = []
     for child in children:
@@ -249,11 +230,12 @@ def _tidy_whitespace(node) -> None:
             continue
         merged.append(child)
     for child in merged:
-        if isinstance(child, NewLineOrCommentRule) and _blank(child):
-            value = child.token.value
-            newlines = min(value.count("\n"), 2)
-            child.token.set_value("\n" * newlines + value.rsplit("\n", 1)[-1])
-        else:
+        if isinstance(child, NewLineOrCommentRule):
+            if _blank(child):
+                value = child.token.value
+                newlines = min(value.count("\n"), 2)
+                child.token.set_value("\n" * newlines + value.rsplit("\n", 1)[-1])
+        elif isinstance(child, _LAYOUT):
             _tidy_whitespace(child)
     if len(merged) != len(children):
         node._children = merged
@@ -269,9 +251,6 @@ def _blank(rule) -> bool:
 
 def _attach_comments(tree, blocks: list[Block], indent_length: int) -> None:
     """Write ``Block.comment`` as comment lines just above each block."""
-    from hcl2.rules.base import BlockRule
-    from hcl2.rules.whitespace import NewLineOrCommentRule
-
     rules = list(_block_rules(tree.body, BlockRule))
     for block, (rule, depth) in zip(blocks, rules, strict=True):
         if not block.comment:

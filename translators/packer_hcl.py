@@ -60,10 +60,23 @@ def parse_file(path: str) -> tuple[Tree | None, str | None, int, int]:
         return hcl2.parses_to_tree(text), None, 0, 0
     except UnexpectedInput as exc:
         line, col = getattr(exc, "line", 0) or 0, getattr(exc, "column", 0) or 0
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
-        return None, f"HCL syntax error: {first}", max(line, 0), max(col, 0)
+        return None, f"HCL syntax error: {_describe_unexpected(exc)}", max(line, 0), max(col, 0)
     except Exception as exc:  # python-hcl2 raises assorted errors for malformed input
         return None, f"HCL syntax error: {exc}", 0, 0
+
+
+def _describe_unexpected(exc: Exception) -> str:
+    token = getattr(exc, "token", None)
+    if token is not None:
+        text = str(token)
+        if not text.strip():
+            return "unexpected end of line" if "\n" in text else "unexpected end of file"
+        first = text.strip().splitlines()[0]
+        return f"unexpected {first[:40]!r}"
+    char = getattr(exc, "char", None)
+    if char is not None:
+        return f"unexpected character {char!r}"
+    return "the text is not HCL"
 
 
 def _children(node: Tree) -> list[Any]:

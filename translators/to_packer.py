@@ -749,7 +749,7 @@ class ToPacker:
             sha = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None
             local = _local_file(uri, self.tpl.file)
             if local is not None:
-                if not self.check_local(local, sha, step, "scriptUri", loc):
+                if not self.check_local(local, uri, sha, step, "scriptUri", loc):
                     return None
                 block.set("script", self.relative_source(local))
                 details.append("script (local file" + ("; aibx checked its sha256 now" if sha else "") + ")")
@@ -792,7 +792,7 @@ class ToPacker:
         destination = self.code(step.destination, step, "destination")
         local = _local_file(uri, self.tpl.file)
         if local is not None:
-            if not self.check_local(local, sha, step, "sourceUri", loc):
+            if not self.check_local(local, uri, sha, step, "sourceUri", loc):
                 return None
             block = self.provisioner("file", step)
             block.set("source", self.relative_source(local))
@@ -820,16 +820,16 @@ class ToPacker:
         )
         return block
 
-    def check_local(self, path: Path, sha: str | None, step: model.Step, key: str, loc: Location) -> bool:
+    def check_local(self, path: Path, uri: str, sha: str | None, step: model.Step, key: str, loc: Location) -> bool:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            self.report.error("AIB075", f"{key} {path}: {exc.strerror or exc}", loc, self.subject((*step.path, key)))
+            self.report.error("AIB075", f"{key} {uri}: {exc.strerror or exc}", loc, self.subject((*step.path, key)))
             return False
         if sha and hashlib.sha256(data).hexdigest() != sha.lower():
             self.report.error(
                 "AIB075",
-                f"{key} {path}: sha256 {hashlib.sha256(data).hexdigest()} does not match sha256Checksum {sha}",
+                f"{key} {uri}: the file's sha256 is {hashlib.sha256(data).hexdigest()}, not {sha}",
                 loc,
                 self.subject((*step.path, key)),
             )

@@ -258,7 +258,7 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
     if len(produced) > 1 and target is None:
         names = ", ".join(t.name for t in produced)
         return outcome.fail(
-            "AIB076", f"{len(produced)} templates ({names}): write them with -o DIR or pick one with --only"
+            "AIB076", f"{len(produced)} templates ({names}): write them with -o DIR or pick one with --only", path
         )
     uploads = [u for t in produced for u in t.uploads]
     upload_dir = None
