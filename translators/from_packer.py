@@ -188,6 +188,13 @@ class _FromPacker:
         name = attr.origin[4:] if attr is not None and attr.origin else key
         return Unresolved(f"<{name}>", f"{what or key} is empty in the Packer configuration; pass -p {name}=VALUE")
 
+    def optional(self, key: str, default: str) -> model.Text:
+        """The value, or Packer's default when it is not given or empty."""
+        attr = self.take(key)
+        if attr is None or attr.value in (None, ""):
+            return default
+        return self.required(key, attr)
+
     def join(self, *parts: model.Text) -> model.Text:
         text = "".join(p.text if isinstance(p, Unresolved) else p for p in parts)
         reasons = [p.reason for p in parts if isinstance(p, Unresolved)]
@@ -277,7 +284,7 @@ class _FromPacker:
                 publisher=self.required("image_publisher"),
                 offer=self.required("image_offer"),
                 sku=self.required("image_sku"),
-                version=_text(self.take("image_version") and sec.value("image_version")) or "latest",
+                version=self.optional("image_version", "latest"),
             )
             plans = sec.sections("plan_info")
             self.used.add("plan_info")

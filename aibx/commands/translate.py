@@ -50,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--allow-lossy", action="store_true", help="exit 0 even if something could not be translated")
     p.add_argument("--report-json", metavar="FILE", help="also write the report as JSON (- for standard output)")
+    p.add_argument("--arm", action="store_true", help="--to aib: write an ARM deployment template around the resource")
     g = p.add_argument_group("Packer input (--to aib)")
     g.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a Packer variable")
     g.add_argument("--var-file", action="append", default=[], metavar="FILE", help="a Packer variables file")
@@ -71,7 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where to write the files to publish (default: 'upload' next to the output)",
     )
-    g.add_argument("--arm", action="store_true", help="write an ARM deployment template around the resource")
     add_template_options(p)
     for action in p._actions:
         if action.dest == "api_version":
@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from aibx.console import Style
     from aibx.translators.report import format_reports
 
+    if args.report_json == "-" and not args.output:
+        print("aibx: --report-json - needs -o: the translation goes to standard output otherwise", file=sys.stderr)
+        return ExitCode.USAGE
     outcome = _to_packer(args) if args.to == "packer" else _to_aib(args)
     err = sys.stderr
     for d in outcome.diagnostics:
