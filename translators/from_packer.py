@@ -1436,7 +1436,7 @@ class StepMapper:
             path = f"C:\\Windows\\Temp\\aibx-windows-shell-{n}.cmd"
             sets = "".join(f'set "{k}={v}" && ' for k, v in env.items())
             lines += [
-                *idioms.windows_write_text(path, text, encoding="ASCII"),
+                *idioms.windows_write_text(path, text),
                 f"cmd.exe /c {idioms.ps_quote(sets + path)}" if sets else f"cmd.exe /c {idioms.ps_quote(path)}",
                 "$aibxExitCode = $LASTEXITCODE",
                 f"Remove-Item -Force -LiteralPath {idioms.ps_quote(path)}",
@@ -1469,15 +1469,14 @@ class StepMapper:
 
 
 def _windows_stage(path: str, data: bytes) -> list[str]:
-    """Write a script: a readable here-string for plain text, base64 otherwise."""
+    """Write a script: its lines as PowerShell strings for plain text, base64 otherwise."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return idioms.windows_write_file(path, data)
-    lines = text.replace("\r\n", "\n").split("\n")
-    if any(line.startswith("'@") for line in lines) or "{{" in text:
+    if "{{" in text or "\r" in text.replace("\r\n", ""):  # a template to AIB's Packer, or bare CRs
         return idioms.windows_write_file(path, data)
-    return idioms.windows_write_text(path, text.replace("\r\n", "\n"))
+    return idioms.windows_write_text(path, text, bom=not text.isascii())
 
 
 def _normal(command: str) -> str:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from aibx import model
+from aibx import model, powershell
 from aibx.plan import redact_uri
 
 HEREDOC_MARK = "AIBX_EOF"
@@ -40,13 +40,13 @@ def sh_quote(text: str) -> str:
 
 
 def ps_quote(text: str) -> str:
-    """A PowerShell single-quoted string."""
-    return "'" + text.replace("'", "''") + "'"
+    """A PowerShell single-quoted string (aibx.powershell.quote: typographic single quotes are doubled too)."""
+    return powershell.quote(text)
 
 
 def _ps_unquote(text: str) -> str | None:
     if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
-        return text[1:-1].replace("''", "'")
+        return re.sub("(['\u2018\u2019\u201a\u201b])\\1", r"\1", text[1:-1])
     return None
 
 
@@ -220,10 +220,20 @@ def windows_write_file(path: str, content: bytes) -> list[str]:
     return [f"[IO.File]::WriteAllBytes({ps_quote(path)}, [Convert]::FromBase64String({ps_quote(encoded)}))"]
 
 
-def windows_write_text(path: str, text: str, encoding: str = "UTF8") -> list[str]:
-    """A here-string written to ``path``; ``text`` must not hold a line starting with ``'@``."""
-    lines = text.splitlines()
-    return [f"Set-Content -LiteralPath {ps_quote(path)} -Encoding {encoding} -Value @'", *lines, "'@"]
+def windows_write_text(path: str, text: str, *, bom: bool = False) -> list[str]:
+    """Lines that write ``text`` to ``path`` (CRLF line ends, UTF-8; with ``bom`` for scripts that hold more
+    than ASCII, as Windows PowerShell 5.1 reads files without one as ANSI).
+
+    Each line of the text is a single-quoted string of its own inside ``@( ... )``, not a here-string: Packer
+    1.13 and later indent inline PowerShell lines (it joins them with a newline and a tab inside a try block),
+    and a here-string's closing ``'@`` may not be indented."""
+    encoding = ", (New-Object System.Text.UTF8Encoding $true)" if bom else ""
+    return [
+        "$aibxLines = @(",
+        *(ps_quote(line) for line in text.splitlines()),
+        ")",
+        f"[IO.File]::WriteAllLines({ps_quote(path)}, [string[]]$aibxLines{encoding})",
+    ]
 
 
 def _plain_text(content: bytes) -> str | None:
