@@ -887,7 +887,7 @@ class _FromPacker:
 def _provisioner_subject(p: Section) -> str:
     kind = p.labels[0] if p.labels else p.type
     name = p.value("name")
-    line = f'provisioner "{kind}"'
+    line = f'provisioner[{p.index}] "{kind}"' if p.index is not None else f'provisioner "{kind}"'
     return f'{line} "{name}"' if isinstance(name, str) and name else line
 
 

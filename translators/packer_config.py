@@ -34,6 +34,8 @@ class Section:
     location: Location = NOWHERE
     # comment lines written directly above the block (without the comment markers)
     comments: list[str] = field(default_factory=list)
+    # position among its siblings of the same kind (provisioners), for reports
+    index: int | None = None
 
     def get(self, name: str) -> Attr | None:
         return self.attrs.get(name)

@@ -512,10 +512,11 @@ class _Reader:
         for ref in refs:
             ctx = self.ctx.child()
             ctx.source = {"name": ref.name, "type": ref.type}
-            evaluated[ref.full_name] = [
-                self.section(file, node, ctx, f"build.provisioner[{i}]", comments)
-                for i, (node, comments) in enumerate(provisioner_nodes)
-            ]
+            evaluated[ref.full_name] = []
+            for i, (node, comments) in enumerate(provisioner_nodes):
+                sec = self.section(file, node, ctx, f"build.provisioner[{i}]", comments)
+                sec.index = i
+                evaluated[ref.full_name].append(sec)
 
         def provisioners(source: SourceRef) -> list[Section]:
             return copy.deepcopy(evaluated[source.full_name])

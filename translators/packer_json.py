@@ -184,7 +184,9 @@ class _Reader:
             if not isinstance(p, dict) or not isinstance(p.get("type"), str):
                 self.error("AIB072", 'each provisioner needs a "type"', ("provisioners", i))
                 continue
-            provisioners.append(self.section("provisioner", [p["type"]], p, ("provisioners", i), {"type"}))
+            sec = self.section("provisioner", [p["type"]], p, ("provisioners", i), {"type"})
+            sec.index = i
+            provisioners.append(sec)
         post = self.post_processors(doc.get("post-processors"))
         self.config.builds.append(
             Build("", sources, lambda _source: copy.deepcopy(provisioners), post, location=self.locate(()))

@@ -228,6 +228,8 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
     path = args.path
     if not Path(path).exists():
         return outcome.fail("AIB001", "no such file or folder", path)
+    if path.endswith(".pkr.json"):
+        return outcome.fail("AIB072", "HCL2 in JSON syntax (.pkr.json) is not supported; use .pkr.hcl", path)
     if packer_kind(path) is None:
         return outcome.fail(
             "AIB072",
