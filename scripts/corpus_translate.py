@@ -8,8 +8,8 @@
   ``packer {}`` block and windows-update provisioners, which Packer 1.6.6 predates)
   ``packer validate -syntax-only``.
 
-Usage: scripts/corpus_translate.py [CORPUS] [--markdown]   (CORPUS defaults to /work/shared/corpus)
-With --markdown it prints the "translate" section of docs/corpus.md.
+Usage: scripts/corpus_translate.py [CORPUS]   (CORPUS defaults to /work/shared/corpus)
+It prints the "translate" section of docs/corpus.md, and exits 1 if any configuration or template failed.
 """
 
 from __future__ import annotations
@@ -144,7 +144,6 @@ def aib_to_packer_corpus(corpus: Path, tally: Tally, scratch: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", nargs="?", default="/work/shared/corpus")
-    parser.add_argument("--markdown", action="store_true", help="print the docs/corpus.md section")
     args = parser.parse_args()
     corpus = Path(args.corpus)
     if not corpus.is_dir():
