@@ -7,9 +7,10 @@
 * ``aib_document(template)``: the model → an AIB template (bare resource or ARM deployment) and its report.
 
 Modules: ``aib`` (model → AIB JSON), ``packer_hcl`` (HCL2 reading and writing), ``packer_json`` (legacy JSON),
-``to_packer`` / ``from_packer`` (the mappings), ``hcl_eval`` (expressions and functions), ``hcl_writer``
-(python-hcl2's writer, formatted as ``packer fmt`` does), ``idioms`` (the command lines written where a format
-lacks a field), ``report``.
+``packer_config`` (an evaluated Packer configuration), ``to_packer``, ``from_packer`` and ``packer_provisioners``
+(the mappings), ``hcl_eval`` (expressions and functions), ``hcl_writer`` (python-hcl2's writer, formatted as
+``packer fmt`` does), ``idioms`` (the command lines written where a format lacks a field), ``azure_ids``,
+``report``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,16 @@ from aibx.translators.report import NOWHERE, Location
 from aibx.diagnostics import Diagnostic
 
 
+def text_of(value: Any) -> str | None:
+    """The value if it is a string (a known one), else None."""
+    return value if isinstance(value, str) else None
+
+
+def truthy(value: Any) -> bool:
+    """A boolean setting as Packer reads it: JSON templates write "true" or "1" as strings."""
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
 @dataclass
 class Attr:
     value: Any
