@@ -85,7 +85,6 @@ HOST_REQUIREMENTS = (
 
 GUEST_USER = "aibxtest"
 ROOT_USER = "root"
-GUEST_ADDRESS = "10.0.2.15"
 WAAGENT_LOG = "/var/log/waagent-calls.log"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
@@ -313,16 +312,16 @@ def _has_pvh_entry(elf: bytes) -> bool:
 
 def fetch_kernel(cache: Path) -> Kernel:
     """Debian's current kernel, downloaded with ``apt-get download`` once and unpacked into the cache."""
+    modules_key = hashlib.sha256(f"{IMAGE_FORMAT} {GUEST_MODULES}".encode()).hexdigest()[:8]
     try:
         name, version = current_kernel_package()
     except QemuUnavailable:
-        # Offline with stale package lists: any kernel unpacked before still does.
-        unpacked = sorted((cache / "kernels").glob("*/load-order"), key=lambda p: p.stat().st_mtime)
+        # No package lists (offline, or apt-get update never ran): a kernel unpacked before still does.
+        unpacked = sorted((cache / "kernels").glob(f"*-{modules_key}/load-order"), key=lambda p: p.stat().st_mtime)
         if not unpacked:
             raise
         return _load_kernel(unpacked[-1].parent)
     package = f"{name}_{version.replace(':', '%3a')}"
-    modules_key = hashlib.sha256(f"{IMAGE_FORMAT} {GUEST_MODULES}".encode()).hexdigest()[:8]
     directory = cache / "kernels" / f"{package}-{modules_key}"
     if (directory / "load-order").exists():
         return _load_kernel(directory)
@@ -397,13 +396,13 @@ def _shared_libraries(program: str) -> list[str]:
 
 def _host_files() -> dict[str, str]:
     """Host files copied into the guest (guest path -> host path): busybox, the programs, the libraries they load."""
-    busybox = _program("busybox", "busybox-static")
-    files = {BUSYBOX: busybox}
-    for program in (busybox, *GUEST_PROGRAMS):
-        if os.path.exists(program):
-            files.setdefault(program, program)
-            for library in _shared_libraries(program):
-                files.setdefault(library, library)
+    programs = [(BUSYBOX, _program("busybox", "busybox-static"))]
+    programs += [(program, program) for program in GUEST_PROGRAMS if os.path.exists(program)]
+    files: dict[str, str] = {}
+    for guest_path, host_path in programs:
+        files[guest_path] = host_path
+        for library in _shared_libraries(host_path):
+            files.setdefault(library, library)
     return files
 
 
@@ -645,8 +644,8 @@ class QemuVm:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._broken: VmError | None = None
-        # AF_UNIX paths are limited to 107 bytes; the run dir may be deep, so the socket gets a short directory.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="aibx-qmp-"))
+        # AF_UNIX paths are limited to 107 bytes: a deep run dir gets its socket in a short temporary directory.
+        self._socket_dir = run_dir if len(str(run_dir / "qmp.sock")) < 100 else Path(tempfile.mkdtemp(prefix="aibx-"))
         self._qmp_path = self._socket_dir / "qmp.sock"
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -758,9 +757,10 @@ class QemuVm:
         process.wait()
 
     def close(self) -> None:
-        """Stop the VM and remove its socket directory (the run dir, with disk and logs, is the caller's)."""
+        """Stop the VM (the run dir, with disk and logs, stays: it is the caller's)."""
         self.stop()
-        shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._socket_dir != self.run_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> QemuVm:
         return self
@@ -958,20 +958,27 @@ class QemuVm:
 # pytest fixtures (registered by tests/conftest.py through pytest_plugins); only for @pytest.mark.slow tests
 
 
-def _require_slow_marker(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("slow") is None:
-        pytest.fail(f"{request.fixturename} boots a VM (seconds): mark {request.node.name} @pytest.mark.slow",
+QEMU_FIXTURES = frozenset({"qemu_image", "qemu_vm", "qemu_vm_factory"})
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Keep the fast suite fast: a test using the VM must be marked slow (checked before anything boots)."""
+    used = QEMU_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if used and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.name} uses {', '.join(sorted(used))}, which boots a VM: mark it @pytest.mark.slow",
                     pytrace=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def qemu_image() -> VmImage:
     """The VM image (cached; built on first use). Skips without QEMU & co. locally, fails in CI."""
+    unavailable = None
     try:
         return build_image()
     except QemuUnavailable as exc:
-        missing(str(exc))
-        raise  # not reached: missing() skips or fails
+        unavailable = str(exc)
+    missing(unavailable)  # skips, or fails in CI
+    raise AssertionError("not reached")
 
 
 @pytest.fixture(scope="session")
@@ -985,20 +992,16 @@ def _qemu_session_vm(qemu_image: VmImage, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture
-def qemu_vm(request: pytest.FixtureRequest, _qemu_session_vm: QemuVm) -> QemuVm:
+def qemu_vm(_qemu_session_vm: QemuVm) -> QemuVm:
     """The session's VM, answering SSH (restarted if an earlier test left it down). Tests share it and its disk:
     a test must not rely on a fresh guest (use ``qemu_vm_factory`` for that) nor leave it powered off."""
-    _require_slow_marker(request)
     _qemu_session_vm.ensure_ready()
     return _qemu_session_vm
 
 
 @pytest.fixture
-def qemu_vm_factory(
-    request: pytest.FixtureRequest, qemu_image: VmImage, tmp_path: Path
-) -> Iterator[Callable[..., QemuVm]]:
+def qemu_vm_factory(qemu_image: VmImage, tmp_path: Path) -> Iterator[Callable[..., QemuVm]]:
     """``start(wait=True, **QemuVm options) -> QemuVm``: fresh VMs (new disk) for one test, stopped after it."""
-    _require_slow_marker(request)
     vms: list[QemuVm] = []
 
     def start(wait: bool = True, **options: Any) -> QemuVm:
@@ -1024,20 +1027,32 @@ def _measure(args: argparse.Namespace) -> int:
     cache = cache_dir()
     started = time.monotonic()
     image = build_image(cache)
-    print(f"image: {image.directory} (kernel {image.kernel_release}) in {time.monotonic() - started:.2f}s")
+    print(f"image: {time.monotonic() - started:.2f}s ({image.directory}, kernel {image.kernel_release})")
     with tempfile.TemporaryDirectory(prefix="aibx-qemu-measure-") as run_dir, QemuVm(image, Path(run_dir)) as vm:
         started = time.monotonic()
         vm.start()
         boot_id = vm.wait_until_ready()
-        print(f"boot to SSH: {time.monotonic() - started:.2f}s (port {vm.port})")
-        for _ in range(args.reboots):
+        print(f"QEMU start to SSH, first boot (copies the image to the new disk): {time.monotonic() - started:.2f}s")
+        vm.stop()
+        started = time.monotonic()
+        vm.start()
+        boot_id = vm.wait_until_ready()
+        print(f"QEMU start to SSH, disk already populated: {time.monotonic() - started:.2f}s")
+        for command in ["reboot"] * args.reboots + ["reboot -f"] * args.reboots:
             started = time.monotonic()
-            vm.run("reboot", user=vm.root_user)
+            _run_blocking(lambda: _start_command(vm, command))  # noqa: B023
             boot_id = _run_blocking(lambda: vm.wait_for_new_boot(boot_id))  # noqa: B023
-            print(f"reboot to SSH: {time.monotonic() - started:.2f}s")
+            print(f"'{command}' (as root) to SSH on the new boot: {time.monotonic() - started:.2f}s")
         current, peak = vm.memory_rss()
-        print(f"QEMU RSS: {current / 2**20:.0f} MiB (peak {peak / 2**20:.0f} MiB)")
+        print(f"QEMU RSS: {current / 2**20:.0f} MiB (peak {peak / 2**20:.0f} MiB), guest memory {vm.memory_mib} MiB")
     return 0
+
+
+async def _start_command(vm: QemuVm, command: str) -> None:
+    """Start a command as root and leave without waiting for it (a reboot -f never answers)."""
+    async with await vm.connect(vm.root_user) as connection:
+        await connection.create_process(command)
+        await asyncio.sleep(0.2)
 
 
 def _serve(args: argparse.Namespace) -> int:
