@@ -88,7 +88,9 @@ ROOT_USER = "root"
 WAAGENT_LOG = "/var/log/waagent-calls.log"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
-BOOTED_MARKER = "AIBX-VM-BOOTED"
+BOOTED_MARKER = "AIBX-VM-BOOTED"  # printed by rcS, with the boot id, just before sshd starts
+SSHD_LISTENING = "Server listening on"
+GOING_DOWN_MARKERS = ("AIBX-VM-SHUTDOWN", "reboot: Restarting system", "reboot: Power down")
 BANNER_TIMEOUT_S = 3.0
 SSH_ATTEMPT_TIMEOUT_S = 15.0
 FATAL_MARKERS = ("AIBX-VM-FATAL", "Kernel panic")
@@ -782,13 +784,33 @@ class QemuVm:
         """The last lines of the guest's serial console (kernel messages, init, sshd's log)."""
         return self._tail(self.console_log, lines)
 
-    def console_boot_ids(self) -> list[str]:
-        """The boot id of every boot that got as far as starting sshd, oldest first, from the serial console."""
+    def _console_boots(self) -> list[tuple[str, str]]:
+        """(boot id, console output since) for every boot that got as far as starting sshd, oldest first."""
         try:
             console = self.console_log.read_text(errors="replace")
         except FileNotFoundError:
             return []
-        return re.findall(rf"^{BOOTED_MARKER} boot_id=(\S+)", console, re.MULTILINE)
+        parts = re.split(rf"^{BOOTED_MARKER} boot_id=(\S+).*$", console, flags=re.MULTILINE)
+        return list(zip(parts[1::2], parts[2::2], strict=True))
+
+    def console_boot_ids(self) -> list[str]:
+        """The boot id of every boot that got as far as starting sshd, oldest first, from the serial console."""
+        return [boot_id for boot_id, _ in self._console_boots()]
+
+    def _console_problem(self, not_boot_id: str | None = None) -> str | None:
+        """Why, judging by the serial console, SSH cannot work right now; None if the guest's sshd is listening
+        (on a boot other than ``not_boot_id``)."""
+        boots = self._console_boots()
+        if not boots:
+            return "the guest is still booting"
+        boot_id, since = boots[-1]
+        if boot_id == not_boot_id:
+            return "the guest has not rebooted yet"
+        if any(marker in since for marker in GOING_DOWN_MARKERS):
+            return "the guest is going down"
+        if SSHD_LISTENING not in since:
+            return "the guest has booted; its sshd is not listening yet"
+        return None
 
     def boot_count(self) -> int:
         """How many times the guest has booted (QEMU started it, or it rebooted) far enough to start sshd."""
@@ -858,19 +880,12 @@ class QemuVm:
             if remaining <= 0:
                 raise self._failure(f"no SSH to the VM at {self.host}:{self.port} within {timeout:.0f}s; "
                                     f"last error: {last_error}")  # fmt: skip
-            # An SSH handshake begun while the guest goes down hangs, so first let the serial console say that
-            # the expected boot has started sshd.
-            booted = self.console_boot_ids()
-            if not booted or booted[-1] == not_boot_id:
-                last_error = "the guest is still booting" if not booted else "the guest has not rebooted yet"
+            # QEMU accepts connections on the forwarded port even while the guest is down, and an SSH handshake
+            # begun then hangs: first let the serial console say that the expected boot's sshd is listening.
+            console_problem = self._console_problem(not_boot_id)
+            if console_problem:
+                last_error = console_problem
                 await asyncio.sleep(0.1)
-                continue
-            # QEMU accepts connections on the forwarded port even while the guest is down, and they then hang:
-            # look for sshd's banner with a short timeout before spending a full SSH handshake on it.
-            banner_problem = await self._banner_problem(min(BANNER_TIMEOUT_S, remaining))
-            if banner_problem:
-                last_error = banner_problem
-                await asyncio.sleep(0.25)
                 continue
             try:
                 attempt_timeout = max(1.0, min(SSH_ATTEMPT_TIMEOUT_S, deadline - time.monotonic()))
@@ -919,7 +934,7 @@ class QemuVm:
         and so the guest's files, are kept. After a failed restart every later call fails at once."""
         if self._broken is not None:
             raise self._broken
-        if self.running and self.console_boot_ids() and _run_blocking(self._sshd_banner_problem) is None:
+        if self.running and self._console_problem() is None and _run_blocking(self._sshd_banner_problem) is None:
             return
         try:
             if not self.running:
