@@ -32,6 +32,7 @@ import json
 import lzma
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -59,7 +60,7 @@ GUEST_INIT = QEMU_FILES / "init"
 # Bump when the way images are put together changes in a way the cache key cannot see.
 IMAGE_FORMAT = 1
 CACHE_ENV = "AIBX_QEMU_CACHE"
-UNUSED_IMAGE_LIFETIME_S = 7 * 24 * 3600
+UNUSED_IMAGE_LIFETIME_S = 2 * 24 * 3600
 
 KERNEL_METAPACKAGE = "linux-image-amd64"
 # Kernel modules the VM needs (their dependencies are added from the modules' own metadata): the virtio PCI
@@ -532,7 +533,7 @@ def _build_image(kernel: Kernel, host_files: dict[str, str], directory: Path) ->
 
 
 def _prune_unused_images(cache: Path, keep: Path) -> None:
-    """Drop images nobody used for a week (other worktrees may share the cache: recent ones stay)."""
+    """Drop images nobody used for two days (other worktrees may share the cache: recent ones stay)."""
     now = time.time()
     for info in (cache / "images").glob("*/image.json"):
         if info.parent != keep and now - info.stat().st_mtime > UNUSED_IMAGE_LIFETIME_S:
@@ -646,6 +647,7 @@ class QemuVm:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._broken: VmError | None = None
+        self._console_offset = 0  # where the running QEMU process's part of the console log starts
         # AF_UNIX paths are limited to 107 bytes: a deep run dir gets its socket in a short temporary directory.
         self._socket_dir = run_dir if len(str(run_dir / "qmp.sock")) < 100 else Path(tempfile.mkdtemp(prefix="aibx-"))
         self._qmp_path = self._socket_dir / "qmp.sock"
@@ -691,6 +693,7 @@ class QemuVm:
                   str(self.disk)], "mke2fs")  # fmt: skip
         with contextlib.suppress(FileNotFoundError):
             self._qmp_path.unlink()
+        self._console_offset = self.console_log.stat().st_size if self.console_log.exists() else 0
         with open(self.qemu_log, "ab") as log:
             self._process = subprocess.Popen(
                 self.command_line(),
@@ -784,10 +787,13 @@ class QemuVm:
         """The last lines of the guest's serial console (kernel messages, init, sshd's log)."""
         return self._tail(self.console_log, lines)
 
-    def _console_boots(self) -> list[tuple[str, str]]:
-        """(boot id, console output since) for every boot that got as far as starting sshd, oldest first."""
+    def _console_boots(self, since_start: bool = False) -> list[tuple[str, str]]:
+        """(boot id, console output since) for every boot that got as far as starting sshd, oldest first; only
+        those of the running QEMU process if ``since_start``."""
         try:
-            console = self.console_log.read_text(errors="replace")
+            with open(self.console_log, "rb") as console_file:
+                console_file.seek(self._console_offset if since_start else 0)
+                console = console_file.read().decode(errors="replace")
         except FileNotFoundError:
             return []
         parts = re.split(rf"^{BOOTED_MARKER} boot_id=(\S+).*$", console, flags=re.MULTILINE)
@@ -800,7 +806,7 @@ class QemuVm:
     def _console_problem(self, not_boot_id: str | None = None) -> str | None:
         """Why, judging by the serial console, SSH cannot work right now; None if the guest's sshd is listening
         (on a boot other than ``not_boot_id``)."""
-        boots = self._console_boots()
+        boots = self._console_boots(since_start=True)
         if not boots:
             return "the guest is still booting"
         boot_id, since = boots[-1]
@@ -839,7 +845,14 @@ class QemuVm:
     # -- SSH -------------------------------------------------------------------------------------------------
 
     def ssh_target(self, user: str | None = None) -> str:
+        """``aibxtest@127.0.0.1:PORT`` (or another user)."""
         return f"{user or self.user}@{self.host}:{self.port}"
+
+    def ssh_command(self, user: str | None = None) -> list[str]:
+        """An OpenSSH client command line for this VM (host key checked strictly), for debugging by hand."""
+        return ["ssh", "-p", str(self.port), "-i", str(self.client_key), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                f"{user or self.user}@{self.host}"]  # fmt: skip
 
     def ssh_options(self, user: str | None = None, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for ``asyncssh.connect``: this VM, its key, host key checked against known_hosts."""
@@ -1081,8 +1094,7 @@ def _serve(args: argparse.Namespace) -> int:
     with QemuVm(image, run_dir) as vm, contextlib.suppress(KeyboardInterrupt):
         vm.start()
         vm.wait_until_ready()
-        print(f"READY ssh -i {vm.client_key} -o UserKnownHostsFile={vm.known_hosts} -p {vm.port} "
-              f"{vm.user}@{vm.host}   (console: {vm.console_log}; Ctrl-C stops)", flush=True)  # fmt: skip
+        print(f"READY {shlex.join(vm.ssh_command())}\n(console: {vm.console_log}; Ctrl-C stops)", flush=True)
         while True:
             time.sleep(3600)
     return 0
