@@ -250,8 +250,11 @@ def test_readiness_timeout_names_the_last_error_and_shows_the_console_and_stop_l
 
 def test_fresh_vm_from_the_factory_has_its_own_disk_port_and_boot(qemu_vm_factory, qemu_vm: QemuVm) -> None:
     assert qemu_vm.run("echo shared > ~/left-by-another-test").exit_status == 0
-    fresh = qemu_vm_factory()
+    assert qemu_vm.run("grep ' /tmp ' /proc/mounts").stdout.startswith("tmpfs /tmp tmpfs")
+    fresh = qemu_vm_factory(tmp_cleared_at_boot=False)
     assert fresh.port != qemu_vm.port and fresh.disk != qemu_vm.disk
     assert fresh.boot_count() == 1
     assert fresh.run("test -e ~/left-by-another-test").exit_status == 1
+    # /tmp on the disk (so it survives reboots like the rest of it), still world-writable and sticky
+    assert fresh.run("grep ' /tmp ' /proc/mounts; stat -c %a /tmp").stdout == "1777\n"
     assert fresh.run("cat /etc/aibx-disk-populated", user=fresh.root_user).stdout.startswith("populated")

@@ -633,8 +633,20 @@ class QemuVm:
     root_user = ROOT_USER
     waagent_log = WAAGENT_LOG
 
-    def __init__(self, image: VmImage, run_dir: Path, *, memory_mib: int = 256, cpus: int = 2, disk_mib: int = 512):
+    def __init__(
+        self,
+        image: VmImage,
+        run_dir: Path,
+        *,
+        memory_mib: int = 256,
+        cpus: int = 2,
+        disk_mib: int = 512,
+        tmp_cleared_at_boot: bool = True,
+    ):
+        """``tmp_cleared_at_boot=False`` keeps /tmp on the disk, so its files survive reboots (older Debian);
+        by default it is a fresh tmpfs on every boot (Ubuntu clears /tmp at boot, Debian 13 uses a tmpfs)."""
         self.image = image
+        self.tmp_cleared_at_boot = tmp_cleared_at_boot
         self.run_dir = run_dir
         self.memory_mib = memory_mib
         self.cpus = cpus
@@ -667,7 +679,7 @@ class QemuVm:
             "-nodefaults", "-no-user-config", "-display", "none",
             "-kernel", _qemu_option_value(self.image.kernel),
             "-initrd", _qemu_option_value(self.image.initrd),
-            "-append", "console=ttyS0 quiet panic=0",
+            "-append", "console=ttyS0 quiet panic=0" + ("" if self.tmp_cleared_at_boot else " aibx.tmp=disk"),
             # appended to, so the log (and boot_count) covers every boot of this VM, across QEMU restarts too
             "-chardev", f"file,id=console,path={_qemu_option_value(self.console_log)},append=on",
             "-serial", "chardev:console",
