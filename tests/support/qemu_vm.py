@@ -582,11 +582,14 @@ class _Qmp:
 # The VM
 
 
-def _kill_with_parent() -> None:
-    """In the QEMU child before exec: die with the test process (even on SIGKILL), so no VM outlives its session."""
-    libc = ctypes.CDLL(None, use_errno=True)
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec_fn for QEMU: PR_SET_PDEATHSIG, so the VM dies with the test process even on SIGKILL.
+
+    The C function is looked up here, before the fork: the child only calls it (no dlopen between fork and exec).
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
     pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _qemu_option_value(path: Path) -> str:
@@ -713,7 +716,7 @@ class QemuVm:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as a whole in stop()
-                preexec_fn=_kill_with_parent,
+                preexec_fn=_die_with_parent(),
             )
         try:
             self.port = self._forwarded_port()
