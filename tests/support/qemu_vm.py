@@ -60,6 +60,8 @@ GUEST_INIT = QEMU_FILES / "init"
 # Bump when the way images are put together changes in a way the cache key cannot see.
 IMAGE_FORMAT = 1
 CACHE_ENV = "AIBX_QEMU_CACHE"
+# https://bford.info/cachedir/: marks the directory as ours, and as a cache that backups can skip
+CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# aibx QEMU test VM images (tests/support/qemu_vm.py)\n"
 UNUSED_IMAGE_LIFETIME_S = 2 * 24 * 3600
 
 KERNEL_METAPACKAGE = "linux-image-amd64"
@@ -112,13 +114,21 @@ class VmError(Exception):
 
 
 def cache_dir() -> Path:
-    """The image cache: ``$AIBX_QEMU_CACHE``, or ``<temp dir>/aibx-qemu-cache-<uid>`` (private to the user)."""
+    """The image cache: ``$AIBX_QEMU_CACHE``, or ``<temp dir>/aibx-qemu-cache-<uid>`` (private to the user).
+
+    A directory that already holds other things (no CACHEDIR.TAG of ours) is refused rather than written into.
+    """
     configured = os.environ.get(CACHE_ENV)
     path = Path(configured) if configured else Path(tempfile.gettempdir()) / f"aibx-qemu-cache-{os.getuid()}"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.lstat()
     if not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid():
         raise VmError(f"{path} is not a directory owned by this user; set {CACHE_ENV} to a directory of your own")
+    tag = path / "CACHEDIR.TAG"
+    if not tag.exists():
+        if any(path.iterdir()):
+            raise VmError(f"{path} is not empty and not an aibx QEMU cache; set {CACHE_ENV} to a new directory")
+        tag.write_text(CACHEDIR_TAG)
     return path
 
 
