@@ -747,6 +747,8 @@ class QemuVm:
                 if time.monotonic() > deadline:
                     raise VmError(f"QEMU did not open its QMP socket within {timeout:.0f}s") from None
                 time.sleep(0.02)
+            except OSError as exc:
+                raise VmError(f"cannot talk to QEMU over QMP: {exc}\n{self._tail(self.qemu_log)}") from exc
         try:
             table = qmp.execute("human-monitor-command", **{"command-line": "info usernet"})
         finally:
