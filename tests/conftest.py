@@ -13,7 +13,7 @@ from tests.support.http_server import ContentServer
 from tests.support.requirements import require_program
 from tests.support.sshd import SshTarget
 
-pytest_plugins = ["tests.support.winrm_fixtures"]
+pytest_plugins = ["tests.support.winrm_fixtures", "tests.support.qemu_vm"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
