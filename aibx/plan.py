@@ -37,12 +37,20 @@ class Content:
     uri: str | None = None
     local_path: str | None = None
     sha256: str | None = None
+    # a script for a POSIX shell: CRLF line endings become LF after the checksum is checked, as Packer's shell
+    # provisioner (and so AIB) does
+    normalize_newlines: bool = False
 
     def describe(self) -> str:
         if self.data is not None:
             return f"{len(self.data)} bytes (sha256 {hashlib.sha256(self.data).hexdigest()[:12]}…)"
         where = redact_uri(self.uri) if self.uri else str(self.local_path)
         return where + (f" (sha256 {self.sha256})" if self.sha256 else " (no checksum)")
+
+    @property
+    def needs_fetch(self) -> bool:
+        """The bytes come from a file or a URI and must be read (and checked) before the step runs."""
+        return self.data is None
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class Exec:
     stdin: Content | None = None
     valid_exit_codes: tuple[int, ...] = (0,)
     description: str = ""
+    # exit codes that still count as success but mean something the user should know: (code, warning)
+    warn_exit_codes: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,9 @@ class StepPlan:
     actions: list[Action] = field(default_factory=list)
     # run after the actions whatever happened; a failure here is a warning, not a step failure
     cleanup: list[Action] = field(default_factory=list)
+    # run only when an action did not end by itself (interrupted, timed out, connection lost), after the remote
+    # process was stopped: removes what the happy path removes itself (one round trip per step stays possible)
+    on_interrupt: list[Action] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # why this step cannot run (unresolved values, unsupported on this OS); the runner refuses it
     blocked: list[str] = field(default_factory=list)
@@ -111,3 +124,68 @@ class Plan:
     template: str
     os_type: str
     steps: list[StepPlan] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- as data
+def content_as_dict(content: Content) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if content.data is not None:
+        out["bytes"] = len(content.data)
+        out["sha256"] = hashlib.sha256(content.data).hexdigest()
+        out["text"] = content.data.decode("utf-8", errors="replace")
+    else:
+        if content.uri is not None:
+            out["uri"] = redact_uri(content.uri)
+        if content.local_path is not None:
+            out["file"] = content.local_path
+        out["sha256"] = content.sha256
+    if content.normalize_newlines:
+        out["normalizeNewlines"] = True
+    return out
+
+
+def action_as_dict(action: Action) -> dict[str, object]:
+    if isinstance(action, Exec):
+        out: dict[str, object] = {"type": "exec", "command": action.command}
+        if action.stdin is not None:
+            out["stdin"] = content_as_dict(action.stdin)
+        out["validExitCodes"] = list(action.valid_exit_codes)
+        if action.warn_exit_codes:
+            out["warnExitCodes"] = {str(code): text for code, text in action.warn_exit_codes}
+    elif isinstance(action, Upload):
+        out = {"type": "upload", "path": action.remote_path, "content": content_as_dict(action.content)}
+        if action.mode is not None:
+            out["mode"] = f"{action.mode:04o}"
+    elif isinstance(action, Restart):
+        out = {
+            "type": "restart",
+            "command": action.command,
+            "checkCommand": action.check_command,
+            "timeoutSeconds": action.timeout_seconds,
+        }
+    else:
+        out = {
+            "type": "windowsUpdate",
+            "searchCriteria": action.search_criteria,
+            "filters": list(action.filters),
+            "updateLimit": action.update_limit,
+        }
+    if action.description:
+        out["description"] = action.description
+    return out
+
+
+def step_as_dict(step: StepPlan) -> dict[str, object]:
+    from aibx.diagnostics import format_path
+
+    return {
+        "name": step.name,
+        "type": step.kind,
+        "phase": step.phase,
+        "path": format_path(step.path) or None,
+        "actions": [action_as_dict(a) for a in step.actions],
+        "onInterrupt": [action_as_dict(a) for a in step.on_interrupt],
+        "cleanup": [action_as_dict(a) for a in step.cleanup],
+        "notes": list(step.notes),
+        "blocked": list(step.blocked),
+    }

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aibx import model
+from aibx.document import Unresolved
 from aibx.plan import Plan, StepPlan
 
 # step kind -> module in this package
@@ -58,8 +59,32 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             path=step.path,
             blocked=[f"unknown customizer type {kind!r}"],
         )
-    module = importlib.import_module(f"aibx.provisioners.{module_name}")
+    try:
+        module = importlib.import_module(f"aibx.provisioners.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"aibx.provisioners.{module_name}":
+            raise
+        return StepPlan(
+            name=step.label,
+            kind=step.kind,
+            phase=ctx.phase,
+            path=step.path,
+            blocked=[f"{step.kind} customizers are not supported by this version of aibx"],
+        )
     return module.compile_step(step, ctx)
+
+
+def unresolved_fields(step: model.Step, fields: dict[str, str]) -> list[str]:
+    """Why a step cannot run: each of ``fields`` (attribute -> JSON name) whose value only Azure knows."""
+    reasons = []
+    for attr, json_name in fields.items():
+        value = getattr(step, attr, None)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, Unresolved):
+                where = f"{json_name}[{i}]" if isinstance(value, list) else json_name
+                reasons.append(f"{where} has no value: {item.text} ({item.reason})")
+    return reasons
 
 
 def compile_plan(template: model.ImageTemplate, options: CompileOptions | None = None) -> Plan:

@@ -69,8 +69,10 @@ class Transport(abc.ABC):
     ) -> int:
         """Run ``command``, stream its output, return its exit code.
 
-        Raise ConnectionLost if the connection drops first, TimeoutError after ``timeout`` seconds (the remote
-        process is stopped first)."""
+        Raise ConnectionLost if the connection drops first, TimeoutError after ``timeout`` seconds. Whenever the
+        call does not end by itself (``timeout``, or the calling task is cancelled), the remote process is stopped
+        before the exception propagates. A process killed by a signal returns 128 + the signal number, as a
+        shell reports it."""
 
     @abc.abstractmethod
     async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
@@ -83,3 +85,9 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the connection; safe to call twice or after a ConnectionLost."""
+
+    async def boot_identity(self) -> str | None:
+        """Something that changes at every boot of the VM and only then (Linux: the kernel's boot_id; Windows:
+        LastBootUpTime), or None when the transport cannot tell. The runner records it at connect; after a
+        dropped connection a different value confirms a reboot."""
+        return None

@@ -1,0 +1,163 @@
+"""Live output of a run on the terminal: every output line prefixed with its step's name, step start and end lines,
+and on a terminal a status line (step k/n, name, elapsed time) and colour (never with NO_COLOR)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import TextIO
+
+from aibx.engine.events import (
+    Connected,
+    Connecting,
+    Event,
+    Notice,
+    Outcome,
+    Output,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRef,
+    StepSkipped,
+    StepStarted,
+)
+
+from aibx.console import Style
+
+_OUTCOME_STYLE = {
+    Outcome.SUCCEEDED: ("green",),
+    Outcome.FAILED: ("red", "bold"),
+    Outcome.TIMED_OUT: ("red", "bold"),
+    Outcome.INTERRUPTED: ("yellow", "bold"),
+    Outcome.CONNECTION_LOST: ("red", "bold"),
+    Outcome.CONNECT_FAILED: ("red", "bold"),
+    Outcome.REFUSED: ("red", "bold"),
+}
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s"
+
+
+class ConsoleView:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        *,
+        status_line: bool | None = None,
+        files: tuple[str, ...] = (),
+    ) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.style = Style(self.out)
+        isatty = getattr(self.out, "isatty", None)
+        self.status_enabled = bool(isatty and isatty()) if status_line is None else status_line
+        self.files = files  # shown at the end: the log and the report
+        self.current: StepRef | None = None
+        self.step_started = 0.0
+        self.status_shown = False
+        self.not_run = 0
+
+    # ------------------------------------------------------------------------------------------ writing
+    def _write(self, text: str, stream: TextIO | None = None) -> None:
+        try:
+            self._write_unguarded(text, stream)
+        except (BrokenPipeError, ValueError, OSError):
+            # the reader went away (aibx run ... | head): the run goes on, and the log keeps everything
+            self.out = self.err = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the view
+            self.status_enabled = False
+
+    def _write_unguarded(self, text: str, stream: TextIO | None) -> None:
+        stream = stream or self.out
+        if self.status_shown:
+            self.out.write("\r\033[K")
+            self.status_shown = False
+            if stream is not self.out:
+                self.out.flush()
+        stream.write(text)
+        if stream is not self.out or not self.status_enabled:
+            stream.flush()
+        self._draw_status()
+
+    def _draw_status(self) -> None:
+        if not self.status_enabled or self.current is None:
+            self.out.flush()
+            return
+        ref = self.current
+        elapsed = format_seconds(time.monotonic() - self.step_started)
+        text = f"[{ref.index}/{ref.total}] {ref.name}  {elapsed}"
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.out.write("\r\033[K" + self.style(text[:width], "dim"))
+        self.out.flush()
+        self.status_shown = True
+
+    def tick(self) -> None:
+        """Redraw the status line (the elapsed time); called a few times a second while a run goes on."""
+        if self.status_enabled and self.current is not None:
+            self._write("")
+
+    def _prefix(self, ref: StepRef, stream: str) -> str:
+        return self.style(f"{ref.name} |", "red" if stream == "stderr" else "cyan")
+
+    # ------------------------------------------------------------------------------------------ events
+    def __call__(self, event: Event) -> None:
+        s = self.style
+        if isinstance(event, Output):
+            prefix = self._prefix(event.step, event.stream)
+            self._write("".join(f"{prefix} {line}\n" for line in event.lines))
+        elif isinstance(event, StepStarted):
+            self.current, self.step_started = event.step, time.monotonic()
+            ref = event.step
+            self._write(s(f"==> [{ref.index}/{ref.total}] {ref.name}", "bold") + s(f" ({ref.kind})", "dim") + "\n")
+        elif isinstance(event, StepFinished):
+            ref = event.step
+            took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
+            verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
+            self.current = None  # the run's final message explains a failure
+            self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}\n")
+        elif isinstance(event, StepSkipped):
+            if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
+                self.not_run += 1
+                return
+            ref = event.step
+            reason = f" ({event.reason})" if event.reason else ""
+            self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
+        elif isinstance(event, Notice):
+            if event.level == "warning":
+                self._write(s("warning:", "yellow", "bold") + f" {event.message}\n", self.err)
+            else:
+                self._write(s(event.message, "dim") + "\n")
+        elif isinstance(event, RunStarted):
+            timeout = format_seconds(event.timeout_seconds)
+            self._write(
+                s(f"aibx: {event.template} on {event.target}: {event.selected} of {len(event.steps)} steps", "bold")
+                + s(f" (build timeout {timeout})", "dim")
+                + "\n"
+            )
+        elif isinstance(event, Connecting):
+            self._write(s(f"connecting to {event.target} ...", "dim") + "\n")
+        elif isinstance(event, Connected):
+            boot = f", boot id {event.boot_id}" if event.boot_id else ""
+            self._write(s(f"connected in {format_seconds(event.seconds)}{boot}", "dim") + "\n")
+        elif isinstance(event, RunFinished):
+            self.current = None
+            took = format_seconds(event.ended - event.started)
+            verdict = s(f"run {event.outcome.value}", *_OUTCOME_STYLE.get(event.outcome, ()))
+            files = "".join(s(f"{name}\n", "dim") for name in self.files)
+            if self.not_run:
+                self._write(s(f"{self.not_run} step{'s' * (self.not_run != 1)} not run", "dim") + "\n")
+            if event.outcome is Outcome.SUCCEEDED:
+                self._write(f"{verdict} in {took}\n{files}")
+            else:
+                self._write(f"aibx: {verdict} after {took}: {event.message}\n{files}", self.err)

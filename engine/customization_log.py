@@ -1,0 +1,103 @@
+"""``customization.log``, in the spirit of AIB's: a timestamped record of the run, every step's start and end,
+the exact commands and scripts, and the full output of every step."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import TextIO
+
+from aibx.engine.events import (
+    ActionStarted,
+    Connected,
+    Connecting,
+    Event,
+    Notice,
+    Output,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepSkipped,
+    StepStarted,
+)
+
+from aibx import __version__
+
+
+def timestamp(when: float) -> str:
+    moment = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class CustomizationLog:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.file: TextIO = self.path.open("w", encoding="utf-8", errors="replace")
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+
+    def _line(self, when: float, level: str, text: str) -> None:
+        stamp = timestamp(when)
+        self.file.write("".join(f"{stamp} {level:<5} {line}\n" for line in (text.splitlines() or [""])))
+
+    def __call__(self, event: Event) -> None:
+        t = event.time
+        if isinstance(event, Output):
+            stamp = timestamp(t)
+            level = "OUT" if event.stream == "stdout" else "ERR"
+            name = event.step.name
+            self.file.write("".join(f"{stamp} {level:<5} {name}: {line}\n" for line in event.lines))
+            return
+        if isinstance(event, RunStarted):
+            self._line(t, "INFO", f"aibx {__version__}: {event.command_line}".rstrip(": "))
+            self._line(t, "INFO", f"template {event.template} ({event.os_type}), target {event.target}")
+            self._line(
+                t,
+                "INFO",
+                f"{event.selected} of {len(event.steps)} steps to run; build timeout {event.timeout_seconds:g} s",
+            )
+        elif isinstance(event, Connecting):
+            self._line(t, "INFO", f"connecting to {event.target}")
+        elif isinstance(event, Connected):
+            self._line(
+                t, "INFO", f"connected to {event.target} in {event.seconds:.3f} s; boot id {event.boot_id or 'unknown'}"
+            )
+        elif isinstance(event, StepStarted):
+            ref = event.step
+            self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r} ({ref.kind}, {ref.phase}): started")
+        elif isinstance(event, ActionStarted):
+            ref = event.step
+            what = "exec" if event.kind == "exec" else "upload to"
+            self._line(t, "INFO", f"{ref.name}: {what} {event.text}")
+            if event.detail:
+                self._line(t, "INFO", f"{ref.name}:   {event.detail}")
+            if event.script is not None:
+                self._line(t, "INFO", f"{ref.name}:   stdin:")
+                for line in event.script.splitlines():
+                    self._line(t, "INFO", f"{ref.name}:   | {line}")
+        elif isinstance(event, StepFinished):
+            ref = event.step
+            code = f", exit code {event.exit_code}" if event.exit_code is not None else ""
+            took = f" in {event.ended - event.started:.3f} s" if event.started else ""
+            self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r}: {event.outcome.value}{code}{took}")
+            if event.message and event.outcome.value != "succeeded":
+                self._line(t, "ERROR", f"{ref.name}: {event.message}")
+        elif isinstance(event, StepSkipped):
+            ref = event.step
+            reason = f": {event.reason}" if event.reason else ""
+            self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r}: {event.outcome.value}{reason}")
+        elif isinstance(event, Notice):
+            self._line(t, "WARN" if event.level == "warning" else "INFO", event.message)
+        elif isinstance(event, RunFinished):
+            self._line(
+                t,
+                "INFO",
+                f"run {event.outcome.value} in {event.ended - event.started:.3f} s, exit code {event.exit_code}",
+            )
+            if event.message:
+                self._line(t, "ERROR" if event.exit_code else "INFO", event.message)
+            self.file.flush()
+            return
+        self.file.flush()

@@ -1,0 +1,165 @@
+"""What the runner tells the world. Presentation (console, customization.log, JSON report) subscribes to these
+events; nothing below the runner prints.
+
+Every event passes the ``EventBus``'s redactor before any subscriber sees it, so a secret cannot reach the console,
+the log or the report by forgetting to redact in one of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aibx.engine.redaction import LineRedactor, Redactor
+
+
+class Outcome(str, enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed out"
+    INTERRUPTED = "interrupted"
+    CONNECTION_LOST = "connection lost"
+    CONNECT_FAILED = "connect failed"  # the run: could not connect, authenticate or verify the host key
+    REFUSED = "refused"  # the run: invalid input found before connecting
+    SKIPPED = "skipped"  # a step left out by --from/--only/--skip (or staging after --from)
+    NOT_RUN = "not run"  # a step after a failure
+
+
+@dataclass(frozen=True)
+class StepRef:
+    """A step as the run sees it: its position among the steps of the plan."""
+
+    index: int  # 1-based position in the plan
+    total: int
+    name: str
+    kind: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class Event:
+    target: str
+    time: float = field(default_factory=time.time, kw_only=True)
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    template: str
+    os_type: str
+    steps: tuple[StepRef, ...]
+    selected: int  # how many of them will run
+    timeout_seconds: float
+    command_line: str = ""
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should know; ``level`` is "info" or "warning"."""
+
+    message: str
+    level: str = "info"
+    step: StepRef | None = None
+
+
+@dataclass(frozen=True)
+class Connecting(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class Connected(Event):
+    boot_id: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    step: StepRef
+
+
+@dataclass(frozen=True)
+class ActionStarted(Event):
+    """An action of a step begins: ``kind`` "exec" (``text`` is the command) or "upload" (``text`` is the path);
+    ``detail`` says what goes in (a script, a file); ``script`` is the script text when it is known."""
+
+    step: StepRef
+    kind: str
+    text: str
+    detail: str = ""
+    script: str | None = None
+
+
+@dataclass(frozen=True)
+class Output(Event):
+    step: StepRef
+    stream: str  # "stdout" or "stderr"
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    step: StepRef
+    outcome: Outcome
+    started: float | None
+    ended: float
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StepSkipped(Event):
+    step: StepRef
+    outcome: Outcome  # SKIPPED or NOT_RUN
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    outcome: Outcome
+    exit_code: int
+    started: float
+    ended: float
+    message: str = ""
+    boot_id: str | None = None
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Redacts each event, then hands it to every subscriber in order."""
+
+    def __init__(self, redactor: Redactor | None = None, subscribers: list[Subscriber] | None = None) -> None:
+        self.redactor = redactor or Redactor()
+        self.subscribers: list[Subscriber] = list(subscribers or [])
+        self._line_redactors: dict[tuple[str, int, str], LineRedactor] = {}
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.append(subscriber)
+
+    def __call__(self, event: Event) -> None:
+        self.emit(event)
+
+    def emit(self, event: Event) -> None:
+        event = self._redacted(event)
+        for subscriber in self.subscribers:
+            subscriber(event)
+
+    def _redacted(self, event: Event) -> Event:
+        if isinstance(event, Output):
+            key = (event.target, event.step.index, event.stream)
+            line_redactor = self._line_redactors.get(key)
+            if line_redactor is None:
+                line_redactor = self._line_redactors[key] = self.redactor.lines()
+            return dataclasses.replace(event, lines=tuple(line_redactor(line) for line in event.lines))
+        changes: dict[str, object] = {}
+        for f in dataclasses.fields(event):
+            value = getattr(event, f.name)
+            if isinstance(value, str) and value and not isinstance(value, enum.Enum):
+                redacted = self.redactor.redact(value)
+                if redacted != value:
+                    changes[f.name] = redacted
+        return dataclasses.replace(event, **changes) if changes else event

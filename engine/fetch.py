@@ -1,0 +1,171 @@
+"""Getting a step's script or file onto this machine, checked, before anything reaches the VM.
+
+``ContentFetcher.fetch(content)`` copies a local file or downloads an http(s) URI into a private work directory,
+computing the sha256 on the way, and refuses the result if it does not match ``sha256Checksum``. Transient
+download errors (connection failures, timeouts, HTTP 408, 429 and 5xx) are retried with exponential backoff, ten
+tries in all as AIB does. The URI is only ever shown without its query (SAS tokens live there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import shutil
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aibx import __version__
+from aibx.plan import Content, redact_uri
+
+CHUNK = 1024 * 1024
+TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+class FetchError(Exception):
+    """The content cannot be had; the message names the source without secrets."""
+
+
+class ChecksumMismatch(FetchError):
+    pass
+
+
+class _Transient(Exception):
+    pass
+
+
+@dataclass
+class FetchPolicy:
+    tries: int = 10
+    first_delay: float = 1.0  # then doubled after every failure, up to max_delay
+    max_delay: float = 30.0
+    timeout: float = 30.0  # without a byte from the server
+
+
+class ContentFetcher:
+    def __init__(
+        self,
+        workdir: Path,
+        policy: FetchPolicy | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.policy = policy or FetchPolicy()
+        self.on_retry = on_retry or (lambda message: None)
+        self.on_warning = on_warning or (lambda message: None)
+        self._done: dict[Content, Path] = {}
+        self._cancel = threading.Event()
+
+    async def fetch(self, content: Content) -> Path:
+        if content in self._done:
+            return self._done[content]
+        target = self.workdir / f"content-{len(self._done)}"
+        if content.local_path is not None:
+            digest = await asyncio.to_thread(self._copy_local, Path(content.local_path), target)
+            where = content.local_path
+        elif content.uri is not None:
+            digest = await self._download(content.uri, target)
+            where = redact_uri(content.uri)
+            if content.uri.lower().startswith("http:"):
+                self.on_warning(f"{where} was fetched over plain http: anyone on the way could read or change it")
+        else:
+            raise FetchError("nothing to fetch")
+        if content.sha256 and digest != content.sha256.lower():
+            target.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"sha256 mismatch for {where}: expected {content.sha256.lower()}, got {digest}")
+        if not content.sha256:
+            self.on_warning(f"{where} has no sha256Checksum: its content was not checked")
+        if content.normalize_newlines:
+            await asyncio.to_thread(_crlf_to_lf, target)
+        self._done[content] = target
+        return target
+
+    def cancel(self) -> None:
+        """Stop downloads that are under way in worker threads (at their next chunk)."""
+        self._cancel.set()
+
+    # ------------------------------------------------------------------------------------------ local files
+    @staticmethod
+    def _copy_local(source: Path, target: Path) -> str:
+        try:
+            with source.open("rb") as src, target.open("xb") as dst:
+                return _copy_hashing(src, dst)
+        except FileNotFoundError:
+            raise FetchError(f"{source}: no such file") from None
+        except IsADirectoryError:
+            raise FetchError(f"{source} is a directory") from None
+        except OSError as exc:
+            raise FetchError(f"{source}: {exc.strerror or exc}") from None
+
+    # ------------------------------------------------------------------------------------------ downloads
+    async def _download(self, uri: str, target: Path) -> str:
+        shown = redact_uri(uri)
+        delay = self.policy.first_delay
+        for attempt in range(1, self.policy.tries + 1):
+            try:
+                return await asyncio.to_thread(self._download_once, uri, target)
+            except _Transient as exc:
+                if attempt == self.policy.tries:
+                    raise FetchError(f"cannot download {shown} after {attempt} tries: {exc}") from None
+                self.on_retry(
+                    f"download of {shown} failed ({exc}); try {attempt + 1} of {self.policy.tries} in {delay:g} s"
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.policy.max_delay)
+        raise AssertionError("unreachable")
+
+    def _download_once(self, uri: str, target: Path) -> str:
+        request = urllib.request.Request(uri, headers={"User-Agent": f"aibx/{__version__}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.policy.timeout) as response, target.open("wb") as dst:
+                return _copy_hashing(response, dst, self._cancel)
+        except urllib.error.HTTPError as exc:
+            text = f"HTTP {exc.code} {exc.reason}"
+            if exc.code in TRANSIENT_HTTP:
+                raise _Transient(text) from None
+            hint = "; the SAS token may have expired or lack read permission" if exc.code in (401, 403) else ""
+            raise FetchError(f"cannot download {redact_uri(uri)}: {text}{hint}") from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, socket.gaierror):
+                raise _Transient(f"cannot resolve the host name ({reason.strerror})") from None
+            if isinstance(reason, OSError) and reason.strerror:
+                if "CERTIFICATE_VERIFY_FAILED" in str(reason):
+                    raise FetchError(f"cannot download {redact_uri(uri)}: TLS certificate not trusted") from None
+                raise _Transient(reason.strerror) from None
+            raise _Transient(str(reason)) from None
+        except TimeoutError:
+            raise _Transient(f"no data for {self.policy.timeout:g} s") from None
+        except (ConnectionError, http.client.IncompleteRead, http.client.RemoteDisconnected) as exc:
+            raise _Transient(type(exc).__name__) from None
+        except ValueError as exc:
+            raise FetchError(f"cannot download {redact_uri(uri)}: {exc}") from None
+
+
+def _copy_hashing(src, dst, cancel: threading.Event | None = None) -> str:  # type: ignore[no-untyped-def]
+    digest = hashlib.sha256()
+    while chunk := src.read(CHUNK):
+        if cancel is not None and cancel.is_set():
+            raise FetchError("cancelled")
+        digest.update(chunk)
+        dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _crlf_to_lf(path: Path) -> None:
+    """Rewrite CRLF line endings as LF, streaming (a CR at a chunk's end waits for the next chunk)."""
+    temp = path.with_suffix(".lf")
+    with path.open("rb") as src, temp.open("wb") as dst:
+        carry = b""
+        while chunk := src.read(CHUNK):
+            data = carry + chunk
+            carry = b"\r" if data.endswith(b"\r") else b""
+            dst.write(data[: len(data) - len(carry)].replace(b"\r\n", b"\n"))
+        dst.write(carry)
+    shutil.move(temp, path)

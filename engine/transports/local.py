@@ -1,0 +1,130 @@
+"""The local transport: the VM is this machine (``--host local``). Commands run with /bin/sh -c in their own
+process group, so stopping one stops everything it started."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from aibx.engine.transports import ConnectOptions, Target
+from aibx.engine.transports.base import OutputCallback, RemoteFileError, Transport
+
+CHUNK = 64 * 1024
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+class LocalTransport(Transport):
+    def __init__(self, target: Target | None = None, options: ConnectOptions | None = None) -> None:
+        self.target = "local"
+        self.options = options or ConnectOptions()
+
+    async def connect(self) -> None:
+        return None
+
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | Path | None = None,
+        on_output: OutputCallback | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            await asyncio.wait_for(self._communicate(process, stdin, on_output), timeout)
+        except asyncio.TimeoutError:
+            await self._stop(process)
+            raise TimeoutError(f"command still running after {timeout:g} s") from None
+        except BaseException:  # cancellation (interrupt) or a failing callback: stop what runs
+            await self._stop(process)
+            raise
+        assert process.returncode is not None
+        code = process.returncode
+        return 128 - code if code < 0 else code
+
+    async def _communicate(
+        self, process: asyncio.subprocess.Process, stdin: bytes | Path | None, on_output: OutputCallback | None
+    ) -> None:
+        assert process.stdin and process.stdout and process.stderr
+
+        async def feed() -> None:
+            assert process.stdin
+            try:
+                if isinstance(stdin, Path):
+                    with stdin.open("rb") as src:
+                        while chunk := src.read(CHUNK):
+                            process.stdin.write(chunk)
+                            await process.stdin.drain()
+                elif stdin:
+                    process.stdin.write(stdin)
+                    await process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the command exited without reading all of it; its exit code tells
+            finally:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    process.stdin.close()
+
+        async def pump(reader: asyncio.StreamReader, stream: str) -> None:
+            while chunk := await reader.read(CHUNK):
+                if on_output:
+                    on_output(stream, chunk)
+
+        await asyncio.gather(feed(), pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+        await process.wait()
+
+    async def _stop(self, process: asyncio.subprocess.Process) -> None:
+        """SIGTERM to the command's process group, SIGKILL after the grace period."""
+        for sig, wait in ((signal.SIGTERM, self.options.stop_grace), (signal.SIGKILL, 5.0)):
+            if process.returncode is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.shield(asyncio.wait_for(process.wait(), wait))
+        with contextlib.suppress(ProcessLookupError):  # what the group left behind
+            os.killpg(process.pid, signal.SIGKILL)
+
+    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+        path = Path(remote_path)
+        parent = path.parent
+        if not parent.is_dir():
+            reason = "is not a directory" if parent.exists() else "does not exist"
+            raise RemoteFileError(remote_path, f"parent directory {parent} {reason}")
+        if path.is_dir():
+            raise RemoteFileError(remote_path, "is a directory; the destination must name the file")
+        try:
+            if isinstance(data, Path):
+                await asyncio.to_thread(shutil.copyfile, data, path)
+            else:
+                await asyncio.to_thread(path.write_bytes, data)
+            if mode is not None:
+                path.chmod(mode)
+        except OSError as exc:
+            raise RemoteFileError(remote_path, exc.strerror or str(exc)) from None
+
+    async def get(self, remote_path: str) -> bytes:
+        try:
+            return await asyncio.to_thread(Path(remote_path).read_bytes)
+        except OSError as exc:
+            raise RemoteFileError(remote_path, exc.strerror or str(exc)) from None
+
+    async def close(self) -> None:
+        return None
+
+    async def boot_identity(self) -> str | None:
+        try:
+            return BOOT_ID.read_text().strip() or None
+        except OSError:
+            return None

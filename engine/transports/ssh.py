@@ -1,0 +1,349 @@
+"""The SSH transport, on asyncssh.
+
+* One connection per run; every command is one channel (exec), files go over one SFTP session opened on first use.
+* Bounded: ``connect_timeout`` covers TCP, handshake and authentication; keepalives notice a dead peer after
+  ``keepalive_interval * keepalive_count_max`` seconds.
+* Host keys are checked against ``known_hosts`` (default ``~/.ssh/known_hosts``). An unknown host is refused
+  unless ``accept_new_host_key``, which trusts it on first use and records it; a *changed* key is always refused.
+* Auth: the ``identity`` file, the keys ssh-agent holds, the default keys (``~/.ssh/id_*``, ``IdentityFile``) and a
+  password (given by the caller, never read from the command line). ``~/.ssh/config`` (aliases, HostName, Port,
+  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh.
+* A command that does not end by itself (timeout, cancellation) is stopped with SIGTERM to its process group
+  (OpenSSH's ``signal`` channel request), then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import posixpath
+import signal
+import socket
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncssh
+from aibx.engine.transports import ConnectOptions, Target
+from aibx.engine.transports.base import ConnectError, ConnectionLost, OutputCallback, RemoteFileError, Transport
+
+READ_CHUNK = 64 * 1024
+# SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
+# use); more would only queue inside asyncssh, which measured slower on loopback (bench/run_over_ssh.py)
+UPLOAD_DEPTH = 8
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
+
+
+class _HostKeyCheck:
+    """Decides about host keys that are not in known_hosts: unknown (maybe trusted on first use) or changed."""
+
+    def __init__(self, known_hosts_path: Path, accept_new: bool) -> None:
+        self.path = known_hosts_path
+        self.accept_new = accept_new
+        self.known = asyncssh.read_known_hosts(str(known_hosts_path)) if known_hosts_path.exists() else None
+        self.verdict: str | None = None  # "changed", "unknown" or "accepted"
+        self.fingerprint = ""
+        self.recorded_line = ""
+
+    def trusted_for(self, host: str, addr: str, port: int) -> bool:
+        if self.known is None:
+            return False
+        keys, ca_keys, *_ = self.known.match(host, addr, port if port != 22 else None)
+        return bool(keys or ca_keys)
+
+    def validate(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.fingerprint = key.get_fingerprint()
+        if self.trusted_for(host, addr, port):
+            self.verdict = "changed"
+            return False
+        if not self.accept_new:
+            self.verdict = "unknown"
+            return False
+        name = host if port == 22 else f"[{host}]:{port}"
+        algorithm, blob = key.export_public_key("openssh").decode().split()[:2]
+        self.recorded_line = f"{name} {algorithm} {blob}"
+        self.verdict = "accepted"  # recorded once the server has proved it holds the key (the connection is up)
+        return True
+
+    def record(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(self.recorded_line + "\n")
+
+
+class SshTransport(Transport):
+    def __init__(self, target: Target, options: ConnectOptions) -> None:
+        self.spec = target
+        self.options = options
+        self.target = str(target)
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self.host_key_note = ""  # e.g. "recorded new host key SHA256:... in ~/.ssh/known_hosts"
+
+    # ------------------------------------------------------------------------------------------ connecting
+    async def connect(self) -> None:
+        opts = self.options
+        known_hosts = Path(os.path.expanduser(opts.known_hosts or DEFAULT_KNOWN_HOSTS))
+        if opts.known_hosts and not known_hosts.exists() and not opts.accept_new_host_key:
+            raise ConnectError("hostkey", self.target, f"known hosts file {known_hosts} does not exist")
+        check = _HostKeyCheck(known_hosts, opts.accept_new_host_key)
+
+        class Client(asyncssh.SSHClient):
+            def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+                return check.validate(host, addr, port, key)
+
+        kwargs: dict[str, object] = {
+            "known_hosts": str(known_hosts) if known_hosts.exists() else b"",
+            "client_factory": Client,
+            "connect_timeout": opts.connect_timeout,
+            "keepalive_interval": opts.keepalive_interval,
+            "keepalive_count_max": opts.keepalive_count_max,
+            "config": opts.ssh_config if opts.ssh_config is not None else (),
+        }
+        if self.spec.port:
+            kwargs["port"] = self.spec.port
+        if self.spec.user:
+            kwargs["username"] = self.spec.user
+        if opts.identity:
+            kwargs["client_keys"] = [opts.identity]
+        if opts.password is not None:
+            kwargs["password"] = opts.password
+        else:
+            kwargs["password_auth"] = False
+        try:
+            self._conn = await asyncssh.connect(self.spec.host or "", **kwargs)  # type: ignore[arg-type]
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise self._host_key_error(check, known_hosts) from exc
+        except asyncssh.PermissionDenied:
+            raise ConnectError(
+                "auth",
+                self.target,
+                "authentication failed (" + self._auth_tried() + ")",
+                "check the user name and --identity, load the key into ssh-agent, or pass --password-env VAR",
+            ) from None
+        except asyncssh.KeyImportError as exc:
+            raise ConnectError(
+                "auth", self.target, f"cannot use the private key: {exc}", "for an encrypted key, add it to ssh-agent"
+            ) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ConnectError(
+                "timeout",
+                self.target,
+                f"no answer within {opts.connect_timeout:g} s",
+                "is the VM running, and does a firewall or network security group allow SSH from here?",
+            ) from None
+        except ConnectionRefusedError:
+            raise ConnectError("refused", self.target, "connection refused", "is sshd running on that port?") from None
+        except socket.gaierror as exc:
+            raise ConnectError("dns", self.target, f"cannot resolve the host name: {exc.strerror}") from None
+        except OSError as exc:
+            kind = "unreachable" if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH) else "refused"
+            raise ConnectError(kind, self.target, exc.strerror or str(exc)) from None
+        except asyncssh.Error as exc:
+            raise ConnectError("protocol", self.target, f"SSH error: {exc.reason}") from None
+        if check.verdict == "accepted":
+            check.record()
+            self.host_key_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
+
+    def _host_key_error(self, check: _HostKeyCheck, known_hosts: Path) -> ConnectError:
+        if check.verdict == "changed":
+            return ConnectError(
+                "hostkey",
+                self.target,
+                f"the host key has CHANGED: the server offers {check.fingerprint}, which {known_hosts} does not "
+                "list for this host",
+                "if the VM was rebuilt, remove the old entry (ssh-keygen -R HOST) and connect again; otherwise "
+                "someone may be intercepting the connection",
+            )
+        return ConnectError(
+            "hostkey",
+            self.target,
+            f"the host key {check.fingerprint} is not known ({known_hosts} has no entry for this host)",
+            "compare the fingerprint with the VM's (for example in its boot log), then run again with "
+            "--accept-new-host-key, or add the key with ssh-keyscan to --known-hosts",
+        )
+
+    def _auth_tried(self) -> str:
+        methods = []
+        if self.options.identity:
+            methods.append(f"key {self.options.identity}")
+        else:
+            methods.append("default keys and ssh-agent")
+        if self.options.password is not None:
+            methods.append("password")
+        return "tried " + " and ".join(methods)
+
+    def _require(self) -> asyncssh.SSHClientConnection:
+        if self._conn is None:
+            raise ConnectionLost(f"not connected to {self.target}")
+        return self._conn
+
+    # ------------------------------------------------------------------------------------------ commands
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | Path | None = None,
+        on_output: OutputCallback | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        conn = self._require()
+        try:
+            process = await conn.create_process(command, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectionLost(f"cannot start a command on {self.target}: {_reason(exc)}") from None
+        try:
+            await asyncio.wait_for(self._communicate(process, stdin, on_output), timeout)
+        except asyncio.TimeoutError:
+            await self._stop(process)
+            raise TimeoutError(f"command still running after {timeout:g} s") from None
+        except (asyncssh.Error, OSError) as exc:
+            process.close()
+            raise ConnectionLost(f"the connection to {self.target} dropped ({_reason(exc)})") from None
+        except BaseException:  # cancelled (interrupt) or a failing callback: stop what runs
+            await self._stop(process)
+            raise
+        if process.exit_status is not None and process.exit_status >= 0:
+            return process.exit_status
+        if process.exit_signal:
+            name = process.exit_signal[0]
+            try:
+                return 128 + signal.Signals[f"SIG{name}"].value
+            except KeyError:
+                return 255
+        raise ConnectionLost(f"the connection to {self.target} closed before the command reported its exit status")
+
+    async def _communicate(
+        self, process: asyncssh.SSHClientProcess, stdin: bytes | Path | None, on_output: OutputCallback | None
+    ) -> None:
+        async def feed() -> None:
+            try:
+                if isinstance(stdin, Path):
+                    with stdin.open("rb") as src:
+                        while chunk := src.read(READ_CHUNK * 4):
+                            process.stdin.write(chunk)
+                            await process.stdin.drain()
+                elif stdin:
+                    process.stdin.write(stdin)
+                    await process.stdin.drain()
+                process.stdin.write_eof()
+            except (BrokenPipeError, ConnectionResetError, asyncssh.Error):
+                pass  # the command exited without reading all of it; its exit status tells
+
+        async def pump(reader: asyncssh.SSHReader, stream: str) -> None:
+            while chunk := await reader.read(READ_CHUNK):
+                if on_output:
+                    on_output(stream, chunk)
+
+        await asyncio.gather(feed(), pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+        await process.wait_closed()
+
+    async def _stop(self, process: asyncssh.SSHClientProcess) -> None:
+        """SIGTERM to the remote process group, SIGKILL after the grace period, then close the channel."""
+        for sig, wait in (("TERM", self.options.stop_grace), ("KILL", 3.0)):
+            if process.exit_status is not None or process.exit_signal is not None:
+                break
+            try:
+                process.send_signal(sig)
+            except (OSError, asyncssh.Error):
+                break
+            with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
+                await asyncio.shield(asyncio.wait_for(process.wait_closed(), wait))
+        process.close()
+
+    async def boot_identity(self) -> str | None:
+        chunks: list[bytes] = []
+        try:
+            code = await self.run(BOOT_ID_COMMAND, on_output=lambda s, c: chunks.append(c) if s == "stdout" else None)
+        except TimeoutError:
+            return None
+        text = b"".join(chunks).decode(errors="replace").strip()
+        return text if code == 0 and text else None
+
+    # ------------------------------------------------------------------------------------------ files
+    async def _sftp_client(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = await self._require().start_sftp_client()
+            except (asyncssh.Error, OSError) as exc:
+                raise ConnectionLost(f"cannot start SFTP on {self.target}: {_reason(exc)}") from None
+        return self._sftp
+
+    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+        sftp = await self._sftp_client()
+        try:
+            async with sftp.open(remote_path, "wb") as f:
+                if isinstance(data, Path):
+                    with data.open("rb") as src:
+                        await _pipelined_write(f, src, sftp.limits.max_write_len or 32768)
+                else:
+                    await f.write(data)
+                if mode is not None:
+                    await f.chmod(mode)
+        except asyncssh.SFTPError as exc:
+            raise await self._explain(sftp, remote_path, exc) from None
+        except (asyncssh.Error, OSError) as exc:
+            reason = _reason(exc)
+            raise ConnectionLost(f"connection to {self.target} lost while writing {remote_path}: {reason}") from None
+
+    async def _explain(self, sftp: asyncssh.SFTPClient, path: str, exc: asyncssh.SFTPError) -> RemoteFileError:
+        """Turn the server's terse status into what went wrong, checking the parent and the path itself."""
+        parent = posixpath.dirname(path) or "/"
+        with contextlib.suppress(asyncssh.SFTPError):
+            if await sftp.isdir(path):
+                return RemoteFileError(path, "is a directory; the destination must name the file")
+        try:
+            attrs = await sftp.stat(parent)
+        except asyncssh.SFTPNoSuchFile:
+            return RemoteFileError(path, f"parent directory {parent} does not exist")
+        except asyncssh.SFTPError:
+            attrs = None
+        if attrs is not None and attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
+            return RemoteFileError(path, f"{parent} is not a directory")
+        if isinstance(exc, asyncssh.SFTPPermissionDenied):
+            return RemoteFileError(path, "permission denied")
+        return RemoteFileError(path, exc.reason or type(exc).__name__)
+
+    async def get(self, remote_path: str) -> bytes:
+        sftp = await self._sftp_client()
+        try:
+            async with sftp.open(remote_path, "rb") as f:
+                return await f.read()
+        except asyncssh.SFTPError as exc:
+            raise RemoteFileError(remote_path, exc.reason) from None
+
+    async def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.exit()
+            self._sftp = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+            with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:
+    """Write a local file with up to UPLOAD_DEPTH SFTP requests in flight, reading it block by block (asyncssh's
+    own writer takes a whole buffer and waits for all its requests before the next one)."""
+    pending: set[asyncio.Future[int]] = set()
+    offset = 0
+    try:
+        while chunk := src.read(block):
+            if len(pending) >= UPLOAD_DEPTH:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()
+            pending.add(asyncio.ensure_future(f.write(chunk, offset)))
+            offset += len(chunk)
+        await asyncio.gather(*pending)
+        pending = set()
+    finally:
+        for request in pending:
+            request.cancel()
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or str(exc) or type(exc).__name__

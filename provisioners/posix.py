@@ -1,0 +1,113 @@
+"""POSIX shell commands the Linux customizers share.
+
+Every Linux script runs through one small wrapper (``run_stdin_script``): the script travels on the command's
+standard input, the wrapper writes it to a new owner-only file with an unpredictable name under /tmp (never
+following or overwriting an existing file), runs it with no standard input, removes it and exits with the script's
+status. Upload, execution and clean-up therefore take one SSH channel, one round trip per step, and the same
+command works unchanged through the local transport.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Sequence
+
+TEMP_DIR = "/tmp"
+INLINE_INTERPRETER = "/bin/sh -e"
+INLINE_SHEBANG = f"#!{INLINE_INTERPRETER}"
+# The wrapper's own exit code when it cannot create the script file (it exists already, /tmp is full, ...).
+CANNOT_CREATE_EXIT = 125
+
+
+def temp_path(random_part: str, suffix: str) -> str:
+    return posixpath.join(TEMP_DIR, f"aibx-{random_part}{suffix}")
+
+
+def inline_script(lines: Sequence[str]) -> bytes:
+    """AIB's (Packer's) inline semantics: one script, ``#!/bin/sh -e``, every element on its own line."""
+    return "".join(f"{line}\n" for line in (INLINE_SHEBANG, *lines)).encode()
+
+
+def run_stdin_script(path: str, interpreter: str | None = None) -> str:
+    """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
+
+    ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; the traps remove it when the
+    process group is signalled (interrupt, timeout) and exit the way a signalled shell would. Without an
+    ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with one (inline
+    lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on a /tmp
+    mounted noexec."""
+    f = '"$f"'
+    run = f"{interpreter} {f}" if interpreter else f"chmod 700 {f} && {f}"
+    return (
+        f"umask 077; f={shlex.quote(path)}; "
+        f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
+        f'set -C; cat >{f} || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; set +C; '
+        f"{run} </dev/null; rc=$?; rm -f {f}; exit $rc"
+    )
+
+
+def remove_files(*paths: str) -> str:
+    return "rm -f " + " ".join(shlex.quote(p) for p in paths)
+
+
+def _heredoc_value(name: str, value: str) -> str:
+    """``name=VALUE`` read from a quoted here-document, so the value never appears in a process's argv."""
+    return f"{name}=$(cat <<'AIBX_END'\n{value}\nAIBX_END\n)"
+
+
+def download_commands(url: str, sha256: str | None, dest_var: str) -> list[str]:
+    """Lines of a POSIX script that download ``url`` into the file named by ``$dest_var`` on the VM, with curl or
+    wget (10 tries, as AIB), and check its sha256. The URL is read from a here-document, not the command line."""
+    lines = [
+        _heredoc_value("url", url),
+        "if command -v curl >/dev/null 2>&1; then",
+        f'  printf \'url = "%s"\\n\' "$url" | curl --config - -fsSL --retry 10 --retry-connrefused -o "${dest_var}"',
+        "elif command -v wget >/dev/null 2>&1; then",
+        f'  printf \'%s\\n\' "$url" | wget -q --tries=10 -O "${dest_var}" -i -',
+        "else",
+        '  echo "aibx: neither curl nor wget is installed on the VM" >&2; exit 127',
+        "fi",
+    ]
+    if sha256:
+        expected = sha256.lower()
+        lines += [
+            f'actual=$(sha256sum "${dest_var}" | cut -d" " -f1)',
+            f'if [ "$actual" != {expected} ]; then',
+            f'  echo "aibx: sha256 mismatch: expected {expected}, got $actual" >&2; exit 1',
+            "fi",
+        ]
+    return lines
+
+
+def fetch_and_run_script(url: str, sha256: str | None, fetched_path: str) -> bytes:
+    """The script (run by ``run_stdin_script``) for a Shell scriptUri that the VM downloads itself."""
+    lines = [
+        "#!/bin/sh -e",
+        "umask 077",
+        f"s={shlex.quote(fetched_path)}",
+        "trap 'rm -f \"$s\"' EXIT",
+        'set -C; : >"$s"; set +C',
+        *download_commands(url, sha256, "s"),
+        "sed -i 's/\\r$//' \"$s\"",
+        'chmod 700 "$s"',
+        '"$s" </dev/null',
+    ]
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def fetch_to_file_script(url: str, sha256: str | None, destination: str, part_path: str) -> bytes:
+    """The script for a File customizer that the VM downloads itself: checked, then moved into place."""
+    lines = [
+        "#!/bin/sh -e",
+        f"dest={shlex.quote(destination)}",
+        f"part={shlex.quote(part_path)}",
+        'dir=$(dirname "$dest")',
+        'if [ ! -d "$dir" ]; then echo "aibx: $dest: parent directory $dir does not exist" >&2; exit 1; fi',
+        'if [ -d "$dest" ]; then echo "aibx: $dest is a directory; destination must name the file" >&2; exit 1; fi',
+        "trap 'rm -f \"$part\"' EXIT",
+        "umask 022",
+        *download_commands(url, sha256, "part"),
+        'mv -f "$part" "$dest"',
+    ]
+    return "".join(f"{line}\n" for line in lines).encode()

@@ -1,0 +1,68 @@
+"""Shell customizer (Linux): inline lines or a scriptUri, run as the connecting user (``sudo`` is the script's).
+
+* inline: the lines become one ``#!/bin/sh -e`` script (Packer's and so AIB's semantics: one shell, stop at the
+  first failing line).
+* scriptUri: aibx fetches the script and checks its sha256 before anything reaches the VM; with
+  ``--fetch-on-target`` the VM downloads and checks it instead, as AIB's build VM does.
+
+Either way the step is a single ``Exec`` of the POSIX wrapper (see ``posix.run_stdin_script``): one round trip.
+"""
+
+from __future__ import annotations
+
+from aibx.provisioners import CompileContext, posix, sources, unresolved_fields
+
+from aibx import model
+from aibx.plan import Content, Exec, StepPlan, redact_uri
+
+
+def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
+    assert isinstance(step, model.ShellStep)
+    plan = StepPlan(name=step.label, kind="Shell", phase=ctx.phase, path=step.path)
+    if ctx.os_type is model.OsType.WINDOWS:
+        plan.blocked.append("Shell customizers run on Linux; this is a Windows image (use PowerShell)")
+        return plan
+    plan.blocked += unresolved_fields(
+        step, {"inline": "inline", "script_uri": "scriptUri", "sha256_checksum": "sha256Checksum"}
+    )
+    if plan.blocked:
+        return plan
+    has_inline = step.inline is not None
+    has_uri = bool(step.script_uri)
+    if has_inline == has_uri:
+        plan.blocked.append('give exactly one of "inline" and "scriptUri"')
+        return plan
+
+    random_part = ctx.options.random_name()
+    script_path = posix.temp_path(random_part, ".sh")
+    temp_files = [script_path]
+    interpreter = None
+    if has_inline:
+        interpreter = posix.INLINE_INTERPRETER
+        lines = [str(line) for line in step.inline or []]
+        stdin = Content(data=posix.inline_script(lines))
+        description = f"run {len(lines)} inline line{'s' * (len(lines) != 1)} as one /bin/sh -e script"
+    else:
+        uri = str(step.script_uri)
+        checksum = str(step.sha256_checksum) if step.sha256_checksum else None
+        source = sources.resolve(uri, checksum, ctx.options.base_dir, script=True)
+        if source.blocked:
+            plan.blocked.append(f"scriptUri: {source.blocked}")
+            return plan
+        if source.note:
+            plan.notes.append(source.note)
+        if source.remote and ctx.options.fetch_on_target:
+            fetched_path = posix.temp_path(random_part, ".fetched")
+            temp_files.append(fetched_path)
+            stdin = Content(data=posix.fetch_and_run_script(uri, checksum, fetched_path))
+            checks = "checks it and runs it" if checksum else "runs it"
+            description = f"the VM downloads {redact_uri(uri)}, {checks}"
+        else:
+            assert source.content is not None
+            stdin = source.content
+            description = "run the script, fetched and checked by aibx before anything reaches the VM"
+        if not checksum:
+            plan.notes.append("no sha256Checksum: a changed script would go unnoticed")
+    plan.actions.append(Exec(posix.run_stdin_script(script_path, interpreter), stdin=stdin, description=description))
+    plan.on_interrupt.append(Exec(posix.remove_files(*temp_files), description="remove the temporary script"))
+    return plan

@@ -1,0 +1,339 @@
+"""A real OpenSSH server on loopback for the tests: the project's own SSH target.
+
+``SshTarget`` writes a per-target run directory (generated host and client keys, ``known_hosts``, ``sshd_config``,
+``sshd.log``), starts ``sshd -D -e`` on a kernel-assigned port of 127.0.0.1 and waits for *its own* "Server
+listening" line and banner (another process may own any fixed port).
+
+* As root (CI): logins are as the test user ``aibxtest`` (created on demand, with a password and no real sudo),
+  and sshd runs in its own pid and mount namespace. Inside it, ``/tmp`` is the target's own directory (as on a
+  separate VM: tests see it at ``target.host_path("/tmp/...")``), ``/proc/sys/kernel/random/boot_id`` is the
+  target's ``boot_id`` file, and ``/usr/bin/systemctl`` is the power shim, so not even ``/sbin/reboot`` can reach
+  the real one. Killing the namespace's init takes every session process with it, like a power cut.
+* Unprivileged: logins are as the current user with key auth only (sshd cannot check passwords without root);
+  ``/tmp`` and the boot id are the machine's own.
+
+The shims in ``tests/support/shims/`` (``sudo`` runs the command as the same unprivileged user; ``reboot``,
+``shutdown``, ``poweroff``, ``halt`` and ``systemctl`` only append a request to ``$AIBX_CTL_DIR/power.request``)
+come first on the session's PATH. They are copied into the run directory, which the test user can read even when
+the checkout lives under a private home directory.
+
+Pitfalls handled (see the test-target notes): /run/sshd for a root sshd; ``chpasswd`` unlocks the account
+(``UsePAM no`` refuses locked accounts even for keys); ``StrictModes no`` for keys below world-writable dirs;
+kernel-assigned ports; overrides come before defaults in sshd_config (the first keyword wins); the whole process
+tree is killed, not only the listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.support.requirements import find_program
+
+TEST_USER = "aibxtest"
+TEST_PASSWORD = "Aibx-Test-Passw0rd"
+SHIMS = Path(__file__).resolve().parent / "shims"
+IS_ROOT = os.geteuid() == 0
+LOOPBACK = "127.0.0.1"
+
+
+def run_base_dir() -> Path:
+    """Where targets keep their run directories: $AIBX_TEST_RUN_DIR, else /var/tmp as root (a target's /tmp is
+    replaced inside its namespace, so its own files cannot live there), else the system temp dir."""
+    configured = os.environ.get("AIBX_TEST_RUN_DIR")
+    if configured:
+        return Path(configured)
+    return Path("/var/tmp") if IS_ROOT and Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
+
+
+def ensure_test_user(user: str = TEST_USER, password: str = TEST_PASSWORD) -> None:
+    """Create the login user (root only). ``chpasswd`` also unlocks it: with ``UsePAM no`` sshd refuses accounts
+    whose shadow entry starts with '!', even for public-key auth."""
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        result = subprocess.run(["useradd", "-m", "-s", "/bin/bash", user], capture_output=True, text=True)
+        if result.returncode not in (0, 9):  # 9: created meanwhile by a concurrent test run
+            raise RuntimeError(f"useradd {user}: {result.stderr.strip()}") from None
+    subprocess.run(["chpasswd"], input=f"{user}:{password}\n", text=True, check=True, capture_output=True)
+
+
+def keygen(path: Path, kind: str = "ed25519") -> None:
+    if not path.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", str(path)], check=True, capture_output=True
+        )
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_banner(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as s:
+                s.settimeout(2)
+                if s.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no SSH banner from {host}:{port} after {timeout}s")
+        time.sleep(0.01)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+class PortBlackhole:
+    """An unreachable host without privileges: the port is held by a listener whose accept queue is full, so the
+    kernel silently drops new SYNs and clients see a connect timeout (not "connection refused")."""
+
+    def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(0)
+        self.host, self.port = self.listener.getsockname()[:2]
+        self.fillers = [socket.create_connection((self.host, self.port), timeout=2)]
+
+    def close(self) -> None:
+        for s in [*self.fillers, self.listener]:
+            s.close()
+
+    def __enter__(self) -> PortBlackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SshTarget:
+    """One sshd on 127.0.0.1. ``with SshTarget("name") as t:`` prepares, starts and finally removes it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_dir: Path | None = None,
+        password_auth: bool = True,
+        isolated: bool | None = None,
+        config_overrides: str = "",
+    ) -> None:
+        self.name = name
+        self.host = LOOPBACK
+        self.port = free_port()
+        self.user = TEST_USER if IS_ROOT else pwd.getpwuid(os.getuid()).pw_name
+        self.password = TEST_PASSWORD if IS_ROOT and password_auth else None
+        # own pid + mount namespace (root only): private /tmp, own boot id, systemctl shim, kill-all on stop
+        self.isolated = IS_ROOT if isolated is None else isolated
+        self.config_overrides = config_overrides
+        base = base_dir or run_base_dir()
+        base.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"aibx-sshd-{name[:40]}-", dir=base))
+        self.host_key = self.dir / "ssh_host_ed25519_key"
+        self.client_key = self.dir / "id_ed25519"
+        self.known_hosts = self.dir / "known_hosts"
+        self.config = self.dir / "sshd_config"
+        self.log = self.dir / "sshd.log"
+        self.shims = self.dir / "shims"
+        self.tmp = self.dir / "tmp"  # the target's /tmp when isolated
+        self.boot_id_file = self.dir / "boot_id"
+        self.power_request = self.dir / "power.request"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.boot_count = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ setup
+    def prepare(self) -> SshTarget:
+        if IS_ROOT:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+            ensure_test_user(self.user)
+        os.chmod(self.dir, 0o755)
+        keygen(self.host_key)
+        keygen(self.client_key)
+        shutil.copytree(SHIMS, self.shims, symlinks=True)
+        for shim in self.shims.iterdir():
+            if not shim.is_symlink():
+                shim.chmod(0o755)
+        self.tmp.mkdir(mode=0o1777, exist_ok=True)
+        self.tmp.chmod(0o1777)
+        self.power_request.write_text("")
+        self.power_request.chmod(0o666)
+        authorized = self.dir / "authorized_keys"
+        authorized.write_text(Path(f"{self.client_key}.pub").read_text())
+        authorized.chmod(0o644)
+        self.known_hosts.write_text(f"[{self.host}]:{self.port} {Path(f'{self.host_key}.pub').read_text().strip()}\n")
+        self.config.write_text(
+            # the first occurrence of a keyword wins: overrides go first
+            f"{self.config_overrides}\n"
+            f"Port {self.port}\n"
+            f"ListenAddress {self.host}\n"
+            f"HostKey {self.host_key}\n"
+            "PidFile none\n"
+            f"AuthorizedKeysFile {authorized}\n"
+            "StrictModes no\n"
+            "UsePAM no\n"
+            "PubkeyAuthentication yes\n"
+            f"PasswordAuthentication {'yes' if self.password else 'no'}\n"
+            "KbdInteractiveAuthentication no\n"
+            "PermitRootLogin no\n"
+            f"AllowUsers {self.user}\n"
+            "UseDNS no\n"
+            "MaxStartups 200:30:400\n"
+            "MaxSessions 64\n"
+            "Subsystem sftp internal-sftp\n"
+            f"SetEnv PATH={self.shims}:/usr/local/bin:/usr/bin:/bin AIBX_CTL_DIR={self.dir}\n"
+            "LogLevel VERBOSE\n"
+        )
+        return self
+
+    def command(self) -> list[str]:
+        sshd = find_program("sshd") or "/usr/sbin/sshd"
+        cmd = [sshd, "-D", "-e", "-f", str(self.config)]
+        if not self.isolated:
+            return cmd
+        d = self.dir
+        inner = (
+            f"mount --bind {d}/tmp /tmp && "
+            f"mount --bind {d}/boot_id /proc/sys/kernel/random/boot_id && "
+            f"mount --bind {self.shims}/power /usr/bin/systemctl && "
+            f"exec {' '.join(cmd)}"
+        )
+        return [
+            "unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--propagation", "private",
+            "--", "/bin/sh", "-c", inner,
+        ]  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 10.0) -> SshTarget:
+        self.boot_id_file.write_text(f"{os.urandom(16).hex()}\n")
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while b"Server listening on" not in self.log.read_bytes()[offset:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                tail = self.log.read_bytes()[offset:].decode(errors="replace")[-2000:]
+                raise RuntimeError(f"sshd {self.name} did not start:\n{tail}")
+            time.sleep(0.005)
+        wait_banner(self.host, self.port, timeout)
+        self.boot_count += 1
+        return self
+
+    def kill(self) -> None:
+        """Power cut: every process of the target dies at once (safe to call from several threads)."""
+        with self._lock:
+            self._kill()
+
+    def _kill(self) -> None:
+        if self.proc is None:
+            return
+        victims = descendants(self.proc.pid)
+        if not self.isolated:  # isolated: --kill-child takes the whole pid namespace down
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        deadline = time.monotonic() + 5
+        for pid in victims:
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        self.proc = None
+
+    def remove(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> SshTarget:
+        return self.prepare().start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    # ------------------------------------------------------------------------------------------ what tests use
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.user}@{self.host}:{self.port}"
+
+    @property
+    def boot_id(self) -> str:
+        """What the target answers for /proc/sys/kernel/random/boot_id."""
+        if self.isolated:
+            return self.boot_id_file.read_text().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+    def host_path(self, remote_path: str) -> Path:
+        """The test machine's path of a file the target sees at ``remote_path``."""
+        if self.isolated and (remote_path == "/tmp" or remote_path.startswith("/tmp/")):
+            return self.tmp / remote_path[len("/tmp/") :]
+        return Path(remote_path)
+
+    def remote_dir(self, name: str) -> str:
+        """A fresh directory under the target's /tmp that the login user owns; returns its remote path."""
+        remote = f"/tmp/{name}-{os.urandom(4).hex()}"
+        local = self.host_path(remote)
+        local.mkdir(mode=0o755)
+        if IS_ROOT:
+            entry = pwd.getpwnam(self.user)
+            os.chown(local, entry.pw_uid, entry.pw_gid)
+        return remote
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def sessions_started(self) -> list[str]:
+        """sshd's "Starting session" lines: one per command, shell or subsystem a client got to run."""
+        return [line for line in self.log_text().splitlines() if "Starting session:" in line]
+
+    def power_requests(self) -> list[str]:
+        return [line for line in self.power_request.read_text().splitlines() if line]
+
+    def ssh_args(self, *extra: str) -> list[str]:
+        """Arguments for OpenSSH's ssh, key auth, host key checked strictly."""
+        return [
+            "-i", str(self.client_key), "-p", str(self.port), "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "IdentitiesOnly=yes", *extra, f"{self.user}@{self.host}",
+        ]  # fmt: skip
