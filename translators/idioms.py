@@ -12,26 +12,21 @@ import base64
 import re
 import shlex
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
+
+from aibx.provisioners import deprovision
 
 from aibx import model, powershell
 from aibx.plan import redact_uri
 
 HEREDOC_MARK = "AIBX_EOF"
-MISSING_DEPROVISION = (
-    "Deprovisioning script [{path}] could not be found. Image build may fail or the VM created from the Image "
-    "may not boot. Please make sure the deprovisioning script is not accidentally deleted by a Customizer in "
-    "the Template."
-)
 LINUX_DEPROVISION_EXECUTE = "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'"
 
 
 def default_deprovision_script(os_type: model.OsType) -> str:
-    """AIB's default deprovision script, verbatim from the package data."""
-    name = "DeprovisioningScript.ps1" if os_type is model.OsType.WINDOWS else "DeprovisioningScript.sh"
-    return resources.files("aibx").joinpath("data", name).read_bytes().decode("utf-8")
+    """AIB's default deprovision script, verbatim from the package data (as ``aibx run`` stages it)."""
+    return deprovision.default_script(os_type).decode("utf-8")
 
 
 # ----------------------------------------------------------------------------------------------- quoting
@@ -261,10 +256,10 @@ def run_deprovision(os_type: model.OsType) -> list[str]:
         path = model.WINDOWS_DEPROVISION_PATH
         return [
             f"if (Test-Path -LiteralPath {ps_quote(path)}) {{ & {ps_quote(path)} }} "
-            f"else {{ Write-Output {ps_quote(MISSING_DEPROVISION.format(path=path))} }}"
+            f"else {{ Write-Output {ps_quote(deprovision.missing_message(path))} }}"
         ]
     path = model.LINUX_DEPROVISION_PATH
-    return [f"if [ -f {path} ]; then sh {path}; else echo {sh_quote(MISSING_DEPROVISION.format(path=path))}; fi"]
+    return [f"if [ -f {path} ]; then sh {path}; else echo {sh_quote(deprovision.missing_message(path))}; fi"]
 
 
 # ----------------------------------------------------------------------------------------------- Packer → AIB
