@@ -72,6 +72,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB071": (E, "field or step cannot be translated"),
     "AIB072": (E, "Packer configuration cannot be read"),
     "AIB073": (E, "Packer expression cannot be evaluated"),
+    "AIB074": (E, "bad Packer variable: undeclared, wrong type, or an unusable --var / --var-file"),
+    "AIB075": (E, "local file named by the template cannot be read or does not match its checksum"),
+    "AIB076": (E, "nothing to translate, or the output cannot be written"),
 }
 
 

@@ -105,10 +105,24 @@ EXPLANATIONS: dict[str, str] = {
     "`targetRegions` and `versioning` (2022-07-01), `errorHandling` (2023-07-01), and so on.",
     "AIB059": "A read-only field (`exactVersion`, `provisioningState`, ...), typical of `az image builder show` "
     "output: the service sets it and ignores what is written.",
-    "AIB070": "Reserved for `aibx translate`.",
-    "AIB071": "Reserved for `aibx translate`.",
-    "AIB072": "Reserved for `aibx translate`.",
-    "AIB073": "Reserved for `aibx translate`.",
+    "AIB070": "`aibx translate`: the target format has no field with the same meaning, so the closest faithful "
+    "equivalent was written (for example a scriptUri becomes an inline download that checks the sha256 before it "
+    "runs). The translation report (`--report-json`) carries this code on each such entry, with how.",
+    "AIB071": "`aibx translate`: the target format cannot express this field or step at all, and the report says "
+    "why (for example a Packer `shell-local` provisioner, or template-resource `tags` in Packer). A translation "
+    "with such an entry is lossy: exit status 1 unless `--allow-lossy`.",
+    "AIB072": "`aibx translate --to aib`: the Packer configuration cannot be read: an HCL syntax error, an unknown "
+    "source named in a build, an attribute at the top level, or a JSON template without `builders`.",
+    "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function aibx does not support "
+    "(the message lists the supported ones), a template function other than `user`, `env`, `timestamp`, "
+    "`template_dir` and `build` in legacy JSON, a data source, or a type error.",
+    "AIB074": "`aibx translate --to aib`: a variable problem: `--var` or a variables file names a variable the "
+    "configuration does not declare, a value does not convert to the declared type, or (a warning) a legacy "
+    "`{{user}}` variable does not exist and is empty, as in Packer.",
+    "AIB075": "`aibx translate --to packer`: a `file:` scriptUri or sourceUri (a file next to the template) cannot "
+    "be read, or its content does not match `sha256Checksum`; Packer would upload it without checking.",
+    "AIB076": "`aibx translate`: nothing to translate (no source matches `--only`), several templates but no `-o "
+    "DIR`, options that belong to the other direction, or an output that cannot be written.",
 }
 
 

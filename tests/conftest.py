@@ -15,7 +15,7 @@ from tests.support.power import PowerWatcher
 from tests.support.requirements import require_program, require_root
 from tests.support.sshd import SshTarget
 
-pytest_plugins = ["tests.support.winrm_fixtures"]
+pytest_plugins = ["tests.support.winrm_fixtures", "tests.support.qemu_vm"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -1,0 +1,311 @@
+"""aibx translate: AIB templates to Packer HCL2, and Packer (HCL2 or legacy JSON) to AIB templates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aibx.commands.template_args import add_template_options
+from aibx.exitcodes import ExitCode
+
+EXAMPLES = """\
+examples:
+  aibx translate template.json --to packer -o template.pkr.hcl
+  aibx translate deploy.json --parameters deploy.parameters.json --to packer -o packer/
+  aibx translate build.pkr.hcl --to aib -o template.json
+  aibx translate packer/ --to aib --var image_os=ubuntu22 --only 'ubuntu-22_04.*' -o out/
+  aibx translate packer/ --to aib --upload-base-uri https://acct.blob.core.windows.net/aib -o out/
+  aibx translate legacy.json --to aib --arm --api-version 2022-07-01 -o deploy.json
+  aibx translate template.json --to packer --report-json report.json --allow-lossy
+
+The report (standard error) lists every field and step: mapped, approximated (how) or dropped (why).
+Fields the target cannot express make the translation lossy: exit 1 unless --allow-lossy.
+Unknown values become <placeholders> (AIB, set with aibx validate -p) or variables (Packer, -var).
+
+exit status: 0 translated, 1 lossy (without --allow-lossy), 2 invalid input or usage
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from aibx.cli import HelpFormatter
+
+    p = sub.add_parser(
+        "translate",
+        help="convert between AIB templates and Packer",
+        description="Translate an AIB image template to a Packer HCL2 build (--to packer), or a Packer "
+        "configuration (a .pkr.hcl file, a folder of them, or a legacy JSON template) to AIB image templates "
+        "(--to aib), through aibx's template model.",
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("path", metavar="PATH", help="AIB template (--to packer); Packer file or folder (--to aib)")
+    p.add_argument("--to", required=True, choices=["packer", "aib"], help="the format to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE|DIR",
+        help="where to write (a folder when it ends with / or exists; default: standard output)",
+    )
+    p.add_argument("--allow-lossy", action="store_true", help="exit 0 even if something could not be translated")
+    p.add_argument("--report-json", metavar="FILE", help="also write the report as JSON (- for standard output)")
+    p.add_argument("--arm", action="store_true", help="--to aib: write an ARM deployment template around the resource")
+    g = p.add_argument_group("Packer input (--to aib)")
+    g.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a Packer variable")
+    g.add_argument("--var-file", action="append", default=[], metavar="FILE", help="a Packer variables file")
+    g.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="BUILD.SOURCE",
+        help="translate only matching builds/sources (globs; TYPE.NAME or BUILD.TYPE.NAME also match)",
+    )
+    g.add_argument(
+        "--upload-base-uri",
+        metavar="URL",
+        help="publish local scripts and files under this URL: aibx writes them to the upload folder and "
+        "refers to them with sha256 checksums (without it, small text files are inlined)",
+    )
+    g.add_argument(
+        "--upload-dir",
+        metavar="DIR",
+        help="where to write the files to publish (default: 'upload' next to the output)",
+    )
+    add_template_options(p)
+    for action in p._actions:
+        if action.dest == "api_version":
+            action.help = "AIB input: read as this apiVersion; AIB output: write this apiVersion (default: newest)"
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aibx.console import Style
+    from aibx.translators.report import format_reports
+
+    if args.report_json == "-" and not args.output:
+        print("aibx: --report-json - needs -o: the translation goes to standard output otherwise", file=sys.stderr)
+        return ExitCode.USAGE
+    outcome = _to_packer(args) if args.to == "packer" else _to_aib(args)
+    err = sys.stderr
+    for d in outcome.diagnostics:
+        print(d.format(), file=err)
+    if outcome.reports:
+        print(format_reports(outcome.reports, Style(err)), file=err)
+    for note in outcome.notes:
+        print(note, file=err)
+    if args.report_json:
+        data = {
+            "lossy": any(r.lossy for r in outcome.reports),
+            "reports": [r.as_dict() for r in outcome.reports],
+            "diagnostics": [d.as_dict() for d in outcome.diagnostics],
+        }
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        if args.report_json == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                Path(args.report_json).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                print(f"aibx: cannot write {args.report_json}: {exc.strerror or exc}", file=err)
+                return ExitCode.USAGE
+    if outcome.failed:
+        return ExitCode.USAGE
+    lossy = any(r.lossy for r in outcome.reports)
+    if lossy and not args.allow_lossy:
+        print("aibx: the translation is lossy (see 'dropped' above); pass --allow-lossy to accept it", file=err)
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.reports: list = []
+        self.diagnostics: list = []
+        self.notes: list[str] = []
+        self.failed = False
+
+    def fail(self, code: str, message: str, file: str = "") -> _Outcome:
+        from aibx.diagnostics import make
+
+        self.diagnostics.append(make(code, message, file=file))
+        self.failed = True
+        return self
+
+
+def _output_target(args: argparse.Namespace, count: int) -> tuple[Path | None, bool]:
+    """(path, is a folder)."""
+    if not args.output:
+        return None, False
+    p = Path(args.output)
+    return p, args.output.endswith(("/", "\\")) or p.is_dir() or count > 1
+
+
+def _write(path: Path, text: str, outcome: _Outcome) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        outcome.fail("AIB076", f"cannot write: {exc.strerror or exc}", str(path))
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------- AIB → Packer
+def _to_packer(args: argparse.Namespace) -> _Outcome:
+    from dataclasses import replace
+
+    from aibx.commands.template_args import load_templates
+    from aibx.diagnostics import Severity, has_errors
+    from aibx.translators import aib_to_packer, packer_kind
+
+    outcome = _Outcome()
+    if Path(args.path).is_dir() or packer_kind(args.path):
+        return outcome.fail("AIB076", "this is a Packer configuration; translate it with --to aib", args.path)
+    if args.var or args.var_file or args.only or args.upload_base_uri or args.arm or args.upload_dir:
+        return outcome.fail(
+            "AIB076", "--var, --var-file, --only, --upload-base-uri, --upload-dir and --arm apply to --to aib"
+        )
+    loaded = load_templates(args, [args.path])
+    # reading problems stop the translation; what AIB would reject in a readable template does not (the
+    # translation shows exactly what it made of each field), so validation errors are shown as warnings
+    outcome.diagnostics += loaded.diagnostics
+    if has_errors(loaded.diagnostics) or not loaded.results:
+        outcome.failed = True
+        if not loaded.results and not has_errors(loaded.diagnostics):
+            outcome.fail("AIB003", "no image template to translate", args.path)
+        return outcome
+    rejected = 0
+    for result in loaded.results:
+        for d in result.diagnostics:
+            if d.severity is Severity.ERROR:
+                rejected += 1
+                d = replace(d, severity=Severity.WARNING)
+            outcome.diagnostics.append(d)
+    if rejected:
+        outcome.notes.append(
+            f"aibx: AIB would reject the template ({rejected} error{'s' * (rejected != 1)} above, shown as "
+            "warnings); it was translated anyway"
+        )
+    target, folder = _output_target(args, len(loaded.results))
+    if len(loaded.results) > 1 and target is None:
+        return outcome.fail("AIB076", f"{len(loaded.results)} templates in the file: write them with -o DIR", args.path)
+    output_dir = (target if folder else target.parent) if target is not None else Path.cwd()
+    texts: list[tuple[Path | None, str]] = []
+    for result in loaded.results:
+        tpl = result.template
+        out_path = None
+        if target is not None:
+            from aibx.translators.to_packer import source_name
+
+            out_path = target / f"{source_name(tpl)}.pkr.hcl" if folder else target
+        text, report = aib_to_packer(tpl, output_dir, source=args.path)
+        report.output = str(out_path) if out_path else None
+        outcome.reports.append(report)
+        outcome.diagnostics += report.diagnostics
+        if report.diagnostics:
+            outcome.failed = True
+        texts.append((out_path, text))
+    if outcome.failed:
+        return outcome
+    for out_path, text in texts:
+        if out_path is None:
+            sys.stdout.write(text)
+        elif not _write(out_path, text, outcome):
+            return outcome
+    return outcome
+
+
+# ----------------------------------------------------------------------------------------------- Packer → AIB
+def _to_aib(args: argparse.Namespace) -> _Outcome:
+    import os
+
+    from aibx.diagnostics import has_errors
+    from aibx.swagger_tables import API_VERSIONS
+    from aibx.translators import AibOptions, PackerInputs, aib_document, packer_kind, packer_to_aib, read_packer
+
+    outcome = _Outcome()
+    path = args.path
+    if not Path(path).exists():
+        return outcome.fail("AIB001", "no such file or folder", path)
+    if path.endswith(".pkr.json"):
+        return outcome.fail("AIB072", "HCL2 in JSON syntax (.pkr.json) is not supported; use .pkr.hcl", path)
+    if packer_kind(path) is None:
+        return outcome.fail(
+            "AIB072",
+            'not a Packer configuration (a .pkr.hcl file, a folder of them, or a JSON template with "builders")'
+            + ("; an AIB template translates with --to packer" if path.endswith(".json") else ""),
+            path,
+        )
+    if args.api_version and args.api_version not in API_VERSIONS:
+        return outcome.fail("AIB008", f"--api-version {args.api_version}: known are {', '.join(API_VERSIONS)}")
+    config = read_packer(
+        path,
+        PackerInputs(variables=args.var, var_files=args.var_file, env=dict(os.environ), cwd=os.getcwd()),
+    )
+    outcome.diagnostics += config.diagnostics
+    if has_errors(config.diagnostics):
+        outcome.failed = True
+        return outcome
+    patterns = [p.strip() for item in args.only for p in item.split(",") if p.strip()]
+    options = AibOptions(
+        only=patterns,
+        upload_base_uri=args.upload_base_uri,
+        api_version=args.api_version or API_VERSIONS[-1],
+        cwd=os.getcwd(),
+    )
+    translations = packer_to_aib(config, options)
+    if not translations:
+        what = f" matching --only {', '.join(patterns)}" if patterns else ""
+        return outcome.fail("AIB076", f"no build source{what} to translate", path)
+    produced = [t for t in translations if t.template is not None]
+    target, folder = _output_target(args, len(produced))
+    if len(produced) > 1 and target is None:
+        names = ", ".join(t.name for t in produced)
+        return outcome.fail(
+            "AIB076", f"{len(produced)} templates ({names}): write them with -o DIR or pick one with --only", path
+        )
+    uploads = [u for t in produced for u in t.uploads]
+    upload_dir = None
+    if uploads:
+        if args.upload_dir:
+            upload_dir = Path(args.upload_dir)
+        elif target is not None:
+            upload_dir = (target if folder else target.parent) / "upload"
+        else:
+            upload_dir = Path("upload")
+    documents: list[tuple[Path | None, str]] = []
+    for t in translations:
+        outcome.reports.append(t.report)
+        if t.template is None:
+            t.report.output = "(nothing: not translated)"
+            continue
+        document = aib_document(t.template, t.report, api_version=options.api_version, arm=args.arm)
+        out_path = None
+        if target is not None:
+            out_path = target / f"{t.name.replace('/', '_')}.json" if folder else target
+        t.report.output = str(out_path) if out_path else None
+        documents.append((out_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n"))
+    for out_path, text in documents:
+        if out_path is None:
+            sys.stdout.write(text)
+        elif not _write(out_path, text, outcome):
+            return outcome
+    if upload_dir is not None:
+        written = set()
+        for u in uploads:
+            if u.name in written:
+                continue
+            written.add(u.name)
+            data = u.data if u.data is not None else Path(u.local or "").read_bytes()
+            try:
+                dest = upload_dir / u.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+            except OSError as exc:
+                return outcome.fail("AIB076", f"cannot write: {exc.strerror or exc}", str(upload_dir / u.name))
+        print(
+            f"aibx: {len(written)} file(s) to publish under {args.upload_base_uri} written to {upload_dir}/",
+            file=sys.stderr,
+        )
+    return outcome

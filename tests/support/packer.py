@@ -1,0 +1,31 @@
+"""Running the real Packer (Debian's 1.6.6) from tests: no phoning home, a private HOME and cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support.requirements import require_program
+
+
+def packer_env(home: Path) -> dict[str, str]:
+    (home / "home").mkdir(parents=True, exist_ok=True)
+    (home / "cache").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKR_VAR_", "PACKER_"))}
+    env.update(CHECKPOINT_DISABLE="1", HOME=str(home / "home"), PACKER_CACHE_DIR=str(home / "cache"))
+    return env
+
+
+def run_packer(args: list[str], cwd: Path, scratch: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``packer ARGS`` in ``cwd``; ``scratch`` holds Packer's HOME and cache."""
+    packer = require_program("packer")
+    return subprocess.run(
+        [packer, *args],
+        cwd=cwd,
+        env=packer_env(scratch),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

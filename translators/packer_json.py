@@ -1,0 +1,254 @@
+"""Legacy Packer JSON templates → the evaluated Packer configuration (translators/packer_config.py).
+
+Template functions evaluated here, as Packer evaluates them before a build: ``{{user `x`}}``, ``{{env `X`}}``,
+``{{timestamp}}``, ``{{template_dir}}`` and ``{{build `Name`}}`` / ``{{.WinRMPassword}}`` (values known only
+while Packer builds). Fields a provisioner fills in itself (``{{ .Path }}``, ``{{ .Vars }}`` in
+``execute_command``) stay as written. Any other function is an error that names it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aibx.translators.hcl_eval import BuildValue
+from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef
+from aibx.translators.packer_hcl import PackerInputs
+from aibx.translators.report import Location
+
+from aibx.document import Unresolved
+from aibx.jsonc import JsonPath, SourceMap
+from aibx.loader import read_json
+
+_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
+_ARG = r"(?:`([^`]*)`|\"((?:[^\"\\]|\\.)*)\")"
+_USER = re.compile(rf"user\s+{_ARG}$")
+_ENV = re.compile(rf"env\s+{_ARG}$")
+_BUILD = re.compile(rf"build\s+{_ARG}$")
+_FIELD = re.compile(r"\.(\w+)$")
+# build-time fields Packer fills in from the build itself
+_BUILD_FIELDS = {"WinRMPassword": "Password", "WinRMUser": "User", "SSHPassword": "Password", "SSHUser": "User"}
+_KNOWN_TOP = {"variables", "sensitive-variables", "builders", "provisioners", "post-processors", "description",
+              "min_packer_version", "_comment"}  # fmt: skip
+
+
+class TemplateError(Exception):
+    pass
+
+
+class _Reader:
+    def __init__(self, path: str, inputs: PackerInputs) -> None:
+        self.path = path
+        self.inputs = inputs
+        self.root = str(Path(path).resolve().parent)
+        self.config = PackerConfig(path=path, format="json", root=self.root)
+        self.smap: SourceMap | None = None
+        self.values: dict[str, Any] = {}
+        self.now = inputs.clock()
+
+    def locate(self, path: JsonPath) -> Location:
+        if self.smap is None:
+            return Location(self.path)
+        line, col = self.smap.locate(path)
+        return Location(self.path, line, col)
+
+    def error(self, code: str, message: str, path: JsonPath = (), file: str | None = None) -> None:
+        from aibx.diagnostics import format_path, make
+
+        loc = self.locate(path) if file is None else Location(file)
+        self.config.diagnostics.append(
+            make(code, message, file=loc.file, line=loc.line, column=loc.column, json_path=format_path(path))
+        )
+
+    # ------------------------------------------------------------------------------------------- templates
+    def render(self, text: str, path: JsonPath) -> Any:
+        """Evaluate the template functions in ``text``; an unknown value makes the result Unresolved."""
+        actions = list(_ACTION.finditer(text))
+        if not actions:
+            return text
+        if len(actions) == 1 and actions[0].span() == (0, len(text)):
+            value = self.action(actions[0].group(1), path)
+            return value if value is not None else text
+        out: list[str] = []
+        reason = None
+        pos = 0
+        for m in actions:
+            out.append(text[pos : m.start()])
+            pos = m.end()
+            value = self.action(m.group(1), path)
+            if value is None:
+                out.append(m.group(0))
+            elif isinstance(value, Unresolved):
+                out.append(value.text)
+                reason = reason or value.reason
+            elif isinstance(value, BuildValue):
+                out.append(f"<{value}>")
+                reason = reason or f"{value} is known only while Packer builds"
+            else:
+                out.append(str(value))
+        out.append(text[pos:])
+        joined = "".join(out)
+        return Unresolved(joined, reason) if reason else joined
+
+    def action(self, body: str, path: JsonPath) -> Any:
+        """The value of one ``{{ ... }}``; None for a field the provisioner fills in itself."""
+        body = body.strip()
+        if m := _USER.match(body):
+            name = m.group(1) if m.group(1) is not None else m.group(2)
+            if name not in self.values:  # Packer renders it as an empty string
+                from aibx.diagnostics import Severity
+
+                self.error(
+                    "AIB074", f'{{{{user `{name}`}}}}: there is no variable "{name}" (empty, as in Packer)', path
+                )
+                self.config.diagnostics[-1] = replace(self.config.diagnostics[-1], severity=Severity.WARNING)
+                return ""
+            return self.values[name]
+        if m := _ENV.match(body):
+            name = m.group(1) if m.group(1) is not None else m.group(2)
+            return self.inputs.env.get(name, "")
+        if body == "timestamp":
+            return str(int(self.now.timestamp()))
+        if body == "template_dir":
+            return self.root
+        if m := _BUILD.match(body):
+            return BuildValue(m.group(1) if m.group(1) is not None else m.group(2))
+        if m := _FIELD.match(body):
+            field = m.group(1)
+            return BuildValue(_BUILD_FIELDS[field]) if field in _BUILD_FIELDS else None
+        name = re.split(r"[\s(|]", body, maxsplit=1)[0]
+        raise TemplateError(
+            f"template function {name!r} in {{{{{body}}}}} is not supported by aibx "
+            "(supported: user, env, timestamp, template_dir, build)"
+        )
+
+    def value(self, value: Any, path: JsonPath) -> Any:
+        if isinstance(value, str):
+            try:
+                return self.render(value, path)
+            except TemplateError as exc:
+                self.error("AIB073", str(exc), path)
+                return value
+        if isinstance(value, list):
+            return [self.value(v, (*path, i)) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.value(v, (*path, k)) for k, v in value.items()}
+        return value
+
+    def section(self, kind: str, labels: list[str], obj: dict[str, Any], path: JsonPath, skip: set[str]) -> Section:
+        sec = Section(kind, labels, location=self.locate(path))
+        for key, raw in obj.items():
+            if key in skip:
+                continue
+            origin = None
+            if isinstance(raw, str) and (m := re.fullmatch(r"\{\{\s*user\s+" + _ARG + r"\s*\}\}", raw)):
+                origin = "var." + (m.group(1) if m.group(1) is not None else m.group(2))
+            sec.attrs[key] = Attr(self.value(raw, (*path, key)), self.locate((*path, key)), origin)
+        return sec
+
+    # ------------------------------------------------------------------------------------------- reading
+    def read(self) -> PackerConfig:
+        doc, smap, diags = read_json(self.path)
+        for d in diags:
+            self.config.diagnostics.append(d.__class__(d.severity, "AIB072", d.message, d.file, d.line, d.column))
+        if smap is None:
+            return self.config
+        self.smap = smap
+        if not isinstance(doc, dict) or not isinstance(doc.get("builders"), list):
+            self.error("AIB072", 'a legacy Packer template is a JSON object with "builders"')
+            return self.config
+        for key in doc:
+            if key not in _KNOWN_TOP:
+                self.error("AIB072", f'unknown top-level key "{key}" in a Packer template', (key,))
+        self.variables(doc)
+        if self.config.diagnostics:
+            return self.config
+        builders = doc["builders"]
+        sources: list[SourceRef] = []
+        for i, b in enumerate(builders):
+            if not isinstance(b, dict) or not isinstance(b.get("type"), str):
+                self.error("AIB072", 'each builder needs a "type"', ("builders", i))
+                continue
+            name = b.get("name") if isinstance(b.get("name"), str) else b["type"]
+            sec = self.section("source", [b["type"], name], b, ("builders", i), {"type", "name"})
+            sources.append(SourceRef(b["type"], name, sec, self.locate(("builders", i))))
+        raw_provisioners = doc.get("provisioners") or []
+        if not isinstance(raw_provisioners, list):
+            self.error("AIB072", '"provisioners" must be a list', ("provisioners",))
+            raw_provisioners = []
+        provisioners: list[Section] = []
+        for i, p in enumerate(raw_provisioners):
+            if not isinstance(p, dict) or not isinstance(p.get("type"), str):
+                self.error("AIB072", 'each provisioner needs a "type"', ("provisioners", i))
+                continue
+            sec = self.section("provisioner", [p["type"]], p, ("provisioners", i), {"type"})
+            sec.index = i
+            provisioners.append(sec)
+        post = self.post_processors(doc.get("post-processors"))
+        self.config.builds.append(
+            Build("", sources, lambda _source: copy.deepcopy(provisioners), post, location=self.locate(()))
+        )
+        return self.config
+
+    def variables(self, doc: dict[str, Any]) -> None:
+        declared = doc.get("variables") or {}
+        if not isinstance(declared, dict):
+            self.error("AIB072", '"variables" must be an object', ("variables",))
+            return
+        sensitive = doc.get("sensitive-variables") or []
+        for name, raw in declared.items():
+            path: JsonPath = ("variables", name)
+            if raw is None:
+                self.values[name] = Unresolved(f"<{name}>", f'variable "{name}" is required; pass --var {name}=VALUE')
+                continue
+            self.values[name] = self.value(raw, path)
+        for f in self.inputs.var_files:
+            value, _smap, diags = read_json(f)
+            for d in diags:
+                self.config.diagnostics.append(d.__class__(d.severity, "AIB074", d.message, d.file, d.line, d.column))
+            if isinstance(value, dict):
+                for name, v in value.items():
+                    if name not in declared:
+                        self.error("AIB074", f'--var-file: the template declares no variable "{name}"', file=f)
+                        continue
+                    self.values[name] = v
+            elif value is not None:
+                self.error("AIB074", "a variables file is a JSON object", file=f)
+        for item in self.inputs.variables:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                self.error("AIB074", f"--var expects NAME=VALUE, got {item!r}", file="<command line>")
+                continue
+            if name.strip() not in declared:
+                self.error("AIB074", f'--var {name}: the template declares no variable "{name}"', file="<command line>")
+                continue
+            self.values[name.strip()] = value
+        for name in sensitive if isinstance(sensitive, list) else []:
+            v = self.values.get(name)
+            if isinstance(v, str) and v:
+                self.config.secrets.add(v)
+
+    def post_processors(self, raw: Any) -> list[Section]:
+        out: list[Section] = []
+        for i, item in enumerate(raw or []):
+            for j, pp in enumerate(item if isinstance(item, list) else [item]):
+                path: JsonPath = ("post-processors", i, j) if isinstance(item, list) else ("post-processors", i)
+                if isinstance(pp, str):
+                    out.append(Section("post-processor", [pp], location=self.locate(path)))
+                elif isinstance(pp, dict) and isinstance(pp.get("type"), str):
+                    before = len(self.config.diagnostics)
+                    out.append(self.section("post-processor", [pp["type"]], pp, path, {"type"}))
+                    del self.config.diagnostics[before:]
+        return out
+
+
+def read_config(path: str, inputs: PackerInputs | None = None) -> PackerConfig:
+    """Read a legacy Packer JSON template; problems are diagnostics in the result, never exceptions."""
+    return _Reader(path, inputs or PackerInputs()).read()
+
+
+def looks_like_packer_json(value: object) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("builders"), list)
