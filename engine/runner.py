@@ -76,6 +76,11 @@ TAIL_LINES = 10  # stderr lines quoted when a step fails
 RESTART_UNDER_WAY = {1115: "a shutdown is already in progress", 1190: "a shutdown is already scheduled"}
 # how often one action may lose its connection before the step fails (a flapping network)
 MAX_DROPS_PER_ACTION = 5
+# exit codes 128 + N: killed by signal N (a shell's convention, which the transports follow)
+SIGNALLED = range(129, 193)
+# after a command killed by a signal, how long the connection may take to drop if it was a reboot (when the VM
+# cannot say that it is shutting down)
+SIGNAL_GRACE = 5.0
 ENDED_BY_REBOOT = (
     "ended by a reboot before the command finished: it did not run to completion and has no exit code; "
     "counted as succeeded, as AIB and Packer's expect_disconnect do"
@@ -632,7 +637,44 @@ class Runner:
             if warning is not None:
                 self.emit(Notice(self.target, message=warning, level="warning", step=ref))
                 return code
+            if code in SIGNALLED and await self._killed_by_a_reboot(ref, code, result):
+                return None
             raise _StepFailed(Outcome.FAILED, collector.failure_message(code, action.valid_exit_codes), code)
+
+    async def _killed_by_a_reboot(self, ref: StepRef, code: int, result: StepResult) -> bool:
+        """The command died of a signal (exit code 128 + N). A reboot does that: systemd and other inits send
+        SIGTERM to every process before the connection drops, and the exit status may arrive first. If the VM is
+        going down (or the connection drops within ``SIGNAL_GRACE`` seconds when the VM cannot say), ride the
+        reboot out: the step was ended by it. Otherwise it is an ordinary failure."""
+        transport = self._transport()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            stopping = await self._guarded(transport.shutting_down(), began + SIGNAL_GRACE)
+        except ConnectionLost:
+            stopping = True
+        except (TransportError, _WindowClosed):
+            return False
+        if stopping is False:
+            return False
+        until = began + (self.options.reconnect_timeout if stopping else SIGNAL_GRACE)
+        try:
+            await self._wait_until_down(ref, self.boot_id, until, began)
+        except _WindowClosed:
+            if not stopping:
+                return False  # it still answers: the signal came from something else
+            raise _StepFailed(
+                Outcome.TIMED_OUT,
+                f"the command was killed (exit code {code}) as the VM began shutting down, but the VM still "
+                f"answered after {format_duration(self.options.reconnect_timeout)} (--reconnect-timeout)",
+            ) from None
+        reason = f"killed by a signal (exit code {code}) as the VM went down"
+        rebooted = await self._ride_out(ref, reason, "the command")
+        if rebooted is False:
+            return False
+        self._count_reboot(result, rebooted, ENDED_BY_REBOOT)
+        result.ended_by_reboot = True
+        return True
 
     async def _announced_reboot(self, ref: StepRef, result: StepResult) -> None:
         """The command succeeded and said the VM is going down: wait for it to go and come back restarted."""

@@ -81,14 +81,21 @@ def tls_content_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 def make_rebootable_target(
     make_ssh_target: Callable[..., SshTarget],
 ) -> Iterator[Callable[..., tuple[SshTarget, PowerWatcher]]]:
-    """``make_rebootable_target(down_s=1, refused_s=0.5, **target_args)``: a loopback target whose power shims
-    (``sudo reboot``, ``shutdown -r now``, ``systemctl reboot``) really take it down and bring it back
-    (tests/support/power.py); a new boot id on every boot when running as root."""
+    """``make_rebootable_target(down_s=1, refused_s=0.5, terminate_first=0, **target_args)``: a loopback target
+    whose power shims (``sudo reboot``, ``shutdown -r now``, ``systemctl reboot``) really take it down and bring it
+    back (tests/support/power.py); a new boot id on every boot when running as root."""
     watchers: list[PowerWatcher] = []
 
-    def make(down_s: float = 1.0, refused_s: float = 0.5, blackhole: bool = True, **target_args: object):
+    def make(
+        down_s: float = 1.0,
+        refused_s: float = 0.5,
+        blackhole: bool = True,
+        terminate_first: float = 0.0,
+        **target_args: object,
+    ):
         target = make_ssh_target(**target_args)
-        watcher = PowerWatcher([target], {"down_s": down_s, "refused_s": refused_s, "blackhole": blackhole})
+        reboot_args = {"down_s": down_s, "refused_s": refused_s, "blackhole": blackhole}
+        watcher = PowerWatcher([target], {**reboot_args, "terminate_first": terminate_first})
         watcher.start()
         watchers.append(watcher)
         return target, watcher

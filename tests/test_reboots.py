@@ -176,6 +176,32 @@ def test_a_reboot_between_steps_runs_the_next_command_once_on_the_new_boot(make_
     assert any("the command had not started" in getattr(e, "message", "") for e in events)
 
 
+def test_a_command_killed_by_sigterm_as_the_vm_goes_down_counts_as_ended_by_the_reboot(
+    make_rebootable_target, tmp_path: Path
+) -> None:
+    """A shutdown sends SIGTERM to every process first: sshd may report the command's exit code 143 before the
+    connection drops. The VM says it is stopping, so that is the reboot, not a failure."""
+    require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")
+    target, _ = make_rebootable_target(down_s=0.3, refused_s=0.3, terminate_first=0.5)
+    d = target.remote_dir("sigterm")
+    steps = [shell("reboots", "sudo reboot"), shell("next", f"cat /proc/sys/kernel/random/boot_id > {d}/boot")]
+    run = Run(tmp_path, target, write_template(tmp_path, steps), *FAST)
+    assert run.code == 0, run.result.text
+    assert boot_id_of(target, f"{d}/boot") == target.boot_id
+    [reboot] = reboots(run)
+    assert reboot["reason"] == "killed by a signal (exit code 143) as the VM went down"
+    assert step(run, "reboots")["endedByReboot"] is True
+
+
+def test_a_command_killed_by_a_signal_without_a_reboot_still_fails(ssh_target: SshTarget, tmp_path: Path) -> None:
+    steps = [shell("kills-itself", "echo going", "kill -TERM $$"), shell("next", "true")]
+    started = time.monotonic()
+    run = Run(tmp_path, ssh_target, write_template(tmp_path, steps), *FAST)
+    assert run.code == 1, run.result.text
+    assert "exit code 143" in run.result.err and reboots(run) == []
+    assert time.monotonic() - started < 5  # the VM said it is running: no wait for a reboot
+
+
 # ----------------------------------------------------------------------------------------------- uploads
 def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_target, tmp_path: Path) -> None:
     require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")

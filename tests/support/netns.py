@@ -15,8 +15,8 @@ behind a bridge, with reboots that look like a real VM's from the client's side.
 Reboots (``NetnsTarget.reboot``), hard by default: the VM's link goes down (established connections hang: a
 client notices only by its keepalive), its processes die and its network stack is destroyed (connection attempts
 time out for ``down_s``), a fresh stack comes up without sshd (connection refused for ``refused_s``), then sshd
-starts with the same host key and a new boot id. ``graceful=True`` kills the sessions first (the client sees the
-connection close at once), as systemd does when it stops sshd.
+starts with the same host key and a new boot id. ``graceful=True`` first sends SIGTERM to every process, as systemd
+does (a command may report exit code 143, and the connection closes before the network goes).
 """
 
 from __future__ import annotations
@@ -227,8 +227,10 @@ class NetnsTarget(SshTarget):
         hang_s: float = 0.5,
         graceful: bool = False,
     ) -> None:
-        if graceful:
-            self.kill()  # sessions closed first: the client sees it at once
+        if graceful:  # as systemd: every process gets SIGTERM, then the network goes
+            self.terminate_commands(include_sshd=True)
+            time.sleep(0.3)
+            self.kill()
         ip("-n", self.ns, "link", "set", "eth0", "down", check=False)
         self.timeline.append((time.time(), "link down"))
         time.sleep(hang_s)

@@ -318,10 +318,17 @@ class SshTarget:
         self.timeline.append((time.time(), "down"))
 
     # ------------------------------------------------------------------------------------------ simulated reboots
-    def reboot(self, down_s: float = 1.0, refused_s: float = 0.5, blackhole: bool = True) -> None:
+    def reboot(
+        self, down_s: float = 1.0, refused_s: float = 0.5, blackhole: bool = True, terminate_first: float = 0.0
+    ) -> None:
         """A reboot as a client sees it on loopback: every session closes (the target dies at once), connection
         attempts time out for ``down_s`` (the port is blackholed), are refused for ``refused_s``, then sshd is
-        back with the same host key (and a new boot id when isolated)."""
+        back with the same host key (and a new boot id when isolated). ``terminate_first``: as a shutdown
+        starts, the commands get SIGTERM that many seconds before everything dies, so sshd reports their exit
+        code (143) before the connection drops."""
+        if terminate_first:
+            self.terminate_commands()
+            time.sleep(terminate_first)
         self.kill()
         if down_s:
             hole = PortBlackhole(self.host, self.port) if blackhole else None
@@ -332,6 +339,21 @@ class SshTarget:
         self.timeline.append((time.time(), "refusing"))
         time.sleep(refused_s)
         self.start()
+
+    def terminate_commands(self, include_sshd: bool = False) -> None:
+        """SIGTERM to the commands running on the target (and to sshd itself with ``include_sshd``), as a
+        shutdown starts."""
+        if self.proc is None:
+            return
+        self.timeline.append((time.time(), "terminating"))
+        for pid in descendants(self.proc.pid):
+            try:
+                is_sshd = Path(f"/proc/{pid}/comm").read_text().strip().startswith("sshd")
+            except OSError:
+                continue
+            if include_sshd or not is_sshd:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def restart_sshd(self, down_s: float = 0.3) -> None:
         """Every connection drops and sshd comes back, but the "VM" did not reboot: the boot id stays."""
