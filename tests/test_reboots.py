@@ -9,6 +9,7 @@ network that fails while the VM lives on.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.requirements import require_root
-from tests.support.sshd import IS_ROOT, PortBlackhole, SshTarget
+from tests.support.sshd import IS_ROOT, PortBlackhole, SilentPort, SshTarget
 from tests.support.templates import shell, write_template
 from tests.test_run_ssh import Run, wait_for
 
@@ -274,6 +275,39 @@ def test_a_vm_that_never_comes_back_is_exit_4_naming_the_step_and_the_last_error
     assert run.outcomes()["long"] == "timed out" and run.outcomes()["next"] == "not run"
     assert run.report["exitCode"] == 4 and reboots(run) == []
     assert "waiting up to 3.00 s" in run.result.out
+
+
+def test_a_port_forward_that_accepts_while_the_vm_is_down_does_not_stall_the_reconnect(
+    make_ssh_target, tmp_path: Path
+) -> None:
+    """While the VM is down its NAT port forward accepts connections and stays silent: each attempt gives up
+    after a few seconds without an SSH banner, instead of waiting out the 30 s connect timeout."""
+    target = make_ssh_target()
+    d = target.remote_dir("silent")
+    steps = [shell("long", f"echo started > {d}/started", "sleep 60"), shell("next", f"touch {d}/next")]
+    timeline: list[float] = []
+    silent: list[SilentPort] = []
+
+    def reboot_behind_a_port_forward() -> None:
+        wait_for(target.host_path(f"{d}/started"))
+        target.kill()
+        silent.append(SilentPort(target.host, target.port))
+        time.sleep(2.0)
+        silent[0].close()
+        target.start()
+        timeline.append(time.time())
+
+    rebooter = threading.Thread(target=reboot_behind_a_port_forward)
+    rebooter.start()
+    run = Run(tmp_path, target, write_template(tmp_path, steps), "--keepalive", "1s", "--connect-timeout", "30s")
+    rebooter.join()
+    silent[0].release()
+    assert silent[0].accepted  # aibx did knock while the VM was down
+    assert run.code == (0 if IS_ROOT else 1), run.result.text  # unprivileged: the boot id cannot change
+    [reboot] = run.report["reboots"] or [{"backAt": None}]
+    came_back = run.report["steps"][1]["end"] if reboot["backAt"] is None else reboot["backAt"]
+    back = datetime.datetime.fromisoformat(came_back.replace("Z", "+00:00")).timestamp()
+    assert back - timeline[0] < 7  # within one banner wait (5 s) of sshd's return, not the 30 s connect timeout
 
 
 def test_a_dropped_connection_without_a_reboot_fails_the_step(make_ssh_target, tmp_path: Path) -> None:

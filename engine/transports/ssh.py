@@ -44,6 +44,9 @@ BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 SYSTEM_STATE_COMMAND = "systemctl is-system-running"
 # one TCP connection attempt; a SYN that gets no answer is sent again after 1 s and 3 s, so 3 s covers 3 SYNs
 TCP_ATTEMPT_SECONDS = 3.0
+# sshd sends its banner as soon as it accepts; a port that accepts and stays silent (a NAT port forward such as
+# QEMU's or VirtualBox's while the VM behind it is down) is tried again after this long
+BANNER_SECONDS = 5.0
 
 
 class _HostKeyCheck:
@@ -196,7 +199,11 @@ class SshTransport(Transport):
                 sock.setblocking(False)
                 try:
                     await asyncio.wait_for(loop.sock_connect(sock, address), min(TCP_ATTEMPT_SECONDS, remaining))
-                    return sock
+                    asked = loop.time()
+                    if await _banner_ready(sock, min(BANNER_SECONDS, max(deadline - asked, 0.001))):
+                        return sock
+                    sock.close()
+                    await asyncio.sleep(max(0.0, min(0.25 - (loop.time() - asked), deadline - loop.time())))
                 except asyncio.TimeoutError:
                     sock.close()
                 except BaseException:
@@ -417,6 +424,24 @@ class SshTransport(Transport):
             conn.close()
             with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
                 await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server starts talking (its SSH banner) within ``timeout``; the bytes stay for asyncssh. False
+    when it stays silent or closes the connection (a port forward whose VM is down)."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, timeout)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(sock.fileno())
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
 
 
 async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:

@@ -153,6 +153,40 @@ class PortBlackhole:
         self.close()
 
 
+class SilentPort:
+    """A port that accepts connections and never says a word, as a NAT port forward (QEMU's user network,
+    VirtualBox) does while the VM behind it is down."""
+
+    def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(64)
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        """Stop accepting. Connections accepted so far stay open and silent (as a port forward's do when the VM
+        behind it comes back: nobody ever answers them) until ``release()``."""
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._thread.join(timeout=5)
+
+    def release(self) -> None:
+        for conn in self.accepted:
+            conn.close()
+
+
 class SshTarget:
     """One sshd on 127.0.0.1. ``with SshTarget("name") as t:`` prepares, starts and finally removes it."""
 
