@@ -103,7 +103,8 @@ class RunOptions:
     cleanup_timeout: float = 15.0  # removing temporary files after an interrupt, the deadline or a reboot
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     command_line: str = ""
-    reconnect_pause: float = 0.25  # between connection attempts that failed at once (connection refused)
+    # between connection attempts that failed at once (connection refused: one SYN and one RST each)
+    reconnect_pause: float = 0.1
     progress_interval: float = 10.0  # how often a wait for the VM is reported
     down_poll: float = 0.5  # how often a VM on its way down is asked whether it still runs
     restart_check_interval: float = 5.0  # between restartCheckCommand attempts (as Packer)

@@ -153,6 +153,10 @@ class PortBlackhole:
         self.close()
 
 
+class _PortTaken(Exception):
+    pass
+
+
 class SilentPort:
     """A port that accepts connections and never says a word, as a NAT port forward (QEMU's user network,
     VirtualBox) does while the VM behind it is down."""
@@ -206,6 +210,7 @@ class SshTarget:
         self.name = name
         self.host = host
         self.port = port or free_port(host)
+        self.port_chosen = port is None  # by the kernel: another one will do if someone takes it first
         self.user = TEST_USER if IS_ROOT else pwd.getpwuid(os.getuid()).pw_name
         self.password = TEST_PASSWORD if IS_ROOT and password_auth else None
         # own pid + mount namespace (root only): private /tmp, own boot id, systemctl shim, kill-all on stop
@@ -254,6 +259,11 @@ class SshTarget:
         authorized = self.dir / "authorized_keys"
         authorized.write_text(Path(f"{self.client_key}.pub").read_text())
         authorized.chmod(0o644)
+        self._write_config()
+        return self
+
+    def _write_config(self) -> None:
+        authorized = self.dir / "authorized_keys"
         self.known_hosts.write_text(self.known_hosts_line() + "\n")
         self.config.write_text(
             # the first occurrence of a keyword wins: overrides go first
@@ -277,7 +287,6 @@ class SshTarget:
             f"SetEnv PATH={self.shims}:/usr/local/bin:/usr/bin:/bin AIBX_CTL_DIR={self.dir}\n"
             "LogLevel VERBOSE\n"
         )
-        return self
 
     def known_hosts_line(self) -> str:
         name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
@@ -302,6 +311,19 @@ class SshTarget:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 10.0, *, new_boot: bool = True) -> SshTarget:
+        for _ in range(5):
+            try:
+                return self._start(timeout, new_boot)
+            except _PortTaken:
+                # the kernel handed the port out again between free_port() and sshd's bind (tests run in
+                # parallel on this machine): before the first boot, any other port will do
+                if self.boot_count or not self.port_chosen:
+                    raise RuntimeError(f"sshd {self.name}: port {self.port} is taken") from None
+                self.port = free_port(self.host)
+                self._write_config()
+        raise RuntimeError(f"sshd {self.name}: no free port after 5 tries")
+
+    def _start(self, timeout: float, new_boot: bool) -> SshTarget:
         if new_boot or not self.boot_id_file.exists():
             # rewritten in place: the bind mount of an isolated target follows the file's inode
             with open(self.boot_id_file, "w") as f:
@@ -320,6 +342,8 @@ class SshTarget:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 tail = self.log.read_bytes()[offset:].decode(errors="replace")[-2000:]
+                if "Address already in use" in tail:
+                    raise _PortTaken()
                 raise RuntimeError(f"sshd {self.name} did not start:\n{tail}")
             time.sleep(0.005)
         wait_banner(self.host, self.port, timeout)
