@@ -57,7 +57,6 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
                 stdin=Content(data=script),
                 description=f"the VM downloads {redact_uri(uri)}, {'checks it and ' if checksum else ''}"
                 f"moves it to {destination}",
-                shutdown_marker=posix.SHUTDOWN_MARKER,
             )
         )
         plan.on_interrupt.append(

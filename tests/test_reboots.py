@@ -40,6 +40,31 @@ def step(run: Run, name: str) -> dict:
     return next(s for s in run.report["steps"] if s["name"] == name)
 
 
+# ----------------------------------------------------------------------------------------------- the plan
+@pytest.mark.parametrize(
+    ("step_", "watched"),
+    [
+        (shell("plain", "apt-get install -y nginx", "echo done"), False),
+        (shell("reboots", "apt-get dist-upgrade -y", "sudo reboot"), True),
+        (shell("shuts-down", "sudo shutdown -r now"), True),
+        (shell("systemd", "sudo systemctl restart nginx"), True),
+        (shell("sysv", "sudo init 6"), True),
+        (shell("not-a-word", "echo rebooting-is-not-needed > /tmp/x", "cp /etc/shutdowns.conf /tmp"), False),
+        ({"type": "Shell", "name": "uri", "scriptUri": "https://example.com/s.sh", "sha256Checksum": "0" * 64}, True),
+    ],
+)
+def test_the_wrapper_watches_for_a_shutdown_only_after_scripts_that_can_restart(step_: dict, watched: bool) -> None:
+    """Asking systemd costs a process per step, so only scripts that can restart the VM ask: a scriptUri (aibx
+    cannot read it at plan time) or inline lines that mention a restart command."""
+    from aibx.plan import Exec
+    from tests.support.plans import linux_plan
+
+    [action] = linux_plan([step_]).steps[-1].actions
+    assert isinstance(action, Exec)
+    assert ("systemctl is-system-running" in action.command) is watched
+    assert bool(action.shutdown_marker) is watched
+
+
 # ----------------------------------------------------------------------------------------------- a reboot mid-step
 @pytest.mark.parametrize(
     ("command", "cut"),
