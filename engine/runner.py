@@ -406,11 +406,12 @@ class Runner:
         began = loop.time()
         if until is None:
             until = began + self.options.reconnect_timeout
-        limit = limit or f"{format_duration(until - began)} (--reconnect-timeout)"
+        window = round(until - began, 3)  # (began + t) - began is not always t in floating point
+        limit = limit or f"{format_duration(window)} (--reconnect-timeout)"
         before = self.boot_id
         self.emit(
             ConnectionDropped(
-                self.target, step=ref, reason=reason, during=during, window_seconds=until - began, expected=expected
+                self.target, step=ref, reason=reason, during=during, window_seconds=window, expected=expected
             )
         )
         attempts = 0
