@@ -27,9 +27,14 @@ class TargetFleet:
         ]
 
     def start(self) -> TargetFleet:
+        """Prepare and start every target; if one cannot start, the others are removed again."""
         keygen(self.client_key)
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda t: t.prepare().start(), self.targets))
+        try:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda t: t.prepare().start(), self.targets))
+        except BaseException:
+            self.remove()
+            raise
         self.known_hosts.write_text("".join(t.known_hosts_line() + "\n" for t in self.targets))
         return self
 
