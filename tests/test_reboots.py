@@ -14,6 +14,9 @@ import hashlib
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ import pytest
 from tests.support.requirements import require_root
 from tests.support.sshd import IS_ROOT, PortBlackhole, SilentPort, SshTarget
 from tests.support.templates import shell, write_template
-from tests.test_run_ssh import Run, wait_for
+from tests.test_run_ssh import ROOT, Run, wait_for
 
 FAST = ("--keepalive", "1s", "--connect-timeout", "5s")  # a dead peer is noticed within 3 s
 
@@ -300,6 +303,32 @@ def test_a_vm_that_never_comes_back_is_exit_4_naming_the_step_and_the_last_error
     assert run.outcomes()["long"] == "timed out" and run.outcomes()["next"] == "not run"
     assert run.report["exitCode"] == 4 and reboots(run) == []
     assert "waiting up to 3.00 s" in run.result.out
+
+
+def test_ctrl_c_while_waiting_for_the_vm_exits_130_at_once(make_ssh_target, tmp_path: Path) -> None:
+    target = make_ssh_target()
+    d = target.remote_dir("sigint")
+    template = write_template(tmp_path, [shell("long", f"echo started > {d}/started", "sleep 60")])
+    console = tmp_path / "console.txt"
+    with console.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aibx", "run", str(template), "--host", target.url, "-i", str(target.client_key),
+             "--known-hosts", str(target.known_hosts), "--log", str(tmp_path / "log"), "--report",
+             str(tmp_path / "report.json"), *FAST],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+        wait_for(target.host_path(f"{d}/started"))
+        target.kill()  # and it stays off
+        deadline = time.monotonic() + 20
+        while "waiting up to 20m00s" not in console.read_text():
+            assert time.monotonic() < deadline, console.read_text()
+            time.sleep(0.05)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, console.read_text()
+    assert time.monotonic() - interrupted < 10
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["outcome"] == "interrupted" and report["steps"][-1]["outcome"] == "interrupted"
 
 
 def test_a_port_forward_that_accepts_while_the_vm_is_down_does_not_stall_the_reconnect(
