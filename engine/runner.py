@@ -56,7 +56,7 @@ from aibx.engine.events import (
     StepStarted,
     WaitingForHost,
 )
-from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy
+from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy, SharedFetcher
 from aibx.engine.output import LineSplitter
 from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.transports.base import (
@@ -169,8 +169,10 @@ class Runner:
         options: RunOptions,
         *,
         target: str,
+        shared_fetcher: SharedFetcher | None = None,
     ) -> None:
         self.selected = selected
+        self.shared_fetcher = shared_fetcher  # a fleet fetches each script and file once for all its hosts
         self.transport_factory = transport_factory
         self.emit = emit
         self.options = options
@@ -186,7 +188,7 @@ class Runner:
         self._current: asyncio.Future[Any] | None = None
         self._deadline = 0.0
         self._fetched: dict[Content, Path] = {}
-        self._fetcher: ContentFetcher | None = None
+        self._fetcher: ContentFetcher | SharedFetcher | None = None
 
     # ------------------------------------------------------------------------------------------ control
     def interrupt(self) -> None:
@@ -347,7 +349,7 @@ class Runner:
         def notice(level: str) -> Callable[[str], None]:
             return lambda message: self.emit(Notice(self.target, message=message, level=level))
 
-        self._fetcher = ContentFetcher(
+        self._fetcher = self.shared_fetcher or ContentFetcher(
             workdir, self.options.fetch, on_retry=notice("info"), on_warning=notice("warning")
         )
         for index, (ref, selected) in enumerate(zip(self.refs, self.selected.steps, strict=True)):

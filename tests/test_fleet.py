@@ -4,6 +4,7 @@ report entry per host, the summary table, and the worst host's exit code. Real s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
@@ -203,6 +204,23 @@ def test_a_fleet_rides_out_reboots_on_every_host_at_once(make_fleet, tmp_path: P
     summary = result.out[result.out.index("16 hosts: ") :]
     rows = [line.split() for line in summary.splitlines()[2:] if line.startswith("ssh://")]
     assert len(rows) == 16 and all(row[3] == "1" for row in rows)  # the reboots column
+
+
+def test_a_fleet_fetches_each_script_once(make_fleet, tmp_path: Path, content_server) -> None:
+    fleet = make_fleet(3)
+    _prepare_markers(fleet, failing=None)
+    body = b'#!/bin/sh\necho fetched-once >> "$AIBX_CTL_DIR/done"\n'
+    url = content_server.serve("/setup.sh", body, failures=[503])  # one transient failure, then the script
+    step_ = {"type": "Shell", "name": "setup", "scriptUri": url, "sha256Checksum": hashlib.sha256(body).hexdigest()}
+    result = invoke(
+        "run", write_template(tmp_path, [step_]), "--hosts-file", fleet.hosts_file(tmp_path / "hosts.txt"),
+        *fleet.auth_args(), "--log", tmp_path / "c.log",
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    assert content_server.requests == ["/setup.sh", "/setup.sh"]  # the failure and one download, for 3 hosts
+    assert all((t.dir / "done").read_text() == "fetched-once\n" for t in fleet.targets)
+    assert result.text.count("try 2 of 10") == 1  # said once on the console
+    assert all("try 2 of 10" in (tmp_path / f"c-{file_safe(t.url)}.log").read_text() for t in fleet.targets)
 
 
 # ----------------------------------------------------------------------------------------------- usage

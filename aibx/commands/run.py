@@ -299,11 +299,15 @@ def _execute(args, prepared, selected, target, connect_options, run_options) -> 
 def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
     """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table."""
     import contextlib
+    import shutil
+    import tempfile
     import traceback
+    from pathlib import Path
 
     from aibx.engine.console_view import ConsoleView
     from aibx.engine.customization_log import CustomizationLog
-    from aibx.engine.events import EventBus
+    from aibx.engine.events import EventBus, Notice
+    from aibx.engine.fetch import ContentFetcher, SharedFetcher
     from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, summary_table
     from aibx.engine.run_report import FleetReport, RunReport
     from aibx.engine.runner import Runner
@@ -313,12 +317,23 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
     runs = [HostRun(entry, log_path=path) for entry, path in zip(hosts, per_host_paths(args.log, hosts), strict=True)]
     with contextlib.ExitStack() as logs:
         buses = {}
+        host_logs: list[CustomizationLog] = []
+        # what concerns every host (fetching the scripts and files, once for all): said once, logged for each
+        fleet_bus = EventBus(prepared.redact, [ConsoleView(status_line=False), lambda e: [g(e) for g in host_logs]])
+
+        def tell(level: str):  # type: ignore[no-untyped-def]
+            return lambda message: fleet_bus.emit(Notice("fleet", message=message, level=level))
+
+        fetch_dir = Path(tempfile.mkdtemp(prefix="aibx-fleet-"))
+        logs.callback(shutil.rmtree, fetch_dir, True)
+        fetcher = SharedFetcher(ContentFetcher(fetch_dir, run_options.fetch, tell("info"), tell("warning")))
         for host in runs:
             try:
                 log = CustomizationLog(host.log_path)  # type: ignore[arg-type]
             except OSError as exc:
                 return _error(f"--log {host.log_path}: {exc.strerror or exc}")
             logs.callback(log.close)
+            host_logs.append(log)
             console = ConsoleView(status_line=False, files=(f"log: {host.log_path}",), prefix=f"[{host.entry.text}] ")
             bus = buses[host.entry] = EventBus(prepared.redact, [console, log])
             report = RunReport(None)
@@ -334,6 +349,7 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
                 buses[host.entry],
                 run_options,
                 target=str(target),
+                shared_fetcher=fetcher,
             )
 
         fleet = Fleet(runs, args.parallel, make_runner)
