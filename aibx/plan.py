@@ -66,6 +66,12 @@ class Exec:
     # a stderr line by which the command says it succeeded and the VM is going down: the runner waits for the
     # reboot before the next step (see aibx.provisioners.posix.SHUTDOWN_MARKER)
     shutdown_marker: str = ""
+    # the command's own time limit inside the build timeout (None: the build timeout only). When it runs out the
+    # command is stopped and the step fails as timed out with ``timeout_message``, where "{limit}" becomes the limit
+    # and ``timeout_name`` (without "{limit}" in it: "<timeout_message> within <limit> (<timeout_name>)")
+    timeout_seconds: float | None = None
+    timeout_message: str = ""
+    timeout_name: str = ""  # where the limit comes from, e.g. "--deprovision-timeout"
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,8 @@ def action_as_dict(action: Action) -> dict[str, object]:
         out["validExitCodes"] = list(action.valid_exit_codes)
         if action.warn_exit_codes:
             out["warnExitCodes"] = {str(code): text for code, text in action.warn_exit_codes}
+        if action.timeout_seconds is not None:
+            out["timeoutSeconds"] = action.timeout_seconds
     elif isinstance(action, Upload):
         out = {"type": "upload", "path": action.remote_path, "content": content_as_dict(action.content)}
         if action.mode is not None:
@@ -172,6 +180,8 @@ def action_as_dict(action: Action) -> dict[str, object]:
             "searchCriteria": action.search_criteria,
             "filters": list(action.filters),
             "updateLimit": action.update_limit,
+            "command": action.command,
+            "maxRounds": action.max_rounds,
         }
     if action.description:
         out["description"] = action.description

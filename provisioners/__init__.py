@@ -30,6 +30,7 @@ MODULES = {
 @dataclass
 class CompileOptions:
     generalize: bool = False  # run the deprovision step at the end (destroys access to a real VM)
+    deprovision_timeout_seconds: float = 20 * 60.0  # the deprovision step's own limit (the Sysprep wait)
     fetch_on_target: bool = False  # let the VM download scriptUri/sourceUri itself, as AIB does
     allow_any_destination: bool = False  # File on Linux outside /tmp
     base_dir: str = "."  # where relative file: URIs are resolved (the template's folder)

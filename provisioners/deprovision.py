@@ -4,6 +4,16 @@ AIB stages its default script at ``/tmp/DeprovisioningScript.sh`` (Linux) or ``c
 (Windows) before the customizers, so they may replace or edit it, and runs whatever is there last. On a VM the user
 keeps, deprovisioning destroys access, so ``aibx run`` stages the script always but runs it only with
 ``--generalize``; a missing script is a warning, as in AIB's log.
+
+Unlike AIB and Packer, the run is bounded (``--deprovision-timeout``, default 20 minutes): AIB's Windows script
+waits without end for Azure's guest agent services and then for Sysprep's image state to become
+``IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE``; when the limit runs out the script is stopped, the step times out (exit
+code 4) with its last lines of output, and on Windows the image state and the end of Sysprep's error log
+(``Panther\\setuperr.log``) are shown.
+
+On Windows a small launcher (``C:\\Windows\\Temp\\aibx-deprovision-<id>.ps1``) runs the script, so the command
+line is plain ``powershell.exe -File`` (the same under cmd.exe, OpenSSH's PowerShell shell and WinRM) and errors
+stay readable text.
 """
 
 from __future__ import annotations
@@ -12,12 +22,16 @@ import shlex
 from importlib import resources
 
 from aibx.provisioners import CompileContext
+from aibx.provisioners.powershell import WINDOWS_TEMP, windows_cleanup
 
 from aibx import model
+from aibx import powershell as ps
 from aibx.plan import Content, Exec, StepPlan, Upload
 
 # The deprovision command's exit code when the script is missing: a warning, not a failure (AIB goes on too).
 MISSING_EXIT = 197
+TIMEOUT_OPTION = "--deprovision-timeout"
+SYSPREP_DONE_STATE = "IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE"
 
 
 def missing_message(path: str) -> str:
@@ -44,19 +58,64 @@ def stage(ctx: CompileContext) -> StepPlan:
     return plan
 
 
+def windows_launcher(path: str) -> bytes:
+    """The launcher that runs the deprovisioning script with AIB's semantics: the script's exit code (its own
+    ``exit N``, else the last native command's), 1 on a terminating error, ``MISSING_EXIT`` when it is gone."""
+    quoted = ps.quote(path)
+    text = (
+        "# aibx: run the deprovisioning script that AIB runs last, or say that it is missing\r\n"
+        "$ProgressPreference = 'SilentlyContinue'\r\n"
+        f"if (-not (Test-Path -LiteralPath {quoted})) {{\r\n"
+        f"    [Console]::Out.WriteLine({ps.quote(f'aibx: {path} is missing')})\r\n"
+        f"    exit {MISSING_EXIT}\r\n"
+        "}\r\n"
+        "$global:LASTEXITCODE = 0\r\n"
+        f"& {quoted}\r\n"
+        "exit $LASTEXITCODE\r\n"
+    )
+    return (ps.BOM + text).encode("utf-8")
+
+
+# Shown when the Windows deprovisioning step is cut short (the timeout, an interrupt): where Sysprep got to.
+SYSPREP_DIAGNOSTICS = """# aibx: Sysprep's image state and the end of its error log
+$ErrorActionPreference = 'SilentlyContinue'
+$ProgressPreference = 'SilentlyContinue'
+$state = (Get-ItemProperty -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Setup\\State').ImageState
+[Console]::Out.WriteLine('aibx: ImageState is ' + $state)
+$log = Join-Path $env:SystemRoot 'System32\\Sysprep\\Panther\\setuperr.log'
+if (Test-Path -LiteralPath $log) {
+    [Console]::Out.WriteLine('aibx: the end of ' + $log + ':')
+    Get-Content -LiteralPath $log -Tail 20 | ForEach-Object { [Console]::Out.WriteLine('  ' + $_) }
+}
+exit 0"""
+
+
 def run(ctx: CompileContext) -> StepPlan:
     path = ctx.template.deprovision_path
     plan = StepPlan(name="deprovision", kind="Deprovision", phase="deprovision")
     warning = (MISSING_EXIT, missing_message(path))
+    timeout = ctx.options.deprovision_timeout_seconds
     if ctx.os_type is model.OsType.WINDOWS:
-        quoted = path.replace("'", "''")
-        script = (
-            f"if (Test-Path '{quoted}') {{ & '{quoted}'; exit $LASTEXITCODE }} "
-            f"else {{ Write-Output 'aibx: {quoted} is missing'; exit {MISSING_EXIT} }}"
-        )
-        command = f'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command "{script}"'
-        plan.actions.append(
-            Exec(command, description="run the deprovisioning script (Sysprep)", warn_exit_codes=(warning,))
+        launcher = f"{WINDOWS_TEMP}\\aibx-deprovision-{ctx.options.random_name()}.ps1"
+        plan.actions = [
+            Upload(launcher, Content(data=windows_launcher(path)), description=f"aibx's launcher for {path}"),
+            Exec(
+                f"{ps.POWERSHELL} {ps.POWERSHELL_FLAGS} -File {launcher}",
+                description="run the deprovisioning script (Sysprep)",
+                warn_exit_codes=(warning,),
+                timeout_seconds=timeout,
+                timeout_message="the deprovisioning script did not finish within {limit}: Sysprep's image state "
+                f"did not become {SYSPREP_DONE_STATE} (or the script waits for something else: see its last lines)",
+                timeout_name=TIMEOUT_OPTION,
+            ),
+        ]
+        plan.on_interrupt = [
+            Exec(ps.encoded_command_line(SYSPREP_DIAGNOSTICS), description="Sysprep's image state and error log")
+        ]
+        plan.cleanup = [windows_cleanup([launcher])]
+        plan.notes.append(
+            "AIB's default script waits for Azure's guest agent services (RdAgent, WindowsAzureGuestAgent): outside "
+            f"Azure replace {path} in a customizer"
         )
     else:
         # sudo -n: fail at once instead of waiting for a password prompt nobody can answer
@@ -67,6 +126,9 @@ def run(ctx: CompileContext) -> StepPlan:
                 command,
                 description="run the deprovisioning script with sudo (waagent -deprovision+user)",
                 warn_exit_codes=(warning,),
+                timeout_seconds=timeout,
+                timeout_message="the deprovisioning script did not finish",
+                timeout_name=TIMEOUT_OPTION,
             )
         )
     plan.notes.append("--generalize: after this the VM is generalized; keep no data on it you still need")

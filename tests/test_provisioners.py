@@ -188,12 +188,20 @@ def test_deprovisioning_is_staged_first_and_runs_last_only_with_generalize() -> 
 
 def test_windows_deprovisioning() -> None:
     template = model.ImageTemplate(file="t.json", os_type=model.OsType.WINDOWS)
-    steps = compile_plan(template, CompileOptions(generalize=True)).steps
-    stage, run = steps[0].actions[0], steps[-1].actions[0]
+    options = CompileOptions(generalize=True, deprovision_timeout_seconds=600, random_name=lambda: FIXED)
+    steps = compile_plan(template, options).steps
+    stage = steps[0].actions[0]
     assert isinstance(stage, Upload) and stage.remote_path == r"c:\DeprovisioningScript.ps1"
     assert stage.content.data is not None and b"Sysprep" in stage.content.data
-    assert isinstance(run, Exec) and run.command.startswith("powershell.exe -NoProfile")
-    assert r"Test-Path 'c:\DeprovisioningScript.ps1'" in run.command
+    launcher, run = steps[-1].actions
+    path = rf"C:\Windows\Temp\aibx-deprovision-{FIXED}.ps1"
+    assert isinstance(launcher, Upload) and launcher.remote_path == path and launcher.content.data is not None
+    assert r"& 'c:\DeprovisioningScript.ps1'" in launcher.content.data.decode("utf-8-sig")
+    assert isinstance(run, Exec)
+    assert run.command == f"powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File {path}"
+    assert run.timeout_seconds == 600 and run.timeout_name == "--deprovision-timeout"
+    assert "IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE" in run.timeout_message
+    assert dict(run.warn_exit_codes)[MISSING_EXIT].startswith("Deprovisioning script [c:\\DeprovisioningScript.ps1]")
 
 
 def test_unknown_customizer_types_are_refused() -> None:

@@ -31,6 +31,13 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         help="run AIB's deprovision step last (waagent -deprovision+user / Sysprep): the VM is unusable afterwards",
     )
     g.add_argument(
+        "--deprovision-timeout",
+        default="20m",
+        metavar="DURATION",
+        help="stop the deprovision step after this long (Sysprep waiting for IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE "
+        "that never comes) and fail with exit code 4 (default 20m)",
+    )
+    g.add_argument(
         "--fetch-on-target",
         action="store_true",
         help="let the VM download scriptUri/sourceUri and check them (as AIB's build VM does), "
@@ -97,8 +104,18 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     if warnings:
         print(f"aibx: {warnings} validation warning(s); see them with: aibx validate {args.template}", file=sys.stderr)
     result = loaded.results[0]
+    from aibx.model import parse_duration
+
+    deprovision_timeout = parse_duration(args.deprovision_timeout)
+    if deprovision_timeout is None or deprovision_timeout <= 0:
+        print(
+            f"aibx: --deprovision-timeout {args.deprovision_timeout!r} is not a duration such as 20m, 1h or 90s",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     options = CompileOptions(
         generalize=args.generalize,
+        deprovision_timeout_seconds=deprovision_timeout,
         fetch_on_target=args.fetch_on_target,
         allow_any_destination=args.allow_any_destination,
         base_dir=os.path.dirname(result.document.file),
@@ -177,8 +194,12 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
             for action in actions:
                 if isinstance(action, Exec):
                     out.append(f"    {label}exec   {action.command}")
-                    if action.description and not label:
+                    if action.description and (not label or "-EncodedCommand " in action.command):
                         out.append(f"           ({action.description})")
+                    script = _encoded_script(action.command)
+                    if script is not None:
+                        out.append("           decoded:")
+                        out += [f"           | {line}" for line in script.splitlines()]
                     if action.stdin is not None:
                         if action.stdin.data is not None:
                             out.append("    stdin")
@@ -190,6 +211,9 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
                         out.append(f"           success: exit code {', '.join(map(str, action.valid_exit_codes))}")
                     for code, warning in action.warn_exit_codes:
                         out.append(f"           exit code {code}: warning: {warning}")
+                    if action.timeout_seconds is not None:
+                        name = f" ({action.timeout_name})" if action.timeout_name else ""
+                        out.append(f"           stopped after {action.timeout_seconds:g} s{name}")
                 elif isinstance(action, Upload):
                     mode = f", mode {action.mode:04o}" if action.mode is not None else ""
                     out.append(f"    {label}upload {action.remote_path}{mode}")
@@ -205,9 +229,26 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
                     out.append(f"    {label}update {action.command or action.description}")
                     out.append(f"           search: {action.search_criteria}; at most {action.update_limit} updates")
                     out += [f"           filter: {f}" for f in action.filters]
+                    out.append(
+                        f"           (rounds until nothing is left, at most {action.max_rounds}; a restart between "
+                        "rounds when one is needed)"
+                    )
         for note in step.notes:
             out.append(f"    note: {note}")
         out.append("")
     if not any(s.phase == "deprovision" for s in plan.steps):
         out.append("The deprovision step is left out: add --generalize to run it (the VM is unusable afterwards).")
     return prepared.redact("\n".join(out) + "\n")
+
+
+def _encoded_script(command: str) -> str | None:
+    """The PowerShell script of a ``-EncodedCommand`` command line (so a plan shows what it does), else None."""
+    from aibx.powershell import decode_command
+
+    _, found, encoded = command.partition(" -EncodedCommand ")
+    if not found or " " in encoded.strip():
+        return None
+    try:
+        return decode_command(encoded.strip())
+    except ValueError:
+        return None
