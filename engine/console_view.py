@@ -26,6 +26,7 @@ from aibx.engine.events import (
     StepRef,
     StepSkipped,
     StepStarted,
+    UpdateRound,
     WaitingForHost,
 )
 
@@ -175,6 +176,9 @@ class ConsoleView:
             ref = event.step
             reason = f" ({event.reason})" if event.reason else ""
             self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
+        elif isinstance(event, UpdateRound):
+            after = {"restart": "; restarting the VM", "again": "; searching again"}.get(event.next, "")
+            self._write(s(f"Windows Update {event.summary}{after}", "bold") + "\n")
         elif isinstance(event, Notice):
             if event.level == "warning":
                 self._write(s("warning:", "yellow", "bold") + f" {event.message}\n", self.err)

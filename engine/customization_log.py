@@ -21,6 +21,7 @@ from aibx.engine.events import (
     StepFinished,
     StepSkipped,
     StepStarted,
+    UpdateRound,
     WaitingForHost,
 )
 
@@ -124,6 +125,11 @@ class CustomizationLog:
             ref = event.step
             reason = f": {event.reason}" if event.reason else ""
             self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r}: {event.outcome.value}{reason}")
+        elif isinstance(event, UpdateRound):
+            name = event.step.name
+            self._line(t, "INFO", f"{name}: Windows Update {event.summary}; next: {event.next}")
+            for kb, title, outcome, hresult in event.updates:
+                self._line(t, "INFO", f"{name}:   {outcome:<16} {kb or '-':<12} {title} {hresult}".rstrip())
         elif isinstance(event, Notice):
             self._line(t, "WARN" if event.level == "warning" else "INFO", event.message)
         elif isinstance(event, RunFinished):

@@ -151,6 +151,25 @@ class Reconnected(Event):
 
 
 @dataclass(frozen=True)
+class UpdateRound(Event):
+    """One WindowsUpdate round finished: what it found and installed, and what the runner does next."""
+
+    step: StepRef
+    number: int
+    max_rounds: int
+    summary: str  # "round 1: found 3, selected 2, skipped 1, installed 2, failed 0; restart required"
+    next: str  # "restart", "again", "done" or "fail"
+    found: int = 0
+    selected: int = 0
+    skipped: int = 0
+    installed: int = 0
+    failed: int = 0
+    reboot_required: bool = False
+    # each selected update: (KB, title, result, HRESULT with its meaning)
+    updates: tuple[tuple[str, str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class StepSkipped(Event):
     step: StepRef
     outcome: Outcome  # SKIPPED or NOT_RUN
@@ -199,8 +218,17 @@ class EventBus:
         changes: dict[str, object] = {}
         for f in dataclasses.fields(event):
             value = getattr(event, f.name)
-            if isinstance(value, str) and value and not isinstance(value, enum.Enum):
-                redacted = self.redactor.redact(value)
-                if redacted != value:
-                    changes[f.name] = redacted
+            if isinstance(value, enum.Enum):
+                continue
+            redacted = self._redact_value(value)
+            if redacted != value:
+                changes[f.name] = redacted
         return dataclasses.replace(event, **changes) if changes else event
+
+    def _redact_value(self, value: object) -> object:
+        """Strings, and strings inside (nested) tuples, redacted."""
+        if isinstance(value, str):
+            return self.redactor.redact(value) if value else value
+        if isinstance(value, tuple):
+            return tuple(self._redact_value(v) for v in value)
+        return value

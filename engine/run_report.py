@@ -1,5 +1,6 @@
 """The JSON report of a run (``--report FILE``): per step its name, type, start, end, exit code and outcome; the
-host's boot identity; every reboot (when, during what, how long the VM was away, the boot identities); the totals.
+host's boot identity; every reboot (when, during what, how long the VM was away, the boot identities); for a
+WindowsUpdate step each round (counts, and every selected update's KB, title, result and HRESULT); the totals.
 Written when the run ends, whatever way it ends. For many hosts, ``FleetReport`` holds one such document per host.
 """
 
@@ -24,6 +25,7 @@ from aibx.engine.events import (
     StepRef,
     StepSkipped,
     StepStarted,
+    UpdateRound,
 )
 
 from aibx import __version__
@@ -101,6 +103,25 @@ class RunReport:
                     "bootIdBefore": event.previous_boot_id,
                     "bootIdAfter": event.boot_id,
                     "confirmed": event.rebooted is True,
+                }
+            )
+        elif isinstance(event, UpdateRound):
+            rounds = self._step(event.step).setdefault("windowsUpdateRounds", [])
+            assert isinstance(rounds, list)
+            rounds.append(
+                {
+                    "round": event.number,
+                    "found": event.found,
+                    "selected": event.selected,
+                    "skipped": event.skipped,
+                    "installed": event.installed,
+                    "failed": event.failed,
+                    "rebootRequired": event.reboot_required,
+                    "next": event.next,
+                    "updates": [
+                        {"kb": kb, "title": title, "result": outcome, "hresult": hresult}
+                        for kb, title, outcome, hresult in event.updates
+                    ],
                 }
             )
         elif isinstance(event, StepSkipped):

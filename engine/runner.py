@@ -54,6 +54,7 @@ from aibx.engine.events import (
     StepRef,
     StepSkipped,
     StepStarted,
+    UpdateRound,
     WaitingForHost,
 )
 from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy, SharedFetcher
@@ -68,7 +69,7 @@ from aibx.engine.transports.base import (
 )
 
 from aibx.exitcodes import ExitCode
-from aibx.plan import Action, Content, Exec, Restart, StepPlan, Upload
+from aibx.plan import Action, Content, Exec, Restart, StepPlan, Upload, WindowsUpdate
 
 T = TypeVar("T")
 TAIL_LINES = 10  # stderr lines quoted when a step fails
@@ -81,6 +82,8 @@ SIGNALLED = range(129, 193)
 # after a command killed by a signal, how long the connection may take to drop if it was a reboot (when the VM
 # cannot say that it is shutting down)
 SIGNAL_GRACE = 5.0
+# how the engine restarts a VM between Windows Update rounds
+WINDOWS_UPDATE_RESTART = 'shutdown /r /f /t 0 /c "aibx windows update"'
 ENDED_BY_REBOOT = (
     "ended by a reboot before the command finished: it did not run to completion and has no exit code; "
     "counted as succeeded, as AIB and Packer's expect_disconnect do"
@@ -299,7 +302,7 @@ class Runner:
                 continue
             problems += [f"{s.step.name}: {reason}" for reason in s.step.blocked]
             for action in s.step.actions:
-                if not isinstance(action, (Exec, Upload, Restart)):
+                if not isinstance(action, (Exec, Upload, Restart, WindowsUpdate)):
                     problems.append(f"{s.step.name}: {type(action).__name__} is not supported by aibx run yet")
         return "; ".join(problems)
 
@@ -592,6 +595,8 @@ class Runner:
         if isinstance(action, Restart):
             await self._restart(ref, action, result)
             return None
+        if isinstance(action, WindowsUpdate):
+            return await self._windows_update(ref, action, result)
         raise _StepFailed(Outcome.FAILED, f"{type(action).__name__} is not supported by aibx run yet")
 
     async def _exec(self, ref: StepRef, action: Exec, result: StepResult) -> int | None:
@@ -601,11 +606,19 @@ class Runner:
         if action.stdin and action.stdin.data is None:
             detail = f"{detail}; stdin: {action.stdin.describe()}"
         self.emit(ActionStarted(self.target, step=ref, kind="exec", text=action.command, detail=detail, script=script))
+        until = None  # the command's own limit (the Sysprep wait), inside the build deadline
+        if action.timeout_seconds is not None:
+            until = asyncio.get_running_loop().time() + action.timeout_seconds
         drops = 0
         while True:
             collector = _OutputCollector(self, ref, action.shutdown_marker)
             try:
-                code = await self._guarded(self._transport().run(action.command, stdin=stdin, on_output=collector.feed))
+                code = await self._guarded(
+                    self._transport().run(action.command, stdin=stdin, on_output=collector.feed), until
+                )
+            except _WindowClosed:
+                collector.flush()
+                raise _StepFailed(Outcome.TIMED_OUT, _timeout_message(action, collector)) from None
             except ConnectionLost as exc:
                 collector.flush()
                 drops += 1
@@ -844,6 +857,136 @@ class Runner:
                     Outcome.TIMED_OUT, f"the restart check did not succeed within {limit}; {last}"
                 ) from None
 
+    # ------------------------------------------------------------------------------------------ WindowsUpdate
+    async def _windows_update(self, ref: StepRef, action: WindowsUpdate, result: StepResult) -> int | None:
+        """Rounds of ``action.command`` (search, filter, download and install, as SYSTEM), each ending with an
+        ``AIBX-WU-RESULT`` line; ``next_move`` decides what follows: restart the VM and search again, search
+        again, done, or fail (a loop, a pending restart that does not clear, the round limit, an error).
+
+        A round cut short by a restart (an update that restarts the VM itself) is followed by another round. A
+        round whose connection dropped *without* a restart fails the step: the update task may still be running
+        on the VM, and aibx never starts a second one beside it."""
+        from aibx.provisioners.windows_update import RESULT_MARKER, RoundResult, next_move, parse_round_output
+
+        loop = asyncio.get_running_loop()
+        rounds: list[RoundResult | None] = []  # the rounds that finished, for next_move
+        started = 0  # rounds started, including those a restart cut short
+        drops = 0
+        restarts = 0
+        while True:
+            if started >= action.max_rounds:
+                cut = started - len(rounds)
+                raise _StepFailed(
+                    Outcome.FAILED,
+                    f"Windows Update did not finish within {action.max_rounds} rounds (the limit); {cut} of them "
+                    "were cut short by restarts of the VM",
+                )
+            started += 1
+            self.emit(
+                ActionStarted(
+                    self.target,
+                    step=ref,
+                    kind="exec",
+                    text=action.command,
+                    detail=f"Windows Update round {started} (at most {action.max_rounds})",
+                )
+            )
+            collector = _OutputCollector(self, ref, capture=RESULT_MARKER)
+            try:
+                code = await self._guarded(self._transport().run(action.command, on_output=collector.feed))
+            except ConnectionLost as exc:
+                collector.flush()
+                drops += 1
+                if drops > MAX_DROPS_PER_ACTION:
+                    raise _StepFailed(
+                        Outcome.CONNECTION_LOST, f"the connection dropped {drops} times during this step: {exc}"
+                    ) from None
+                if not exc.command_started:
+                    started -= 1  # it never ran: the same round, once the VM answers
+                    rebooted = await self._ride_out(ref, str(exc), "the start of a Windows Update round")
+                    self._count_reboot(result, rebooted, "the VM restarted before a Windows Update round started")
+                    continue
+                rebooted = await self._ride_out(ref, str(exc), f"Windows Update round {started}")
+                if rebooted is False:
+                    raise _StepFailed(
+                        Outcome.FAILED,
+                        f"the connection dropped during Windows Update round {started} ({exc}) and the VM came back "
+                        f"without restarting (boot id {self.boot_id} unchanged): the round may still be running on "
+                        "the VM as a scheduled task; aibx does not start another beside it",
+                    ) from None
+                self._count_reboot(result, rebooted, f"the VM restarted during Windows Update round {started}")
+                self.emit(
+                    Notice(
+                        self.target,
+                        message=f"Windows Update round {started} was cut short by a restart of the VM; "
+                        "the next round searches again",
+                        step=ref,
+                    )
+                )
+                continue
+            except TransportError as exc:
+                raise _StepFailed(Outcome.FAILED, str(exc)) from None
+            finally:
+                collector.flush()
+            last = parse_round_output("\n".join(collector.captured))
+            rounds.append(last)
+            if last is None:
+                raise _StepFailed(
+                    Outcome.FAILED,
+                    f"Windows Update round {started} ended without its result line ({RESULT_MARKER.strip()}): "
+                    + collector.failure_message(code, (0,)),
+                    code,
+                )
+            move = next_move(rounds, action.max_rounds)
+            self.emit(
+                UpdateRound(
+                    self.target,
+                    step=ref,
+                    number=started,
+                    max_rounds=action.max_rounds,
+                    summary=last.summary(started),
+                    next=move.action,
+                    found=last.found,
+                    selected=last.selected,
+                    skipped=last.skipped,
+                    installed=last.installed,
+                    failed=last.failed,
+                    reboot_required=last.reboot_required,
+                    updates=tuple(
+                        (u.get("kb", ""), u.get("title", ""), u.get("result", ""), u.get("hresult", ""))
+                        for u in last.updates
+                    ),
+                )
+            )
+            if move.action == "fail":
+                raise _StepFailed(Outcome.FAILED, f"Windows Update: {move.reason}", code)
+            if move.action == "done":
+                installed = sum(r.installed for r in rounds if r is not None)
+                self.emit(
+                    Notice(
+                        self.target,
+                        message=f"Windows Update done after {started} round{'s' * (started != 1)}: {installed} "
+                        f"installed, {restarts} restart{'s' * (restarts != 1)}; {move.reason}",
+                        step=ref,
+                    )
+                )
+                return code
+            if move.action == "restart":
+                self.emit(
+                    ActionStarted(
+                        self.target,
+                        step=ref,
+                        kind="restart",
+                        text=WINDOWS_UPDATE_RESTART,
+                        detail=f"after Windows Update round {started}: {move.reason}",
+                    )
+                )
+                window = self.options.reconnect_timeout
+                limit = f"{format_duration(window)} (--reconnect-timeout)"
+                rebooted = await self.restart_vm(ref, WINDOWS_UPDATE_RESTART, loop.time() + window, limit)
+                restarts += 1
+                self._count_reboot(result, rebooted, f"the VM restarted after Windows Update round {started}")
+
     def _stdin(self, content: Content | None) -> bytes | Path | None:
         if content is None:
             return None
@@ -859,8 +1002,11 @@ class Runner:
             if not isinstance(action, Exec):
                 continue
             self.emit(ActionStarted(self.target, step=ref, kind="exec", text=action.command, detail=action.description))
+            collector = _OutputCollector(self, ref)
             try:
-                code = await asyncio.wait_for(transport.run(action.command), self.options.cleanup_timeout)
+                code = await asyncio.wait_for(
+                    transport.run(action.command, on_output=collector.feed), self.options.cleanup_timeout
+                )
             except (asyncio.TimeoutError, TransportError, OSError) as exc:
                 self.emit(
                     Notice(
@@ -868,6 +1014,8 @@ class Runner:
                     )
                 )
                 return
+            finally:
+                collector.flush()
             if code not in action.valid_exit_codes:
                 self.emit(Notice(self.target, message=f"{what} failed: exit code {code}", level="warning", step=ref))
 
@@ -876,8 +1024,11 @@ class _OutputCollector:
     """Turns a step's output chunks into Output events of whole lines, keeping the last stderr lines for the
     failure message. Memory stays bounded whatever the output's size."""
 
-    def __init__(self, runner: Runner, ref: StepRef, shutdown_marker: str = "") -> None:
+    def __init__(self, runner: Runner, ref: StepRef, shutdown_marker: str = "", capture: str = "") -> None:
         self.runner, self.ref = runner, ref
+        # stdout lines starting with ``capture`` are kept in ``captured`` instead of being shown (a result line)
+        self.capture = capture
+        self.captured: list[str] = []
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.last_stdout: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -892,12 +1043,23 @@ class _OutputCollector:
             self._emit(stream, splitter.flush())
 
     def _emit(self, stream: str, lines: list[str]) -> None:
+        if self.capture and stream == "stdout" and lines:
+            self.captured += [line for line in lines if line.startswith(self.capture)]
+            lines = [line for line in lines if not line.startswith(self.capture)]
         if not lines:
             return
         if self.shutdown_marker and stream == "stderr" and lines[-1] == self.shutdown_marker:
             self.saw_shutdown_marker = True  # the wrapper's last word
         (self.tail if stream == "stderr" else self.last_stdout).extend(lines[-TAIL_LINES:])
         self.runner.emit(Output(self.runner.target, step=self.ref, stream=stream, lines=tuple(lines)))
+
+    def last_lines(self) -> str:
+        """The last lines of output and of stderr, for a message about a command that did not end by itself."""
+        text = ""
+        for lines, what in ((self.last_stdout, "output"), (self.tail, "stderr")):
+            if lines:
+                text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
+        return text
 
     def failure_message(self, code: int, valid: tuple[int, ...]) -> str:
         allowed = "" if valid == (0,) else f" (allowed: {', '.join(map(str, valid))})"
@@ -906,6 +1068,16 @@ class _OutputCollector:
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
         return text
+
+
+def _timeout_message(action: Exec, collector: _OutputCollector) -> str:
+    limit = format_duration(action.timeout_seconds or 0)
+    if action.timeout_name:
+        limit += f" ({action.timeout_name})"
+    message = action.timeout_message or "the command did not finish within {limit}"
+    if "{limit}" not in message:
+        message += " within {limit}"
+    return message.replace("{limit}", limit) + "; it was stopped" + collector.last_lines()
 
 
 def format_duration(seconds: float) -> str:

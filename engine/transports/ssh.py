@@ -369,8 +369,14 @@ class SshTransport(Transport):
                 raise ConnectionLost(f"cannot start SFTP on {self.target}: {_reason(exc)}") from None
         return self._sftp
 
+    def _sftp_path(self, remote_path: str) -> str:
+        """Windows OpenSSH's SFTP server takes ``C:/Windows/Temp/x`` for ``C:\\Windows\\Temp\\x`` (a backslash is
+        an ordinary character in SFTP paths); other paths go as they are."""
+        return remote_path.replace("\\", "/") if self.windows else remote_path
+
     async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
         sftp = await self._sftp_client()
+        shown, remote_path = remote_path, self._sftp_path(remote_path)
         try:
             async with sftp.open(remote_path, "wb") as f:
                 if isinstance(data, Path):
@@ -378,39 +384,43 @@ class SshTransport(Transport):
                         await _pipelined_write(f, src, sftp.limits.max_write_len or 32768)
                 else:
                     await f.write(data)
-                if mode is not None:
+                if mode is not None and not self.windows:
                     await f.chmod(mode)
                 # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
                 with contextlib.suppress(asyncssh.SFTPOpUnsupported):
                     await f.fsync()
         except asyncssh.SFTPError as exc:
-            raise await self._explain(sftp, remote_path, exc) from None
+            raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
             reason = _reason(exc)
-            raise ConnectionLost(f"connection to {self.target} lost while writing {remote_path}: {reason}") from None
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {reason}") from None
 
-    async def _explain(self, sftp: asyncssh.SFTPClient, path: str, exc: asyncssh.SFTPError) -> RemoteFileError:
-        """Turn the server's terse status into what went wrong, checking the parent and the path itself."""
+    async def _explain(
+        self, sftp: asyncssh.SFTPClient, path: str, shown: str, exc: asyncssh.SFTPError
+    ) -> RemoteFileError:
+        """Turn the server's terse status into what went wrong, checking the parent and the path itself (``path``
+        as SFTP takes it, ``shown`` as the template wrote it)."""
         parent = posixpath.dirname(path) or "/"
+        parent_shown = parent.replace("/", "\\") if self.windows else parent
         with contextlib.suppress(asyncssh.SFTPError):
             if await sftp.isdir(path):
-                return RemoteFileError(path, "is a directory; the destination must name the file")
+                return RemoteFileError(shown, "is a directory; the destination must name the file")
         try:
             attrs = await sftp.stat(parent)
         except asyncssh.SFTPNoSuchFile:
-            return RemoteFileError(path, f"parent directory {parent} does not exist")
+            return RemoteFileError(shown, f"parent directory {parent_shown} does not exist")
         except asyncssh.SFTPError:
             attrs = None
         if attrs is not None and attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
-            return RemoteFileError(path, f"{parent} is not a directory")
+            return RemoteFileError(shown, f"{parent_shown} is not a directory")
         if isinstance(exc, asyncssh.SFTPPermissionDenied):
-            return RemoteFileError(path, "permission denied")
-        return RemoteFileError(path, exc.reason or type(exc).__name__)
+            return RemoteFileError(shown, "permission denied")
+        return RemoteFileError(shown, exc.reason or type(exc).__name__)
 
     async def get(self, remote_path: str) -> bytes:
         sftp = await self._sftp_client()
         try:
-            async with sftp.open(remote_path, "rb") as f:
+            async with sftp.open(self._sftp_path(remote_path), "rb") as f:
                 return await f.read()
         except asyncssh.SFTPError as exc:
             raise RemoteFileError(remote_path, exc.reason) from None
