@@ -1,5 +1,6 @@
-"""aibx run: run a template's customizers on VMs you own, over SSH or locally, with AIB's semantics; reboots
-inside steps are ridden out; many hosts run at once (``--host`` repeated, ``--hosts-file``, ``--parallel``)."""
+"""aibx run: run a template's customizers on VMs you own, over SSH, WinRM or locally, with AIB's semantics;
+reboots inside steps are ridden out; many hosts run at once (``--host`` repeated, ``--hosts-file``,
+``--parallel``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ examples:
   aibx run template.json --host myvm                  an alias from ~/.ssh/config
   aibx run template.json --host ssh://azureuser@10.0.0.4:2222 -i ~/.ssh/vm_key
   AIBX_PASSWORD=... aibx run template.json --host azureuser@vm --password-env AIBX_PASSWORD
+  AIBX_PASSWORD=... aibx run win.json --host winrms://admin@vm --winrm-ca ca.pem --password-env AIBX_PASSWORD
+                                                      Windows over WinRM (HTTPS, NTLM)
+  aibx run win.json --host ssh://admin@vm             Windows with OpenSSH: the same customizers
   aibx run template.json --host local                 this machine (careful: customizers change it)
   aibx run template.json --host vm --from install-app --report report.json
   aibx run template.json --host vm --only install-app --only configure
@@ -25,10 +29,14 @@ examples:
   aibx run template.json --host vm1 --host vm2        two VMs at once
   aibx run template.json --hosts-file vms.txt --parallel 20 --report fleet.json
 
-Customizers run in template order as the connecting user (sudo is the script's business), then the in-VM
-validations; the first failure stops the run. AIB's deprovisioning script is staged at /tmp/DeprovisioningScript.sh
-but runs only with --generalize. Every scriptUri/sourceUri is fetched and checked against its sha256Checksum before
-anything reaches the VM (unless --fetch-on-target).
+Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
+and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
+AIB's deprovisioning script is staged at /tmp/DeprovisioningScript.sh (c:\\DeprovisioningScript.ps1) but runs only
+with --generalize, for at most --deprovision-timeout. Every scriptUri/sourceUri is fetched and checked against its
+sha256Checksum before anything reaches the VM (unless --fetch-on-target).
+
+WindowsUpdate runs rounds of search, download and install as SYSTEM, restarting the VM between rounds when needed
+(each restart within --reconnect-timeout), until nothing is left (at most 10 rounds).
 
 A VM that reboots during a step (sudo reboot, shutdown -r now, an installer) is waited for (--reconnect-timeout),
 reconnected with its host key checked, and confirmed to have restarted (a new boot id); then the run goes on. A
@@ -48,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "run",
-        help="run the customizers on a VM you own (SSH, or local)",
+        help="run the customizers on a VM you own (SSH, WinRM, or local)",
         description="Run an AIB image template's customizers and in-VM validations against a VM you own, with AIB's "
         "semantics, streaming their output and leaving a customization.log and, on request, a JSON report.",
         epilog=EXAMPLES,
@@ -61,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="TARGET",
-        help="local, or [ssh://][user@]host[:port] (host may be an alias from ~/.ssh/config); repeatable",
+        help="local, [ssh://][user@]host[:port] (host may be an alias from ~/.ssh/config), "
+        "winrm://[user@]host[:port] (HTTP, 5985) or winrms://[user@]host[:port] (HTTPS, 5986); repeatable",
     )
     h.add_argument(
         "--hosts-file", metavar="FILE", help="more targets, one per line (blank lines and # comments ignored)"
@@ -79,7 +88,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--password-env",
         metavar="VAR",
-        help="read the SSH password from environment variable VAR (a password is never taken on the command line)",
+        help="read the SSH or WinRM password from environment variable VAR (a password is never taken on the "
+        "command line)",
     )
     c.add_argument(
         "--known-hosts", metavar="FILE", help="known hosts file to verify the host key (default ~/.ssh/known_hosts)"
@@ -98,6 +108,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="10s",
         metavar="DURATION",
         help="SSH keepalive interval; a VM that misses 3 in a row is gone (a reset, a cut network) (default 10s)",
+    )
+    w = p.add_argument_group("WinRM (winrm:// and winrms:// targets)")
+    w.add_argument(
+        "--winrm-auth",
+        choices=["ntlm", "kerberos", "credssp", "basic", "certificate"],
+        metavar="METHOD",
+        help="ntlm (default; encrypts the messages over HTTP too), kerberos, credssp, basic or certificate",
+    )
+    w.add_argument(
+        "--winrm-ca",
+        metavar="FILE",
+        help="PEM file with the CA (or the self-signed certificate) the VM's HTTPS listener uses; "
+        "the system's CAs otherwise",
+    )
+    w.add_argument(
+        "--winrm-client-cert", metavar="FILE", help="certificate authentication: the client certificate (PEM)"
+    )
+    w.add_argument("--winrm-client-key", metavar="FILE", help="certificate authentication: its private key (PEM)")
+    w.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="do not verify the VM's certificate (a throw-away test VM only: anyone in between can listen)",
+    )
+    w.add_argument(
+        "--allow-unencrypted",
+        action="store_true",
+        help="allow Basic authentication over plain HTTP (the password and everything else unencrypted)",
     )
     s = p.add_argument_group("steps")
     s.add_argument(
@@ -148,6 +185,22 @@ def _error(message: str) -> int:
     return ExitCode.USAGE
 
 
+def _winrm_settings(args: argparse.Namespace) -> dict[str, object]:
+    """``WinRMOptions`` fields from the command line (``ConnectOptions.extra``); the password travels in
+    ``ConnectOptions.password``, its variable's name only for hints."""
+    settings: dict[str, object] = {
+        "auth": args.winrm_auth or "ntlm",
+        "ca_file": args.winrm_ca,
+        "client_cert": args.winrm_client_cert,
+        "client_key": args.winrm_client_key,
+        "insecure_skip_tls_verify": args.insecure_skip_tls_verify,
+        "allow_unencrypted": args.allow_unencrypted,
+    }
+    if args.password_env:
+        settings["password_env"] = args.password_env
+    return settings
+
+
 def run(args: argparse.Namespace) -> int:
     from aibx.commands.plan import blocked_messages, prepare, render_text
     from aibx.engine.fleet import HostListError, check_unique, parse_host_text, read_hosts_file
@@ -166,9 +219,28 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
     if not hosts:
         return _error("say where to run: --host TARGET (repeatable) or --hosts-file FILE")
-    for host in hosts:  # the engine has the transport; aibx run's WinRM options are not there yet
-        if host.target.scheme in ("winrm", "winrms"):
-            return _error(f"{host.text}: WinRM targets are not supported by aibx run yet")
+    winrm_hosts = [h for h in hosts if h.target.scheme in ("winrm", "winrms")]
+    winrm_flags = [
+        flag
+        for flag, given in (
+            ("--winrm-auth", args.winrm_auth),
+            ("--winrm-ca", args.winrm_ca),
+            ("--winrm-client-cert", args.winrm_client_cert),
+            ("--winrm-client-key", args.winrm_client_key),
+            ("--insecure-skip-tls-verify", args.insecure_skip_tls_verify),
+            ("--allow-unencrypted", args.allow_unencrypted),
+        )
+        if given
+    ]
+    if winrm_flags and not winrm_hosts:
+        return _error(f"{', '.join(winrm_flags)}: only for winrm:// and winrms:// targets")
+    for option, path in (
+        ("--winrm-ca", args.winrm_ca),
+        ("--winrm-client-cert", args.winrm_client_cert),
+        ("--winrm-client-key", args.winrm_client_key),
+    ):
+        if path and not os.path.isfile(path):
+            return _error(f"{option} {path}: no such file")
     if args.parallel < 1:
         return _error(f"--parallel {args.parallel}: must be at least 1")
     password = None
@@ -204,9 +276,15 @@ def run(args: argparse.Namespace) -> int:
     windows = template.os_type is OsType.WINDOWS
     for host in hosts:
         scheme = host.target.scheme
-        if windows and scheme in ("ssh", "local"):
+        if windows and scheme == "local":
             return _error(
-                f"{args.template} is a Windows template ({template.os_reason}); {scheme} targets run Linux customizers"
+                f"{args.template} is a Windows template ({template.os_reason}); local runs Linux customizers "
+                "(use winrm://, winrms:// or ssh:// to a Windows VM)"
+            )
+        if not windows and scheme in ("winrm", "winrms"):
+            return _error(
+                f"{args.template} is a Linux template ({template.os_reason}); {host.text} is a WinRM target, for "
+                "Windows VMs (use ssh:// for Linux)"
             )
     if len(hosts) > 1 and any(h.target.scheme == "local" for h in hosts):
         return _error("local cannot be one of several hosts (run it on its own)")
@@ -238,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=durations["--connect-timeout"],
         keepalive_interval=durations["--keepalive"],
         remote_os="windows" if windows else "linux",
+        extra=_winrm_settings(args) if winrm_hosts else {},
     )
     if password:
         prepared.redact.add(password)
