@@ -108,3 +108,14 @@ def test_generated_scripts_parse() -> None:
         5,
     )
     assert parse_errors(text) == []
+
+
+def test_deprovisioning_scripts_parse() -> None:
+    """The launcher of the Windows deprovision step and the Sysprep diagnostics shown when it is cut short."""
+    from aibx.provisioners.deprovision import SYSPREP_DIAGNOSTICS, windows_launcher
+
+    launcher = windows_launcher("c:\\it's\\DeprovisioningScript.ps1").decode("utf-8").removeprefix(ps.BOM)
+    assert parse_errors(launcher) == []
+    assert "& 'c:\\it''s\\DeprovisioningScript.ps1'" in launcher
+    assert parse_errors(SYSPREP_DIAGNOSTICS) == []
+    assert len(ps.encoded_command_line(SYSPREP_DIAGNOSTICS)) <= ps.MAX_COMMAND_LINE

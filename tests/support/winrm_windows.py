@@ -83,7 +83,7 @@ class WindowsVm:
             self.behaviours.append((text, behaviour))
 
     def leftovers(self) -> list[str]:
-        files = [p for p in self.host.files if "\\aibx-" in p]
+        files = [p for p in self.host.files if p.startswith("c:\\windows\\temp\\aibx-")]
         return sorted(files) + sorted(f"task {t}" for t in self.tasks)
 
     def file_text(self, path: str) -> str | None:
