@@ -326,8 +326,11 @@ class SshTransport(Transport):
         await process.wait_closed()
 
     async def _stop(self, process: asyncssh.SSHClientProcess) -> None:
-        """SIGTERM to the remote process group, SIGKILL after the grace period, then close the channel."""
-        for sig, wait in (("TERM", self.options.stop_grace), ("KILL", 3.0)):
+        """SIGTERM to the remote process group, SIGKILL after the grace period, then close the channel. Windows
+        OpenSSH has no signals: there the channel is closed at once (whether the command ends with it is up to the
+        server: PowerShell/Win32-OpenSSH#1751)."""
+        signals = () if self.windows else (("TERM", self.options.stop_grace), ("KILL", 3.0))
+        for sig, wait in signals:
             if process.exit_status is not None or process.exit_signal is not None:
                 break
             try:

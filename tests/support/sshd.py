@@ -16,7 +16,9 @@ The shims in ``tests/support/shims/`` (``sudo`` runs the command as the same unp
 ``shutdown``, ``poweroff``, ``halt`` and ``systemctl`` only append a request to ``$AIBX_CTL_DIR/power.request``)
 come first on the session's PATH. They are copied into the run directory, which the test user can read even when
 the checkout lives under a private home directory. A ``windows_like`` target also gets
-``tests/support/windows_shims/`` (``powershell.exe`` answering the boot time aibx asks a Windows VM for).
+``tests/support/windows_shims/``: ``windows-shell`` as sshd's ForceCommand, a stand-in for cmd.exe (Windows
+OpenSSH's default shell) that keeps backslashes in ``powershell.exe`` command lines and serves SFTP from
+``winroot/`` (where ``C:/Windows/Temp/x`` lands), and ``powershell.exe`` playing the effects of aibx's PowerShell.
 
 Simulated reboots (``reboot()``; ``tests/support/power.py`` performs the ones the shims ask for): the whole target
 dies at once (every session closes), then the port is held by a ``PortBlackhole`` for ``down_s`` (connection
@@ -229,6 +231,7 @@ class SshTarget:
         self.tmp = self.dir / "tmp"  # the target's /tmp when isolated
         self.boot_id_file = self.dir / "boot_id"
         self.boot_time_file = self.dir / "boot_time"  # what a windows_like target answers for LastBootUpTime
+        self.winroot = self.dir / "winroot"  # a windows_like target's drives: winroot/c: (and C: -> c:)
         self.system_state = self.dir / "system.state"  # "stopping" from a power shim's request to the next boot
         self.power_request = self.dir / "power.request"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -247,6 +250,14 @@ class SshTarget:
         shutil.copytree(SHIMS, self.shims, symlinks=True)
         if self.windows_like:
             shutil.copytree(WINDOWS_SHIMS, self.shims, dirs_exist_ok=True)
+            for folder in ("c:", "c:/Windows", "c:/Windows/Temp"):
+                (self.winroot / folder).mkdir(parents=True, exist_ok=True)
+                (self.winroot / folder).chmod(0o1777)
+            self.winroot.chmod(0o755)
+            if not (self.winroot / "C:").exists():
+                (self.winroot / "C:").symlink_to("c:")
+            (self.dir / "windows.log").write_text("")  # what the powershell.exe shim did
+            (self.dir / "windows.log").chmod(0o666)
         for shim in self.shims.iterdir():
             if not shim.is_symlink():
                 shim.chmod(0o755)
@@ -285,7 +296,7 @@ class SshTarget:
             "MaxSessions 64\n"
             "Subsystem sftp internal-sftp\n"
             f"SetEnv PATH={self.shims}:/usr/local/bin:/usr/bin:/bin AIBX_CTL_DIR={self.dir}\n"
-            "LogLevel VERBOSE\n"
+            "LogLevel VERBOSE\n" + (f"ForceCommand {self.shims}/windows-shell\n" if self.windows_like else "")
         )
 
     def known_hosts_line(self) -> str:
