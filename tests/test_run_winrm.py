@@ -603,3 +603,60 @@ def test_restart_check_that_fails_twice_then_succeeds(make_winrm_host, tmp_path:
     assert lines == ['shutdown /r /f /t 0 /c "packer restart"'] + ["powershell -Command Test-AibxReady"] * 3
     assert outcome.step().reboots == 1
     assert all(r.auth == "ntlm" and r.encrypted for r in host.requests if r.action == "Command")
+
+
+# ----------------------------------------------------------------------------------------------- stopping, many hosts
+def waits_until_stopped(cmd: RemoteCommand, run: ScriptRun) -> int:
+    cmd.stdout("working\r\n")
+    cmd.wait_terminated(60)
+    return 1
+
+
+def test_the_build_timeout_stops_an_elevated_script_and_removes_its_task(vm: WindowsVm, tmp_path: Path) -> None:
+    vm.on_script("long-install", waits_until_stopped)
+    template = windows_template(tmp_path, [ps_step("install", "long-install", runElevated=True)])
+    run = WinRun(tmp_path, vm.host, template, "--timeout-minutes", "0.02")
+    assert run.code == 4, run.result.text
+    assert run.step("install")["outcome"] == "timed out"
+    [command] = [r.command for r in vm.runs]
+    assert command.signals == ["terminate"]  # WS-Management Signal: stopped on the VM
+    assert vm.leftovers() == []
+
+
+def test_ctrl_c_stops_the_remote_command_and_cleans_up(vm: WindowsVm, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    vm.on_script("long-install", waits_until_stopped)
+    template = windows_template(tmp_path, [ps_step("install", "long-install", runAsSystem=True, runElevated=True)])
+    env = {**os.environ, PASSWORD_VAR: CANARY}
+    command = [sys.executable, "-m", "aibx", "run", str(template), "--host",
+               f"winrm://aibx@127.0.0.1:{vm.host.port}", "--password-env", PASSWORD_VAR, "--log",
+               str(tmp_path / "log"), "--report", str(tmp_path / "report.json")]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not vm.runs:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert vm.runs[0].command.signals == ["terminate"]
+    assert vm.leftovers() == []
+    assert json.loads((tmp_path / "report.json").read_text())["outcome"] == "interrupted"
+
+
+def test_several_windows_vms_at_once(make_winrm_host, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(PASSWORD_VAR, CANARY)
+    vms = [WindowsVm(make_winrm_host(users={"aibx": CANARY}, computer_name=f"WIN-{n}")) for n in range(3)]
+    for vm in vms:
+        vm.on_script("hostname", lambda cmd, run: Reply(cmd.host.computer_name + "\r\n"))
+    template = windows_template(tmp_path, [ps_step("name", "hostname")])
+    hosts = [a for vm in vms for a in ("--host", f"winrm://aibx@127.0.0.1:{vm.host.port}")]
+    result = invoke("run", template, *hosts, "--password-env", PASSWORD_VAR, "--log", tmp_path / "log.txt")
+    assert result.code == 0, result.text
+    for n, vm in enumerate(vms):
+        assert f"[winrm://aibx@127.0.0.1:{vm.host.port}] name | WIN-{n}" in result.out
+        assert vm.leftovers() == []
