@@ -1063,7 +1063,9 @@ class _OutputCollector:
 
     def failure_message(self, code: int, valid: tuple[int, ...]) -> str:
         allowed = "" if valid == (0,) else f" (allowed: {', '.join(map(str, valid))})"
-        text = f"exit code {code}{allowed}"
+        # Windows exit codes are often HRESULTs (-2147023570 is 0x8007052E): the hex form is what to search for
+        hresult = f" (0x{code & 0xFFFFFFFF:08X})" if code < 0 or code > 0xFFFF else ""
+        text = f"exit code {code}{hresult}{allowed}"
         lines, what = (self.tail, "stderr") if self.tail else (self.last_stdout, "output")
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)

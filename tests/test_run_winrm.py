@@ -233,6 +233,17 @@ def test_exit_codes_against_valid_exit_codes(
     assert vm.leftovers() == []
 
 
+def test_an_hresult_exit_code_is_shown_in_hex(vm: WindowsVm, tmp_path: Path) -> None:
+    task_failed = (
+        "aibx: the scheduled task 'aibx-ps-1' (User) finished with 0x8007052E, logon failure: unknown user name "
+        "or bad password\r\n"
+    )
+    vm.on_script("x", Reply(stderr=task_failed, exit_code=-2147023570))
+    run = WinRun(tmp_path, vm.host, windows_template(tmp_path, [ps_step("x", "x", runElevated=True)]))
+    assert run.code == 1
+    assert run.step("x")["message"].startswith("exit code -2147023570 (0x8007052E); last lines of stderr:\n  aibx:")
+
+
 def test_a_script_that_was_never_uploaded_is_a_clear_failure(vm: WindowsVm, tmp_path: Path) -> None:
     """If the runner cannot find its script, powershell.exe's own message reaches the user."""
     real = vm._run_script
