@@ -19,7 +19,14 @@ had. What happens next depends on what was under way:
 * an upload: it starts again from the beginning (writing a file is idempotent);
 * a ``Restart`` action (WindowsRestart): run the restart command (exit codes 1115 and 1190 mean a shutdown is
   already under way), wait for the VM to go down and come back with a new boot identity, then for the check
-  command to exit 0, all within the action's timeout (``_restart``).
+  command to exit 0, all within the action's timeout (``_restart``);
+* a ``WindowsUpdate`` action: rounds of its command, each ending with a result line that
+  ``provisioners.windows_update.next_move`` turns into what comes next: a restart (through ``restart_vm``, the one
+  seam for every restart), another round, done or a failure (``_windows_update``). A round a restart cut short is
+  followed by another; a round whose connection dropped without a restart fails the step, never runs twice.
+
+An ``Exec`` may carry its own time limit inside the build deadline (``timeout_seconds``: the bounded Sysprep
+wait); when it runs out the command is stopped and the step times out, quoting its last lines.
 
 Made to grow: ``Runner.run`` is a coroutine that neither prints nor calls ``asyncio.run``, so many runners share
 one event loop (``aibx.engine.fleet``).

@@ -237,7 +237,7 @@ def test_host_list_mistakes_are_usage_errors(tmp_path: Path) -> None:
     missing = invoke("run", template, "--hosts-file", tmp_path / "nope.txt")
     assert missing.code == 2 and "nope.txt: No such file" in missing.err
     winrm = invoke("run", template, "--host", "winrms://aibx@vm1")
-    assert winrm.code == 2 and "WinRM targets are not supported by aibx run yet" in winrm.err
+    assert winrm.code == 2 and "winrms://aibx@vm1 is a WinRM target, for Windows VMs" in winrm.err  # Linux template
 
 
 def test_interrupting_a_fleet_stops_every_host(make_fleet, tmp_path: Path) -> None:

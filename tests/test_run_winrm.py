@@ -350,6 +350,14 @@ def test_usage_errors_exit_2_before_connecting(
     assert vm.host.requests == []
 
 
+def test_a_password_in_the_target_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    template = windows_template(tmp_path, [ps_step("x", "x")])
+    for target in ("winrm://aibx:Target-Canary-Pw@127.0.0.1", "aibx:Target-Canary-Pw@127.0.0.1:22"):
+        result = invoke("run", template, "--host", target, "--log", tmp_path / "log")
+        assert result.code == 2 and "a password in a target is not accepted" in result.err
+        assert "Target-Canary-Pw" not in result.text
+
+
 def test_a_user_is_needed_for_ntlm(vm: WindowsVm, tmp_path: Path) -> None:
     template = windows_template(tmp_path, [ps_step("x", "x")])
     result = invoke("run", template, "--host", f"winrm://127.0.0.1:{vm.host.port}", "--password-env", PASSWORD_VAR)

@@ -66,10 +66,19 @@ class ConnectOptions:
     extra: dict[str, object] = field(default_factory=dict)  # scheme-specific settings (winrm: WinRMOptions fields)
 
 
+# user:password@ in what was typed after --host (the password must not be echoed in the error either)
+_PASSWORD_IN_TARGET = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^@/\s]*:[^@/\s]*@")
+
+
 def parse_target(text: str) -> Target:
     text = text.strip()
     if text == "local":
         return Target("local")
+    if _PASSWORD_IN_TARGET.match(text):
+        raise TargetError(
+            "a password in a target is not accepted (it would show in process lists and logs): write user@host and "
+            "pass the password with --password-env VAR"
+        )
     m = _TARGET.match(text)
     if not m:
         raise TargetError(f"{text!r} is not a target; write local, host, user@host, user@host:port or ssh://…")
