@@ -1,7 +1,7 @@
 """aibx run against the WinRM protocol server (tests/support/winrm_server.py) over real HTTP and HTTPS, with a
 Windows VM's side of aibx's scripts played by tests/support/winrm_windows.py: issue 6's "Done when", point by point.
 
-The golden file fixtures/golden/windows/run-winrm-exchange.txt holds every command of a whole Windows template's
+The golden file fixtures/golden/winrm-run/exchange.txt holds every command of a whole Windows template's
 run as the server received it (rewrite with AIBX_UPDATE_GOLDEN=1 after an intended change, and read the diff).
 """
 
@@ -25,12 +25,14 @@ from tests.support.http_server import ContentServer
 from tests.support.plans import WINDOWS_SOURCE
 from tests.support.templates import write_template
 from tests.support.winrm_exchange import render_exchange
+from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, TlsMaterial, WinRMHost
 from tests.support.winrm_windows import DEPROVISION_PATH, ScriptRun, WindowsVm, round_line, update_rounds
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "fixtures" / "golden" / "windows"
+GOLDEN = ROOT / "fixtures" / "golden" / "winrm-run"
 PASSWORD_VAR = "AIBX_TEST_WINRM_PASSWORD"
+USER = "winadmin"  # NTLM test users are process-wide: this one (with CANARY) is only this file's
 CANARY = "Canary-Pw-7f3c9e21"  # the WinRM password: it must appear nowhere aibx writes
 SAS = "sig=SAS-CANARY-b1a4%2Bq%3D"  # a SAS signature in a scriptUri: likewise
 
@@ -39,7 +41,7 @@ SAS = "sig=SAS-CANARY-b1a4%2Bq%3D"  # a SAS signature in a scriptUri: likewise
 def vm(make_winrm_host: Callable[..., WinRMHost], monkeypatch: pytest.MonkeyPatch) -> WindowsVm:
     """A "Windows VM" on HTTP (NTLM with message encryption, or Basic when allowed) whose password is CANARY."""
     monkeypatch.setenv(PASSWORD_VAR, CANARY)
-    host = make_winrm_host(users={"aibx": CANARY}, allow_unencrypted=True)
+    host = make_winrm_host(users={USER: CANARY}, allow_unencrypted=True)
     host.restart_down_seconds = 0.3
     return WindowsVm(host)
 
@@ -49,7 +51,8 @@ def https_vm(
     make_winrm_host: Callable[..., WinRMHost], winrm_tls: TlsMaterial, monkeypatch: pytest.MonkeyPatch
 ) -> WindowsVm:
     monkeypatch.setenv(PASSWORD_VAR, CANARY)
-    return WindowsVm(make_winrm_host(users={"aibx": CANARY}, tls=winrm_tls))
+    # "aibx" is the client certificate's user (with the password the other WinRM tests give it)
+    return WindowsVm(make_winrm_host(users={USER: CANARY, "aibx": PASSWORD}, tls=winrm_tls))
 
 
 class WinRun:
@@ -62,7 +65,7 @@ class WinRun:
         template: Path,
         *extra: str | Path,
         auth: str | None = "ntlm",
-        user: str = "aibx",
+        user: str = USER,
     ) -> None:
         self.log = tmp_path / "customization.log"
         self.report_path = tmp_path / "report.json"
@@ -171,7 +174,7 @@ def test_a_windows_template_end_to_end(vm: WindowsVm, content_server: ContentSer
     assert run.code == 0, run.result.text
     assert set(run.outcomes().values()) == {"succeeded"}
     # the exact exchange
-    golden = GOLDEN / "run-winrm-exchange.txt"
+    golden = GOLDEN / "exchange.txt"
     text = render_exchange(host.commands)
     if os.environ.get("AIBX_UPDATE_GOLDEN"):
         golden.write_text(text)
@@ -185,7 +188,7 @@ def test_a_windows_template_end_to_end(vm: WindowsVm, content_server: ContentSer
     assert all(r.auth == "ntlm" and r.encrypted for r in host.requests if r.action == "Command")
     # console, log and report
     out = run.result.out
-    assert "hello | hello from the VM" in out and "elevated | WIN-AIBX\\aibx" in out
+    assert "hello | hello from the VM" in out and f"elevated | WIN-AIBX\\{USER}" in out
     assert "system | nt authority\\system" in out
     assert "Windows Update round 1: found 2, selected 2, skipped 0, installed 2, failed 0; restart required" in out
     assert "Windows Update round 3: found 0, selected 0" in out
@@ -293,7 +296,7 @@ def test_https_with_the_vm_certificate_authority(https_vm: WindowsVm, winrm_tls:
     for auth in ("ntlm", "basic"):
         run = WinRun(tmp_path, https_vm.host, template, "--winrm-ca", winrm_tls.ca_cert, auth=auth)
         assert run.code == 0, run.result.text
-        assert run.report["target"].startswith("winrms://aibx@127.0.0.1:")
+        assert run.report["target"].startswith(f"winrms://{USER}@127.0.0.1:")
 
 
 def test_https_with_a_client_certificate(https_vm: WindowsVm, winrm_tls: TlsMaterial, tmp_path: Path) -> None:
@@ -343,7 +346,7 @@ def test_usage_errors_exit_2_before_connecting(
     if not env:
         monkeypatch.delenv(PASSWORD_VAR)
     template = windows_template(tmp_path, [ps_step("x", "x")])
-    result = invoke("run", template, "--host", f"winrm://aibx@127.0.0.1:{vm.host.port}", "--password-env",
+    result = invoke("run", template, "--host", f"winrm://{USER}@127.0.0.1:{vm.host.port}", "--password-env",
                     PASSWORD_VAR, "--log", tmp_path / "log", *args)  # fmt: skip
     assert result.code == 2, result.text
     assert message in result.err
@@ -369,7 +372,7 @@ def test_targets_that_do_not_fit_the_template(vm: WindowsVm, tmp_path: Path) -> 
     result = invoke("run", windows, "--host", "local")
     assert result.code == 2 and "is a Windows template" in result.err
     linux = write_template(tmp_path, [{"type": "Shell", "name": "s", "inline": ["true"]}], name="linux.json")
-    result = invoke("run", linux, "--host", f"winrm://aibx@127.0.0.1:{vm.host.port}", "--password-env", PASSWORD_VAR)
+    result = invoke("run", linux, "--host", f"winrm://{USER}@127.0.0.1:{vm.host.port}", "--password-env", PASSWORD_VAR)
     assert result.code == 2 and "is a Linux template" in result.err
     result = invoke("run", windows, "--host", "aibx@127.0.0.1", "--winrm-auth", "basic")
     assert result.code == 2 and "--winrm-auth: only for winrm:// and winrms:// targets" in result.err
@@ -601,7 +604,7 @@ def test_restart_check_that_fails_twice_then_succeeds(make_winrm_host, tmp_path:
     restartCheckCommand until it exits 0 (twice 1, then 0), all within restartTimeout."""
     from tests.test_windows_restart import run_restart
 
-    host = make_winrm_host(users={"aibx": CANARY})
+    host = make_winrm_host(users={USER: CANARY})
     calls: list[int] = []
 
     def check(cmd: RemoteCommand) -> Reply:
@@ -612,7 +615,7 @@ def test_restart_check_that_fails_twice_then_succeeds(make_winrm_host, tmp_path:
 
     host.on("Test-AibxReady", check)
     options = ConnectOptions(password=CANARY, connect_timeout=5, remote_os="windows", extra={"auth": "ntlm"})
-    target = parse_target(f"winrm://aibx@127.0.0.1:{host.port}")
+    target = parse_target(f"winrm://{USER}@127.0.0.1:{host.port}")
     step = {"restartCheckCommand": "powershell -Command Test-AibxReady", "restartTimeout": "1m"}
     outcome = run_restart(tmp_path, lambda: create_transport(target, options), str(target), step)
     assert outcome.result.exit_code == 0, outcome.result.message
@@ -652,7 +655,7 @@ def test_ctrl_c_stops_the_remote_command_and_cleans_up(vm: WindowsVm, tmp_path: 
     template = windows_template(tmp_path, [ps_step("install", "long-install", runAsSystem=True, runElevated=True)])
     env = {**os.environ, PASSWORD_VAR: CANARY}
     command = [sys.executable, "-m", "aibx", "run", str(template), "--host",
-               f"winrm://aibx@127.0.0.1:{vm.host.port}", "--password-env", PASSWORD_VAR, "--log",
+               f"winrm://{USER}@127.0.0.1:{vm.host.port}", "--password-env", PASSWORD_VAR, "--log",
                str(tmp_path / "log"), "--report", str(tmp_path / "report.json")]  # fmt: skip
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
@@ -669,13 +672,13 @@ def test_ctrl_c_stops_the_remote_command_and_cleans_up(vm: WindowsVm, tmp_path: 
 
 def test_several_windows_vms_at_once(make_winrm_host, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv(PASSWORD_VAR, CANARY)
-    vms = [WindowsVm(make_winrm_host(users={"aibx": CANARY}, computer_name=f"WIN-{n}")) for n in range(3)]
+    vms = [WindowsVm(make_winrm_host(users={USER: CANARY}, computer_name=f"WIN-{n}")) for n in range(3)]
     for vm in vms:
         vm.on_script("hostname", lambda cmd, run: Reply(cmd.host.computer_name + "\r\n"))
     template = windows_template(tmp_path, [ps_step("name", "hostname")])
-    hosts = [a for vm in vms for a in ("--host", f"winrm://aibx@127.0.0.1:{vm.host.port}")]
+    hosts = [a for vm in vms for a in ("--host", f"winrm://{USER}@127.0.0.1:{vm.host.port}")]
     result = invoke("run", template, *hosts, "--password-env", PASSWORD_VAR, "--log", tmp_path / "log.txt")
     assert result.code == 0, result.text
     for n, vm in enumerate(vms):
-        assert f"[winrm://aibx@127.0.0.1:{vm.host.port}] name | WIN-{n}" in result.out
+        assert f"[winrm://{USER}@127.0.0.1:{vm.host.port}] name | WIN-{n}" in result.out
         assert vm.leftovers() == []

@@ -318,7 +318,7 @@ def make_tls_material(directory: Path, client_user: str = "aibx") -> TlsMaterial
 # ----------------------------------------------------------------------------------------------- NTLM users
 class _NtlmUserFile:
     """pyspnego's NTLM acceptor reads users from the file named by NTLM_USER_FILE (process-wide), so every host
-    of this process shares one file."""
+    of this process shares one file, and a user name has one password in the whole test session."""
 
     lock = threading.Lock()
     path: Path | None = None
@@ -329,6 +329,12 @@ class _NtlmUserFile:
         if ":" in user or ":" in password or "\n" in password:
             raise ValueError("NTLM test users cannot contain ':' or newlines (NTLM_USER_FILE format)")
         with cls.lock:
+            other = next((p for u, p in cls.users if u.lower() == user.lower() and p != password), None)
+            if other is not None:  # pyspnego would check every later login of this user against the first one
+                raise ValueError(
+                    f"NTLM test user {user!r} already has another password in this process: give the test its own "
+                    "user name"
+                )
             if cls.path is None:
                 fd, name = tempfile.mkstemp(prefix="aibx-ntlm-users-")
                 os.close(fd)

@@ -51,7 +51,9 @@ class ScriptRun:
 
     @property
     def identity(self) -> str:
-        return "nt authority\\system" if self.run_as == "System" else f"{self.command.host.computer_name}\\aibx"
+        """What whoami says: SYSTEM, or the host's (first) user."""
+        host = self.command.host
+        return "nt authority\\system" if self.run_as == "System" else f"{host.computer_name}\\{next(iter(host.users))}"
 
 
 Behaviour = Callable[[RemoteCommand, ScriptRun], "Reply | int"]
