@@ -220,6 +220,9 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
                     out.append(f"           from {action.content.describe()}")
                     if action.description:
                         out.append(f"           ({action.description})")
+                    text = _shown_text(action.content.data)
+                    if text is not None:
+                        out += [f"           | {line}" for line in text.splitlines()]
                 elif isinstance(action, Restart):
                     out.append(f"    {label}restart {action.command}")
                     if action.check_command:
@@ -251,4 +254,16 @@ def _encoded_script(command: str) -> str | None:
     try:
         return decode_command(encoded.strip())
     except ValueError:
+        return None
+
+
+SHOWN_UPLOAD_BYTES = 4096  # a script written for the step (inline lines, a launcher) is shown; aibx's own are not
+
+
+def _shown_text(data: bytes | None) -> str | None:
+    if data is None or len(data) > SHOWN_UPLOAD_BYTES:
+        return None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
         return None
