@@ -392,7 +392,7 @@ class Runner:
         began = loop.time()
         await self._guarded(transport.connect())
         self.transport = transport
-        note = getattr(transport, "host_key_note", "")
+        note = transport.connect_note
         if note:
             self.emit(Notice(self.target, message=note, level="warning"))
         self.boot_id = await self._guarded(transport.boot_identity())

@@ -319,6 +319,18 @@ def test_an_unknown_certificate_is_refused_unless_told_not_to_check(https_vm: Wi
     assert not any(c for c in https_vm.host.commands)
     run = WinRun(tmp_path, https_vm.host, template, "--insecure-skip-tls-verify")
     assert run.code == 0, run.result.text
+    assert "warning: the VM's TLS certificate is not verified (--insecure-skip-tls-verify)" in run.result.err
+
+
+def test_basic_over_http_is_allowed_when_asked_and_said(vm: WindowsVm, tmp_path: Path) -> None:
+    vm.on_script("hi", Reply("hi\r\n"))
+    run = WinRun(
+        tmp_path, vm.host, windows_template(tmp_path, [ps_step("hi", "hi")]), "--allow-unencrypted", auth="basic"
+    )
+    assert run.code == 0, run.result.text
+    assert "warning: Basic authentication over plain HTTP (--allow-unencrypted)" in run.result.err
+    assert {(r.auth, r.encrypted) for r in vm.host.requests if r.action == "Command"} == {("basic", False)}
+    assert CANARY not in run.everything()
 
 
 def test_wrong_password_exits_3_without_showing_it(vm: WindowsVm, tmp_path: Path, monkeypatch) -> None:

@@ -62,6 +62,9 @@ class Transport(abc.ABC):
     target: str
     #: what answers on the VM, for messages such as "waiting for SSH"
     service: str = "the VM"
+    #: what the user should know about the connection once it is made (a host key trusted on first use, a TLS
+    #: certificate not verified); the runner shows it as a warning
+    connect_note: str = ""
 
     @abc.abstractmethod
     async def connect(self) -> None:

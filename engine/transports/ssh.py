@@ -96,7 +96,7 @@ class SshTransport(Transport):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
-        self.host_key_note = ""  # e.g. "recorded new host key SHA256:... in ~/.ssh/known_hosts"
+        self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
         self.windows = options.remote_os == "windows"
         self.service = "SSH"
 
@@ -171,7 +171,7 @@ class SshTransport(Transport):
             raise ConnectError("protocol", self.target, f"SSH error: {exc.reason}") from None
         if check.verdict == "accepted":
             check.record()
-            self.host_key_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
+            self.connect_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
         if self._host_key is None:
             self._host_key = self._conn.get_server_host_key()
 

@@ -188,6 +188,16 @@ class WinRMTransport(Transport):
                 )
             self._password = value
         self._check_options()
+        if target.https and options.insecure_skip_tls_verify:
+            self.connect_note = (
+                "the VM's TLS certificate is not verified (--insecure-skip-tls-verify): anyone on the way can read "
+                "and change what is sent"
+            )
+        elif self.auth == "basic" and not target.https:
+            self.connect_note = (
+                "Basic authentication over plain HTTP (--allow-unencrypted): the password and everything else "
+                "travel unencrypted"
+            )
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._protocol = None
         self._shell_id: str | None = None
