@@ -68,7 +68,7 @@ def test_arm_expressions_evaluate_or_raise_expression_error(budget: int) -> None
     )
 
 
-@budgets(sample=100, full=1000)
+@budgets(sample=100, full=600)
 def test_arm_trees_of_hostile_values_resolve_or_raise_expression_error(budget: int) -> None:
     fuzz(budget, check_arm_tree, value=hostile_values, scope=arm_scopes())
 
@@ -115,7 +115,7 @@ def check_hcl_expression(text: str, env_allowed: bool, source: bool, name: str) 
     assert is_value(value), value
 
 
-@budgets(sample=300, full=2500)
+@budgets(sample=300, full=1600)
 def test_hcl_expressions_evaluate_or_raise_eval_error(budget: int) -> None:
     fuzz(
         budget,

@@ -83,7 +83,7 @@ def check_bytes_through_the_cli(data: bytes, parameters: bytes | None, strict: b
 
 
 # ----------------------------------------------------------------------------------------------- tests
-@budgets(sample=150, full=2500)
+@budgets(sample=150, full=1800)
 def test_damaged_templates_give_diagnostics(budget: int) -> None:
     fuzz(
         budget,
@@ -93,7 +93,7 @@ def test_damaged_templates_give_diagnostics(budget: int) -> None:
     )
 
 
-@budgets(sample=100, full=2000)
+@budgets(sample=100, full=1200)
 def test_arm_deployments_with_hostile_parameters_give_diagnostics(budget: int) -> None:
     contexts = st.builds(
         armexpr.DeploymentContext,
@@ -104,7 +104,7 @@ def test_arm_deployments_with_hostile_parameters_give_diagnostics(budget: int) -
     fuzz(budget, check_deployment, deployment=deployments(), context=contexts)
 
 
-@budgets(sample=60, full=1000)
+@budgets(sample=60, full=500)
 def test_mutated_files_through_aibx_validate_exit_0_or_2(budget: int) -> None:
     fuzz(
         budget,

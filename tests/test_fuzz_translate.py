@@ -135,7 +135,7 @@ assignments = st.lists(
 only_patterns = st.lists(st.sampled_from(["*", "img", "azure-arm.*", "[", "nomatch", "*.x y"]), max_size=2)
 
 
-@budgets(sample=60, full=1200)
+@budgets(sample=60, full=800)
 def test_generated_hcl_configs_translate_or_give_diagnostics(budget: int) -> None:
     fuzz(
         budget,
@@ -148,18 +148,18 @@ def test_generated_hcl_configs_translate_or_give_diagnostics(budget: int) -> Non
     )
 
 
-@budgets(sample=60, full=1200)
+@budgets(sample=60, full=800)
 def test_legacy_json_templates_translate_or_give_diagnostics(budget: int) -> None:
     variables = st.lists(st.sampled_from(["subscription_id=x", "ssh_user=", "nope=1", "release=[1"]), max_size=2)
     fuzz(budget, check_legacy_json, doc=packer_json_configs(), variables=variables, upload=st.booleans())
 
 
-@budgets(sample=60, full=1000)
+@budgets(sample=60, full=600)
 def test_damaged_aib_templates_translate_to_packer_hcl_that_parses(budget: int) -> None:
     fuzz(budget, check_aib_to_packer, doc=damaged_templates())
 
 
-@budgets(sample=25, full=300)
+@budgets(sample=25, full=150)
 def test_aibx_translate_exits_0_1_or_2(budget: int) -> None:
     fuzz(
         budget,
