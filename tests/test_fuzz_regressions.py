@@ -116,7 +116,22 @@ def test_many_template_starts_in_an_aib_value_are_written_in_linear_time(tmp_pat
     assert "\\u0024{" * 1000 in out.read_text()
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
 def test_the_fuzz_fixtures_are_all_replayed() -> None:
     replayed = {c.name for c in CASES} | {"script.sh", "README.md"}
     assert {p.name for p in FUZZ.iterdir()} == replayed
+
+
+def test_arguments_that_are_not_utf8_are_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python keeps argv and environment bytes that are not UTF-8 as lone surrogates: `-p region=$'\\xff'` once
+    crashed translate writing the HCL. Now -p, --var, PKR_VAR_* and env() refuse them with a diagnostic."""
+    placeholders = str(FUZZ.parent / "validate" / "quickstart" / "placeholders.json")
+    packer = str(FUZZ.parent / "translate" / "packer" / "linux-single")
+    out = str(tmp_path / "out.x")
+    done = run_bounded("translate", placeholders, "--to", "packer", "-o", out, "-p", "region=\udcff")
+    assert done.code == 2 and "-p region=\\xff: not UTF-8 text" in done.err
+    assert run_bounded("validate", placeholders, "-p", "region=\udcff").code == 2
+    done = run_bounded("translate", packer, "--to", "aib", "-o", out, "--var", "image_name=\udcff")
+    assert done.code == 2 and "in UTF-8" in done.err
+    monkeypatch.setitem(os.environ, "PKR_VAR_image_name", "\udcff")
+    done = run_bounded("translate", packer, "--to", "aib", "-o", out)
+    assert done.code == 2 and "PKR_VAR_image_name: not UTF-8 text" in done.err

@@ -23,6 +23,7 @@ from typing import Any
 from lark import Token, Tree
 
 from aibx.document import Unresolved
+from aibx.loader import undecodable
 
 
 class EvalError(Exception):
@@ -674,7 +675,10 @@ def boolean(value: Any, node: Tree | Token | None = None) -> bool:
 def _fn_env(ctx: Context, name: Any) -> str:
     if not ctx.allow_env:
         raise EvalError("env() can only be used in variable defaults")
-    return ctx.env.get(to_string(name), "")
+    value = ctx.env.get(to_string(name), "")
+    if undecodable(value):
+        raise EvalError(f"env({name!r}): the environment variable is not UTF-8 text")
+    return value
 
 
 def _fn_timestamp(ctx: Context) -> str:

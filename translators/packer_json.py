@@ -21,7 +21,7 @@ from aibx.translators.report import Location
 
 from aibx.document import Unresolved
 from aibx.jsonc import JsonPath, SourceMap
-from aibx.loader import read_json
+from aibx.loader import read_json, undecodable
 
 _ARG = r"(?:`([^`]*)`|\"((?:[^\"\\]|\\.)*)\")"
 _USER = re.compile(rf"user\s+{_ARG}$")
@@ -125,7 +125,10 @@ class _Reader:
             return self.values[name]
         if m := _ENV.match(body):
             name = m.group(1) if m.group(1) is not None else m.group(2)
-            return self.inputs.env.get(name, "")
+            value = self.inputs.env.get(name, "")
+            if undecodable(value):
+                raise TemplateError(f"{{{{env `{name}`}}}}: the environment variable is not UTF-8 text")
+            return value
         if body == "timestamp":
             return str(int(self.now.timestamp()))
         if body == "template_dir":
@@ -235,8 +238,8 @@ class _Reader:
                 self.error("AIB074", "a variables file is a JSON object", file=f)
         for item in self.inputs.variables:
             name, sep, value = item.partition("=")
-            if not sep or not name.strip():
-                self.error("AIB074", f"--var expects NAME=VALUE, got {item!r}", file="<command line>")
+            if not sep or not name.strip() or undecodable(item):
+                self.error("AIB074", f"--var expects NAME=VALUE in UTF-8, got {item!r}", file="<command line>")
                 continue
             if name.strip() not in declared:
                 self.error("AIB074", f'--var {name}: the template declares no variable "{name}"', file="<command line>")
