@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.support.fuzzing import memory_limit, watchdog
 from tests.test_fuzz_templates import debug_tracebacks
 
 FUZZ = Path(__file__).resolve().parent.parent / "fixtures" / "fuzz"
+FUZZ_TESTS = sorted(Path(__file__).resolve().parent.glob("test_fuzz_*.py"))
 
 
 @dataclass
@@ -135,3 +137,8 @@ def test_arguments_that_are_not_utf8_are_usage_errors(tmp_path: Path, monkeypatc
     monkeypatch.setitem(os.environ, "PKR_VAR_image_name", "\udcff")
     done = run_bounded("translate", packer, "--to", "aib", "-o", out)
     assert done.code == 2 and "PKR_VAR_image_name: not UTF-8 text" in done.err
+
+
+def test_the_slow_run_generates_more_than_10000_inputs() -> None:
+    budgets = re.findall(r"@budgets\(sample=\d+, full=(\d+)\)", "".join(p.read_text() for p in FUZZ_TESTS))
+    assert len(budgets) >= 10 and sum(map(int, budgets)) > 10_000
