@@ -63,6 +63,9 @@ class Exec:
     description: str = ""
     # exit codes that still count as success but mean something the user should know: (code, warning)
     warn_exit_codes: tuple[tuple[int, str], ...] = ()
+    # a stderr line by which the command says it succeeded and the VM is going down: the runner waits for the
+    # reboot before the next step (see aibx.provisioners.posix.SHUTDOWN_MARKER)
+    shutdown_marker: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Live output of a run on the terminal: every output line prefixed with its step's name, step start and end lines,
-and on a terminal a status line (step k/n, name, elapsed time) and colour (never with NO_COLOR)."""
+what happens when the connection drops (the wait for the VM, its progress, the reboot), and on a terminal a status
+line (step k/n, name, elapsed time) and colour (never with NO_COLOR). With many hosts every line starts with the
+host's ``prefix``."""
 
 from __future__ import annotations
 
@@ -12,16 +14,19 @@ from typing import TextIO
 from aibx.engine.events import (
     Connected,
     Connecting,
+    ConnectionDropped,
     Event,
     Notice,
     Outcome,
     Output,
+    Reconnected,
     RunFinished,
     RunStarted,
     StepFinished,
     StepRef,
     StepSkipped,
     StepStarted,
+    WaitingForHost,
 )
 
 from aibx.console import Style
@@ -57,6 +62,7 @@ class ConsoleView:
         *,
         status_line: bool | None = None,
         files: tuple[str, ...] = (),
+        prefix: str = "",
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -64,10 +70,12 @@ class ConsoleView:
         isatty = getattr(self.out, "isatty", None)
         self.status_enabled = bool(isatty and isatty()) if status_line is None else status_line
         self.files = files  # shown at the end: the log and the report
+        self.prefix = prefix  # the host's, when several run at once
         self.current: StepRef | None = None
         self.step_started = 0.0
         self.status_shown = False
         self.not_run = 0
+        self.waiting: tuple[str, float] | None = None  # (what, since when) while the VM is away
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
@@ -80,6 +88,8 @@ class ConsoleView:
 
     def _write_unguarded(self, text: str, stream: TextIO | None) -> None:
         stream = stream or self.out
+        if self.prefix and text:
+            text = "".join(self.prefix + line for line in text.splitlines(keepends=True))
         if self.status_shown:
             self.out.write("\r\033[K")
             self.status_shown = False
@@ -97,6 +107,9 @@ class ConsoleView:
         ref = self.current
         elapsed = format_seconds(time.monotonic() - self.step_started)
         text = f"[{ref.index}/{ref.total}] {ref.name}  {elapsed}"
+        if self.waiting is not None:
+            what, since = self.waiting
+            text += f"  {what}… {format_seconds(time.monotonic() - since)}"
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.out.write("\r\033[K" + self.style(text[:width], "dim"))
         self.out.flush()
@@ -125,7 +138,36 @@ class ConsoleView:
             took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
             verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
             self.current = None  # the run's final message explains a failure
-            self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}\n")
+            note = ""
+            if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
+                note = s(" (ended by a reboot before the command finished)", "yellow")
+            elif event.outcome is Outcome.SUCCEEDED and event.reboots:
+                note = s(f" ({event.message})" if event.message else f" ({event.reboots} reboot(s))", "yellow")
+            self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}{note}\n")
+        elif isinstance(event, ConnectionDropped):
+            window = format_seconds(event.window_seconds)
+            if event.expected:
+                text = f"the VM is restarting ({event.reason}); waiting up to {window} for it to come back"
+            else:
+                text = f"connection lost during {event.during}: {event.reason}; waiting up to {window} for it"
+            self.waiting = (f"waiting for the VM ({event.during})", time.monotonic())
+            self._write(s(text, "yellow") + "\n")
+        elif isinstance(event, WaitingForHost):
+            if event.phase == "down":
+                text = f"waiting for the VM to go down… {format_seconds(event.elapsed)} ({event.last_error})"
+            else:
+                text = f"waiting for {event.service}… {format_seconds(event.elapsed)}, last error: {event.last_error}"
+            self._write(s(text, "dim") + "\n")
+        elif isinstance(event, Reconnected):
+            self.waiting = None
+            back = f"{event.service} is back after {format_seconds(event.seconds)}"
+            if event.rebooted:
+                self._write(s(f"{back}: the VM restarted (boot id {event.boot_id})", "yellow") + "\n")
+            elif event.rebooted is None:
+                text = f"{back}, but whether the VM restarted is unknown (it does not tell its boot identity)"
+                self._write(s("warning:", "yellow", "bold") + f" {text}\n", self.err)
+            else:
+                self._write(s(f"{back}: the VM did not restart (boot id unchanged)", "yellow") + "\n")
         elif isinstance(event, StepSkipped):
             if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
                 self.not_run += 1

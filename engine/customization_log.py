@@ -11,14 +11,17 @@ from aibx.engine.events import (
     ActionStarted,
     Connected,
     Connecting,
+    ConnectionDropped,
     Event,
     Notice,
     Output,
+    Reconnected,
     RunFinished,
     RunStarted,
     StepFinished,
     StepSkipped,
     StepStarted,
+    WaitingForHost,
 )
 
 from aibx import __version__
@@ -69,7 +72,7 @@ class CustomizationLog:
             self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r} ({ref.kind}, {ref.phase}): started")
         elif isinstance(event, ActionStarted):
             ref = event.step
-            what = "exec" if event.kind == "exec" else "upload to"
+            what = {"exec": "exec", "upload": "upload to", "restart": "restart with"}.get(event.kind, event.kind)
             self._line(t, "INFO", f"{ref.name}: {what} {event.text}")
             if event.detail:
                 self._line(t, "INFO", f"{ref.name}:   {event.detail}")
@@ -81,9 +84,42 @@ class CustomizationLog:
             ref = event.step
             code = f", exit code {event.exit_code}" if event.exit_code is not None else ""
             took = f" in {event.ended - event.started:.3f} s" if event.started else ""
-            self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r}: {event.outcome.value}{code}{took}")
-            if event.message and event.outcome.value != "succeeded":
-                self._line(t, "ERROR", f"{ref.name}: {event.message}")
+            reboots = f", {event.reboots} reboot{'s' * (event.reboots != 1)}" if event.reboots else ""
+            self._line(
+                t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r}: {event.outcome.value}{code}{took}{reboots}"
+            )
+            if event.message:
+                level = "INFO" if event.outcome.value == "succeeded" else "ERROR"
+                self._line(t, "WARN" if event.ended_by_reboot else level, f"{ref.name}: {event.message}")
+        elif isinstance(event, ConnectionDropped):
+            where = f"{event.step.name}: " if event.step else ""
+            what = "the VM is restarting" if event.expected else "connection lost"
+            self._line(
+                t,
+                "INFO" if event.expected else "WARN",
+                f"{where}{what} during {event.during}: {event.reason}; waiting up to {event.window_seconds:g} s "
+                "for it to come back",
+            )
+        elif isinstance(event, WaitingForHost):
+            where = f"{event.step.name}: " if event.step else ""
+            if event.phase == "down":
+                text = f"waiting for the VM to go down: {event.elapsed:.1f} s ({event.last_error})"
+            else:
+                text = (
+                    f"waiting for {event.service}: {event.elapsed:.1f} s, {event.attempts} attempts, "
+                    f"last error: {event.last_error}"
+                )
+            self._line(t, "INFO", where + text)
+        elif isinstance(event, Reconnected):
+            where = f"{event.step.name}: " if event.step else ""
+            back = f"{event.service} back after {event.seconds:.3f} s ({event.attempts} attempts)"
+            if event.rebooted:
+                text = f"{back}; the VM restarted: boot id {event.previous_boot_id} -> {event.boot_id}"
+            elif event.rebooted is None:
+                text = f"{back}; a restart cannot be confirmed: the boot identity is unknown"
+            else:
+                text = f"{back}; the VM did NOT restart: boot id {event.boot_id} unchanged"
+            self._line(t, "INFO" if event.rebooted else "WARN", where + text)
         elif isinstance(event, StepSkipped):
             ref = event.step
             reason = f": {event.reason}" if event.reason else ""

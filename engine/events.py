@@ -106,7 +106,48 @@ class StepFinished(Event):
     started: float | None
     ended: float
     exit_code: int | None = None
-    message: str = ""
+    message: str = ""  # why it failed; for a step that succeeded, what happened on the way (a reboot)
+    reboots: int = 0  # restarts of the VM during the step
+    # a restart cut the step's command: it did not run to completion and has no exit code (it still succeeded,
+    # as with AIB and with Packer's expect_disconnect)
+    ended_by_reboot: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionDropped(Event):
+    """The connection to the VM dropped, or the VM is going down (``expected``: it was asked to restart, or the
+    step's script said so); the runner waits for it within ``window_seconds``."""
+
+    step: StepRef | None
+    reason: str
+    during: str  # what was under way: "the command", "the start of the command", "a restart", ...
+    window_seconds: float
+    expected: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingForHost(Event):
+    """Progress of a wait: ``phase`` "down" (a VM asked to restart still answers) or "up" (no answer yet)."""
+
+    step: StepRef | None
+    phase: str
+    elapsed: float
+    attempts: int
+    last_error: str
+    service: str  # what is waited for: "SSH", "WinRM"
+
+
+@dataclass(frozen=True)
+class Reconnected(Event):
+    """The VM answers again. ``rebooted``: the boot identity changed (True), did not (False), or is unknown (None)."""
+
+    step: StepRef | None
+    seconds: float  # from the drop (or from the start of the wait for a restart) to the new connection
+    attempts: int
+    boot_id: str | None
+    previous_boot_id: str | None
+    rebooted: bool | None
+    service: str = "SSH"
 
 
 @dataclass(frozen=True)

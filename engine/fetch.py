@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import itertools
 import shutil
 import socket
 import threading
@@ -60,12 +61,13 @@ class ContentFetcher:
         self.on_retry = on_retry or (lambda message: None)
         self.on_warning = on_warning or (lambda message: None)
         self._done: dict[Content, Path] = {}
+        self._names = itertools.count()  # fetches may run at the same time (SharedFetcher): each its own file
         self._cancel = threading.Event()
 
     async def fetch(self, content: Content) -> Path:
         if content in self._done:
             return self._done[content]
-        target = self.workdir / f"content-{len(self._done)}"
+        target = self.workdir / f"content-{next(self._names)}"
         if content.local_path is not None:
             digest = await asyncio.to_thread(self._copy_local, Path(content.local_path), target)
             where = content.local_path
@@ -169,3 +171,21 @@ def _crlf_to_lf(path: Path) -> None:
             dst.write(data[: len(data) - len(carry)].replace(b"\r\n", b"\n"))
         dst.write(carry)
     shutil.move(temp, path)
+
+
+class SharedFetcher:
+    """One fetch of each script or file for many runs at once (a fleet): the first run that asks starts it, the
+    others wait for the same result (or the same error). Files live in ``workdir``, which the caller removes."""
+
+    def __init__(self, fetcher: ContentFetcher) -> None:
+        self.fetcher = fetcher
+        self._tasks: dict[Content, asyncio.Future[Path]] = {}
+
+    async def fetch(self, content: Content) -> Path:
+        task = self._tasks.get(content)
+        if task is None:
+            task = self._tasks[content] = asyncio.ensure_future(self.fetcher.fetch(content))
+        return await asyncio.shield(task)  # one run giving up (its deadline) does not stop it for the others
+
+    def cancel(self) -> None:
+        self.fetcher.cancel()

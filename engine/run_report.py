@@ -1,5 +1,7 @@
 """The JSON report of a run (``--report FILE``): per step its name, type, start, end, exit code and outcome; the
-host's boot identity; the totals. Written when the run ends, whatever way it ends."""
+host's boot identity; every reboot (when, during what, how long the VM was away, the boot identities); the totals.
+Written when the run ends, whatever way it ends. For many hosts, ``FleetReport`` holds one such document per host.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from pathlib import Path
 from aibx.engine.customization_log import timestamp
 from aibx.engine.events import (
     Connected,
+    ConnectionDropped,
     Event,
     Notice,
     Outcome,
+    Reconnected,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -34,17 +38,23 @@ def _camel(text: str) -> str:
 
 
 class RunReport:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    """The report of one host's run; with ``path`` None it is only kept (``document()``), for a fleet report."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
         self.data: dict[str, object] = {}
         self.steps: dict[int, dict[str, object]] = {}
         self.warnings: list[str] = []
+        self.reboots: list[dict[str, object]] = []
+        self._dropped: ConnectionDropped | None = None
+        self.finished = False
 
     def _step(self, ref: StepRef) -> dict[str, object]:
         return self.steps.setdefault(
             ref.index,
             {"index": ref.index, "name": ref.name, "type": ref.kind, "phase": ref.phase, "outcome": None,
-             "exitCode": None, "start": None, "end": None, "durationSeconds": None, "message": ""},
+             "exitCode": None, "start": None, "end": None, "durationSeconds": None, "message": "", "reboots": 0,
+             "endedByReboot": False},
         )  # fmt: skip
 
     def __call__(self, event: Event) -> None:
@@ -69,6 +79,30 @@ class RunReport:
             if event.started is not None:
                 step["start"] = timestamp(event.started)
                 step["durationSeconds"] = round(event.ended - event.started, 3)
+            step.update(reboots=event.reboots, endedByReboot=event.ended_by_reboot)
+        elif isinstance(event, ConnectionDropped):
+            self._dropped = event
+        elif isinstance(event, Reconnected):
+            dropped = self._dropped
+            self._dropped = None
+            if event.rebooted is False:
+                return
+            self.reboots.append(
+                {
+                    "step": event.step.name if event.step else None,
+                    "stepIndex": event.step.index if event.step else None,
+                    "during": dropped.during if dropped else None,
+                    "expected": dropped.expected if dropped else None,
+                    "reason": dropped.reason if dropped else None,
+                    "droppedAt": timestamp(dropped.time) if dropped else None,
+                    "backAt": timestamp(event.time),
+                    "awaySeconds": round(event.seconds, 3),
+                    "attempts": event.attempts,
+                    "bootIdBefore": event.previous_boot_id,
+                    "bootIdAfter": event.boot_id,
+                    "confirmed": event.rebooted is True,
+                }
+            )
         elif isinstance(event, StepSkipped):
             self._step(event.step).update(outcome=event.outcome.value, message=event.reason)
         elif isinstance(event, Notice) and event.level == "warning":
@@ -83,7 +117,9 @@ class RunReport:
                 durationSeconds=round(event.ended - event.started, 3),
                 bootId=event.boot_id,
             )
-            self.write()
+            self.finished = True
+            if self.path is not None:
+                self.write()
 
     def document(self) -> dict[str, object]:
         steps = [self.steps[i] for i in sorted(self.steps)]
@@ -92,9 +128,56 @@ class RunReport:
         for outcome in Outcome:  # every outcome a step can have, in camelCase: succeeded, notRun, timedOut, ...
             if outcome in STEP_OUTCOMES or counts[outcome.value]:
                 totals[_camel(outcome.value)] = counts[outcome.value]
-        return {**self.data, "steps": steps, "warnings": self.warnings, "totals": totals}
+        totals["reboots"] = len(self.reboots)
+        return {**self.data, "steps": steps, "reboots": self.reboots, "warnings": self.warnings, "totals": totals}
 
     def write(self) -> None:
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(self.document(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, self.path)
+        assert self.path is not None
+        write_json(self.path, self.document())
+
+
+def write_json(path: Path, document: object) -> None:
+    """Replace ``path`` atomically: a reader never sees half a report."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+class FleetReport:
+    """``--report FILE`` for many hosts: the run's facts once, then one document per host (what a single host's
+    report holds, plus ``host`` and ``log``), and the number of hosts by outcome."""
+
+    SHARED = ("aibx", "formatVersion", "template", "os", "commandLine")
+
+    def __init__(self, path: str | Path, template: str, command_line: str) -> None:
+        self.path = Path(path)
+        self.template = template
+        self.command_line = command_line
+        self.hosts: list[tuple[str, RunReport, str]] = []  # (host as written, its report, its log file)
+
+    def add(self, host: str, report: RunReport, log: str) -> None:
+        self.hosts.append((host, report, log))
+
+    def document(self, exit_code: int, parallel: int) -> dict[str, object]:
+        documents = []
+        os_type = None
+        for text, report, log in self.hosts:
+            doc = {k: v for k, v in report.document().items() if k not in self.SHARED or k == "os"}
+            os_type = doc.pop("os", None) or os_type
+            doc.setdefault("outcome", "not run")
+            documents.append({"host": text, "log": log, **doc})
+        counts = collections.Counter(str(d["outcome"]) for d in documents)
+        return {
+            "aibx": __version__,
+            "formatVersion": FORMAT_VERSION,
+            "template": self.template,
+            "os": os_type,
+            "commandLine": self.command_line,
+            "parallel": parallel,
+            "exitCode": exit_code,
+            "hosts": documents,
+            "totals": {"hosts": len(documents), **{_camel(k): v for k, v in sorted(counts.items())}},
+        }
+
+    def write(self, exit_code: int, parallel: int) -> None:
+        write_json(self.path, self.document(exit_code, parallel))

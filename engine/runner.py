@@ -2,12 +2,27 @@
 
 It owns the order of the steps, the overall deadline (``buildTimeoutInMinutes``), fetching and checking every
 script and file before anything reaches the VM, stopping a step's remote process and removing its temporary files
-when the step does not end by itself (interrupt, deadline), and the exit code.
+when the step does not end by itself (interrupt, deadline), restarts, and the exit code.
 
-Made to grow: ``Runner.run`` is a coroutine that neither prints nor calls ``asyncio.run``, so many runners can
-share one event loop (``--parallel``); the transport comes from a factory, so a dropped connection can be replaced
-by a new one; the boot identity is recorded at connect; a lost connection goes through ``_connection_lost``, the one
-place where reconnecting within ``reconnect_timeout`` and confirming a reboot will go.
+Restarts and dropped connections (see ``_ride_out``): when the connection drops, the runner waits for the VM
+within ``reconnect_timeout``, reconnecting through ``Transport.reconnect`` (the SSH host key of the first
+connection is the only one accepted) and reporting progress; then it compares the boot identity with the one it
+had. What happens next depends on what was under way:
+
+* a command that had not started yet (the channel never opened): it runs now, on the new boot or connection;
+* a command that was running: a new boot means the restart cut it; the step counts as succeeded, as with AIB and
+  Packer's ``expect_disconnect``, but is reported as ended by a reboot, without an exit code, and its temporary
+  files are removed (best effort). The same boot means the connection was lost, not the VM: the step fails (its
+  outcome is unknown);
+* a command that succeeded and said the VM is going down (``Exec.shutdown_marker``): the runner waits for the VM
+  to go down and come back with a new boot before the next step;
+* an upload: it starts again from the beginning (writing a file is idempotent);
+* a ``Restart`` action (WindowsRestart): run the restart command (exit codes 1115 and 1190 mean a shutdown is
+  already under way), wait for the VM to go down and come back with a new boot identity, then for the check
+  command to exit 0, all within the action's timeout (``_restart``).
+
+Made to grow: ``Runner.run`` is a coroutine that neither prints nor calls ``asyncio.run``, so many runners share
+one event loop (``aibx.engine.fleet``).
 """
 
 from __future__ import annotations
@@ -27,18 +42,21 @@ from aibx.engine.events import (
     ActionStarted,
     Connected,
     Connecting,
+    ConnectionDropped,
     Event,
     Notice,
     Outcome,
     Output,
+    Reconnected,
     RunFinished,
     RunStarted,
     StepFinished,
     StepRef,
     StepSkipped,
     StepStarted,
+    WaitingForHost,
 )
-from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy
+from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy, SharedFetcher
 from aibx.engine.output import LineSplitter
 from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.transports.base import (
@@ -50,10 +68,23 @@ from aibx.engine.transports.base import (
 )
 
 from aibx.exitcodes import ExitCode
-from aibx.plan import Action, Content, Exec, StepPlan, Upload
+from aibx.plan import Action, Content, Exec, Restart, StepPlan, Upload
 
 T = TypeVar("T")
 TAIL_LINES = 10  # stderr lines quoted when a step fails
+# Windows: ERROR_SHUTDOWN_IN_PROGRESS and ERROR_SHUTDOWN_IS_SCHEDULED, a restart is on its way already
+RESTART_UNDER_WAY = {1115: "a shutdown is already in progress", 1190: "a shutdown is already scheduled"}
+# how often one action may lose its connection before the step fails (a flapping network)
+MAX_DROPS_PER_ACTION = 5
+# exit codes 128 + N: killed by signal N (a shell's convention, which the transports follow)
+SIGNALLED = range(129, 193)
+# after a command killed by a signal, how long the connection may take to drop if it was a reboot (when the VM
+# cannot say that it is shutting down)
+SIGNAL_GRACE = 5.0
+ENDED_BY_REBOOT = (
+    "ended by a reboot before the command finished: it did not run to completion and has no exit code; "
+    "counted as succeeded, as AIB and Packer's expect_disconnect do"
+)
 EXIT_CODES = {
     Outcome.SUCCEEDED: ExitCode.OK,
     Outcome.FAILED: ExitCode.FAILED,
@@ -68,10 +99,15 @@ EXIT_CODES = {
 @dataclass
 class RunOptions:
     timeout_seconds: float  # the whole run, connecting included (buildTimeoutInMinutes or --timeout-minutes)
-    reconnect_timeout: float = 20 * 60.0  # how long a rebooting VM may take to come back (used by reboots)
-    cleanup_timeout: float = 15.0  # removing temporary files after an interrupt or the deadline
+    reconnect_timeout: float = 20 * 60.0  # how long a VM may take to come back after the connection dropped
+    cleanup_timeout: float = 15.0  # removing temporary files after an interrupt, the deadline or a reboot
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     command_line: str = ""
+    # between connection attempts that failed at once (connection refused: one SYN and one RST each)
+    reconnect_pause: float = 0.1
+    progress_interval: float = 10.0  # how often a wait for the VM is reported
+    down_poll: float = 0.5  # how often a VM on its way down is asked whether it still runs
+    restart_check_interval: float = 5.0  # between restartCheckCommand attempts (as Packer)
 
 
 @dataclass
@@ -82,6 +118,9 @@ class StepResult:
     started: float | None = None
     ended: float | None = None
     message: str = ""
+    reboots: int = 0
+    ended_by_reboot: bool = False
+    notes: list[str] = field(default_factory=list)  # what happened on the way (reboots), for the report
 
 
 @dataclass
@@ -92,6 +131,10 @@ class RunResult:
     boot_id: str | None = None
     steps: list[StepResult] = field(default_factory=list)
 
+    @property
+    def reboots(self) -> int:
+        return sum(s.reboots for s in self.steps)
+
 
 class _Interrupted(Exception):
     pass
@@ -99,6 +142,16 @@ class _Interrupted(Exception):
 
 class _DeadlineExceeded(Exception):
     pass
+
+
+class _WindowClosed(Exception):
+    """An action's own time limit (the reconnect window, restartTimeout) ran out before the build deadline."""
+
+
+class _NotBack(Exception):
+    def __init__(self, last_error: str) -> None:
+        super().__init__(last_error)
+        self.last_error = last_error
 
 
 class _StepFailed(Exception):
@@ -116,8 +169,10 @@ class Runner:
         options: RunOptions,
         *,
         target: str,
+        shared_fetcher: SharedFetcher | None = None,
     ) -> None:
         self.selected = selected
+        self.shared_fetcher = shared_fetcher  # a fleet fetches each script and file once for all its hosts
         self.transport_factory = transport_factory
         self.emit = emit
         self.options = options
@@ -133,7 +188,7 @@ class Runner:
         self._current: asyncio.Future[Any] | None = None
         self._deadline = 0.0
         self._fetched: dict[Content, Path] = {}
-        self._fetcher: ContentFetcher | None = None
+        self._fetcher: ContentFetcher | SharedFetcher | None = None
 
     # ------------------------------------------------------------------------------------------ control
     def interrupt(self) -> None:
@@ -244,8 +299,8 @@ class Runner:
                 continue
             problems += [f"{s.step.name}: {reason}" for reason in s.step.blocked]
             for action in s.step.actions:
-                if not isinstance(action, (Exec, Upload)):
-                    problems.append(f"{s.step.name}: {type(action).__name__} is not supported over this transport yet")
+                if not isinstance(action, (Exec, Upload, Restart)):
+                    problems.append(f"{s.step.name}: {type(action).__name__} is not supported by aibx run yet")
         return "; ".join(problems)
 
     def _skip(self, ref: StepRef, outcome: Outcome, reason: str) -> None:
@@ -257,13 +312,18 @@ class Runner:
             self._skip(ref, *_not_run(selected, why))
 
     # ------------------------------------------------------------------------------------------ guarded awaits
-    async def _guarded(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` within the deadline, cancellable by ``interrupt()``."""
+    async def _guarded(self, coro: Coroutine[Any, Any, T], until: float | None = None) -> T:
+        """Await ``coro`` within the deadline (and ``until``, an action's own limit, if it comes first),
+        cancellable by ``interrupt()``. Raises _DeadlineExceeded, _WindowClosed or _Interrupted."""
         loop = asyncio.get_running_loop()
-        remaining = self._deadline - loop.time()
+        window = until is not None and until < self._deadline
+        limit = until if window and until is not None else self._deadline
+        remaining = limit - loop.time()
         if self._interrupted or remaining <= 0:
             coro.close()
-            raise _Interrupted() if self._interrupted else _DeadlineExceeded()
+            if self._interrupted:
+                raise _Interrupted()
+            raise _WindowClosed() if window else _DeadlineExceeded()
         task = asyncio.ensure_future(coro)
         self._current = task
         try:
@@ -271,7 +331,7 @@ class Runner:
         except asyncio.TimeoutError:
             if self._interrupted:
                 raise _Interrupted() from None
-            raise _DeadlineExceeded() from None
+            raise (_WindowClosed() if window else _DeadlineExceeded()) from None
         except asyncio.CancelledError:
             if self._interrupted and task.cancelled():
                 raise _Interrupted() from None
@@ -279,12 +339,17 @@ class Runner:
         finally:
             self._current = None
 
+    async def _sleep(self, seconds: float, until: float | None = None) -> None:
+        limit = min(self._deadline, until if until is not None else self._deadline)
+        remaining = limit - asyncio.get_running_loop().time()
+        await self._guarded(asyncio.sleep(max(0.0, min(seconds, remaining))), until)
+
     # ------------------------------------------------------------------------------------------ fetching
     async def _fetch_all(self, workdir: Path) -> RunResult | None:
         def notice(level: str) -> Callable[[str], None]:
             return lambda message: self.emit(Notice(self.target, message=message, level=level))
 
-        self._fetcher = ContentFetcher(
+        self._fetcher = self.shared_fetcher or ContentFetcher(
             workdir, self.options.fetch, on_retry=notice("info"), on_warning=notice("warning")
         )
         for index, (ref, selected) in enumerate(zip(self.refs, self.selected.steps, strict=True)):
@@ -323,31 +388,184 @@ class Runner:
         self.boot_id = await self._guarded(transport.boot_identity())
         self.emit(Connected(self.target, boot_id=self.boot_id, seconds=loop.time() - began))
 
-    async def _connection_lost(self, ref: StepRef, exc: ConnectionLost) -> None:
-        """The seam for reboots inside a step: reconnect within ``options.reconnect_timeout`` (a new transport from
-        the factory), confirm a new boot by comparing ``boot_identity()`` with ``self.boot_id``, then let the step
-        go on. Today a lost connection ends the step."""
-        raise _StepFailed(Outcome.CONNECTION_LOST, str(exc))
+    # ------------------------------------------------------------------------------------------ drops and restarts
+    async def _ride_out(
+        self,
+        ref: StepRef,
+        reason: str,
+        during: str,
+        *,
+        expected: bool = False,
+        until: float | None = None,
+        limit: str = "",
+    ) -> bool | None:
+        """The connection dropped (``reason``) or the VM is going down: wait for it to answer again within the
+        reconnect window (or ``until``), reconnect and compare the boot identity. Returns True when the VM
+        restarted, False when it came back without restarting, None when its boot identity is unknown. Raises
+        _StepFailed: TIMED_OUT if it does not come back in time, CONNECTION_LOST if it no longer lets us in."""
+        transport = self._transport()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if until is None:
+            until = began + self.options.reconnect_timeout
+        window = round(until - began, 3)  # (began + t) - began is not always t in floating point
+        limit = limit or f"{format_duration(window)} (--reconnect-timeout)"
+        before = self.boot_id
+        self.emit(
+            ConnectionDropped(
+                self.target, step=ref, reason=reason, during=during, window_seconds=window, expected=expected
+            )
+        )
+        attempts = 0
+        while True:
+            try:
+                boot, tries = await self._wait_until_back(ref, until, reason, began)
+            except _NotBack as exc:
+                raise _StepFailed(
+                    Outcome.TIMED_OUT,
+                    f"{transport.service} did not come back within {limit} after the connection dropped "
+                    f"(during {during}); last error: {exc.last_error}",
+                ) from None
+            attempts += tries
+            if boot is not None and boot == before:
+                try:
+                    stopping = await self._guarded(transport.shutting_down(), until)
+                except (ConnectionLost, TransportError):
+                    continue  # gone again: it was on its way down
+                except _WindowClosed:
+                    stopping = False
+                if stopping:  # reached the old system still going down: wait until it is gone
+                    try:
+                        await self._wait_until_down(ref, before, until, began)
+                    except _WindowClosed:
+                        raise _StepFailed(
+                            Outcome.TIMED_OUT, f"the VM was still shutting down when {limit} ran out"
+                        ) from None
+                    continue
+            rebooted = None if boot is None or before is None else boot != before
+            self.emit(
+                Reconnected(
+                    self.target,
+                    step=ref,
+                    seconds=loop.time() - began,
+                    attempts=attempts,
+                    boot_id=boot,
+                    previous_boot_id=before,
+                    rebooted=rebooted,
+                    service=transport.service,
+                )
+            )
+            if boot is not None:
+                self.boot_id = boot
+            return rebooted
+
+    async def _wait_until_back(self, ref: StepRef, until: float, why: str, began: float) -> tuple[str | None, int]:
+        """Reconnect until the VM lets us in and tells its boot identity; returns (boot identity, attempts).
+        Raises _NotBack with the last error when ``until`` passes."""
+        transport = self._transport()
+        loop = asyncio.get_running_loop()
+        attempts = 0
+        last_error = why
+        next_report = loop.time() + self.options.progress_interval
+        while True:
+            attempts += 1
+            tried = loop.time()
+            try:
+                await self._guarded(transport.reconnect(), until)
+                return await self._guarded(transport.boot_identity(), until), attempts
+            except ConnectError as exc:
+                if exc.kind in ("hostkey", "auth", "tls"):
+                    raise _StepFailed(
+                        Outcome.CONNECTION_LOST, f"cannot reconnect after the connection dropped: {exc}"
+                    ) from None
+                last_error = exc.detail
+            except TransportError as exc:  # dropped again while logging in or reading the boot identity
+                last_error = str(exc)
+            except _WindowClosed:
+                pending = loop.time() - tried
+                if pending >= 1:
+                    last_error = f"no answer ({pending:.0f} s into a connection attempt)"
+                raise _NotBack(last_error) from None
+            now = loop.time()
+            if now >= next_report:
+                self.emit(
+                    WaitingForHost(
+                        self.target,
+                        step=ref,
+                        phase="up",
+                        elapsed=now - began,
+                        attempts=attempts,
+                        last_error=last_error,
+                        service=transport.service,
+                    )
+                )
+                next_report = now + self.options.progress_interval
+            if now - tried < self.options.reconnect_pause:
+                try:
+                    await self._sleep(self.options.reconnect_pause, until)
+                except _WindowClosed:
+                    raise _NotBack(last_error) from None
+
+    async def _wait_until_down(self, ref: StepRef, before: str | None, until: float, began: float) -> None:
+        """Ask the VM for its boot identity every ``down_poll`` seconds until the connection drops (or a new
+        boot answers). Raises _WindowClosed if it still answers at ``until``."""
+        transport = self._transport()
+        loop = asyncio.get_running_loop()
+        next_report = loop.time() + self.options.progress_interval
+        polls = 0
+        while True:
+            polls += 1
+            try:
+                boot = await self._guarded(transport.boot_identity(), until)
+            except ConnectionLost:
+                return
+            except TransportError:  # an error while it shuts down: still up, ask again
+                boot = before
+            if boot is not None and boot != before:
+                return
+            now = loop.time()
+            if now >= next_report:
+                self.emit(
+                    WaitingForHost(
+                        self.target,
+                        step=ref,
+                        phase="down",
+                        elapsed=now - began,
+                        attempts=polls,
+                        last_error="it still answers",
+                        service=transport.service,
+                    )
+                )
+                next_report = now + self.options.progress_interval
+            await self._sleep(self.options.down_poll, until)
+
+    def _transport(self) -> Transport:
+        assert self.transport is not None
+        return self.transport
 
     # ------------------------------------------------------------------------------------------ steps
     async def _run_step(self, ref: StepRef, step: StepPlan) -> StepResult:
         self.emit(StepStarted(self.target, step=ref))
         started = time.time()
         result = StepResult(ref, Outcome.SUCCEEDED, started=started)
+        cut = False  # the step's command did not end by itself: its temporary files are still there
         try:
             for action in step.actions:
-                result.exit_code = await self._execute(ref, action)
+                result.exit_code = await self._execute(ref, action, result)
         except _StepFailed as exc:
             result.outcome, result.message = exc.outcome, exc.message
             result.exit_code = exc.exit_code if exc.exit_code is not None else result.exit_code
+            cut = exc.outcome is not Outcome.FAILED or exc.exit_code is None
         except _Interrupted:
             result.outcome, result.message = Outcome.INTERRUPTED, "interrupted; the remote process was stopped"
         except _DeadlineExceeded:
             result.outcome = Outcome.TIMED_OUT
             result.message = self._deadline_message() + "; the remote process was stopped"
-        if result.outcome in (Outcome.INTERRUPTED, Outcome.TIMED_OUT, Outcome.CONNECTION_LOST):
+        if cut or result.ended_by_reboot or result.outcome in (Outcome.INTERRUPTED, Outcome.TIMED_OUT):
             await self._best_effort(ref, step.on_interrupt, "removing the step's temporary files")
         await self._best_effort(ref, step.cleanup, "clean-up")
+        if result.outcome is Outcome.SUCCEEDED and result.notes:
+            result.message = "; ".join(result.notes)
         result.ended = time.time()
         self.results.append(result)
         self.emit(
@@ -359,59 +577,272 @@ class Runner:
                 ended=result.ended,
                 exit_code=result.exit_code,
                 message=result.message,
+                reboots=result.reboots,
+                ended_by_reboot=result.ended_by_reboot,
             )
         )
         return result
 
-    async def _execute(self, ref: StepRef, action: Action) -> int | None:
-        transport = self.transport
-        assert transport is not None
+    async def _execute(self, ref: StepRef, action: Action, result: StepResult) -> int | None:
         if isinstance(action, Exec):
-            stdin = self._stdin(action.stdin)
-            script = action.stdin.data.decode(errors="replace") if action.stdin and action.stdin.data else None
-            detail = action.description or ""
-            if action.stdin and action.stdin.data is None:
-                detail = f"{detail}; stdin: {action.stdin.describe()}"
-            self.emit(
-                ActionStarted(self.target, step=ref, kind="exec", text=action.command, detail=detail, script=script)
-            )
-            collector = _OutputCollector(self, ref)
+            return await self._exec(ref, action, result)
+        if isinstance(action, Upload):
+            await self._upload(ref, action, result)
+            return None
+        if isinstance(action, Restart):
+            await self._restart(ref, action, result)
+            return None
+        raise _StepFailed(Outcome.FAILED, f"{type(action).__name__} is not supported by aibx run yet")
+
+    async def _exec(self, ref: StepRef, action: Exec, result: StepResult) -> int | None:
+        stdin = self._stdin(action.stdin)
+        script = action.stdin.data.decode(errors="replace") if action.stdin and action.stdin.data else None
+        detail = action.description or ""
+        if action.stdin and action.stdin.data is None:
+            detail = f"{detail}; stdin: {action.stdin.describe()}"
+        self.emit(ActionStarted(self.target, step=ref, kind="exec", text=action.command, detail=detail, script=script))
+        drops = 0
+        while True:
+            collector = _OutputCollector(self, ref, action.shutdown_marker)
             try:
-                code = await self._guarded(transport.run(action.command, stdin=stdin, on_output=collector.feed))
+                code = await self._guarded(self._transport().run(action.command, stdin=stdin, on_output=collector.feed))
             except ConnectionLost as exc:
                 collector.flush()
-                await self._connection_lost(ref, exc)
+                drops += 1
+                if drops > MAX_DROPS_PER_ACTION:
+                    raise _StepFailed(
+                        Outcome.CONNECTION_LOST, f"the connection dropped {drops} times during this step: {exc}"
+                    ) from None
+                if not exc.command_started:
+                    rebooted = await self._ride_out(ref, str(exc), "the start of the command")
+                    self._count_reboot(result, rebooted, "the VM restarted before the command started; it ran after")
+                    self.emit(Notice(self.target, message="the command had not started: running it now", step=ref))
+                    continue
+                rebooted = await self._ride_out(ref, str(exc), "the command")
+                if rebooted is False:
+                    raise _StepFailed(
+                        Outcome.FAILED,
+                        f"the connection dropped while the command ran ({exc}), and the VM came back without "
+                        f"restarting (boot id {self.boot_id} unchanged): the command's outcome is unknown (it may "
+                        "still be running on the VM); aibx does not run it again",
+                    ) from None
+                self._count_reboot(result, rebooted, ENDED_BY_REBOOT)
+                result.ended_by_reboot = True
                 return None
             except TransportError as exc:  # the transport could not run it at all (its message says why)
                 raise _StepFailed(Outcome.FAILED, str(exc)) from None
             finally:
                 collector.flush()  # a last line without a newline; flushing twice is harmless
+            if collector.saw_shutdown_marker and code in action.valid_exit_codes:
+                await self._announced_reboot(ref, result)
             if code in action.valid_exit_codes:
                 return code
             warning = dict(action.warn_exit_codes).get(code)
             if warning is not None:
                 self.emit(Notice(self.target, message=warning, level="warning", step=ref))
                 return code
+            if code in SIGNALLED and await self._killed_by_a_reboot(ref, code, result):
+                return None
             raise _StepFailed(Outcome.FAILED, collector.failure_message(code, action.valid_exit_codes), code)
-        if isinstance(action, Upload):
-            data: bytes | Path = (
-                action.content.data if action.content.data is not None else self._fetched[action.content]
+
+    async def _killed_by_a_reboot(self, ref: StepRef, code: int, result: StepResult) -> bool:
+        """The command died of a signal (exit code 128 + N). A reboot does that: systemd and other inits send
+        SIGTERM to every process before the connection drops, and the exit status may arrive first. If the VM is
+        going down (or the connection drops within ``SIGNAL_GRACE`` seconds when the VM cannot say), ride the
+        reboot out: the step was ended by it. Otherwise it is an ordinary failure."""
+        transport = self._transport()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            stopping = await self._guarded(transport.shutting_down(), began + SIGNAL_GRACE)
+        except ConnectionLost:
+            stopping = True
+        except (TransportError, _WindowClosed):
+            return False
+        if stopping is False:
+            return False
+        until = began + (self.options.reconnect_timeout if stopping else SIGNAL_GRACE)
+        try:
+            await self._wait_until_down(ref, self.boot_id, until, began)
+        except _WindowClosed:
+            if not stopping:
+                return False  # it still answers: the signal came from something else
+            raise _StepFailed(
+                Outcome.TIMED_OUT,
+                f"the command was killed (exit code {code}) as the VM began shutting down, but the VM still "
+                f"answered after {format_duration(self.options.reconnect_timeout)} (--reconnect-timeout)",
+            ) from None
+        reason = f"killed by a signal (exit code {code}) as the VM went down"
+        rebooted = await self._ride_out(ref, reason, "the command")
+        if rebooted is False:
+            return False
+        self._count_reboot(result, rebooted, ENDED_BY_REBOOT)
+        result.ended_by_reboot = True
+        return True
+
+    async def _announced_reboot(self, ref: StepRef, result: StepResult) -> None:
+        """The command succeeded and said the VM is going down: wait for it to go and come back restarted."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        until = began + self.options.reconnect_timeout
+        before = self.boot_id
+        try:
+            await self._wait_until_down(ref, before, until, began)
+        except _WindowClosed:
+            raise _StepFailed(
+                Outcome.TIMED_OUT,
+                f"the VM said it was shutting down, but still answered after "
+                f"{format_duration(self.options.reconnect_timeout)} (--reconnect-timeout)",
+            ) from None
+        rebooted = await self._ride_out(
+            ref, "the VM went down", "the reboot after the command", expected=True, until=until
+        )
+        if rebooted is False:
+            raise _StepFailed(
+                Outcome.FAILED,
+                f"the VM said it was shutting down, but came back without restarting (boot id {self.boot_id} "
+                "unchanged)",
             )
-            self.emit(
-                ActionStarted(
-                    self.target, step=ref, kind="upload", text=action.remote_path, detail=action.content.describe()
-                )
+        self._count_reboot(result, rebooted, "the command finished, then the VM restarted")
+
+    async def _upload(self, ref: StepRef, action: Upload, result: StepResult) -> None:
+        data: bytes | Path = action.content.data if action.content.data is not None else self._fetched[action.content]
+        self.emit(
+            ActionStarted(
+                self.target, step=ref, kind="upload", text=action.remote_path, detail=action.content.describe()
             )
+        )
+        for drops in range(1, MAX_DROPS_PER_ACTION + 2):
             try:
-                await self._guarded(transport.put(data, action.remote_path, action.mode))
+                await self._guarded(self._transport().put(data, action.remote_path, action.mode))
+                return
             except RemoteFileError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {exc}") from None
             except ConnectionLost as exc:
-                await self._connection_lost(ref, exc)
+                if drops > MAX_DROPS_PER_ACTION:
+                    raise _StepFailed(
+                        Outcome.CONNECTION_LOST,
+                        f"the connection dropped {drops} times while writing {action.remote_path}: {exc}",
+                    ) from None
+                rebooted = await self._ride_out(ref, str(exc), f"an upload to {action.remote_path}")
+                self._count_reboot(result, rebooted, f"the VM restarted during the upload to {action.remote_path}")
+                self.emit(
+                    Notice(
+                        self.target,
+                        message=f"writing {action.remote_path} again, from the start (the first attempt was cut off)",
+                        level="warning",
+                        step=ref,
+                    )
+                )
             except TransportError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {action.remote_path}: {exc}") from None
-            return None
-        raise _StepFailed(Outcome.FAILED, f"{type(action).__name__} is not supported over this transport yet")
+
+    def _count_reboot(self, result: StepResult, rebooted: bool | None, note: str) -> None:
+        if rebooted is False:
+            return
+        result.reboots += 1
+        if rebooted is None:
+            note += " (not confirmed: the VM's boot identity is unknown)"
+        result.notes.append(note)
+
+    # ------------------------------------------------------------------------------------------ WindowsRestart
+    async def _restart(self, ref: StepRef, action: Restart, result: StepResult) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        until = began + action.timeout_seconds
+        limit = f"restartTimeout ({format_duration(action.timeout_seconds)})"
+        self.emit(ActionStarted(self.target, step=ref, kind="restart", text=action.command, detail=action.description))
+        rebooted = await self.restart_vm(ref, action.command, until, limit)
+        self._count_reboot(result, rebooted, "the VM restarted")
+        if action.check_command:
+            await self._restart_check(ref, action.check_command, until, limit, result)
+
+    async def restart_vm(self, ref: StepRef, command: str, until: float, limit: str) -> bool | None:
+        """Restart the VM with ``command`` and wait for it to come back with a new boot identity, by ``until``
+        (``limit`` names that limit in messages). The seam for every restart the engine makes: WindowsRestart,
+        and WindowsUpdate between rounds. Returns ``rebooted`` as ``_ride_out``; raises _StepFailed."""
+        transport = self._transport()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        before = self.boot_id
+        collector = _OutputCollector(self, ref)
+        dropped = ""
+        try:
+            code = await self._guarded(transport.run(command, on_output=collector.feed), until)
+        except ConnectionLost as exc:  # it went down under the command: that is the restart
+            dropped = str(exc)
+        except TransportError as exc:
+            raise _StepFailed(Outcome.FAILED, f"the restart command could not run: {exc}") from None
+        except _WindowClosed:
+            raise _StepFailed(
+                Outcome.TIMED_OUT, f"the restart command was still running when {limit} ran out"
+            ) from None
+        else:
+            if code in RESTART_UNDER_WAY:
+                self.emit(
+                    Notice(
+                        self.target, message=f"restart command: exit code {code}, {RESTART_UNDER_WAY[code]}", step=ref
+                    )
+                )
+            elif code != 0:
+                raise _StepFailed(Outcome.FAILED, "restart command: " + collector.failure_message(code, (0,)), code)
+        finally:
+            collector.flush()
+        while True:
+            if not dropped:
+                try:
+                    await self._wait_until_down(ref, before, until, began)
+                except _WindowClosed:
+                    raise _StepFailed(
+                        Outcome.TIMED_OUT,
+                        f"the VM did not restart within {limit}: it still answers with the same boot identity",
+                    ) from None
+            rebooted = await self._ride_out(
+                ref, dropped or "the VM went down", "a restart", expected=True, until=until, limit=limit
+            )
+            if rebooted is not False:
+                return rebooted
+            # the connection dropped, but the VM is the same boot: the restart has not happened yet
+            self.emit(Notice(self.target, message="the VM has not restarted yet; waiting for it to go down", step=ref))
+            dropped = ""
+
+    async def _restart_check(self, ref: StepRef, command: str, until: float, limit: str, result: StepResult) -> None:
+        """Run ``command`` until it exits 0 (its exit code decides, unlike Packer's), by ``until``."""
+        last = "it never ran"
+        while True:
+            collector = _OutputCollector(self, ref)
+            self.emit(ActionStarted(self.target, step=ref, kind="exec", text=command, detail="restart check"))
+            try:
+                code = await self._guarded(self._transport().run(command, on_output=collector.feed), until)
+            except ConnectionLost as exc:  # it went down again (a second restart, as updates often want)
+                rebooted = await self._ride_out(ref, str(exc), "the restart check", until=until, limit=limit)
+                self._count_reboot(result, rebooted, "the VM restarted again during the restart check")
+                continue
+            except TransportError as exc:
+                raise _StepFailed(Outcome.FAILED, f"restart check: {exc}") from None
+            except _WindowClosed:
+                raise _StepFailed(
+                    Outcome.TIMED_OUT, f"the restart check did not succeed within {limit}; {last}"
+                ) from None
+            finally:
+                collector.flush()
+            if code == 0:
+                return
+            last = "last " + collector.failure_message(code, (0,))
+            self.emit(
+                Notice(
+                    self.target,
+                    message=f"restart check: exit code {code}; trying again in "
+                    f"{format_duration(self.options.restart_check_interval)}",
+                    step=ref,
+                )
+            )
+            try:
+                await self._sleep(self.options.restart_check_interval, until)
+            except _WindowClosed:
+                raise _StepFailed(
+                    Outcome.TIMED_OUT, f"the restart check did not succeed within {limit}; {last}"
+                ) from None
 
     def _stdin(self, content: Content | None) -> bytes | Path | None:
         if content is None:
@@ -420,7 +851,7 @@ class Runner:
 
     async def _best_effort(self, ref: StepRef, actions: list[Action], what: str) -> None:
         """Run clean-up actions outside the deadline and the interrupt, bounded by ``cleanup_timeout``; a failure
-        is a warning."""
+        (the VM gone again, an exit code) is a warning."""
         if not actions or self.transport is None:
             return
         transport = self.transport
@@ -430,7 +861,7 @@ class Runner:
             self.emit(ActionStarted(self.target, step=ref, kind="exec", text=action.command, detail=action.description))
             try:
                 code = await asyncio.wait_for(transport.run(action.command), self.options.cleanup_timeout)
-            except (asyncio.TimeoutError, ConnectionLost, OSError) as exc:
+            except (asyncio.TimeoutError, TransportError, OSError) as exc:
                 self.emit(
                     Notice(
                         self.target, message=f"{what} failed: {exc or type(exc).__name__}", level="warning", step=ref
@@ -445,11 +876,13 @@ class _OutputCollector:
     """Turns a step's output chunks into Output events of whole lines, keeping the last stderr lines for the
     failure message. Memory stays bounded whatever the output's size."""
 
-    def __init__(self, runner: Runner, ref: StepRef) -> None:
+    def __init__(self, runner: Runner, ref: StepRef, shutdown_marker: str = "") -> None:
         self.runner, self.ref = runner, ref
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.last_stdout: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.shutdown_marker = shutdown_marker
+        self.saw_shutdown_marker = False
 
     def feed(self, stream: str, chunk: bytes) -> None:
         self._emit(stream, self.splitters[stream].feed(chunk))
@@ -461,6 +894,8 @@ class _OutputCollector:
     def _emit(self, stream: str, lines: list[str]) -> None:
         if not lines:
             return
+        if self.shutdown_marker and stream == "stderr" and lines[-1] == self.shutdown_marker:
+            self.saw_shutdown_marker = True  # the wrapper's last word
         (self.tail if stream == "stderr" else self.last_stdout).extend(lines[-TAIL_LINES:])
         self.runner.emit(Output(self.runner.target, step=self.ref, stream=stream, lines=tuple(lines)))
 
@@ -471,6 +906,13 @@ class _OutputCollector:
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
         return text
+
+
+def format_duration(seconds: float) -> str:
+    """90 -> "1m30s", 1200 -> "20m00s", 2.5 -> "2.5 s" (as the console shows times)."""
+    from aibx.engine.console_view import format_seconds
+
+    return format_seconds(seconds)
 
 
 def _not_run(selected: SelectedStep, why: str) -> tuple[Outcome, str]:

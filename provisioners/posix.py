@@ -10,6 +10,7 @@ command works unchanged through the local transport.
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -18,6 +19,16 @@ INLINE_INTERPRETER = "/bin/sh -e"
 INLINE_SHEBANG = f"#!{INLINE_INTERPRETER}"
 # The wrapper's own exit code when it cannot create the script file (it exists already, /tmp is full, ...).
 CANNOT_CREATE_EXIT = 125
+# What the wrapper prints on stderr when the script succeeded and the VM is on its way down (``shutdown -r now``,
+# ``systemctl reboot``): the runner then waits for the reboot instead of starting the next step on a dying VM.
+SHUTDOWN_MARKER = "aibx: the script finished and the VM is shutting down"
+# commands by which a script restarts (or stops) a Linux VM
+_RESTART_WORDS = re.compile(r"\b(reboot|shutdown|poweroff|halt|kexec|telinit|systemctl|init\s+[06])\b")
+
+
+def may_restart(lines: Sequence[str]) -> bool:
+    """Whether inline lines mention a command that can restart the VM (so the wrapper should watch for it)."""
+    return any(_RESTART_WORDS.search(line) for line in lines)
 
 
 def temp_path(random_part: str, suffix: str) -> str:
@@ -29,21 +40,33 @@ def inline_script(lines: Sequence[str]) -> bytes:
     return "".join(f"{line}\n" for line in (INLINE_SHEBANG, *lines)).encode()
 
 
-def run_stdin_script(path: str, interpreter: str | None = None) -> str:
+def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdown: bool = False) -> str:
     """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
 
     ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; the traps remove it when the
     process group is signalled (interrupt, timeout) and exit the way a signalled shell would. Without an
     ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with one (inline
     lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on a /tmp
-    mounted noexec."""
+    mounted noexec.
+
+    ``watch_shutdown`` (a script that may restart the VM): after a successful script the wrapper asks systemd
+    whether the VM is going down (``shutdown -r now`` and ``systemctl reboot`` return before the reboot cuts the
+    session) and then prints ``SHUTDOWN_MARKER``, so that the runner waits for the reboot instead of starting the
+    next step on a dying VM. Without systemd nothing is printed. The question costs a process (a few
+    milliseconds), so it is asked only where a restart can come from."""
     f = '"$f"'
     run = f"{interpreter} {f}" if interpreter else f"chmod 700 {f} && {f}"
+    watch = (
+        f'[ $rc -ne 0 ] || [ "$(systemctl is-system-running 2>/dev/null)" != stopping ] || '
+        f"echo {shlex.quote(SHUTDOWN_MARKER)} >&2; "
+        if watch_shutdown
+        else ""
+    )
     return (
         f"umask 077; f={shlex.quote(path)}; "
         f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
         f'set -C; cat >{f} || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; set +C; '
-        f"{run} </dev/null; rc=$?; rm -f {f}; exit $rc"
+        f"{run} </dev/null; rc=$?; rm -f {f}; {watch}exit $rc"
     )
 
 

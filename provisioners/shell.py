@@ -63,6 +63,15 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             description = "run the script, fetched and checked by aibx before anything reaches the VM"
         if not checksum:
             plan.notes.append("no sha256Checksum: a changed script would go unnoticed")
-    plan.actions.append(Exec(posix.run_stdin_script(script_path, interpreter), stdin=stdin, description=description))
+    # a script aibx cannot read now (a scriptUri) or lines that call reboot & co. may restart the VM
+    watch = has_uri or posix.may_restart([str(line) for line in step.inline or []])
+    plan.actions.append(
+        Exec(
+            posix.run_stdin_script(script_path, interpreter, watch_shutdown=watch),
+            stdin=stdin,
+            description=description,
+            shutdown_marker=posix.SHUTDOWN_MARKER if watch else "",
+        )
+    )
     plan.on_interrupt.append(Exec(posix.remove_files(*temp_files), description="remove the temporary script"))
     return plan

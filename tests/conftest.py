@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fleet import TargetFleet
 from tests.support.http_server import ContentServer
-from tests.support.requirements import require_program
+from tests.support.power import PowerWatcher
+from tests.support.requirements import require_program, require_root
 from tests.support.sshd import SshTarget
 
 pytest_plugins = ["tests.support.winrm_fixtures", "tests.support.qemu_vm"]
@@ -72,3 +74,81 @@ def tls_content_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
     yield server
     server.stop()
+
+
+# ----------------------------------------------------------------------------------------------- reboots and fleets
+@pytest.fixture
+def make_rebootable_target(
+    make_ssh_target: Callable[..., SshTarget],
+) -> Iterator[Callable[..., tuple[SshTarget, PowerWatcher]]]:
+    """``make_rebootable_target(down_s=1, refused_s=0.5, terminate_first=0, **target_args)``: a loopback target
+    whose power shims (``sudo reboot``, ``shutdown -r now``, ``systemctl reboot``) really take it down and bring it
+    back (tests/support/power.py); a new boot id on every boot when running as root."""
+    watchers: list[PowerWatcher] = []
+
+    def make(
+        down_s: float = 1.0,
+        refused_s: float = 0.5,
+        blackhole: bool = True,
+        terminate_first: float = 0.0,
+        **target_args: object,
+    ):
+        target = make_ssh_target(**target_args)
+        reboot_args = {"down_s": down_s, "refused_s": refused_s, "blackhole": blackhole}
+        watcher = PowerWatcher([target], {**reboot_args, "terminate_first": terminate_first})
+        watcher.start()
+        watchers.append(watcher)
+        return target, watcher
+
+    yield make
+    for watcher in watchers:
+        watcher.stop()
+
+
+@pytest.fixture(scope="session")
+def netns_lab() -> Iterator[object]:
+    """This session's share of network namespaces, bridge and addresses (tests/support/netns.py); root only."""
+    require_root("network namespaces")
+    require_program("ip", "iproute2")
+    require_program("sshd", "openssh-server")
+    from tests.support.netns import NetnsLab
+
+    with NetnsLab() as lab:
+        yield lab
+
+
+@pytest.fixture
+def make_netns_vm(netns_lab, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """``make_netns_vm(index, hang_s=.., down_s=.., refused_s=.., graceful=False)``: a VM in its own network
+    namespace, rebooted by its power shims; destroyed after the test."""
+    made: list[tuple[object, PowerWatcher]] = []
+
+    def make(index: int, *, hang_s: float = 0.5, down_s: float = 1.0, refused_s: float = 0.5, graceful=False, **kw):
+        vm = netns_lab.vm(index, **kw)
+        watcher = PowerWatcher([vm], {"hang_s": hang_s, "down_s": down_s, "refused_s": refused_s, "graceful": graceful})
+        watcher.start()
+        made.append((vm, watcher))
+        return vm, watcher
+
+    yield make
+    for vm, watcher in made:
+        watcher.stop()
+        vm.remove()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_fleet(request: pytest.FixtureRequest) -> Iterator[Callable[..., TargetFleet]]:
+    """``make_fleet(16)``: that many loopback targets sharing one client key and known_hosts (tests/support/
+    fleet.py), started in parallel, removed after the test."""
+    require_program("sshd", "openssh-server")
+    require_program("ssh-keygen", "openssh-client")
+    fleets: list[TargetFleet] = []
+
+    def make(count: int, **target_args: object) -> TargetFleet:
+        fleet = TargetFleet(count, _target_name(request), **target_args)
+        fleets.append(fleet)
+        return fleet.start()
+
+    yield make
+    for fleet in fleets:
+        fleet.remove()

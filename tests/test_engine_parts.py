@@ -186,7 +186,8 @@ def test_report_totals(tmp_path: Path) -> None:
     report(StepFinished("t", step=refs[1], outcome=Outcome.TIMED_OUT, started=2.5, ended=9.0))
     report(RunFinished("t", outcome=Outcome.TIMED_OUT, exit_code=4, started=0.5, ended=9.5, boot_id="b"))
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["totals"] == {"steps": 3, "succeeded": 1, "failed": 0, "timedOut": 1, "skipped": 0, "notRun": 0}
+    totals = {"steps": 3, "succeeded": 1, "failed": 0, "timedOut": 1, "skipped": 0, "notRun": 0, "reboots": 0}
+    assert data["totals"] == totals
     assert data["steps"][0]["durationSeconds"] == 1.5 and data["steps"][2]["outcome"] is None
     assert (data["bootId"], data["exitCode"]) == ("b", 4)
 

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 
 from aibx.engine.transports.base import Transport
 
-# scheme -> "module:Class"; a target without a scheme is ssh, the word "local" is this machine
+# scheme -> "module:callable" that takes (Target, ConnectOptions) and returns the Transport; a target without a
+# scheme is ssh, the word "local" is this machine
 SCHEMES: dict[str, str] = {
     "ssh": "aibx.engine.transports.ssh:SshTransport",
     "local": "aibx.engine.transports.local:LocalTransport",
+    "winrm": "aibx.engine.transports.winrm:transport_for_target",
+    "winrms": "aibx.engine.transports.winrm:transport_for_target",
 }
 
 _TARGET = re.compile(
@@ -56,10 +59,11 @@ class ConnectOptions:
     accept_new_host_key: bool = False  # trust an unknown host key on first use and record it
     ssh_config: list[str] | None = None  # None: ~/.ssh/config
     connect_timeout: float = 30.0  # each connection attempt: TCP, handshake and authentication
-    keepalive_interval: float = 15.0  # a dead peer is noticed after interval * count_max seconds
-    keepalive_count_max: int = 4
+    keepalive_interval: float = 10.0  # a dead peer (a VM reset, a cut network) is noticed after
+    keepalive_count_max: int = 3  # interval * count_max seconds, whatever runs
     stop_grace: float = 3.0  # after asking a remote process to stop, before killing it
-    extra: dict[str, object] = field(default_factory=dict)  # scheme-specific settings
+    remote_os: str = "linux"  # "linux" or "windows": how to ask the VM for its boot identity
+    extra: dict[str, object] = field(default_factory=dict)  # scheme-specific settings (winrm: WinRMOptions fields)
 
 
 def parse_target(text: str) -> Target:
@@ -81,6 +85,6 @@ def parse_target(text: str) -> Target:
 
 
 def create_transport(target: Target, options: ConnectOptions) -> Transport:
-    module_name, _, class_name = SCHEMES[target.scheme].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(target, options)
+    module_name, _, factory_name = SCHEMES[target.scheme].partition(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    return factory(target, options)  # type: ignore[no-any-return]

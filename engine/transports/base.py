@@ -36,7 +36,14 @@ class ConnectError(TransportError):
 
 
 class ConnectionLost(TransportError):
-    """The connection dropped before the operation finished (a reboot, a network failure)."""
+    """The connection dropped before the operation finished (a reboot, a network failure).
+
+    ``command_started`` is False when ``run`` failed before the command could have started on the VM (the channel
+    or the request never got there): running it again after reconnecting runs it once, not twice."""
+
+    def __init__(self, message: str, *, command_started: bool = True) -> None:
+        super().__init__(message)
+        self.command_started = command_started
 
 
 @dataclass
@@ -53,6 +60,8 @@ class RemoteFileError(TransportError):
 class Transport(abc.ABC):
     #: how the target is shown to users: "ssh://user@host:22", "winrms://host:5986", "local"
     target: str
+    #: what answers on the VM, for messages such as "waiting for SSH"
+    service: str = "the VM"
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -86,8 +95,21 @@ class Transport(abc.ABC):
     async def close(self) -> None:
         """Close the connection; safe to call twice or after a ConnectionLost."""
 
+    async def reconnect(self) -> None:
+        """Connect again after ConnectionLost (the VM rebooted, the network failed): the same VM with the same
+        credentials, and a transport that checks a server identity (an SSH host key) accepts only the one it
+        accepted at the first connect. One attempt, bounded like ``connect``; raise ConnectError."""
+        await self.close()
+        await self.connect()
+
     async def boot_identity(self) -> str | None:
         """Something that changes at every boot of the VM and only then (Linux: the kernel's boot_id; Windows:
         LastBootUpTime), or None when the transport cannot tell. The runner records it at connect; after a
         dropped connection a different value confirms a reboot."""
+        return None
+
+    async def shutting_down(self) -> bool | None:
+        """Whether the VM is on its way down (a reboot or power-off under way: systemd's "stopping" state), or
+        None when the transport cannot tell. Asked when a connection came back without a new boot, to tell a
+        VM that is still going down from one that never restarted."""
         return None

@@ -1,10 +1,13 @@
 """The SSH transport, on asyncssh.
 
 * One connection per run; every command is one channel (exec), files go over one SFTP session opened on first use.
-* Bounded: ``connect_timeout`` covers TCP, handshake and authentication; keepalives notice a dead peer after
-  ``keepalive_interval * keepalive_count_max`` seconds.
+* Bounded: ``connect_timeout`` covers TCP, handshake and authentication; within it a TCP connection that gets no
+  answer is tried again every ``TCP_ATTEMPT_SECONDS`` (a VM coming back from a reboot is reached within seconds,
+  not at the kernel's next, ever later SYN retry). Keepalives notice a dead peer after
+  ``keepalive_interval * keepalive_count_max`` seconds, which also bounds every channel and SFTP request.
 * Host keys are checked against ``known_hosts`` (default ``~/.ssh/known_hosts``). An unknown host is refused
   unless ``accept_new_host_key``, which trusts it on first use and records it; a *changed* key is always refused.
+  ``reconnect()`` (after a reboot) accepts only the very key the first connection accepted.
 * Auth: the ``identity`` file, the keys ssh-agent holds, the default keys (``~/.ssh/id_*``, ``IdentityFile``) and a
   password (given by the caller, never read from the command line). ``~/.ssh/config`` (aliases, HostName, Port,
   User, IdentityFile, ProxyJump, ...) is honoured through asyncssh.
@@ -27,6 +30,9 @@ from typing import BinaryIO
 import asyncssh
 from aibx.engine.transports import ConnectOptions, Target
 from aibx.engine.transports.base import ConnectError, ConnectionLost, OutputCallback, RemoteFileError, Transport
+from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT as WINDOWS_BOOT_IDENTITY_SCRIPT
+
+from aibx import powershell
 
 READ_CHUNK = 64 * 1024
 # SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
@@ -34,14 +40,23 @@ READ_CHUNK = 64 * 1024
 UPLOAD_DEPTH = 8
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
+# systemd's state: "stopping" from the moment a reboot or power-off is queued until the end
+SYSTEM_STATE_COMMAND = "systemctl is-system-running"
+# one TCP connection attempt; a SYN that gets no answer is sent again after 1 s and 3 s, so 3 s covers 3 SYNs
+TCP_ATTEMPT_SECONDS = 3.0
+# sshd sends its banner as soon as it accepts; a port that accepts and stays silent (a NAT port forward such as
+# QEMU's or VirtualBox's while the VM behind it is down) is tried again after this long
+BANNER_SECONDS = 5.0
 
 
 class _HostKeyCheck:
-    """Decides about host keys that are not in known_hosts: unknown (maybe trusted on first use) or changed."""
+    """Decides about host keys that are not in known_hosts: unknown (maybe trusted on first use) or changed.
+    With ``pinned`` (a reconnect) only the key of the first connection is trusted: anything else has changed."""
 
-    def __init__(self, known_hosts_path: Path, accept_new: bool) -> None:
+    def __init__(self, known_hosts_path: Path, accept_new: bool, pinned: bool = False) -> None:
         self.path = known_hosts_path
-        self.accept_new = accept_new
+        self.accept_new = accept_new and not pinned
+        self.pinned = pinned
         self.known = asyncssh.read_known_hosts(str(known_hosts_path)) if known_hosts_path.exists() else None
         self.verdict: str | None = None  # "changed", "unknown" or "accepted"
         self.fingerprint = ""
@@ -55,7 +70,7 @@ class _HostKeyCheck:
 
     def validate(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.fingerprint = key.get_fingerprint()
-        if self.trusted_for(host, addr, port):
+        if self.pinned or self.trusted_for(host, addr, port):
             self.verdict = "changed"
             return False
         if not self.accept_new:
@@ -80,15 +95,19 @@ class SshTransport(Transport):
         self.target = str(target)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
+        self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.host_key_note = ""  # e.g. "recorded new host key SHA256:... in ~/.ssh/known_hosts"
+        self.windows = options.remote_os == "windows"
+        self.service = "SSH"
 
     # ------------------------------------------------------------------------------------------ connecting
     async def connect(self) -> None:
         opts = self.options
         known_hosts = Path(os.path.expanduser(opts.known_hosts or DEFAULT_KNOWN_HOSTS))
-        if opts.known_hosts and not known_hosts.exists() and not opts.accept_new_host_key:
+        pinned = self._host_key
+        if opts.known_hosts and not known_hosts.exists() and not opts.accept_new_host_key and pinned is None:
             raise ConnectError("hostkey", self.target, f"known hosts file {known_hosts} does not exist")
-        check = _HostKeyCheck(known_hosts, opts.accept_new_host_key)
+        check = _HostKeyCheck(known_hosts, opts.accept_new_host_key, pinned=pinned is not None)
 
         class Client(asyncssh.SSHClient):
             def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
@@ -97,11 +116,14 @@ class SshTransport(Transport):
         kwargs: dict[str, object] = {
             "known_hosts": str(known_hosts) if known_hosts.exists() else b"",
             "client_factory": Client,
-            "connect_timeout": opts.connect_timeout,
             "keepalive_interval": opts.keepalive_interval,
             "keepalive_count_max": opts.keepalive_count_max,
             "config": opts.ssh_config if opts.ssh_config is not None else (),
         }
+        if pinned is not None:
+            # the same key as at the first connect, offered as a plain key (not a certificate for it)
+            kwargs["known_hosts"] = ([pinned], [], [])
+            kwargs["server_host_key_algs"] = [alg.decode() for alg in pinned.sig_algorithms]
         if self.spec.port:
             kwargs["port"] = self.spec.port
         if self.spec.user:
@@ -112,8 +134,12 @@ class SshTransport(Transport):
             kwargs["password"] = opts.password
         else:
             kwargs["password_auth"] = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + opts.connect_timeout
         try:
-            self._conn = await asyncssh.connect(self.spec.host or "", **kwargs)  # type: ignore[arg-type]
+            sock = await self._open_socket(kwargs, deadline)
+            kwargs["connect_timeout"] = max(deadline - loop.time(), 0.001)
+            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)  # type: ignore[arg-type]
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._host_key_error(check, known_hosts) from exc
         except asyncssh.PermissionDenied:
@@ -146,8 +172,65 @@ class SshTransport(Transport):
         if check.verdict == "accepted":
             check.record()
             self.host_key_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
+        if self._host_key is None:
+            self._host_key = self._conn.get_server_host_key()
+
+    async def _open_socket(self, kwargs: dict[str, object], deadline: float) -> socket.socket | None:
+        """The TCP connection to the host ``~/.ssh/config`` names, tried again every ``TCP_ATTEMPT_SECONDS`` while
+        SYNs go unanswered, until ``deadline``; None when a ProxyJump or ProxyCommand reaches the host instead."""
+        loop = asyncio.get_running_loop()
+        resolved = await asyncssh.SSHClientConnectionOptions.construct(
+            config=kwargs["config"],
+            host=self.spec.host or "",
+            port=self.spec.port or (),
+            known_hosts=None,
+            client_keys=None,
+            password_auth=False,
+        )
+        if resolved.tunnel or resolved.proxy_command:
+            return None
+        addresses = await loop.getaddrinfo(resolved.host, resolved.port, type=socket.SOCK_STREAM)
+        while True:
+            for family, kind, proto, _, address in addresses:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError()
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, address), min(TCP_ATTEMPT_SECONDS, remaining))
+                    asked = loop.time()
+                    if await _banner_ready(sock, min(BANNER_SECONDS, max(deadline - asked, 0.001))):
+                        return sock
+                    sock.close()
+                    await asyncio.sleep(max(0.0, min(0.25 - (loop.time() - asked), deadline - loop.time())))
+                except asyncio.TimeoutError:
+                    sock.close()
+                except BaseException:
+                    sock.close()
+                    raise
+
+    async def reconnect(self) -> None:
+        """Connect again (the first connection's host key is the only one accepted); the old connection is
+        dropped without waiting for a VM that is gone."""
+        self._abandon()
+        await self.connect()
+
+    def _abandon(self) -> None:
+        self._sftp = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.abort()
 
     def _host_key_error(self, check: _HostKeyCheck, known_hosts: Path) -> ConnectError:
+        if check.pinned:
+            return ConnectError(
+                "hostkey",
+                self.target,
+                f"the host key has CHANGED since this run's first connection: the server now offers "
+                f"{check.fingerprint}",
+                "a VM does not get a new host key by restarting; someone may be intercepting the connection",
+            )
         if check.verdict == "changed":
             return ConnectError(
                 "hostkey",
@@ -177,7 +260,7 @@ class SshTransport(Transport):
 
     def _require(self) -> asyncssh.SSHClientConnection:
         if self._conn is None:
-            raise ConnectionLost(f"not connected to {self.target}")
+            raise ConnectionLost(f"not connected to {self.target}", command_started=False)
         return self._conn
 
     # ------------------------------------------------------------------------------------------ commands
@@ -193,7 +276,9 @@ class SshTransport(Transport):
         try:
             process = await conn.create_process(command, encoding=None)
         except (asyncssh.Error, OSError) as exc:
-            raise ConnectionLost(f"cannot start a command on {self.target}: {_reason(exc)}") from None
+            raise ConnectionLost(
+                f"cannot start a command on {self.target}: {_reason(exc)}", command_started=False
+            ) from None
         try:
             await asyncio.wait_for(self._communicate(process, stdin, on_output), timeout)
         except asyncio.TimeoutError:
@@ -254,13 +339,26 @@ class SshTransport(Transport):
         process.close()
 
     async def boot_identity(self) -> str | None:
+        """Linux: the kernel's boot_id; Windows (``remote_os="windows"``): LastBootUpTime, through PowerShell."""
+        command = powershell.encoded_command_line(WINDOWS_BOOT_IDENTITY_SCRIPT) if self.windows else BOOT_ID_COMMAND
+        code, text = await self._output_of(command)
+        lines = text.splitlines()
+        return lines[-1].strip() if code == 0 and lines and lines[-1].strip() else None
+
+    async def shutting_down(self) -> bool | None:
+        if self.windows:
+            return None
+        _, text = await self._output_of(SYSTEM_STATE_COMMAND)
+        state = text.strip()
+        return None if not state or " " in state else state == "stopping"
+
+    async def _output_of(self, command: str) -> tuple[int | None, str]:
         chunks: list[bytes] = []
         try:
-            code = await self.run(BOOT_ID_COMMAND, on_output=lambda s, c: chunks.append(c) if s == "stdout" else None)
+            code = await self.run(command, on_output=lambda s, c: chunks.append(c) if s == "stdout" else None)
         except TimeoutError:
-            return None
-        text = b"".join(chunks).decode(errors="replace").strip()
-        return text if code == 0 and text else None
+            return None, ""
+        return code, b"".join(chunks).decode(errors="replace").strip()
 
     # ------------------------------------------------------------------------------------------ files
     async def _sftp_client(self) -> asyncssh.SFTPClient:
@@ -282,6 +380,9 @@ class SshTransport(Transport):
                     await f.write(data)
                 if mode is not None:
                     await f.chmod(mode)
+                # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
+                with contextlib.suppress(asyncssh.SFTPOpUnsupported):
+                    await f.fsync()
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, exc) from None
         except (asyncssh.Error, OSError) as exc:
@@ -323,6 +424,24 @@ class SshTransport(Transport):
             conn.close()
             with contextlib.suppress(asyncio.TimeoutError, asyncssh.Error, OSError):
                 await asyncio.wait_for(conn.wait_closed(), 5)
+
+
+async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server starts talking (its SSH banner) within ``timeout``; the bytes stay for asyncssh. False
+    when it stays silent or closes the connection (a port forward whose VM is down)."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await asyncio.wait_for(readable, timeout)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(sock.fileno())
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
 
 
 async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:

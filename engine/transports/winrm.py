@@ -160,12 +160,15 @@ def upload_chunk_size(max_envelope_size: int) -> int:
 class WinRMTransport(Transport):
     """``Transport`` over WinRM. Construct with ``from_url``; the password is read from the environment once."""
 
+    service = "WinRM"
+
     def __init__(
         self,
         target: WinRMTarget,
         options: WinRMOptions | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        password: str | None = None,
     ) -> None:
         self.options = options = options or WinRMOptions()
         self.spec = target
@@ -175,7 +178,7 @@ class WinRMTransport(Transport):
         if auth not in AUTH_METHODS:
             raise WinRMConfigError(f"unknown WinRM auth {options.auth!r}", f"use one of {', '.join(AUTH_METHODS)}")
         self.auth = auth
-        self._password: str | None = None
+        self._password: str | None = password
         if options.password_env:
             value = environ.get(options.password_env)
             if not value:
@@ -280,6 +283,11 @@ class WinRMTransport(Transport):
     # ------------------------------------------------------------------------------------------- connect
     async def connect(self) -> None:
         await self._in_worker(self._connect_blocking)
+
+    async def reconnect(self) -> None:
+        """A new session and shell; the old ones are dropped without a word to a VM that is gone (a TLS
+        certificate is verified again, as at every connect)."""
+        await self.connect()
 
     def _connect_blocking(self) -> None:
         self._closed = False
@@ -445,15 +453,32 @@ class WinRMTransport(Transport):
         deadline: float | None,
         cancel: threading.Event,
     ) -> int:
-        from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
-
         if self._protocol is None or self._shell_id is None:
             if self._closed:
-                raise ConnectionLost(f"{self.target}: the transport is closed")
-            raise ConnectionLost(f"{self.target}: not connected")
+                raise ConnectionLost(f"{self.target}: the transport is closed", command_started=False)
+            raise ConnectionLost(f"{self.target}: not connected", command_started=False)
         protocol = self._protocol
         command_id = self._start_command(command, console_mode_stdin=stdin_chunks is None)
         shell_id = self._shell_id
+        try:
+            return self._finish_command(protocol, shell_id, command_id, stdin_chunks, emit, deadline, cancel)
+        except ConnectionLost as e:
+            if not e.command_started:  # a later request was not delivered, but the command had started
+                raise ConnectionLost(str(e)) from None
+            raise
+
+    def _finish_command(
+        self,
+        protocol,
+        shell_id: str,
+        command_id: str,
+        stdin_chunks: Iterable[bytes] | None,
+        emit: Callable[[str, bytes], None],
+        deadline: float | None,
+        cancel: threading.Event,
+    ) -> int:
+        from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
+
         try:
             if stdin_chunks is not None:
                 self._send_stdin(protocol, shell_id, command_id, stdin_chunks)
@@ -525,7 +550,8 @@ class WinRMTransport(Transport):
             self._guard(protocol.cleanup_command, shell_id, command_id)
 
     def _guard(self, fn: Callable[..., object], *args: object, **kwargs: object) -> object:
-        """Call pywinrm; a dropped or dead connection becomes ConnectionLost."""
+        """Call pywinrm; a dropped or dead connection becomes ConnectionLost, with ``command_started`` False when
+        the request cannot have been acted on (no connection, or refused with 401)."""
         import requests
         from winrm.exceptions import InvalidCredentialsError
 
@@ -537,14 +563,19 @@ class WinRMTransport(Transport):
                 detail = f"no answer for {self.options.read_timeout:g}s"
             else:
                 detail = _connection_failure(e)[1]
-            raise ConnectionLost(self._scrub(f"{self.target}: connection lost: {detail}")) from None
+            undelivered = isinstance(e, requests.exceptions.ConnectTimeout) or _never_connected(e)
+            raise ConnectionLost(
+                self._scrub(f"{self.target}: connection lost: {detail}"), command_started=not undelivered
+            ) from None
         except requests.exceptions.ChunkedEncodingError:
             self._drop_protocol()
             raise ConnectionLost(f"{self.target}: connection lost in the middle of a response") from None
         except InvalidCredentialsError:
             # the VM came back and no longer knows this NTLM session, or the credentials changed
             self._drop_protocol()
-            raise ConnectionLost(f"{self.target}: the VM asked to authenticate again (401)") from None
+            raise ConnectionLost(
+                f"{self.target}: the VM asked to authenticate again (401)", command_started=False
+            ) from None
 
     # ------------------------------------------------------------------------------------------- files
     async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
@@ -618,6 +649,24 @@ class WinRMTransport(Transport):
         self._drop_protocol()
 
 
+def transport_for_target(target: object, options: object) -> WinRMTransport:
+    """The ``SCHEMES`` factory for ``winrm://`` and ``winrms://``: a ``transports.Target`` and ``ConnectOptions``
+    (password, connect timeout; ``extra`` holds ``WinRMOptions`` fields such as ``auth`` or ``ca_file``)."""
+    import dataclasses
+
+    from aibx.engine.transports import ConnectOptions, Target
+
+    assert isinstance(target, Target) and isinstance(options, ConnectOptions)
+    known = {f.name for f in dataclasses.fields(WinRMOptions)}
+    unknown = sorted(set(options.extra) - known)
+    if unknown:
+        raise WinRMConfigError(f"unknown WinRM option(s): {', '.join(unknown)}")
+    settings: dict[str, object] = {"connect_timeout": options.connect_timeout, **options.extra}
+    user = unquote(target.user or "") or None
+    spec = WinRMTarget(target.scheme, target.host or "", target.port or DEFAULT_PORTS[target.scheme], user)
+    return WinRMTransport(spec, WinRMOptions(**settings), password=options.password)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------------------------- helpers
 def _bytes_chunks(data: bytes, size: int) -> Iterator[bytes]:
     view = memoryview(data)
@@ -643,6 +692,25 @@ def _ssl_reason(exc: BaseException) -> str:
         return m.group(1).strip().rstrip(".")
     m = re.search(r"certificate verify failed: ([^(')]+)", text)
     return m.group(0).strip() if m else "TLS error"
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when a requests ConnectionError happened while connecting (so the request was never sent)."""
+    from urllib3.exceptions import NewConnectionError
+
+    node: BaseException | None = exc
+    seen: list[BaseException] = []
+    while node is not None and node not in seen:
+        seen.append(node)
+        if isinstance(node, NewConnectionError):
+            return True
+        nxt = node.__cause__ or node.__context__
+        if nxt is None and node.args and isinstance(node.args[0], BaseException):
+            nxt = node.args[0]
+        if nxt is None and isinstance(getattr(node, "reason", None), BaseException):
+            nxt = node.reason  # type: ignore[attr-defined]
+        node = nxt
+    return False
 
 
 def _connection_failure(exc: BaseException) -> tuple[str, str]:

@@ -15,7 +15,15 @@ listening" line and banner (another process may own any fixed port).
 The shims in ``tests/support/shims/`` (``sudo`` runs the command as the same unprivileged user; ``reboot``,
 ``shutdown``, ``poweroff``, ``halt`` and ``systemctl`` only append a request to ``$AIBX_CTL_DIR/power.request``)
 come first on the session's PATH. They are copied into the run directory, which the test user can read even when
-the checkout lives under a private home directory.
+the checkout lives under a private home directory. A ``windows_like`` target also gets
+``tests/support/windows_shims/`` (``powershell.exe`` answering the boot time aibx asks a Windows VM for).
+
+Simulated reboots (``reboot()``; ``tests/support/power.py`` performs the ones the shims ask for): the whole target
+dies at once (every session closes), then the port is held by a ``PortBlackhole`` for ``down_s`` (connection
+attempts time out), then nothing listens for ``refused_s`` (connection refused), then sshd starts again with the
+same host key and, when isolated, a new boot id (unprivileged runs keep the machine's: a reboot cannot be
+confirmed there). ``restart_sshd()`` is the opposite case: every connection drops, the boot id stays.
+``tests/support/netns.py`` puts a target in its own network namespace for the realistic variant.
 
 Pitfalls handled (see the test-target notes): /run/sshd for a root sshd; ``chpasswd`` unlocks the account
 (``UsePAM no`` refuses locked accounts even for keys); ``StrictModes no`` for keys below world-writable dirs;
@@ -42,6 +50,7 @@ from tests.support.requirements import find_program
 TEST_USER = "aibxtest"
 TEST_PASSWORD = "Aibx-Test-Passw0rd"
 SHIMS = Path(__file__).resolve().parent / "shims"
+WINDOWS_SHIMS = Path(__file__).resolve().parent / "windows_shims"
 IS_ROOT = os.geteuid() == 0
 LOOPBACK = "127.0.0.1"
 
@@ -144,6 +153,44 @@ class PortBlackhole:
         self.close()
 
 
+class _PortTaken(Exception):
+    pass
+
+
+class SilentPort:
+    """A port that accepts connections and never says a word, as a NAT port forward (QEMU's user network,
+    VirtualBox) does while the VM behind it is down."""
+
+    def __init__(self, host: str = LOOPBACK, port: int = 0) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(64)
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        """Stop accepting. Connections accepted so far stay open and silent (as a port forward's do when the VM
+        behind it comes back: nobody ever answers them) until ``release()``."""
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._thread.join(timeout=5)
+
+    def release(self) -> None:
+        for conn in self.accepted:
+            conn.close()
+
+
 class SshTarget:
     """One sshd on 127.0.0.1. ``with SshTarget("name") as t:`` prepares, starts and finally removes it."""
 
@@ -155,10 +202,15 @@ class SshTarget:
         password_auth: bool = True,
         isolated: bool | None = None,
         config_overrides: str = "",
+        client_key: Path | None = None,
+        windows_like: bool = False,
+        host: str = LOOPBACK,
+        port: int | None = None,
     ) -> None:
         self.name = name
-        self.host = LOOPBACK
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port(host)
+        self.port_chosen = port is None  # by the kernel: another one will do if someone takes it first
         self.user = TEST_USER if IS_ROOT else pwd.getpwuid(os.getuid()).pw_name
         self.password = TEST_PASSWORD if IS_ROOT and password_auth else None
         # own pid + mount namespace (root only): private /tmp, own boot id, systemctl shim, kill-all on stop
@@ -168,16 +220,20 @@ class SshTarget:
         base.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f"aibx-sshd-{name[:40]}-", dir=base))
         self.host_key = self.dir / "ssh_host_ed25519_key"
-        self.client_key = self.dir / "id_ed25519"
+        self.client_key = client_key or self.dir / "id_ed25519"  # a fleet shares one client key
+        self.windows_like = windows_like
         self.known_hosts = self.dir / "known_hosts"
         self.config = self.dir / "sshd_config"
         self.log = self.dir / "sshd.log"
         self.shims = self.dir / "shims"
         self.tmp = self.dir / "tmp"  # the target's /tmp when isolated
         self.boot_id_file = self.dir / "boot_id"
+        self.boot_time_file = self.dir / "boot_time"  # what a windows_like target answers for LastBootUpTime
+        self.system_state = self.dir / "system.state"  # "stopping" from a power shim's request to the next boot
         self.power_request = self.dir / "power.request"
         self.proc: subprocess.Popen[bytes] | None = None
         self.boot_count = 0
+        self.timeline: list[tuple[float, str]] = []  # (time.time(), "down", "blackhole", "refusing", "up")
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ setup
@@ -189,6 +245,8 @@ class SshTarget:
         keygen(self.host_key)
         keygen(self.client_key)
         shutil.copytree(SHIMS, self.shims, symlinks=True)
+        if self.windows_like:
+            shutil.copytree(WINDOWS_SHIMS, self.shims, dirs_exist_ok=True)
         for shim in self.shims.iterdir():
             if not shim.is_symlink():
                 shim.chmod(0o755)
@@ -196,10 +254,17 @@ class SshTarget:
         self.tmp.chmod(0o1777)
         self.power_request.write_text("")
         self.power_request.chmod(0o666)
+        self.system_state.write_text("running\n")
+        self.system_state.chmod(0o666)
         authorized = self.dir / "authorized_keys"
         authorized.write_text(Path(f"{self.client_key}.pub").read_text())
         authorized.chmod(0o644)
-        self.known_hosts.write_text(f"[{self.host}]:{self.port} {Path(f'{self.host_key}.pub').read_text().strip()}\n")
+        self._write_config()
+        return self
+
+    def _write_config(self) -> None:
+        authorized = self.dir / "authorized_keys"
+        self.known_hosts.write_text(self.known_hosts_line() + "\n")
         self.config.write_text(
             # the first occurrence of a keyword wins: overrides go first
             f"{self.config_overrides}\n"
@@ -222,7 +287,10 @@ class SshTarget:
             f"SetEnv PATH={self.shims}:/usr/local/bin:/usr/bin:/bin AIBX_CTL_DIR={self.dir}\n"
             "LogLevel VERBOSE\n"
         )
-        return self
+
+    def known_hosts_line(self) -> str:
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {Path(f'{self.host_key}.pub').read_text().strip()}"
 
     def command(self) -> list[str]:
         sshd = find_program("sshd") or "/usr/sbin/sshd"
@@ -242,8 +310,28 @@ class SshTarget:
         ]  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 10.0) -> SshTarget:
-        self.boot_id_file.write_text(f"{os.urandom(16).hex()}\n")
+    def start(self, timeout: float = 10.0, *, new_boot: bool = True) -> SshTarget:
+        for _ in range(5):
+            try:
+                return self._start(timeout, new_boot)
+            except _PortTaken:
+                # the kernel handed the port out again between free_port() and sshd's bind (tests run in
+                # parallel on this machine): before the first boot, any other port will do
+                if self.boot_count or not self.port_chosen:
+                    raise RuntimeError(f"sshd {self.name}: port {self.port} is taken") from None
+                self.port = free_port(self.host)
+                self._write_config()
+        raise RuntimeError(f"sshd {self.name}: no free port after 5 tries")
+
+    def _start(self, timeout: float, new_boot: bool) -> SshTarget:
+        if new_boot or not self.boot_id_file.exists():
+            # rewritten in place: the bind mount of an isolated target follows the file's inode
+            with open(self.boot_id_file, "w") as f:
+                f.write(f"{os.urandom(16).hex()}\n")
+            moment = time.time() + self.boot_count  # distinct even for two boots within one second
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment % 1 * 1e7):07d}Z"
+            self.boot_time_file.write_text(stamp + "\r\n")
+            self.system_state.write_text("running\n")
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -254,10 +342,14 @@ class SshTarget:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 tail = self.log.read_bytes()[offset:].decode(errors="replace")[-2000:]
+                if "Address already in use" in tail:
+                    raise _PortTaken()
                 raise RuntimeError(f"sshd {self.name} did not start:\n{tail}")
             time.sleep(0.005)
         wait_banner(self.host, self.port, timeout)
-        self.boot_count += 1
+        self.timeline.append((time.time(), "up"))
+        if new_boot:
+            self.boot_count += 1
         return self
 
     def kill(self) -> None:
@@ -281,6 +373,54 @@ class SshTarget:
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.005)
         self.proc = None
+        self.timeline.append((time.time(), "down"))
+
+    # ------------------------------------------------------------------------------------------ simulated reboots
+    def reboot(
+        self, down_s: float = 1.0, refused_s: float = 0.5, blackhole: bool = True, terminate_first: float = 0.0
+    ) -> None:
+        """A reboot as a client sees it on loopback: every session closes (the target dies at once), connection
+        attempts time out for ``down_s`` (the port is blackholed), are refused for ``refused_s``, then sshd is
+        back with the same host key (and a new boot id when isolated). ``terminate_first``: as a shutdown
+        starts, the commands get SIGTERM that many seconds before everything dies, so sshd reports their exit
+        code (143) before the connection drops."""
+        if terminate_first:
+            self.terminate_commands()
+            time.sleep(terminate_first)
+        self.kill()
+        if down_s:
+            hole = PortBlackhole(self.host, self.port) if blackhole else None
+            self.timeline.append((time.time(), "blackhole"))
+            time.sleep(down_s)
+            if hole is not None:
+                hole.close()
+        self.timeline.append((time.time(), "refusing"))
+        time.sleep(refused_s)
+        self.start()
+
+    def terminate_commands(self, include_sshd: bool = False) -> None:
+        """SIGTERM to the commands running on the target (and to sshd itself with ``include_sshd``), as a
+        shutdown starts."""
+        if self.proc is None:
+            return
+        self.timeline.append((time.time(), "terminating"))
+        for pid in descendants(self.proc.pid):
+            try:
+                is_sshd = Path(f"/proc/{pid}/comm").read_text().strip().startswith("sshd")
+            except OSError:
+                continue
+            if include_sshd or not is_sshd:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+    def restart_sshd(self, down_s: float = 0.3) -> None:
+        """Every connection drops and sshd comes back, but the "VM" did not reboot: the boot id stays."""
+        self.kill()
+        time.sleep(down_s)
+        self.start(new_boot=False)
+
+    def power_off(self) -> None:
+        self.kill()
 
     def remove(self) -> None:
         self.kill()
