@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,10 @@ def test_arm_expressions_evaluate_or_raise_expression_error(body: str) -> None:
 @given(value=json_values)
 def test_jsonc_reads_what_json_writes_and_locates_every_value(value: object) -> None:
     for text in (json.dumps(value), json.dumps(value, indent=2)):
+        if re.search("[\ud800-\udfff]", json.dumps(value, ensure_ascii=False)):
+            with pytest.raises(JsonSyntaxError, match="half of a UTF-16 surrogate pair"):
+                parse(text)  # json writes a lone surrogate as an escape; no UTF-8 output can carry it
+            continue
         parsed, smap = parse(text)
         assert parsed == value
         for path in paths_of(value):
