@@ -139,6 +139,6 @@ def test_arguments_that_are_not_utf8_are_usage_errors(tmp_path: Path, monkeypatc
     assert done.code == 2 and "PKR_VAR_image_name: not UTF-8 text" in done.err
 
 
-def test_the_slow_run_generates_more_than_10000_inputs() -> None:
+def test_the_full_fuzz_run_generates_more_than_10000_inputs() -> None:
     budgets = re.findall(r"@budgets\(sample=\d+, full=(\d+)\)", "".join(p.read_text() for p in FUZZ_TESTS))
     assert len(budgets) >= 10 and sum(map(int, budgets)) > 10_000

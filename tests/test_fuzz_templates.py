@@ -2,7 +2,7 @@
 parameters and expressions, and mutated bytes through `aibx validate` itself. Every outcome is diagnostics (exit
 0 or 2), never an exception, a hang or a runaway allocation (tests/support/fuzzing.py has the harness).
 
-The normal suite runs a sample of each; `pytest -m slow` runs the full budgets. Inputs that once crashed aibx are
+The normal suite runs a sample of each; `pytest -m fuzz` runs the full budgets. Inputs that once crashed aibx are
 kept in fixtures/fuzz/ and replayed by tests/test_fuzz_regressions.py.
 """
 

@@ -218,7 +218,8 @@ def test_random_text_gives_diagnostics_not_exceptions(text: str) -> None:
 def test_truncated_templates_are_syntax_errors_with_a_position(doc: object, cut: int) -> None:
     text = json.dumps(doc, indent=1)
     diags = check_everything(text[: min(cut, len(text))], LoadOptions())
-    if cut < len(text.rstrip()):
+    # a cut object or array is always broken JSON (a cut number such as "10" -> "1" may still be valid)
+    if isinstance(doc, (dict, list)) and cut < len(text.rstrip()):
         assert any(d.code == "AIB002" and d.line > 0 for d in diags)
 
 

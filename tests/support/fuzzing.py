@@ -1,8 +1,9 @@
 """The harness of the fuzz tests (tests/test_fuzz_*.py): budgets, a per-example watchdog, a memory-growth probe.
 
 * **Budgets.** Each fuzz test is parametrized with ``BUDGETS``: a ``sample`` in the normal suite and a ``full``
-  run marked ``slow`` (``pytest -m slow`` runs only the full runs; together they generate more than 10,000
-  inputs). ``AIBX_FUZZ_EXAMPLES=N`` overrides the number of examples of every run, for a long local session.
+  run marked ``fuzz``, left out of the normal suite by pytest's addopts (``pytest -m fuzz`` runs only the full
+  runs; together they generate more than 10,000 inputs, in about 3 minutes). ``AIBX_FUZZ_EXAMPLES=N``
+  overrides the number of examples of every run, for a long local session.
 * **Hangs and memory bombs.** ``fuzz()`` runs each example under a watchdog: SIGALRM after
   ``HANG_SECONDS`` raises ``ExampleHung`` (a BaseException, so no ``except Exception`` in the code under test
   swallows it), and the address space may grow by at most ``MEMORY_BOMB_MB`` (RLIMIT_AS), so a runaway
@@ -45,12 +46,12 @@ def _examples(default: int) -> int:
 
 
 def budgets(sample: int, full: int) -> pytest.MarkDecorator:
-    """Parametrize a test with ``budget``: ``sample`` examples in the normal suite, ``full`` under -m slow."""
+    """Parametrize a test with ``budget``: ``sample`` examples in the normal suite, ``full`` under -m fuzz."""
     return pytest.mark.parametrize(
         "budget",
         [
             pytest.param(_examples(sample), id="sample"),
-            pytest.param(_examples(full), id="full", marks=[pytest.mark.slow, pytest.mark.timeout(900)]),
+            pytest.param(_examples(full), id="full", marks=[pytest.mark.fuzz, pytest.mark.timeout(900)]),
         ],
     )
 
