@@ -31,6 +31,10 @@ _TOKEN = re.compile(
 
 
 MAX_NESTING = 64  # function calls inside function calls; ARM templates rarely go past 5
+# ARM's integers are 64-bit: a literal or an arithmetic result outside this range is an error
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# aibx builds no longer string (padLeft): ARM's whole request is limited to 4 MB
+MAX_BUILT_STRING = 4 * 1024 * 1024
 
 
 class ExpressionError(ValueError):
@@ -172,7 +176,7 @@ class _Parser:
         if kind == "string":
             node = _Literal(value[1:-1].replace("''", "'"))
         elif kind == "number":
-            node = _Literal(float(value) if "." in value else int(value))
+            node = _Literal(float(value) if "." in value else _int64_literal(value))
         elif kind == "ident":
             if self.peek()[1] != "(":
                 if value.lower() in ("true", "false"):
@@ -203,6 +207,12 @@ class _Parser:
                 self.take("]")
                 node = _Access(node, index)
         return node
+
+
+def _int64_literal(digits: str) -> int:
+    if len(digits.lstrip("-")) > 19 or not INT_MIN <= int(digits) <= INT_MAX:
+        raise ExpressionError(f"the number {digits[:24]}{'…' * (len(digits) > 24)} is outside ARM's 64-bit integers")
+    return int(digits)
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -241,11 +251,10 @@ class _Evaluator:
                 return cond
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
-        if name in ("parameters", "variables", "subscription", "resourcegroup", "resourceid"):
-            return func(self, *args)
-        for a in args:
-            if isinstance(a, Unresolved):
-                return a
+        if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid"):
+            for a in args:
+                if isinstance(a, Unresolved):
+                    return a
         try:
             return func(self, *args)
         except _NotEvaluated as exc:
@@ -501,7 +510,10 @@ def _arith(name: str, func: Callable[[int, int], int]) -> Callable[..., int]:
         x, y = _integer(name, a), _integer(name, b)
         if name in ("div", "mod") and y == 0:
             raise ExpressionError(f"{name}(): division by zero")
-        return func(x, y)
+        result = func(x, y)
+        if not INT_MIN <= result <= INT_MAX:
+            raise ExpressionError(f"{name}(): the result overflows ARM's 64-bit integers")
+        return result
 
     return wrapper
 
@@ -589,7 +601,10 @@ def _pad_left(_ev: _Evaluator, value: object, total: object, pad: object = " ") 
         raise ExpressionError("padLeft() takes a string or an integer")
     if not isinstance(pad, str) or len(pad) != 1:
         raise ExpressionError("padLeft(): the padding must be one character")
-    return text.rjust(_integer("padLeft", total), pad)
+    width = _integer("padLeft", total)
+    if width > MAX_BUILT_STRING:
+        raise _NotEvaluated(f"aibx does not build a string of {width} characters")
+    return text.rjust(width, pad)
 
 
 def _base64(_ev: _Evaluator, value: object) -> str:
@@ -631,6 +646,12 @@ def _union(_ev: _Evaluator, *args: object) -> object:
             out += [x for x in a if x not in out]  # type: ignore[union-attr]
         return out
     raise ExpressionError("union() takes objects or arrays, all of one kind")
+
+
+def _create_object(_ev: _Evaluator, *args: object) -> dict[str, object]:
+    if len(args) % 2 or not all(isinstance(key, str) for key in args[::2]):
+        raise ExpressionError("createObject() takes pairs of a string key and a value")
+    return dict(zip(args[::2], args[1::2], strict=True))  # type: ignore[arg-type]
 
 
 def _join(_ev: _Evaluator, values: object, delimiter: object) -> str:
@@ -753,7 +774,7 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "json": _json,
     "createarray": lambda _ev, *a: list(a),
     "array": lambda _ev, v: v if isinstance(v, list) else [v],
-    "createobject": lambda _ev, *a: dict(zip(a[::2], a[1::2], strict=False)),
+    "createobject": _create_object,
     "union": _union,
     "coalesce": _coalesce,
     "true": lambda _ev: True,

@@ -27,6 +27,12 @@ aibx checks, translates and runs Azure VM Image Builder (AIB) image templates.
 """
 
 EPILOG = """\
+examples:
+  aibx validate template.json --strict          check before uploading; exit 2 on any problem
+  aibx translate build.pkr.hcl --to aib -o template.json
+  aibx plan template.json                       the exact commands, scripts and uploads, nothing runs
+  aibx run template.json --host azureuser@vm.example.com --report report.json
+
 exit codes:
   0    success
   1    a step failed (run), or a translation lost something (translate, without --allow-lossy)
@@ -36,8 +42,32 @@ exit codes:
   70   internal error in aibx (please report it; AIBX_DEBUG=1 shows the traceback)
   130  interrupted
 
-Run "aibx VERB --help" for the options and examples of each verb.
+environment:
+  NO_COLOR         no colour in the output (FORCE_COLOR: colour even when not on a terminal)
+  AIBX_DEBUG       on an internal error, show the Python traceback
+  SSH_AUTH_SOCK    run: the ssh-agent whose keys are tried
+  SSL_CERT_FILE    run: CA certificates for https downloads (default: the system's)
+  PKR_VAR_NAME     translate --to aib: the value of Packer variable NAME, as in Packer
+  XDG_DATA_HOME    --install-completion: where bash completion goes (default ~/.local/share)
+
+files:
+  ~/.ssh/config, ~/.ssh/known_hosts, ~/.ssh/id_*    run: SSH settings, host keys, default keys
+  ./customization.log                               run: the full log of a run (--log FILE)
+
+see also:
+  aibx VERB --help for each verb's options and examples; docs/ in the aibx sources: diagnostics.md (every
+  code), translate.md (the AIB <-> Packer mapping), compatibility.md (what works where), guide-preflight.md,
+  guide-migrate.md, guide-ci.md; packer(1), ssh(1), az image builder --help
 """
+
+
+class _Completion(argparse.Action):
+    """--print-completion / --install-completion: aibx.completion (and shtab) are imported only then."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        from aibx import completion
+
+        completion.run(parser, option_string or "", values)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -55,6 +85,22 @@ def _terminal_width() -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aibx", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"aibx {__version__}")
+    shells = ("bash", "zsh")
+    parser.add_argument(
+        "--print-completion",
+        action=_Completion,
+        choices=shells,
+        metavar="SHELL",
+        help="print the bash or zsh completion script",
+    )
+    parser.add_argument(
+        "--install-completion",
+        action=_Completion,
+        nargs="?",
+        choices=shells,
+        metavar="SHELL",
+        help="install completion for SHELL (default: your $SHELL) where it loads by itself",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb in VERBS:
         module = _command(verb)

@@ -18,10 +18,16 @@ MAX_DEPTH = 256
 # no template needs a longer number; Python refuses to convert integers of more than 4300 digits anyway
 MAX_NUMBER_LENGTH = 400
 
-_WS = re.compile(r"(?:[ \t\r\n\ufeff]+|//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/)*")
-_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"', re.DOTALL)
+# Strings and comments are scanned with str.find and single-class runs, not with a regex such as
+# "(?:[^"\\]|\\.)*": Python's re keeps backtracking state for each repetition of a group, over 100 bytes for
+# each character of a megabyte string.
+_BLANK = re.compile(r"[ \t\r\n\ufeff]*")
+_STRING_STOP = re.compile(r'["\\\x00-\x1f]')  # what ends a run of plain characters in a string
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = {"true": True, "false": False, "null": None}
+# what is left of a \uD800-\uDFFF escape once json has joined the pairs: half a character, which UTF-8 (every
+# script, HCL file and report aibx writes) cannot encode
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JsonSyntaxError(ValueError):
@@ -83,10 +89,20 @@ class _Parser:
         return JsonSyntaxError(message, line, col)
 
     def skip(self) -> None:
-        m = _WS.match(self.text, self.pos)
-        self.pos = m.end()
-        if self.text.startswith("/*", self.pos):
-            raise self.fail("unterminated /* comment")
+        """Past whitespace, // comments and /* comments."""
+        text = self.text
+        while True:
+            self.pos = _BLANK.match(text, self.pos).end()  # type: ignore[union-attr]
+            if text.startswith("//", self.pos):
+                newline = text.find("\n", self.pos)
+                self.pos = len(text) if newline < 0 else newline
+            elif text.startswith("/*", self.pos):
+                end = text.find("*/", self.pos + 2)
+                if end < 0:
+                    raise self.fail("unterminated /* comment")
+                self.pos = end + 2
+            else:
+                return
 
     def document(self) -> object:
         self.skip()
@@ -129,21 +145,45 @@ class _Parser:
             raise self.fail("strings must use double quotes")
         raise self.fail(f"expected a value, found {self.describe()}")
 
+    def string_end(self) -> int | None:
+        """The offset after the closing quote of the string at self.pos; None if it has none or holds a raw
+        control character."""
+        text = self.text
+        pos = self.pos + 1
+        while True:
+            stop = _STRING_STOP.search(text, pos)
+            if stop is None:
+                return None
+            if stop.group() == '"':
+                return stop.end()
+            if stop.group() != "\\" or stop.end() >= len(text):
+                return None
+            pos = stop.end() + 1  # the escaped character, whatever it is (json checks the escape)
+
     def string(self) -> str:
-        m = _STRING.match(self.text, self.pos)
-        if not m:
-            end = self.text.find("\n", self.pos)
-            if '"' not in self.text[self.pos + 1 : end if end >= 0 else None]:
+        start = self.pos
+        end = self.string_end()
+        if end is None:
+            newline = self.text.find("\n", self.pos)
+            if '"' not in self.text[self.pos + 1 : newline if newline >= 0 else None]:
                 raise self.fail("unterminated string")
             raise self.fail("invalid character or escape in string")
-        raw = m.group()
-        self.pos = m.end()
+        raw = self.text[start:end]
+        self.pos = end
         if "\\" not in raw:
-            return raw[1:-1]
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise self.fail(f"invalid escape in string: {exc.args[0].split(':')[0]}", m.start()) from None
+            value = raw[1:-1]
+        else:
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                raise self.fail(f"invalid escape in string: {exc.args[0].split(':')[0]}", start) from None
+        lone = _LONE_SURROGATE.search(value)
+        if lone:
+            raise self.fail(
+                f"\\u{ord(lone.group()):04x} in a string is half of a UTF-16 surrogate pair, not a character",
+                start,
+            )
+        return value
 
     def obj(self, path: JsonPath, depth: int) -> dict[str, object]:
         start = self.pos

@@ -17,6 +17,7 @@ In both, ``<name>`` placeholders (Microsoft's quickstarts are meant for ``sed``)
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -70,12 +71,25 @@ class LoadResult:
     unrelated: bool = False
 
 
+def undecodable(text: str) -> bool:
+    """Whether a command-line argument or environment value held bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, which no output of aibx could write)."""
+    return bool(_SURROGATE.search(text))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_assignments(items: Iterable[str]) -> tuple[dict[str, str], list[Diagnostic]]:
     """Parse ``-p NAME=VALUE`` arguments."""
     out: dict[str, str] = {}
     diags: list[Diagnostic] = []
     for item in items:
         name, sep, value = item.partition("=")
+        if undecodable(item):
+            shown = os.fsencode(item).decode("utf-8", "backslashreplace")
+            diags.append(make("AIB007", f"-p {shown}: not UTF-8 text", file=COMMAND_LINE))
+            continue
         if not sep or not name.strip():
             diags.append(make("AIB007", f'-p expects NAME=VALUE, got "{item}"', file=COMMAND_LINE))
             continue

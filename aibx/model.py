@@ -404,7 +404,7 @@ def _as_int(v: object) -> int | None:
         return v
     if isinstance(v, float) and v.is_integer():
         return int(v)
-    if isinstance(v, str) and re.fullmatch(r"\s*-?\d+\s*", v):
+    if isinstance(v, str) and re.fullmatch(r"\s*-?\d{1,4000}\s*", v):  # Python converts at most 4300 digits
         return int(v)
     return None
 

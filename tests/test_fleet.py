@@ -189,12 +189,13 @@ def test_a_fleet_rides_out_reboots_on_every_host_at_once(make_fleet, tmp_path: P
     _prepare_markers(fleet, failing=None)
     before = {t.url: t.boot_id for t in fleet.targets}
     steps = [shell("kernel-update", "echo updating", "sudo reboot"), FLEET_STEPS[2]]
-    with PowerWatcher(fleet.targets, {"down_s": 0.5, "refused_s": 0.3}):
+    with PowerWatcher(fleet.targets, {"down_s": 0.5, "refused_s": 0.3}) as watcher:
         result = invoke(
             "run", write_template(tmp_path, steps), "--hosts-file", fleet.hosts_file(tmp_path / "hosts.txt"),
             *fleet.auth_args(), "--parallel", "16", "--log", tmp_path / "c.log", "--keepalive", "1s",
-            "--report", tmp_path / "r.json",
+            "--report", tmp_path / "r.json", "--reconnect-timeout", "90s",
         )  # fmt: skip
+    assert not watcher.errors, watcher.errors  # the simulated "hardware" itself failed
     assert result.code == 0, result.text
     for target in fleet.targets:
         assert target.boot_id != before[target.url]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -217,7 +218,8 @@ def test_random_text_gives_diagnostics_not_exceptions(text: str) -> None:
 def test_truncated_templates_are_syntax_errors_with_a_position(doc: object, cut: int) -> None:
     text = json.dumps(doc, indent=1)
     diags = check_everything(text[: min(cut, len(text))], LoadOptions())
-    if cut < len(text.rstrip()):
+    # a cut object or array is always broken JSON (a cut number such as "10" -> "1" may still be valid)
+    if isinstance(doc, (dict, list)) and cut < len(text.rstrip()):
         assert any(d.code == "AIB002" and d.line > 0 for d in diags)
 
 
@@ -233,6 +235,10 @@ def test_arm_expressions_evaluate_or_raise_expression_error(body: str) -> None:
 @given(value=json_values)
 def test_jsonc_reads_what_json_writes_and_locates_every_value(value: object) -> None:
     for text in (json.dumps(value), json.dumps(value, indent=2)):
+        if re.search("[\ud800-\udfff]", json.dumps(value, ensure_ascii=False)):
+            with pytest.raises(JsonSyntaxError, match="half of a UTF-16 surrogate pair"):
+                parse(text)  # json writes a lone surrogate as an escape; no UTF-8 output can carry it
+            continue
         parsed, smap = parse(text)
         assert parsed == value
         for path in paths_of(value):

@@ -23,6 +23,7 @@ from typing import Any
 from lark import Token, Tree
 
 from aibx.document import Unresolved
+from aibx.loader import undecodable
 
 
 class EvalError(Exception):
@@ -129,7 +130,11 @@ def _literal(node: Tree, ctx: Context) -> Any:
 
 
 def _int(node: Tree, ctx: Context) -> Any:
-    return int(str(node.children[0]))
+    text = str(node.children[0])
+    try:
+        return int(text)
+    except ValueError:  # Python converts at most 4300 digits
+        raise EvalError(f"the number {text[:20]}… has {len(text)} digits, more than aibx reads", node) from None
 
 
 def _float(node: Tree, ctx: Context) -> Any:
@@ -452,6 +457,13 @@ def _binary(node: Tree, ctx: Context) -> Any:
                 raise EvalError(f"cannot compare: {describe_unknown(v)}", node)
         return (left == right) == (op == "==")
     a, b = number(left, node), number(right, node)
+    try:
+        return _arithmetic(op, a, b, node)
+    except (ArithmeticError, ValueError) as exc:  # a float overflow, a result of more than 4300 digits
+        raise EvalError(f"{op}: {exc}", node) from None
+
+
+def _arithmetic(op: str, a: int | float, b: int | float, node: Tree) -> Any:
     if op == "+":
         return a + b
     if op == "-":
@@ -568,7 +580,7 @@ def _function_call(node: Tree, ctx: Context) -> Any:
         if not exc.line:
             exc.line, exc.column = position(node)
         raise
-    except (TypeError, ValueError, re.error) as exc:
+    except (TypeError, ValueError, ArithmeticError, re.error) as exc:
         raise EvalError(f"{name}(): {exc}", node) from None
 
 
@@ -663,7 +675,10 @@ def boolean(value: Any, node: Tree | Token | None = None) -> bool:
 def _fn_env(ctx: Context, name: Any) -> str:
     if not ctx.allow_env:
         raise EvalError("env() can only be used in variable defaults")
-    return ctx.env.get(to_string(name), "")
+    value = ctx.env.get(to_string(name), "")
+    if undecodable(value):
+        raise EvalError(f"env({name!r}): the environment variable is not UTF-8 text")
+    return value
 
 
 def _fn_timestamp(ctx: Context) -> str:
@@ -739,13 +754,28 @@ def format_date(spec: str, when: datetime) -> str:
     return "".join(out)
 
 
-def go_regex(pattern: str) -> re.Pattern[str]:
-    """An RE2 pattern as Python reads it (the common subset is the same)."""
-    return re.compile(pattern)
+def go_regex(pattern: str) -> Any:
+    """The pattern compiled by RE2, whose syntax Go's regexp (and so Packer's regex_replace) follows: POSIX
+    classes and \\p{L} as in Packer, and matching in linear time, so no pattern makes aibx hang (Python's
+    backtracking ``re`` takes forever on ``(a+)+$``)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print to standard error; the EvalError says it instead
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        raise EvalError(f"invalid regular expression {pattern!r}: {reason}") from None
 
 
-def go_replacement(template: str) -> str:
-    r"""RE2 replacement ``$1``, ``${1}``, ``${name}``, ``$$`` as Python's ``\g<1>``."""
+def go_replacement(template: str, pattern: Any = None) -> str:
+    r"""RE2 replacement ``$1``, ``${1}``, ``${name}``, ``$$`` as Python's ``\g<1>``. Given the compiled
+    ``pattern``, a reference to a group it does not have becomes empty, as in Go."""
+    known: set[str] | None = None
+    if pattern is not None:
+        known = {str(i) for i in range(pattern.groups + 1)} | set(pattern.groupindex)
     out = []
     i = 0
     while i < len(template):
@@ -758,9 +788,13 @@ def go_replacement(template: str) -> str:
                 out.append("$")
                 i += 2
                 continue
-            m = re.match(r"\{(\w+)\}|(\w+)", template[i + 1 :])
+            m = re.match(r"\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+)", template[i + 1 :])
             if m:
-                out.append(f"\\g<{m.group(1) or m.group(2)}>")
+                name = m.group(1) or m.group(2)
+                if re.fullmatch("[0-9]{1,9}", name):
+                    name = str(int(name))  # Go reads $01 as group 1
+                if known is None or name in known:
+                    out.append(f"\\g<{name}>")
                 i += 1 + m.end()
                 continue
             out.append(ch)
@@ -771,13 +805,15 @@ def go_replacement(template: str) -> str:
 
 
 def _fn_regex_replace(ctx: Context, text: Any, pattern: Any, replacement: Any) -> str:
-    return go_regex(to_string(pattern)).sub(go_replacement(to_string(replacement)), to_string(text))
+    compiled = go_regex(to_string(pattern))
+    return compiled.sub(go_replacement(to_string(replacement), compiled), to_string(text))
 
 
 def _fn_replace(ctx: Context, text: Any, search: Any, replacement: Any) -> str:
     s, find, rep = to_string(text), to_string(search), to_string(replacement)
     if len(find) > 1 and find.startswith("/") and find.endswith("/"):
-        return go_regex(find[1:-1]).sub(go_replacement(rep), s)
+        compiled = go_regex(find[1:-1])
+        return compiled.sub(go_replacement(rep, compiled), s)
     return s.replace(find, rep)
 
 
@@ -832,6 +868,7 @@ def _fn_concat(ctx: Context, *lists: Any) -> list[Any]:
     return out
 
 
+_FORMAT_MAX_WIDTH = 1_000_000  # Go's fmt refuses larger ones (BADWIDTH, BADPREC)
 _FORMAT_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*))?([a-zA-Z%])")
 
 
@@ -849,6 +886,8 @@ def _fn_format(ctx: Context, spec: Any, *args: Any) -> str:
             continue
         if "*" in (width or "") or "*" in (prec or ""):
             raise EvalError("format: * widths are not supported")
+        if int(width or 0) > _FORMAT_MAX_WIDTH or int(prec or 0) > _FORMAT_MAX_WIDTH:
+            raise EvalError(f"format: {m.group()}: Go allows widths and precisions up to {_FORMAT_MAX_WIDTH}")
         if argi >= len(args):
             raise EvalError(f"format: not enough arguments for {fmt!r}")
         arg = args[argi]

@@ -72,7 +72,7 @@ def string_literal(text: str) -> str:
         return f'"{text}"'
     out = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group()) or f"\\u{ord(m.group()):04x}", text)
     if "{" in out:
-        out = _TEMPLATE_START.sub(_template_start, out)
+        out = _escape_template_starts(out)
     # python-hcl2's writer splits strings before each "$${...}" and strips a quote that ends a piece,
     # which would eat an escaped quote right before one: write that quote as \u0022 instead
     return '"' + _QUOTE_BEFORE_DOLLAR.sub(r"\1\\u0022", out) + '"'
@@ -81,14 +81,28 @@ def string_literal(text: str) -> str:
 _PLAIN = re.compile(r"[^\\\"\x00-\x1f\x7f${%]*")
 _ESCAPE = re.compile(r"[\\\"\x00-\x1f\x7f]")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# a "${" or "%{" in already escaped text, and what follows up to the next "}" if nothing escaped is in between
-_TEMPLATE_START = re.compile(r"([$%])\{(?=([^}\\]*)\})|([$%])\{")
+_TEMPLATE_START = re.compile(r"[$%]\{")
+_CLOSE_OR_ESCAPE = re.compile(r"[}\\]")
 
 
-def _template_start(m: re.Match[str]) -> str:
-    if m.group(1):  # closed by a plain "}": the usual HCL escape
-        return m.group(1) * 2 + "{"
-    return f"\\u{ord(m.group(3)):04x}{{"
+def _escape_template_starts(text: str) -> str:
+    """Each "${" or "%{" of already escaped text as "$${" when a plain "}" closes it (nothing escaped in
+    between), else as "\\u0024{". One pass: the search for what follows moves only forward, so a value of many
+    "${" takes linear time (a lookahead regex took quadratic)."""
+    out: list[str] = []
+    pos = 0
+    stop_at, stop_char = -1, ""  # the first "}" or "\\" after the current "${" ("" when there is none)
+    for m in _TEMPLATE_START.finditer(text):
+        if stop_at == -1 or (stop_char and stop_at < m.end()):
+            stop = _CLOSE_OR_ESCAPE.search(text, m.end())
+            stop_at, stop_char = (stop.start(), stop.group()) if stop else (len(text), "")
+        out.append(text[pos : m.start()])
+        sign = m.group()[0]
+        closed = stop_char == "}"
+        out.append(sign * 2 + "{" if closed else f"\\u{ord(sign):04x}{{")
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 _QUOTE_BEFORE_DOLLAR = re.compile(r'(?<!\\)((?:\\\\)*)\\"(?=\$)')

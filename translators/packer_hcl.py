@@ -26,6 +26,7 @@ from lark import Token, Tree
 from aibx import model
 from aibx.diagnostics import Severity, make
 from aibx.document import Unresolved
+from aibx.loader import undecodable
 
 
 @dataclass
@@ -270,14 +271,16 @@ class _Reader:
                 self.values[name] = _unset(name)
         for name in self.var_decls:
             env_value = self.inputs.env.get(f"PKR_VAR_{name}")
-            if env_value is not None:
+            if env_value is not None and undecodable(env_value):
+                self.error("AIB074", f"PKR_VAR_{name}: not UTF-8 text", "<environment>")
+            elif env_value is not None:
                 self.assign(name, env_value, types[name], f"PKR_VAR_{name}", "<environment>")
         for f in [*autos, *self.inputs.var_files]:
             self.read_var_file(f, types)
         for item in self.inputs.variables:
             name, sep, value = item.partition("=")
-            if not sep or not name.strip():
-                self.error("AIB074", f"--var expects NAME=VALUE, got {item!r}", "<command line>")
+            if not sep or not name.strip() or undecodable(item):
+                self.error("AIB074", f"--var expects NAME=VALUE in UTF-8, got {item!r}", "<command line>")
                 continue
             name = name.strip()
             if name not in self.var_decls:

@@ -21,9 +21,8 @@ from aibx.translators.report import Location
 
 from aibx.document import Unresolved
 from aibx.jsonc import JsonPath, SourceMap
-from aibx.loader import read_json
+from aibx.loader import read_json, undecodable
 
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
 _ARG = r"(?:`([^`]*)`|\"((?:[^\"\\]|\\.)*)\")"
 _USER = re.compile(rf"user\s+{_ARG}$")
 _ENV = re.compile(rf"env\s+{_ARG}$")
@@ -37,6 +36,23 @@ _KNOWN_TOP = {"variables", "sensitive-variables", "builders", "provisioners", "p
 
 class TemplateError(Exception):
     pass
+
+
+def template_actions(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, body) of each ``{{ ... }}`` action, ``{{-`` and ``-}}`` trim markers and spaces taken off
+    the body. (A lazy regex would do the same in quadratic time: a value of many ``{{`` hangs it.)"""
+    out = []
+    pos = 0
+    while (start := text.find("{{", pos)) >= 0:
+        end = text.find("}}", start + 2)
+        if end < 0:
+            break
+        body = text[start + 2 : end]
+        body = body[1:] if body.startswith("-") else body
+        body = body[:-1] if body.endswith("-") else body
+        out.append((start, end + 2, body.strip()))
+        pos = end + 2
+    return out
 
 
 class _Reader:
@@ -66,21 +82,21 @@ class _Reader:
     # ------------------------------------------------------------------------------------------- templates
     def render(self, text: str, path: JsonPath) -> Any:
         """Evaluate the template functions in ``text``; an unknown value makes the result Unresolved."""
-        actions = list(_ACTION.finditer(text))
+        actions = template_actions(text)
         if not actions:
             return text
-        if len(actions) == 1 and actions[0].span() == (0, len(text)):
-            value = self.action(actions[0].group(1), path)
+        if len(actions) == 1 and actions[0][:2] == (0, len(text)):
+            value = self.action(actions[0][2], path)
             return value if value is not None else text
         out: list[str] = []
         reason = None
         pos = 0
-        for m in actions:
-            out.append(text[pos : m.start()])
-            pos = m.end()
-            value = self.action(m.group(1), path)
+        for start, end, body in actions:
+            out.append(text[pos:start])
+            pos = end
+            value = self.action(body, path)
             if value is None:
-                out.append(m.group(0))
+                out.append(text[start:end])
             elif isinstance(value, Unresolved):
                 out.append(value.text)
                 reason = reason or value.reason
@@ -109,7 +125,10 @@ class _Reader:
             return self.values[name]
         if m := _ENV.match(body):
             name = m.group(1) if m.group(1) is not None else m.group(2)
-            return self.inputs.env.get(name, "")
+            value = self.inputs.env.get(name, "")
+            if undecodable(value):
+                raise TemplateError(f"{{{{env `{name}`}}}}: the environment variable is not UTF-8 text")
+            return value
         if body == "timestamp":
             return str(int(self.now.timestamp()))
         if body == "template_dir":
@@ -219,20 +238,26 @@ class _Reader:
                 self.error("AIB074", "a variables file is a JSON object", file=f)
         for item in self.inputs.variables:
             name, sep, value = item.partition("=")
-            if not sep or not name.strip():
-                self.error("AIB074", f"--var expects NAME=VALUE, got {item!r}", file="<command line>")
+            if not sep or not name.strip() or undecodable(item):
+                self.error("AIB074", f"--var expects NAME=VALUE in UTF-8, got {item!r}", file="<command line>")
                 continue
             if name.strip() not in declared:
                 self.error("AIB074", f'--var {name}: the template declares no variable "{name}"', file="<command line>")
                 continue
             self.values[name.strip()] = value
-        for name in sensitive if isinstance(sensitive, list) else []:
+        if not isinstance(sensitive, list) or not all(isinstance(name, str) for name in sensitive):
+            self.error("AIB072", '"sensitive-variables" must be a list of variable names', ("sensitive-variables",))
+            return
+        for name in sensitive:
             v = self.values.get(name)
             if isinstance(v, str) and v:
                 self.config.secrets.add(v)
 
     def post_processors(self, raw: Any) -> list[Section]:
         out: list[Section] = []
+        if not isinstance(raw, (list, type(None))):
+            self.error("AIB072", '"post-processors" must be a list', ("post-processors",))
+            return out
         for i, item in enumerate(raw or []):
             for j, pp in enumerate(item if isinstance(item, list) else [item]):
                 path: JsonPath = ("post-processors", i, j) if isinstance(item, list) else ("post-processors", i)

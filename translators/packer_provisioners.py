@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aibx.translators import idioms
 from aibx.translators.hcl_eval import BuildValue
+from aibx.translators.local_files import LocalFileError, is_folder, read_local_file
 from aibx.translators.packer_config import Section, text_of, truthy
 
 from aibx import model
@@ -71,6 +72,33 @@ class StepMapper:
     def take(self, key: str) -> Any:
         self.used.add(key)
         return self.p.value(key)
+
+    def texts(self, *keys: str) -> bool:
+        """Whether each of these settings is absent or a string; if one is not, the provisioner is dropped (Packer
+        would refuse it, or aibx cannot know what it does)."""
+        for key in keys:
+            value = self.p.value(key)
+            if value is not None and not isinstance(value, str):
+                self.done("dropped", f"{key} must be a string, not {_unknown(value)}")
+                return False
+        return True
+
+    def exit_codes(self) -> list[int] | None:
+        """valid_exit_codes as Packer decodes it (numbers, or numeric strings in JSON templates), [0] when not
+        given; None (the provisioner dropped) when it holds anything else."""
+        codes = self.take("valid_exit_codes")
+        if codes is None or codes == []:
+            return [0]
+        out = []
+        for code in codes if isinstance(codes, list) else [codes]:
+            if isinstance(code, int) and not isinstance(code, bool):
+                out.append(code)
+            elif isinstance(code, str) and re.fullmatch(r"\s*-?[0-9]{1,10}\s*", code):
+                out.append(int(code))
+            else:
+                self.done("dropped", f"valid_exit_codes must be numbers, not {_unknown(code)}")
+                return None
+        return out
 
     def note(self, status: str, key: str, detail: str) -> None:
         getattr(self.report, status)(f"{self.subject}.{key}", detail, self.p.where(key))
@@ -161,9 +189,9 @@ class StepMapper:
         for raw in paths:
             local = self.parent.local_file(raw)
             try:
-                data = local.read_bytes()
-            except OSError as exc:
-                self.done("dropped", f"script {raw}: {exc.strerror or exc} (Packer would refuse it too)")
+                data = read_local_file(local)
+            except LocalFileError as exc:
+                self.done("dropped", f"script {raw}: {exc.reason} (Packer would refuse it too)")
                 return None
             out.append((raw, data, local))
         return out
@@ -206,9 +234,13 @@ class StepMapper:
         env = self.env()
         if bodies is None or env is None:
             return []
+        if not self.texts("execute_command", "inline_shebang", "remote_folder", "remote_file", "remote_path"):
+            return []
+        codes_list = self.exit_codes()
+        if codes_list is None:
+            return []
         execute = self.take("execute_command")
         shebang = self.take("inline_shebang") or DEFAULT_SHEBANG
-        codes = self.take("valid_exit_codes")
         skip_clean = truthy(self.take("skip_clean"))
         binary = truthy(self.take("binary"))
         remote_folder = self.take("remote_folder") or "/tmp"
@@ -228,7 +260,6 @@ class StepMapper:
             if value not in (None, "") and (key != "expect_disconnect" or truthy(value)):
                 self.note("approximated", key, how)
         plain_exec = execute is None or _normal(execute) == _normal(DEFAULT_EXECUTE)
-        codes_list = [int(c) for c in codes] if isinstance(codes, list) and codes else [0]
         inline = bodies[0][1] is None
         lines = self.p.value("inline") if inline else None
         if plain_exec and codes_list == [0] and inline and shebang == DEFAULT_SHEBANG:
@@ -346,9 +377,11 @@ class StepMapper:
                 step.run_elevated = True
                 status = "approximated"
                 how.append(f"elevated_user {_unknown(user)}: runElevated runs as AIB's build user instead")
-        codes = self.take("valid_exit_codes")
-        if isinstance(codes, list) and codes:
-            step.valid_exit_codes = [int(c) for c in codes if str(c).lstrip("-").isdigit()]
+        codes = self.exit_codes()
+        if codes is None:
+            return []
+        if self.p.value("valid_exit_codes") not in (None, []):
+            step.valid_exit_codes = codes
             how.append("valid_exit_codes")
         policy = self.take("execution_policy")
         if isinstance(policy, str) and policy.lower() not in ("bypass", ""):
@@ -455,16 +488,16 @@ class StepMapper:
             if target.endswith(("/", "\\")) or len(paths) > 1:
                 sep = "\\" if self.windows else "/"
                 target = target.rstrip("/\\") + sep + local.name
-            if local.is_dir():
+            if is_folder(local):
                 steps = self.directory(raw, local, destination)
                 if steps is None:
                     return []
                 out += steps
                 continue
             try:
-                data = local.read_bytes()
-            except OSError as exc:
-                self.done("dropped", f"{raw}: {exc.strerror or exc} (Packer would refuse it too)")
+                data = read_local_file(local)
+            except LocalFileError as exc:
+                self.done("dropped", f"{raw}: {exc.reason} (Packer would refuse it too)")
                 return []
             if self.parent.options.upload_base_uri:
                 uri, sha = self.parent.publish(local, raw)
@@ -558,7 +591,7 @@ class StepMapper:
             name=self.name,
             search_criteria=text_of(self.take("search_criteria")),
             filters=[f for f in filters if isinstance(f, str)] if isinstance(filters, list) else None,
-            update_limit=int(limit) if str(limit).isdigit() else None,
+            update_limit=int(limit) if re.fullmatch("[0-9]{1,9}", str(limit)) else None,
         )
         for key in ("update_max_retries", "restart_timeout", "username", "password"):
             if self.take(key) not in (None, ""):
@@ -573,7 +606,9 @@ class StepMapper:
             return []
         self.take("execute_command")
         self.take("remote_path")
-        codes = self.take("valid_exit_codes")
+        codes = self.exit_codes()
+        if codes is None:
+            return []
         lines: list[str] = []
         for raw, data, _local in bodies:
             if data is None:
@@ -593,8 +628,8 @@ class StepMapper:
                 "if ($aibxExitCode -ne 0) { exit $aibxExitCode }",
             ]
         step = model.PowerShellStep(name=self.name, inline=lines)
-        if isinstance(codes, list) and codes:
-            step.valid_exit_codes = [int(c) for c in codes if str(c).isdigit()]
+        if self.p.value("valid_exit_codes") not in (None, []):
+            step.valid_exit_codes = codes
         self.done("approximated", "PowerShell inline that writes the commands to a .cmd file and runs it with cmd.exe")
         return [step]
 

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from aibx.translators import azure_ids, idioms
 from aibx.translators.hcl_writer import Block, Expr, template
+from aibx.translators.local_files import LocalFileError, read_local_file
 from aibx.translators.report import NOWHERE, Location, Report
 
 from aibx import model
@@ -822,9 +823,9 @@ class ToPacker:
 
     def check_local(self, path: Path, uri: str, sha: str | None, step: model.Step, key: str, loc: Location) -> bool:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            self.report.error("AIB075", f"{key} {uri}: {exc.strerror or exc}", loc, self.subject((*step.path, key)))
+            data = read_local_file(path)
+        except LocalFileError as exc:
+            self.report.error("AIB075", f"{key} {uri}: {exc.reason}", loc, self.subject((*step.path, key)))
             return False
         if sha and hashlib.sha256(data).hexdigest() != sha.lower():
             self.report.error(

@@ -40,6 +40,7 @@ class PowerWatcher(threading.Thread):
         self.errors: list[str] = []
         self._stopping = threading.Event()
         self._busy: dict[str, threading.Thread] = {}
+        self._read: dict[str, int] = {}  # per target: how much of its power.request has been carried out
 
     def __enter__(self) -> PowerWatcher:
         self.start()
@@ -53,14 +54,22 @@ class PowerWatcher(threading.Thread):
             for target in self.targets:
                 if target.name in self._busy and self._busy[target.name].is_alive():
                     continue  # going down already: requests wait for the next boot
+                # read on from where the last request ended, never truncating: a request appended while the
+                # file was being emptied would be lost, and the test would wait for a reboot that never comes
+                seen = self._read.get(target.name, 0)
                 try:
-                    text = target.power_request.read_text()
+                    with open(target.power_request, "rb") as f:
+                        f.seek(seen)
+                        chunk = f.read()
                 except OSError:
                     continue
-                if not text.strip():
+                chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
+                if not chunk:
                     continue
-                target.power_request.write_text("")
-                lines = [line for line in text.splitlines() if line.strip()]
+                self._read[target.name] = seen + len(chunk)
+                lines = [line for line in chunk.decode(errors="replace").splitlines() if line.strip()]
+                if not lines:
+                    continue
                 self.requests += [(target.name, line) for line in lines]
                 action = lines[0].split()[0]
                 worker = threading.Thread(target=self._carry_out, args=(target, action), daemon=True)

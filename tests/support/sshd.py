@@ -478,9 +478,6 @@ class SshTarget:
         """sshd's "Starting session" lines: one per command, shell or subsystem a client got to run."""
         return [line for line in self.log_text().splitlines() if "Starting session:" in line]
 
-    def power_requests(self) -> list[str]:
-        return [line for line in self.power_request.read_text().splitlines() if line]
-
     def ssh_args(self, *extra: str) -> list[str]:
         """Arguments for OpenSSH's ssh, key auth, host key checked strictly."""
         return [

@@ -1,0 +1,65 @@
+"""`aibx --help` reads like a man page (synopsis, verbs, examples, exit codes, environment, files, see also), and
+what it says is true: the environment variables it names are read by aibx, the documents it names exist, and
+every verb's help has examples and its exit status."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from aibx import cli
+from tests.conftest import ROOT
+from tests.support.cli import invoke
+
+SOURCES = [p for folder in ("aibx", "engine", "provisioners", "translators") for p in (ROOT / folder).rglob("*.py")]
+
+
+@pytest.fixture(scope="module")
+def top_help() -> str:
+    done = invoke("--help")
+    assert done.code == 0
+    return done.out
+
+
+def section(text: str, name: str) -> str:
+    m = re.search(rf"^{name}:\n((?:  .*\n|\n(?=  ))+)", text, re.MULTILINE)
+    assert m, f"no '{name}:' section"
+    return m.group(1)
+
+
+def test_the_top_help_has_the_sections_of_a_man_page(top_help: str) -> None:
+    assert top_help.startswith("usage: aibx ")
+    for verb in cli.VERBS:
+        assert re.search(rf"^\s+{verb}\s+\S", top_help, re.MULTILINE), verb
+    for name in ("examples", "exit codes", "environment", "files", "see also"):
+        assert section(top_help, name).strip()
+    codes = {int(c) for c in re.findall(r"^  (\d+) ", section(top_help, "exit codes"), re.MULTILINE)}
+    from aibx.exitcodes import ExitCode
+
+    assert codes == {int(c) for c in ExitCode}
+
+
+def test_every_environment_variable_named_is_read_by_aibx(top_help: str) -> None:
+    names = re.findall(r"^  ([A-Z][A-Z_]+)\s", section(top_help, "environment"), re.MULTILINE)
+    assert {"NO_COLOR", "AIBX_DEBUG"} <= set(names)
+    code = "\n".join(p.read_text(encoding="utf-8") for p in SOURCES)
+    for name in names:
+        if name in ("SSH_AUTH_SOCK", "SSL_CERT_FILE"):
+            continue  # read by asyncssh and by OpenSSL, as the help says
+        needle = "PKR_VAR_" if name == "PKR_VAR_NAME" else name
+        assert f'"{needle}' in code or f"'{needle}" in code, name
+
+
+def test_the_documents_named_exist(top_help: str) -> None:
+    for name in re.findall(r"[\w-]+\.md", section(top_help, "see also")):
+        assert (ROOT / "docs" / name).is_file(), name
+
+
+@pytest.mark.parametrize("verb", cli.VERBS)
+def test_each_verb_has_examples_and_its_exit_status(verb: str) -> None:
+    done = invoke(verb, "--help")
+    assert done.code == 0
+    assert f"usage: aibx {verb} " in done.out
+    assert "examples:" in done.out and f"aibx {verb} " in section(done.out, "examples")
+    assert "exit status:" in done.out
