@@ -111,6 +111,17 @@ class WindowsUpdate:
 Action = Union[Exec, Upload, Restart, WindowsUpdate]  # noqa: UP007
 
 
+@dataclass(frozen=True)
+class KeptFile:
+    """A file a step leaves on the VM for a later step (the staged deprovisioning script). After every step in
+    which the VM restarted, the runner runs ``check_command`` (exit 0: still there, 1: gone) and, the first time
+    it is gone, warns with ``lost_message``: a reboot took it (a /tmp cleared at boot)."""
+
+    path: str
+    check_command: str
+    lost_message: str
+
+
 @dataclass
 class StepPlan:
     name: str
@@ -126,6 +137,8 @@ class StepPlan:
     # why this step cannot run (unresolved values, unsupported on this OS); the runner refuses it
     blocked: list[str] = field(default_factory=list)
     path: JsonPath = ()
+    # files this step leaves for later steps, checked after every reboot (see KeptFile)
+    keeps: list[KeptFile] = field(default_factory=list)
 
 
 @dataclass

@@ -76,7 +76,7 @@ from aibx.engine.transports.base import (
 )
 
 from aibx.exitcodes import ExitCode
-from aibx.plan import Action, Content, Exec, Restart, StepPlan, Upload, WindowsUpdate
+from aibx.plan import Action, Content, Exec, KeptFile, Restart, StepPlan, Upload, WindowsUpdate
 
 T = TypeVar("T")
 TAIL_LINES = 10  # stderr lines quoted when a step fails
@@ -199,6 +199,7 @@ class Runner:
         self._deadline = 0.0
         self._fetched: dict[Content, Path] = {}
         self._fetcher: ContentFetcher | SharedFetcher | None = None
+        self._kept: list[tuple[KeptFile, str]] = []  # files earlier steps left for later ones, with the step's name
 
     # ------------------------------------------------------------------------------------------ control
     def interrupt(self) -> None:
@@ -574,6 +575,10 @@ class Runner:
         if cut or result.ended_by_reboot or result.outcome in (Outcome.INTERRUPTED, Outcome.TIMED_OUT):
             await self._best_effort(ref, step.on_interrupt, "removing the step's temporary files")
         await self._best_effort(ref, step.cleanup, "clean-up")
+        if result.outcome is Outcome.SUCCEEDED:
+            self._kept += [(kept, ref.name) for kept in step.keeps]
+        if result.reboots and self._kept:
+            await self._check_kept_files(ref)
         if result.outcome is Outcome.SUCCEEDED and result.notes:
             result.message = "; ".join(result.notes)
         result.ended = time.time()
@@ -756,6 +761,30 @@ class Runner:
                 )
             except TransportError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {action.remote_path}: {exc}") from None
+
+    async def _check_kept_files(self, ref: StepRef) -> None:
+        """After a step in which the VM restarted: warn about every file an earlier step left for a later one
+        (the staged deprovisioning script) that the reboot took away. Best effort, outside the deadline."""
+        transport = self.transport
+        if transport is None:
+            return
+        still_kept = []
+        for kept, staged_by in self._kept:
+            detail = f"is {kept.path} (from step {staged_by!r}) still there after the reboot?"
+            self.emit(ActionStarted(self.target, step=ref, kind="exec", text=kept.check_command, detail=detail))
+            try:
+                code = await asyncio.wait_for(transport.run(kept.check_command), self.options.cleanup_timeout)
+            except (asyncio.TimeoutError, TransportError, OSError):
+                code = None  # unknown: check again after the next reboot
+            if code == 1:
+                message = (
+                    f"{kept.path}, written by step {staged_by!r}, is gone after the reboot in step {ref.name!r}: "
+                    f"{kept.lost_message}"
+                )
+                self.emit(Notice(self.target, message=message, level="warning", step=ref))
+            else:
+                still_kept.append((kept, staged_by))
+        self._kept = still_kept
 
     def _count_reboot(self, result: StepResult, rebooted: bool | None, note: str) -> None:
         if rebooted is False:

@@ -26,7 +26,7 @@ from aibx.provisioners.powershell import WINDOWS_TEMP, windows_cleanup
 
 from aibx import model
 from aibx import powershell as ps
-from aibx.plan import Content, Exec, StepPlan, Upload
+from aibx.plan import Content, Exec, KeptFile, StepPlan, Upload
 
 # The deprovision command's exit code when the script is missing: a warning, not a failure (AIB goes on too).
 MISSING_EXIT = 197
@@ -55,7 +55,20 @@ def stage(ctx: CompileContext) -> StepPlan:
         Upload(path, Content(data=default_script(ctx.os_type)), description="AIB's default deprovisioning script")
     )
     plan.notes.append(f"customizers may replace {path}; it runs last only with --generalize")
+    if ctx.os_type is not model.OsType.WINDOWS:
+        plan.keeps.append(KeptFile(path, f"test -f {shlex.quote(path)}", lost_after_reboot_message(path)))
     return plan
+
+
+def lost_after_reboot_message(path: str) -> str:
+    """Why the staged Linux script vanished and what it means for the image (AIB stages it once, before the
+    customizers, in /tmp, which many distributions empty at boot: Ubuntu, Debian 13)."""
+    return (
+        f"the VM probably clears /tmp at boot. AIB stages {path} once, before the customizers, so on a source "
+        "image that does the same the deprovisioning step would find no script and the image would not be "
+        "generalized. Write the script again in a step after the reboot (AIB's default runs "
+        "'/usr/sbin/waagent -force -deprovision+user && export HISTSIZE=0 && sync')"
+    )
 
 
 def windows_launcher(path: str) -> bytes:
