@@ -43,11 +43,13 @@ def inline_script(lines: Sequence[str]) -> bytes:
 def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdown: bool = False) -> str:
     """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
 
-    ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; the traps remove it when the
-    process group is signalled (interrupt, timeout) and exit the way a signalled shell would. Without an
-    ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with one (inline
-    lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on a /tmp
-    mounted noexec.
+    ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; they apply in a subshell that
+    becomes ``cat`` (no extra process), so the script itself runs with the session's own umask, as under AIB and
+    Packer (with 077 a ``sudo mkdir -p /opt/app`` would make a directory only root can enter). The traps remove
+    the file when the process group is signalled (interrupt, timeout) and exit the way a signalled shell would.
+    Without an ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with
+    one (inline lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on
+    a /tmp mounted noexec.
 
     ``watch_shutdown`` (a script that may restart the VM): after a successful script the wrapper asks systemd
     whether the VM is going down (``shutdown -r now`` and ``systemctl reboot`` return before the reboot cuts the
@@ -63,9 +65,9 @@ def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdow
         else ""
     )
     return (
-        f"umask 077; f={shlex.quote(path)}; "
+        f"f={shlex.quote(path)}; "
         f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
-        f'set -C; cat >{f} || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; set +C; '
+        f'(umask 077; set -C; exec cat >{f}) || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; '
         f"{run} </dev/null; rc=$?; rm -f {f}; {watch}exit $rc"
     )
 
@@ -107,10 +109,9 @@ def fetch_and_run_script(url: str, sha256: str | None, fetched_path: str) -> byt
     """The script (run by ``run_stdin_script``) for a Shell scriptUri that the VM downloads itself."""
     lines = [
         "#!/bin/sh -e",
-        "umask 077",
         f"s={shlex.quote(fetched_path)}",
         "trap 'rm -f \"$s\"' EXIT",
-        'set -C; : >"$s"; set +C',
+        '(umask 077; set -C; : >"$s")',  # private and new; the script itself keeps the session's umask
         *download_commands(url, sha256, "s"),
         "sed -i 's/\\r$//' \"$s\"",
         'chmod 700 "$s"',

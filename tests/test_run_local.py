@@ -187,3 +187,22 @@ def test_dry_run_exits_2_like_plan_when_a_selected_step_cannot_run(tmp_path: Pat
     result = local_run(tmp_path, template, "--dry-run")
     assert result.code == 2 and "CANNOT RUN" in result.out and "step 'pending' cannot run" in result.err
     assert local_run(tmp_path, template, "--dry-run", "--skip", "pending").code == 0
+
+
+def test_scripts_run_with_the_sessions_umask_not_the_wrappers(tmp_path: Path) -> None:
+    """aibx writes each script to a private file (umask 077), but the script runs with the session's umask, as under
+    AIB and Packer: with 077, ``sudo mkdir -p /opt/app`` would make a directory only root can enter."""
+    made = tmp_path / "made"
+    steps = [
+        shell("inline", f"mkdir {made}", f"touch {made}/inline"),
+        {"type": "Shell", "name": "script", "scriptUri": "file:script.sh"},
+    ]
+    (tmp_path / "script.sh").write_text(f"#!/bin/sh\ntouch {made}/from-script\n")
+    old = os.umask(0o022)
+    try:
+        result = local_run(tmp_path, write_template(tmp_path, steps))
+    finally:
+        os.umask(old)
+    assert result.code == 0, result.text
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (made, made / "inline", made / "from-script")}
+    assert modes == {"made": "0o755", "inline": "0o644", "from-script": "0o644"}
