@@ -153,7 +153,13 @@ def test_stand_in_waagent_records_the_deprovisioning_script_run_through_sudo(qem
     asyncio.run(scenario())
     calls = qemu_vm.waagent_calls()
     assert len(calls) == before + 1
-    assert calls[-1].split()[1:] == ["uid=0", "-force", "-deprovision+user"]
+    assert calls[-1].split()[1:] == [
+        "uid=0",
+        "sudo_user=aibxtest",
+        "parent=sh,-e,/tmp/DeprovisioningScript.sh",
+        "-force",
+        "-deprovision+user",
+    ]
 
 
 def test_sudo_reboot_restarts_the_guest_kernel_and_ssh_returns_with_the_same_host_key(qemu_vm: QemuVm) -> None:

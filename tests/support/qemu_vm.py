@@ -1004,7 +1004,8 @@ class QemuVm:
         return _run_blocking(run)
 
     def waagent_calls(self) -> list[str]:
-        """The stand-in waagent's log lines: ``<UTC time> uid=<uid> <arguments>``."""
+        """The stand-in waagent's log lines: ``<UTC time> uid=<uid> sudo_user=<user or -> parent=<command line of
+        its parent process, commas for spaces> <arguments>``."""
         result = self.run(f"cat {WAAGENT_LOG} 2>/dev/null || true", user=self.root_user)
         return str(result.stdout).splitlines()
 
