@@ -148,10 +148,11 @@ def test_a_golden_image_template_runs_end_to_end_with_a_reboot_and_deprovisionin
     # root through sudo; it called waagent exactly once
     staged = golden_vm.run("cat /tmp/DeprovisioningScript.sh").stdout
     assert staged == importlib.resources.files("aibx").joinpath("data/DeprovisioningScript.sh").read_text()
-    calls = golden_vm.waagent_calls()[waagent_calls_before:]
-    assert [call.split()[1:] for call in calls] == [
-        ["uid=0", "sudo_user=aibxtest", "parent=sh,/tmp/DeprovisioningScript.sh", "-force", "-deprovision+user"]
-    ]
+    [call] = golden_vm.waagent_calls()[waagent_calls_before:]
+    _, uid, sudo_user, parent, *arguments = call.split()
+    assert (uid, sudo_user, arguments) == ("uid=0", "sudo_user=aibxtest", ["-force", "-deprovision+user"])
+    shell, *script = parent.removeprefix("parent=").split(",")  # sudo ran sh by its full path, as sudo does
+    assert shell.endswith("/sh") and script == ["/tmp/DeprovisioningScript.sh"]
 
 
 def test_a_step_failing_after_the_reboot_stops_the_run_before_deprovisioning(golden_vm: QemuVm, tmp_path: Path) -> None:
