@@ -415,6 +415,7 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
     from aibx.engine.events import EventBus, Notice
     from aibx.engine.fetch import ContentFetcher, SharedFetcher
     from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, summary_table
+    from aibx.engine.progress import event_meter
     from aibx.engine.run_report import FleetReport, RunReport
     from aibx.engine.runner import Runner
     from aibx.engine.transports import create_transport
@@ -436,7 +437,15 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
 
         fetch_dir = Path(tempfile.mkdtemp(prefix="aibx-fleet-"))
         logs.callback(shutil.rmtree, fetch_dir, True)
-        fetcher = SharedFetcher(ContentFetcher(fetch_dir, run_options.fetch, tell("info"), tell("warning")))
+        fetcher = SharedFetcher(
+            ContentFetcher(
+                fetch_dir,
+                run_options.fetch,
+                tell("info"),
+                tell("warning"),
+                lambda shown: event_meter(fleet_bus, "fleet", None, "download", shown, timing=run_options.transfer),
+            )
+        )
         for host in runs:
             try:
                 log = CustomizationLog(host.log_path)  # type: ignore[arg-type]

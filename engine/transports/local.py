@@ -11,9 +11,10 @@ import signal
 from pathlib import Path
 
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import OutputCallback, RemoteFileError, Transport
+from aibx.engine.transports.base import OutputCallback, ProgressCallback, RemoteFileError, Transport
 
 CHUNK = 64 * 1024
+COPY_BLOCK = 1024 * 1024
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -96,7 +97,14 @@ class LocalTransport(Transport):
         with contextlib.suppress(ProcessLookupError):  # what the group left behind
             os.killpg(process.pid, signal.SIGKILL)
 
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         path = Path(remote_path)
         parent = path.parent
         if not parent.is_dir():
@@ -106,7 +114,11 @@ class LocalTransport(Transport):
             raise RemoteFileError(remote_path, "is a directory; the destination must name the file")
         try:
             if isinstance(data, Path):
-                await asyncio.to_thread(shutil.copyfile, data, path)
+                progress = None
+                if on_progress is not None:
+                    loop = asyncio.get_running_loop()
+                    progress = lambda done, total: loop.call_soon_threadsafe(on_progress, done, total)  # noqa: E731
+                await asyncio.to_thread(_copy, data, path, progress)
             else:
                 await asyncio.to_thread(path.write_bytes, data)
             if mode is not None:
@@ -128,3 +140,17 @@ class LocalTransport(Transport):
             return BOOT_ID.read_text().strip() or None
         except OSError:
             return None
+
+
+def _copy(source: Path, target: Path, on_progress: ProgressCallback | None) -> None:
+    """Copy a file block by block, telling ``on_progress`` (from this worker thread) how far it got."""
+    if on_progress is None:
+        shutil.copyfile(source, target)
+        return
+    total = source.stat().st_size
+    done = 0
+    with source.open("rb") as src, target.open("wb") as dst:
+        while block := src.read(COPY_BLOCK):
+            dst.write(block)
+            done += len(block)
+            on_progress(done, total)
