@@ -29,6 +29,8 @@ examples:
   aibx run template.json --host vm --dry-run          the plan, nothing runs
   aibx run template.json --host vm1 --host vm2        two VMs at once
   aibx run template.json --hosts-file vms.txt --parallel 20 --report fleet.json
+  aibx run template.json --host vm --format json | jq '.steps[] | {name, outcome}'
+                                                      the report on standard output, live output on stderr
 
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
@@ -42,6 +44,10 @@ WindowsUpdate runs rounds of search, download and install as SYSTEM, restarting 
 A VM that reboots during a step (sudo reboot, shutdown -r now, an installer) is waited for (--reconnect-timeout),
 reconnected with its host key checked, and confirmed to have restarted (a new boot id); then the run goes on. A
 step the reboot cut short counts as succeeded, as in AIB; a dropped connection without a reboot fails the step.
+
+On a terminal a status line shows the step, its time, how long it has been silent and a long upload's or
+download's progress; in a CI log (not a terminal) a step silent for a minute gets a "still running" line each
+minute, and a long transfer a line of progress every 10 seconds.
 
 With several hosts every output line starts with the host, each host has its own log
 (customization-HOST.log), and a table sums them up at the end; the exit status is the worst host's:
