@@ -394,16 +394,16 @@ def _execute(args, prepared, selected, target, connect_options, run_options) -> 
         finally:
             ticker.cancel()
 
-    code = int(ExitCode.INTERRUPTED)
     try:
         code = _run_interruptible(main, runner.interrupt, lambda message: bus.emit(_notice(str(target), message)))
-        return code
     finally:
         log.close()
-        if json_mode:
-            document = report.document()
-            document.setdefault("exitCode", code)  # a run aborted before its end has no RunFinished
-            json_output.write(document)
+    if json_mode:
+        document = report.document()
+        if not report.finished:  # aborted at once (a second Ctrl-C): no RunFinished came
+            document.update(outcome="interrupted", exitCode=code)
+        json_output.write(document)
+    return code
 
 
 def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
@@ -506,8 +506,8 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             if args.report:
                 fleet_report.write(code, fleet.parallel)
                 print(f"report: {args.report}", file=say)
-            if json_mode:
-                json_output.write(fleet_report.document(code, fleet.parallel))
+        if json_mode:
+            json_output.write(fleet_report.document(code, fleet.parallel))
         return code
 
 
