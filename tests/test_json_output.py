@@ -234,3 +234,28 @@ def test_run_on_a_fleet(make_fleet, tmp_path: Path) -> None:
 def test_argparse_usage_errors_print_nothing_on_standard_output(verb: str) -> None:
     done = invoke(verb, QUICKSTART, "--format", "json", "--no-such-option")
     assert done.code == 2 and done.out == "" and "--no-such-option" in done.err
+
+
+def test_ctrl_c_still_leaves_one_document(tmp_path: Path) -> None:
+    """SIGINT during a step: the run stops, exits 130, and standard output is the report saying so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "started"
+    template = write_template(tmp_path, [shell("long", f"touch {started}", "sleep 60")])
+    command = [sys.executable, "-m", "aibx", "run", str(template), "--host", "local", "--only", "long",
+               "--log", str(tmp_path / "c.log"), "--format", "json"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    done = Completed(proc.returncode, out, err)
+    data = document(done)
+    assert done.code == 130 and data["outcome"] == "interrupted", err
+    assert [s["outcome"] for s in data["steps"] if s["name"] == "long"] == ["interrupted"]
+    assert "interrupted" in err
