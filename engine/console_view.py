@@ -168,15 +168,16 @@ class ConsoleView:
 
     def tick(self) -> None:
         """Show time passing; called a few times a second while a run goes on. On a terminal the status line is
-        redrawn; elsewhere a step that has been silent for ``heartbeat_after`` gets a line saying it still runs
-        (not while the VM is away: those waits say so themselves)."""
+        redrawn; elsewhere a step without a line for ``heartbeat_after`` (no output, no transfer progress: a
+        stalled upload too) gets a line saying it still runs (not while the VM is away: those waits say so
+        themselves)."""
         if self.status_enabled:
             if self.current is not None or self.transfer is not None:
                 self._write("")
             return
         ref = self.current
         now = self.clock()
-        if ref is None or self.waiting is not None or self.transfer is not None:
+        if ref is None or self.waiting is not None:
             return
         if now - self.last_line < self.timing.heartbeat_after:
             return

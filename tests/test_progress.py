@@ -91,6 +91,21 @@ def test_a_silent_step_gets_a_still_running_line_when_not_on_a_terminal() -> Non
     assert out.getvalue().splitlines()[-1] == "[3/7] install-app: still running, 2m40s, last output 1m00s ago"
 
 
+def test_a_stalled_upload_gets_the_still_running_line_too() -> None:
+    clock = Clock()
+    out = io.StringIO()
+    timing = ProgressTiming(heartbeat_after=60, transfer_line_every=10)
+    view = ConsoleView(out, out, status_line=False, timing=timing, clock=clock)
+    view(StepStarted("vm", step=ref()))
+    clock.now += 12
+    view(TransferProgress("vm", step=ref(), direction="upload", path="/tmp/big.iso", transferred=100 << 20,
+                          total=1 << 30, elapsed=12))  # fmt: skip
+    assert out.getvalue().splitlines()[-1] == "upload /tmp/big.iso: 9% of 1.0 GiB, 8.3 MiB/s"
+    clock.now += 60  # no byte since
+    view.tick()
+    assert out.getvalue().splitlines()[-1] == "[3/7] install-app: still running, 1m12s, no output yet"
+
+
 def test_on_a_terminal_the_status_line_shows_the_silence_and_a_transfer() -> None:
     clock = Clock()
     out = io.StringIO()
