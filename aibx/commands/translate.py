@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--report-json",
         metavar="FILE",
-        help="also write that JSON document to FILE (- is an old spelling of --format json)",
+        help="write the JSON document --format json prints to FILE as well (- is an old spelling of --format json)",
     )
     p.add_argument("--arm", action="store_true", help="--to aib: write an ARM deployment template around the resource")
     g = p.add_argument_group("Packer input (--to aib)")
