@@ -142,7 +142,12 @@ class PortBlackhole:
         self.listener.bind((host, port))
         self.listener.listen(0)
         self.host, self.port = self.listener.getsockname()[:2]
-        self.fillers = [socket.create_connection((self.host, self.port), timeout=2)]
+        # one connection fills the queue; not waited for: a client already retrying this port (aibx waiting for
+        # the "VM") may have taken the only slot between listen() and here, and then this SYN is dropped too
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((self.host, self.port))
+        self.fillers = [filler]
 
     def close(self) -> None:
         for s in [*self.fillers, self.listener]:
