@@ -231,9 +231,7 @@ def test_a_malformed_parameters_file_is_exit_2_with_its_position(tmp_path: Path)
     assert not marker.exists()
 
 
-def test_a_malformed_template_is_exit_2_before_anything_is_fetched_or_connected(
-    tmp_path: Path, content_server
-) -> None:
+def test_a_malformed_template_is_exit_2_before_anything_is_fetched_or_connected(tmp_path: Path, content_server) -> None:
     broken = tmp_path / "broken.json"
     text = write_template(tmp_path, [{"type": "Shell", "name": "s", "scriptUri": content_server.url("/s.sh")}])
     broken.write_text(text.read_text()[:-40])  # cut short
