@@ -12,8 +12,10 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from tests.support.plans import WINDOWS_SOURCE
 from tests.support.requirements import require_program, require_root
 from tests.support.sshd import SshTarget
 from tests.support.templates import shell, write_template
-from tests.support.winrm_server import WinRMHost
-from tests.support.winrm_windows import WindowsVm
+from tests.support.winrm_server import RemoteCommand, Reply, WinRMHost
+from tests.support.winrm_windows import ScriptRun, WindowsVm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,28 +95,39 @@ def test_an_inline_script_on_a_full_disk_fails_naming_the_path_and_leaves_nothin
     assert outcomes(report)["next"] == "failed"
 
 
-def test_a_local_file_upload_to_a_full_disk_removes_the_partial_file(tmp_path: Path) -> None:
-    require_root("a tmpfs in a mount namespace of the test's own")
+def in_mount_namespace(setup: str, command: list[str], after: str = "", **popen: object) -> subprocess.Popen[str]:
+    """Start ``command`` (aibx, from the checkout) in a mount namespace of its own, after the shell commands
+    ``setup`` (mounts only it sees); ``after`` runs there once it ended. Prints ``exit=N`` between the two."""
+    require_root("a mount namespace of the test's own")
     require_program("unshare", "util-linux")
+    inner = f"{setup} && cd {shlex.quote(str(ROOT))} && {shlex.join(command)}; echo exit=$?; {after or 'true'}"
+    return subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", inner], text=True, **popen
+    )  # type: ignore[call-overload]
+
+
+def aibx_command(template: Path, *extra: str | Path) -> list[str]:
+    return [sys.executable, "-m", "aibx", "run", str(template), "--host", "local", *map(str, extra)]
+
+
+def test_a_local_file_upload_to_a_full_disk_removes_the_partial_file(tmp_path: Path) -> None:
     small = tmp_path / "small"
     small.mkdir()
     (tmp_path / "big.bin").write_bytes(os.urandom(1024 * 1024))
     step = {"type": "File", "name": "big", "sourceUri": "file:big.bin", "destination": f"{small}/big.bin"}
-    template = write_template(tmp_path, [step])
-    aibx = [sys.executable, "-m", "aibx", "run", str(template), "--host", "local", "--allow-any-destination",
-            "--log", str(tmp_path / "log")]  # fmt: skip
-    inner = (
-        f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(small))} && cd {shlex.quote(str(ROOT))} && "
-        f"{shlex.join(aibx)}; echo exit=$?; ls -A {shlex.quote(str(small))}"
+    command = aibx_command(write_template(tmp_path, [step]), "--allow-any-destination", "--log", tmp_path / "log")
+    proc = in_mount_namespace(
+        f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(small))}",
+        command,
+        after=f"ls -A {shlex.quote(str(small))}",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", inner],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    lines = result.stdout.splitlines()
+    out, err = proc.communicate(timeout=60)
+    lines = out.splitlines()
     exit_line = next(i for i, line in enumerate(lines) if line.startswith("exit="))
-    assert lines[exit_line] == "exit=1", result.stdout + result.stderr
-    assert f"cannot write {small}/big.bin: No space left on device; the partial file was removed" in result.stderr
+    assert lines[exit_line] == "exit=1", out + err
+    assert f"cannot write {small}/big.bin: No space left on device; the partial file was removed" in err
     assert lines[exit_line + 1 :] == []  # nothing left in the full file system
 
 
@@ -162,6 +175,53 @@ def test_deprovisioning_with_sudo_that_asks_for_a_password_fails_at_once(faulty_
     assert outcomes(report)["deprovision"] == "failed"
 
 
+def test_locally_a_step_has_no_terminal_so_sudo_cannot_prompt_on_the_users(tmp_path: Path) -> None:
+    """aibx run --host local typed in a terminal: the step's commands run in a session of their own, without the
+    terminal, and with stdin at end of file. A sudo that wants a password cannot prompt there (it needs /dev/tty,
+    or a password on stdin with -S) and fails at once, as the SSH tests above show with the real sudo."""
+    require_program("setsid", "util-linux")
+    import pty
+
+    probe = [
+        "if (exec 3</dev/tty) 2>/dev/null; then echo step-has-a-terminal; else echo step-has-no-terminal; fi",
+        "if read -r line; then echo stdin-has-data; else echo stdin-at-eof; fi",
+    ]
+    template = write_template(tmp_path, [shell("probe", *probe)])
+    master, terminal = pty.openpty()
+    output = bytearray()
+    reader = threading.Thread(target=_drain, args=(master, output), daemon=True)
+    reader.start()
+    try:
+        with_terminal = {"stdin": terminal, "stdout": terminal, "stderr": terminal, "cwd": ROOT}
+        # the control: a command started that way does have the terminal
+        control = subprocess.Popen(["setsid", "--ctty", "sh", "-c", "exec 3</dev/tty && echo aibx-has-a-terminal"],
+                                   **with_terminal)  # type: ignore[call-overload]  # fmt: skip
+        assert control.wait(timeout=30) == 0
+        started = time.monotonic()
+        proc = subprocess.Popen(["setsid", "--ctty", *aibx_command(template, "--log", tmp_path / "log")],
+                                **with_terminal)  # type: ignore[call-overload]  # fmt: skip
+        assert proc.wait(timeout=60) == 0
+        assert time.monotonic() - started < 30  # a guard against a step waiting on the terminal
+    finally:
+        os.close(terminal)
+        reader.join(timeout=10)
+    text = output.decode(errors="replace")
+    assert "aibx-has-a-terminal" in text
+    assert "probe | step-has-no-terminal" in text and "probe | stdin-at-eof" in text, text
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal's last user closed it
+            break
+        if not chunk:
+            break
+        into += chunk
+    os.close(fd)
+
+
 # ----------------------------------------------------------------------------------------------- shells
 def test_a_login_shell_that_does_not_exist_is_refused_at_login(faulty_target, tmp_path: Path) -> None:
     target = faulty_target(login_shell="/nonexistent/bash")
@@ -181,6 +241,60 @@ def test_a_vm_without_bin_sh_fails_the_step_with_a_hint(faulty_target, tmp_path:
     assert "hint: the VM has no /bin/sh" in text and "never-printed" not in text
     assert [p.name for p in target.host_path("/tmp").iterdir() if p.name.startswith("aibx-")] == []
     assert outcomes(report) == {"stage deprovisioning script": "succeeded", "s": "failed", "next": "not run"}
+
+
+def test_locally_a_missing_bin_sh_fails_the_step_instead_of_an_internal_error(tmp_path: Path) -> None:
+    o = tmp_path / "overlay"
+    o.mkdir()
+    setup = (
+        f"mount -t tmpfs tmpfs {o} && mkdir {o}/upper {o}/work && mount -t overlay overlay "
+        f"-o lowerdir=/usr/bin,upperdir={o}/upper,workdir={o}/work /usr/bin && rm /usr/bin/sh"
+    )
+    template = write_template(tmp_path, [shell("s", "echo never-printed"), shell("next", "true")])
+    proc = in_mount_namespace(
+        setup,
+        aibx_command(template, "--log", tmp_path / "log", "--report", tmp_path / "report.json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = proc.communicate(timeout=60)
+    assert "exit=1" in out, out + err
+    assert "cannot start /bin/sh on this machine: No such file or directory" in err
+    assert "internal error" not in err and "never-printed" not in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert outcomes(report) == {"stage deprovisioning script": "succeeded", "s": "failed", "next": "not run"}
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_locally_sigint_or_sigterm_stops_the_step_and_removes_its_script(tmp_path: Path, signame: str) -> None:
+    token = f"{60000 + int.from_bytes(os.urandom(2), 'big')}"
+    script_name = tmp_path / "script"
+    template = write_template(
+        tmp_path, [shell("long", f'echo "$0" > {script_name}', f"sleep {token}"), shell("next", "true")]
+    )
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        aibx_command(template, "--log", tmp_path / "log", "--report", report),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (script_name.exists() and script_name.read_text().endswith("\n")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.Signals[signame])
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert not Path(script_name.read_text().strip()).exists()  # the temporary script was removed
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == f"sleep {token}"]
+    assert json.loads(report.read_text())["outcome"] == "interrupted"
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
 
 
 # ----------------------------------------------------------------------------------------------- downloads
@@ -203,6 +317,20 @@ def test_a_download_failing_twice_then_succeeding_runs_the_step(tmp_path: Path, 
     text = log.read_text()
     assert "(HTTP 503 Service Unavailable); try 2 of 10 in 1 s" in text
     assert "(HTTP 500 Internal Server Error); try 3 of 10 in 2 s" in text
+
+
+def test_with_fetch_on_target_the_vm_retries_a_failing_download(
+    ssh_target: SshTarget, tmp_path: Path, content_server
+) -> None:
+    require_program("curl")
+    d = ssh_target.remote_dir("on-target-retry")
+    body = f"#!/bin/sh -e\necho downloaded > {d}/out\n".encode()
+    url = content_server.serve("/s.sh", body, failures=[503])
+    step = {"type": "Shell", "name": "setup", "scriptUri": url, "sha256Checksum": hashlib.sha256(body).hexdigest()}
+    code, text, _ = run_on(ssh_target, tmp_path, write_template(tmp_path, [step]), "--fetch-on-target")
+    assert code == 0, text
+    assert ssh_target.host_path(f"{d}/out").read_text() == "downloaded\n"
+    assert content_server.requests == ["/s.sh", "/s.sh"]  # curl --retry 10 on the VM, as AIB's build VM
 
 
 def test_a_missing_download_fails_at_once_and_nothing_runs(tmp_path: Path, content_server) -> None:
@@ -231,6 +359,22 @@ def test_a_malformed_parameters_file_is_exit_2_with_its_position(tmp_path: Path)
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "line"), [("bad.pkrvars.hcl", 'a = "x"\nb = \n', 2), ("bad.pkrvars.json", '{"a": ', 1)]
+)
+def test_a_malformed_packer_var_file_is_exit_2_with_its_position(
+    tmp_path: Path, name: str, text: str, line: int
+) -> None:
+    var_file = tmp_path / name
+    var_file.write_text(text)
+    out = tmp_path / "out.json"
+    config = ROOT / "fixtures" / "translate" / "packer" / "linux-single"
+    result = invoke("translate", config, "--to", "aib", "--var-file", var_file, "-o", out)
+    assert result.code == 2, result.text
+    assert f"{var_file}:{line}:" in result.err and "error[AIB07" in result.err and "Traceback" not in result.text
+    assert not out.exists()
+
+
 def test_a_malformed_template_is_exit_2_before_anything_is_fetched_or_connected(tmp_path: Path, content_server) -> None:
     broken = tmp_path / "broken.json"
     text = write_template(tmp_path, [{"type": "Shell", "name": "s", "scriptUri": content_server.url("/s.sh")}])
@@ -239,3 +383,92 @@ def test_a_malformed_template_is_exit_2_before_anything_is_fetched_or_connected(
     assert result.code == 2, result.text
     assert f"{broken}:" in result.err and "error[AIB002]" in result.err and "not a valid image template" in result.err
     assert content_server.requests == []  # nothing fetched; and port 9 (discard) was never asked
+
+
+# ----------------------------------------------------------------------------------------------- WinRM connections
+WINRM_USER = "faultadmin"  # NTLM test users are process-wide: this one is only this file's
+WINRM_PASSWORD = "Fault-Passw0rd-3c1d"
+
+
+@pytest.fixture
+def windows_vm(make_winrm_host, monkeypatch: pytest.MonkeyPatch) -> WindowsVm:
+    monkeypatch.setenv("AIBX_TEST_FAULTS_PW", WINRM_PASSWORD)
+    host = make_winrm_host(users={WINRM_USER: WINRM_PASSWORD})
+    host.restart_down_seconds = 0.3
+    return WindowsVm(host)
+
+
+def run_windows(vm: WindowsVm, tmp_path: Path, steps: list[dict], *extra: str) -> tuple[int, str, dict]:
+    report = tmp_path / "report.json"
+    result = invoke(
+        "run", write_template(tmp_path, steps, source=WINDOWS_SOURCE), "--host",
+        f"winrm://{WINRM_USER}@127.0.0.1:{vm.host.port}", "--password-env", "AIBX_TEST_FAULTS_PW",
+        "--log", tmp_path / "log", "--report", report, "--connect-timeout", "2s", *extra,
+    )  # fmt: skip
+    return result.code, result.text, json.loads(report.read_text())
+
+
+def powershell(name: str, *lines: str) -> dict:
+    return {"type": "PowerShell", "name": name, "inline": list(lines)}
+
+
+def test_over_winrm_a_connection_dropped_mid_step_without_a_restart_fails_and_is_not_run_again(
+    windows_vm: WindowsVm, tmp_path: Path
+) -> None:
+    host = windows_vm.host
+
+    def drop_connections(cmd: RemoteCommand, run: ScriptRun) -> int:
+        threading.Timer(0.2, lambda: (host.stop(), host.start())).start()  # every connection reset, same boot
+        cmd.wait_terminated(10)
+        return 0
+
+    windows_vm.on_script("install-app", drop_connections)
+    windows_vm.on_script("configure", Reply("configured\r\n"))
+    steps = [powershell("install", "install-app"), powershell("configure", "configure")]
+    code, text, report = run_windows(windows_vm, tmp_path, steps)
+    assert code == 1, text
+    message = report["steps"][1]["message"]
+    assert "came back without restarting" in message and "aibx does not run it again" in message
+    assert len(windows_vm.runs) == 1 and host.boot_count == 1
+    assert outcomes(report)["configure"] == "not run"
+    assert windows_vm.leftovers() == []  # the clean-up ran after reconnecting
+
+
+def test_over_winrm_a_restart_nobody_announced_ends_the_step_and_the_next_runs_on_the_new_boot(
+    windows_vm: WindowsVm, tmp_path: Path
+) -> None:
+    def restarts_the_vm(cmd: RemoteCommand, run: ScriptRun) -> int:
+        cmd.stdout("installing a driver\r\n")
+        cmd.host.schedule_restart(0.1)  # an installer that restarts Windows by itself
+        cmd.wait_terminated(10)
+        return 1
+
+    windows_vm.on_script("install-driver", restarts_the_vm)
+    windows_vm.on_script("after", lambda cmd, run: Reply(f"boot {cmd.host.boot_count}\r\n"))
+    steps = [powershell("driver", "install-driver"), powershell("after", "after")]
+    code, text, report = run_windows(windows_vm, tmp_path, steps)
+    assert code == 0, text
+    driver = report["steps"][1]
+    assert driver["outcome"] == "succeeded" and driver["endedByReboot"] and driver["reboots"] == 1
+    assert "after | boot 2" in text
+
+
+def test_over_winrm_a_vm_that_never_comes_back_is_exit_4(windows_vm: WindowsVm, tmp_path: Path) -> None:
+    host = windows_vm.host
+
+    def power_off(cmd: RemoteCommand, run: ScriptRun) -> int:
+        threading.Timer(0.2, host.stop).start()  # and it never starts again
+        cmd.wait_terminated(10)
+        return 0
+
+    windows_vm.on_script("shutdown-for-good", power_off)
+    started = time.monotonic()
+    code, text, report = run_windows(
+        windows_vm, tmp_path, [powershell("gone", "shutdown-for-good")], "--reconnect-timeout", "2s"
+    )
+    assert time.monotonic() - started < 60  # the 2 s window, a connection attempt and the clean-up's bound
+    assert code == 4, text
+    message = report["steps"][1]["message"]
+    assert "WinRM did not come back within 2.00 s (--reconnect-timeout)" in message
+    assert "last error: connection refused" in message
+    assert report["outcome"] == "timed out"

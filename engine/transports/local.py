@@ -12,10 +12,11 @@ import stat
 from pathlib import Path
 
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import OutputCallback, RemoteFileError, Transport
+from aibx.engine.transports.base import OutputCallback, RemoteFileError, Transport, TransportError
 
 CHUNK = 64 * 1024
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+SHELL = "/bin/sh"
 
 
 class LocalTransport(Transport):
@@ -34,15 +35,20 @@ class LocalTransport(Transport):
         on_output: OutputCallback | None = None,
         timeout: float | None = None,
     ) -> int:
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                SHELL,
+                "-c",
+                command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:  # no /bin/sh (a broken or minimal system), or no processes left
+            raise TransportError(
+                f"cannot start {SHELL} on this machine: {exc.strerror or exc}; local runs every command with it"
+            ) from None
         try:
             await asyncio.wait_for(self._communicate(process, stdin, on_output), timeout)
         except asyncio.TimeoutError:
