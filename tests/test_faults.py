@@ -359,6 +359,16 @@ def test_a_malformed_parameters_file_is_exit_2_with_its_position(tmp_path: Path)
     assert not marker.exists()
 
 
+def test_malformed_hcl_is_exit_2_with_its_position(tmp_path: Path) -> None:
+    config = tmp_path / "build.pkr.hcl"
+    config.write_text('source "azure-arm" "x" {\n  image_offer = \n}\n')
+    out = tmp_path / "out.json"
+    result = invoke("translate", config, "--to", "aib", "-o", out)
+    assert result.code == 2, result.text
+    assert f"{config}:2:" in result.err and "error[AIB072] HCL syntax error" in result.err
+    assert "Traceback" not in result.text and not out.exists()
+
+
 @pytest.mark.parametrize(
     ("name", "text", "line"), [("bad.pkrvars.hcl", 'a = "x"\nb = \n', 2), ("bad.pkrvars.json", '{"a": ', 1)]
 )
