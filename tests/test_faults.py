@@ -95,6 +95,31 @@ def test_an_inline_script_on_a_full_disk_fails_naming_the_path_and_leaves_nothin
     assert outcomes(report)["next"] == "failed"
 
 
+def test_an_upload_cut_by_sigint_leaves_no_partial_file(ssh_target: SshTarget, tmp_path: Path) -> None:
+    d = ssh_target.remote_dir("interrupted-upload")
+    source = tmp_path / "big.bin"
+    with source.open("wb") as f:
+        f.truncate(256 * 1024 * 1024)  # sparse here; a few seconds of SFTP on loopback
+    destination = ssh_target.host_path(f"{d}/big.bin")
+    step = {"type": "File", "name": "big", "sourceUri": "file:big.bin", "destination": f"{d}/big.bin"}
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aibx", "run", str(write_template(tmp_path, [step])), "--host", ssh_target.url,
+         "-i", str(ssh_target.client_key), "--known-hosts", str(ssh_target.known_hosts), "--log",
+         str(tmp_path / "log"), "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (destination.exists() and destination.stat().st_size > 0):
+        assert time.monotonic() < deadline and proc.poll() is None, "the upload did not start"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert json.loads(report.read_text())["steps"][1]["outcome"] == "interrupted", out
+    assert list(ssh_target.host_path(d).iterdir()) == []  # no truncated big.bin
+
+
 def in_mount_namespace(setup: str, command: list[str], after: str = "", **popen: object) -> subprocess.Popen[str]:
     """Start ``command`` (aibx, from the checkout) in a mount namespace of its own, after the shell commands
     ``setup`` (mounts only it sees); ``after`` runs there once it ended. Prints ``exit=N`` between the two."""

@@ -40,6 +40,8 @@ READ_CHUNK = 64 * 1024
 UPLOAD_DEPTH = 8
 # after a failed write, how long the other writes in flight may take to end (their answers are on their way)
 PENDING_WRITES_GRACE = 5.0
+# an upload cut by an interrupt or the deadline: how long removing its partial file may take
+CANCELLED_UPLOAD_CLEANUP = 5.0
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 # systemd's state: "stopping" from the moment a reboot or power-off is queued until the end
@@ -414,6 +416,10 @@ class SshTransport(Transport):
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
+        except asyncio.CancelledError:  # an interrupt or the deadline: the partial file goes too (best effort)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(_discard(f, sftp, remote_path)), CANCELLED_UPLOAD_CLEANUP)
+            raise
 
     async def _explain(
         self, sftp: asyncssh.SFTPClient, path: str, shown: str, exc: asyncssh.SFTPError
@@ -502,7 +508,8 @@ async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int
             for request in late:
                 request.cancel()
             for request in pending - late:
-                request.exception()
+                if not request.cancelled():
+                    request.exception()
         raise
 
 
@@ -516,6 +523,12 @@ async def _write_failure(f: asyncssh.SFTPClientFile, size: int, exc: asyncssh.SF
         if free < size:
             return f"no space left on the device ({_bytes(size)} to write, {_bytes(free)} free)"
     return reason
+
+
+async def _discard(f: asyncssh.SFTPClientFile, sftp: asyncssh.SFTPClient, path: str) -> None:
+    with contextlib.suppress(asyncssh.Error, OSError):
+        await f.close()
+    await _remove_regular_file(sftp, path)
 
 
 async def _remove_regular_file(sftp: asyncssh.SFTPClient, path: str) -> bool:
