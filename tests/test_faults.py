@@ -1,5 +1,6 @@
-"""Faults of the VM and of the input that docs/reliability.md lists and no other test proves: a full disk, sudo
-that asks for a password, a missing shell, a download that never succeeds, a malformed parameters file.
+"""Faults that docs/reliability.md lists and no other test proves: a full disk (SSH, local, WinRM), an upload cut
+by an interrupt, sudo that asks for a password, a missing shell, WinRM connections that drop or never come back,
+signals to a local run, downloads that fail for a while or for good, malformed parameters and HCL files.
 
 The VM faults live in the sshd target's own mount namespace (tests/support/sshd.py: a small tmpfs as /tmp, the
 real sudo with sudoers that want a password, an /etc/passwd naming a login shell that does not exist, /bin/sh
