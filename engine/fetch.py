@@ -47,6 +47,15 @@ class FetchPolicy:
     max_delay: float = 30.0
     timeout: float = 30.0  # without a byte from the server
 
+    def delays(self) -> list[float]:
+        """The pauses between the tries: ``first_delay``, doubled after every failure, at most ``max_delay``
+        (by default 1, 2, 4, 8, 16, 30, 30, 30, 30 s: 2.5 minutes of waiting at most, plus the tries)."""
+        out, delay = [], self.first_delay
+        for _ in range(self.tries - 1):
+            out.append(delay)
+            delay = min(delay * 2, self.max_delay)
+        return out
+
 
 class ContentFetcher:
     def __init__(
@@ -108,18 +117,18 @@ class ContentFetcher:
     # ------------------------------------------------------------------------------------------ downloads
     async def _download(self, uri: str, target: Path) -> str:
         shown = redact_uri(uri)
-        delay = self.policy.first_delay
+        delays = self.policy.delays()
         for attempt in range(1, self.policy.tries + 1):
             try:
                 return await asyncio.to_thread(self._download_once, uri, target)
             except _Transient as exc:
                 if attempt == self.policy.tries:
                     raise FetchError(f"cannot download {shown} after {attempt} tries: {exc}") from None
+                delay = delays[attempt - 1]
                 self.on_retry(
                     f"download of {shown} failed ({exc}); try {attempt + 1} of {self.policy.tries} in {delay:g} s"
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.policy.max_delay)
         raise AssertionError("unreachable")
 
     def _download_once(self, uri: str, target: Path) -> str:

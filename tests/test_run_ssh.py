@@ -428,7 +428,10 @@ def test_build_timeout_stops_the_remote_process(ssh_target: SshTarget, tmp_path:
     assert run.outcomes()["hangs"] == "timed out" and run.report["exitCode"] == 4
 
 
-def test_sigint_stops_the_remote_process_and_removes_temp_files(ssh_target: SshTarget, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_or_sigterm_stops_the_remote_process_and_removes_temp_files(
+    ssh_target: SshTarget, tmp_path: Path, signum: signal.Signals
+) -> None:
     d = ssh_target.remote_dir("sigint")
     token = f"{60000 + int.from_bytes(os.urandom(2), 'big')}"
     template = write_template(
@@ -444,7 +447,7 @@ def test_sigint_stops_the_remote_process_and_removes_temp_files(ssh_target: SshT
         )  # fmt: skip
         script = wait_for(ssh_target.host_path(f"{d}/script"))
         assert running(f"sleep {token}")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         assert proc.wait(timeout=30) == 130, console.read_text()
     assert wait_gone(f"sleep {token}") == []
     assert not ssh_target.host_path(script).exists()
