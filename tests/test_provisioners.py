@@ -62,16 +62,16 @@ def test_script_uri_over_http_carries_a_warning_and_no_checksum_a_note() -> None
 
 
 @pytest.mark.parametrize(
-    ("uri", "base", "expected"),
+    ("uri", "base", "expected", "allow"),
     [
-        ("file:scripts/a.sh", "templates", "templates/scripts/a.sh"),
-        ("file:a.sh", "", "a.sh"),
-        ("file:///srv/a%20b.sh", "templates", "/srv/a b.sh"),
-        ("file://localhost/srv/a.sh", "templates", "/srv/a.sh"),
+        ("file:scripts/a.sh", "templates", "templates/scripts/a.sh", False),
+        ("file:a.sh", "", "a.sh", False),
+        ("file:///srv/a%20b.sh", "templates", "/srv/a b.sh", True),
+        ("file://localhost/srv/a.sh", "templates", "/srv/a.sh", True),
     ],
 )
-def test_file_uris_are_local_files_relative_to_the_template(uri: str, base: str, expected: str) -> None:
-    plan = compile_step(shell_step(script_uri=uri), context(base_dir=base))
+def test_file_uris_are_local_files_relative_to_the_template(uri: str, base: str, expected: str, allow: bool) -> None:
+    plan = compile_step(shell_step(script_uri=uri), context(base_dir=base, allow_local_files=allow))
     action = plan.actions[0]
     assert isinstance(action, Exec) and action.stdin is not None
     assert action.stdin.local_path == expected
