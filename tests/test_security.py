@@ -1,0 +1,395 @@
+"""The guarantees of docs/security.md, each shown against real parts.
+
+* Secrets: one canary mark, carried by a distinct value in every secret channel aibx has (the ``--password-env``
+  password over SSH and WinRM, a SAS signature in a scriptUri and a sourceUri served by the loopback content
+  server, ARM ``secureString``/``secureObject`` parameters from ``-p`` and from a parameters file, a secureString
+  SAS token spliced into a URI), run through success and failure paths over local, SSH and WinRM and through
+  ``plan``, ``validate`` and ``translate``: the mark appears in nothing aibx writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import Completed, invoke
+from tests.support.http_server import ContentServer
+from tests.support.plans import WINDOWS_SOURCE
+from tests.support.requirements import require_root
+from tests.support.sshd import TEST_PASSWORD, SshTarget, free_port
+from tests.support.templates import image_template
+from tests.support.winrm_server import Reply, WinRMHost
+from tests.support.winrm_windows import WindowsVm
+
+# ----------------------------------------------------------------------------------------------- secrets: the canary
+MARK = "Kn4ryQ"  # in every secret value below; found anywhere aibx writes, it is a leak
+
+
+def canary(channel: str) -> str:
+    return f"{MARK}-{channel}-7e1"
+
+
+PASSWORD_VAR = "AIBX_TEST_CANARY_PASSWORD"
+WINRM_USER = "canaryadmin"  # NTLM users are process-wide: this one is only this file's
+WINRM_PASSWORD = canary("winrm-pw")
+SAS_SIG = canary("sas-sig")  # the sig= of the SAS tokens written into the template
+SECRET_P = canary("secure-string-p")  # a secureString given by -p
+SECRET_FILE = canary("secure-string-file")  # a secureString from a parameters file
+SECRET_OBJECT_FILE = {"token": canary("secure-object-file"), "list": [canary("secure-object-list")]}
+SECRET_OBJECT_P = {"key": canary("secure-object-p")}
+SAS_TOKEN = f"sv=2022-11-02&se=2030-01-01&sp=r&sig={canary('sas-param')}"  # a secureString SAS token
+
+
+def forbidden() -> list[str]:
+    """What must appear nowhere: the mark, and the SSH test user's password (not ours to choose)."""
+    return [MARK, TEST_PASSWORD]
+
+
+def assert_no_secret(where: str, text: str) -> None:
+    for secret in forbidden():
+        assert secret not in text, f"{secret!r} leaked into {where}:\n{text}"
+
+
+def secret_echo_lines(windows: bool = False) -> list[str]:
+    """Inline lines that print every secure parameter (the VM echoing secrets back is the hard case)."""
+    echo = "Write-Output " if windows else "echo "
+    return [
+        f"[concat('{echo}p=', parameters('pSecret'))]",
+        f"[concat('{echo}f=', parameters('fSecret'))]",
+        f"[concat('{echo}o=', parameters('oSecret').token, ' ', parameters('oSecret').list[0])]",
+        f"[concat('{echo}q=', parameters('qSecret').key)]",
+        f"[concat('{echo}sas=', parameters('sasToken'))]",
+    ]
+
+
+def canary_deployment(folder: Path, customize: list[dict], validations: list[dict] | None = None, **props) -> Path:
+    """An ARM deployment around ``customize``, with every kind of secure parameter; returns its path (the
+    parameters file beside it)."""
+    resource = image_template(customize, validations, **props)
+    resource["name"] = "canary"
+    deployment = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {
+            "pSecret": {"type": "securestring"},
+            "fSecret": {"type": "securestring"},
+            "oSecret": {"type": "secureObject"},
+            "qSecret": {"type": "secureObject"},
+            "sasToken": {"type": "securestring"},
+        },
+        "resources": [resource],
+    }
+    (folder / "canary.parameters.json").write_text(
+        json.dumps(
+            {
+                "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+                "contentVersion": "1.0.0.0",
+                "parameters": {
+                    "fSecret": {"value": SECRET_FILE},
+                    "oSecret": {"value": SECRET_OBJECT_FILE},
+                    "sasToken": {"value": SAS_TOKEN},
+                },
+            }
+        )
+    )
+    path = folder / "canary.json"
+    path.write_text(json.dumps(deployment, indent=2))
+    return path
+
+
+def parameter_args(template: Path) -> list[str]:
+    return [
+        "-p",
+        f"pSecret={SECRET_P}",
+        "-p",
+        f"qSecret={json.dumps(SECRET_OBJECT_P)}",
+        "--parameters",
+        str(template.parent / "canary.parameters.json"),
+    ]
+
+
+@dataclass
+class Sources:
+    """A script and a file on the loopback content server, behind SAS-signed URIs."""
+
+    server: ContentServer
+    script: bytes = b"#!/bin/sh\necho script from storage ran\n"
+    data: bytes = b"file from storage\n"
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sas = f"?sv=2022-11-02&se=2030-01-01&sp=r&sig={SAS_SIG}"
+        self.urls["script"] = self.server.serve("/c/setup.sh", self.script) + sas
+        self.urls["data"] = self.server.serve("/c/data.txt", self.data) + sas
+        self.urls["forbidden"] = self.server.serve("/c/gone.txt", b"", failures=[403] * 100) + sas
+        # the SAS token a secureString parameter holds, spliced in by an ARM expression
+        self.urls["param-base"] = self.server.url("/c/setup.sh")
+
+    def script_step(self, name: str = "from-storage", sha256: str | None = None) -> dict:
+        return {
+            "type": "Shell",
+            "name": name,
+            "scriptUri": self.urls["script"],
+            "sha256Checksum": sha256 or hashlib.sha256(self.script).hexdigest(),
+        }
+
+    def param_script_step(self, name: str = "from-storage-param", sha256: str | None = None) -> dict:
+        return {
+            "type": "Shell",
+            "name": name,
+            "scriptUri": f"[concat('{self.urls['param-base']}', '?', parameters('sasToken'))]",
+            "sha256Checksum": sha256 or hashlib.sha256(self.script).hexdigest(),
+        }
+
+    def file_step(self, destination: str, key: str = "data", name: str = "file-from-storage") -> dict:
+        sha = hashlib.sha256(self.data).hexdigest() if key == "data" else None
+        step = {"type": "File", "name": name, "sourceUri": self.urls[key], "destination": destination}
+        if sha:
+            step["sha256Checksum"] = sha
+        return step
+
+
+@dataclass
+class Outputs:
+    """Everything one aibx command wrote: console, customization log(s), JSON report(s)."""
+
+    result: Completed
+    files: list[Path]
+
+    def everything(self) -> str:
+        return self.result.text + "".join(f.read_text(errors="replace") for f in self.files if f.exists())
+
+
+def run_aibx(tmp_path: Path, label: str, template: Path, host: str, *extra: str | Path) -> Outputs:
+    log, report = tmp_path / f"{label}.log", tmp_path / f"{label}.json"
+    args = ["--log", log, "--report", report, *parameter_args(template), *extra]
+    result = invoke("run", template, "--host", host, *args)
+    return Outputs(result, [log, report])
+
+
+def linux_cases(sources: Sources, remote_dir: str) -> dict[str, tuple[list[dict], int]]:
+    """Template customizers for each path through a run, with the exit code each must give."""
+    echo = {"type": "Shell", "name": "echoes-secrets", "inline": secret_echo_lines()}
+    return {
+        "succeeds": (
+            [echo, sources.script_step(), sources.param_script_step(), sources.file_step(f"{remote_dir}/f.txt")],
+            0,
+        ),
+        "step-fails": (
+            [
+                {
+                    "type": "Shell",
+                    "name": "fails",
+                    "inline": [
+                        *secret_echo_lines(),
+                        f"echo '{sources.urls['script']}' >&2",
+                        f"echo 'https://deploy:{canary('url-password')}@git.example/repo.git'",
+                        "printf '%s\\n' '-----BEGIN OPENSSH PRIVATE KEY-----' "
+                        f"'{canary('private-key')}' '-----END OPENSSH PRIVATE KEY-----'",
+                        "exit 3",
+                    ],
+                }
+            ],
+            1,
+        ),
+        "checksum-mismatch": ([echo, sources.param_script_step(sha256="0" * 64)], 1),
+        "checksum-mismatch-file": ([{**sources.file_step(f"{remote_dir}/g.txt"), "sha256Checksum": "1" * 64}], 1),
+        "download-fails": ([echo, sources.file_step(f"{remote_dir}/h.txt", key="forbidden")], 1),
+    }
+
+
+def check_everything(outputs: dict[str, Outputs], expected: dict[str, int]) -> None:
+    for label, out in outputs.items():
+        assert out.result.code == expected[label], f"{label}: {out.result.text}"
+        assert_no_secret(label, out.everything())
+    # the secrets were there to leak: masked, not missing
+    succeeded = outputs["succeeds"].result.out
+    assert "echoes-secrets | p=***" in succeeded and "o=*** ***" in succeeded and "sas=sv=2022-11-02" in succeeded
+    assert "script from storage ran" in succeeded
+    failed = outputs["step-fails"].result.text
+    assert "sig=***" in failed and "https://***@git.example" in failed
+    assert "-----BEGIN OPENSSH PRIVATE KEY-----" not in failed
+
+
+def test_canary_over_local(content_server: ContentServer, tmp_path: Path) -> None:
+    sources = Sources(content_server)
+    remote = tmp_path / "vm"
+    remote.mkdir()
+    outputs, expected = {}, {}
+    for label, (steps, code) in linux_cases(sources, str(remote)).items():
+        folder = tmp_path / label
+        folder.mkdir()
+        outputs[label] = run_aibx(folder, label, canary_deployment(folder, steps), "local")
+        expected[label] = code
+    check_everything(outputs, expected)
+    assert (remote / "f.txt").read_bytes() == sources.data
+
+
+def test_canary_over_ssh(make_ssh_target: Callable[..., SshTarget], content_server: ContentServer, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    require_root("sshd checks passwords only when it runs as root")
+    target = make_ssh_target()
+    sources = Sources(content_server)
+    d = target.remote_dir("canary")
+    outputs, expected = {}, {}
+    monkeypatch.setenv(PASSWORD_VAR, target.password or "")
+    auth = ["--password-env", PASSWORD_VAR, "--known-hosts", target.known_hosts, "--connect-timeout", "5s"]
+    cases = linux_cases(sources, d)
+    # the password reaches a step's output (a script that prints it) and must be masked there too
+    cases["step-fails"][0][0]["inline"].insert(0, f"echo pw={TEST_PASSWORD}")
+    for label, (steps, code) in cases.items():
+        for fetch in ((), ("--fetch-on-target",)):
+            folder = tmp_path / f"{label}{'-vm-fetch' if fetch else ''}"
+            folder.mkdir()
+            outputs[folder.name] = run_aibx(folder, label, canary_deployment(folder, steps), target.url, *auth, *fetch)
+            expected[folder.name] = code
+    # auth failure: a wrong password (the canary) from --password-env; connect failure: nobody listening
+    template = canary_deployment(tmp_path, cases["succeeds"][0])
+    monkeypatch.setenv(PASSWORD_VAR, canary("ssh-wrong-pw"))
+    wrong = run_aibx(tmp_path, "auth-fails", template, target.url, *auth)
+    closed = run_aibx(tmp_path, "connect-fails", template, f"ssh://{target.user}@127.0.0.1:{free_port()}", *auth)
+    outputs.update({"auth-fails": wrong, "connect-fails": closed})
+    expected.update({"auth-fails": 3, "connect-fails": 3})
+    # several hosts at once: the fleet's own console lines, per-host logs, the fleet report
+    monkeypatch.setenv(PASSWORD_VAR, target.password or "")
+    second = make_ssh_target()
+    made = second.host_path(d)
+    made.mkdir()
+    shutil.chown(made, target.user)
+    for label in ("succeeds", "step-fails"):
+        folder = tmp_path / f"{label}-fleet"
+        folder.mkdir()
+        result = invoke(
+            "run", canary_deployment(folder, cases[label][0]), "--host", target.url, "--host", second.url,
+            "--log", folder / "c.log", "--report", folder / "fleet.json", *parameter_args(folder / "canary.json"),
+            "--password-env", PASSWORD_VAR, "--known-hosts", target.known_hosts, "--accept-new-host-key",
+        )  # fmt: skip
+        outputs[folder.name] = Outputs(result, [*sorted(folder.glob("c*.log")), folder / "fleet.json"])
+        expected[folder.name] = cases[label][1]
+        assert len(outputs[folder.name].files) == 3, outputs[folder.name].files
+    check_everything(outputs, expected)
+    assert "pw=***" in outputs["step-fails"].result.out
+    assert target.host_path(f"{d}/f.txt").read_bytes() == sources.data
+
+
+# ----------------------------------------------------------------------------------------------- WinRM
+@pytest.fixture
+def canary_vm(make_winrm_host: Callable[..., WinRMHost], monkeypatch: pytest.MonkeyPatch) -> WindowsVm:
+    """A "Windows VM" whose password is a canary value, answering scripts by echoing what they would print."""
+    monkeypatch.setenv(PASSWORD_VAR, WINRM_PASSWORD)
+    vm = WindowsVm(make_winrm_host(users={WINRM_USER: WINRM_PASSWORD}, allow_unencrypted=True))
+    vm.host.add_directory("C:\\canary")
+
+    def echo_back(cmd, run) -> Reply:  # type: ignore[no-untyped-def]
+        # the VM prints the script's secrets back (and a password it was given), and fails when asked to
+        lines = [line.removeprefix("Write-Output ") for line in run.text.splitlines() if line.startswith("Write-")]
+        failing = "exit 3" in run.text
+        return Reply("\r\n".join(lines) + "\r\n", f"pw={WINRM_PASSWORD}\r\n" if failing else "", 3 if failing else 0)
+
+    vm.on_script("Write-Output", echo_back)
+    vm.on_script("storage script", Reply("script from storage ran\r\n"))
+    return vm
+
+
+def test_canary_over_winrm(canary_vm: WindowsVm, content_server: ContentServer, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    sources = Sources(content_server, script=b"Write-Host 'storage script'\r\n")
+    port = canary_vm.host.port
+    host = f"winrm://{WINRM_USER}@127.0.0.1:{port}"
+    auth = ["--password-env", PASSWORD_VAR, "--connect-timeout", "5s"]
+    echo = {"type": "PowerShell", "name": "echoes-secrets", "inline": secret_echo_lines(windows=True)}
+    script = {**sources.script_step(), "type": "PowerShell"}
+    param_script = {**sources.param_script_step(), "type": "PowerShell"}
+    cases = {
+        "succeeds": ([echo, script, param_script, sources.file_step("C:\\canary\\f.txt")], 0),
+        "step-fails": ([{**echo, "name": "fails", "inline": [*secret_echo_lines(windows=True), "exit 3"]}], 1),
+        "checksum-mismatch": ([echo, {**param_script, "sha256Checksum": "0" * 64}], 1),
+        "download-fails": ([echo, sources.file_step("C:\\canary\\h.txt", key="forbidden")], 1),
+    }
+    outputs, expected = {}, {}
+    for label, (steps, code) in cases.items():
+        for auth_method in ("ntlm", "basic"):
+            folder = tmp_path / f"{label}-{auth_method}"
+            folder.mkdir()
+            template = canary_deployment(folder, steps, source=WINDOWS_SOURCE)
+            extra = ["--winrm-auth", auth_method] + (["--allow-unencrypted"] if auth_method == "basic" else [])
+            outputs[folder.name] = run_aibx(folder, label, template, host, *auth, *extra)
+            expected[folder.name] = code
+    template = canary_deployment(tmp_path, cases["succeeds"][0], source=WINDOWS_SOURCE)
+    monkeypatch.setenv(PASSWORD_VAR, canary("winrm-wrong-pw"))
+    outputs["auth-fails"] = run_aibx(tmp_path, "auth-fails", template, host, *auth)
+    monkeypatch.setenv(PASSWORD_VAR, WINRM_PASSWORD)
+    closed = f"winrm://x@127.0.0.1:{free_port()}"
+    outputs["connect-fails"] = run_aibx(tmp_path, "connect-fails", template, closed, *auth)
+    expected.update({"auth-fails": 3, "connect-fails": 3})
+    for label, out in outputs.items():
+        assert out.result.code == expected[label], f"{label}: {out.result.text}"
+        assert_no_secret(label, out.everything())
+    succeeded = outputs["succeeds-ntlm"].result.out
+    assert "echoes-secrets | p=***" in succeeded and "script from storage ran" in succeeded
+    assert "fails | pw=***" in outputs["step-fails-basic"].result.text
+    assert canary_vm.host.file("C:\\canary\\f.txt") == sources.data
+    # nor does the VM get to see a SAS signature in a command line (the bytes aibx fetched are uploaded)
+    assert all(MARK not in c.command_line for c in canary_vm.host.commands)
+
+
+def test_canary_in_parameter_errors(tmp_path: Path) -> None:
+    """A secure parameter's value that is wrong (not JSON, not an object, not allowed) is never echoed."""
+    template = canary_deployment(tmp_path, [{"type": "Shell", "name": "echo", "inline": secret_echo_lines()}])
+    base = ["--parameters", str(tmp_path / "canary.parameters.json"), "-p", f"pSecret={SECRET_P}"]
+    for bad in ('{"key": "' + canary("broken-json"), f'["{canary("not-an-object")}"]'):
+        for verb in (("validate",), ("plan",), ("run", "--host", "local", "--log", str(tmp_path / "l.log"))):
+            result = invoke(*verb, template, *base, "-p", f"qSecret={bad}")
+            assert result.code == 2, result.text
+            assert "qSecret" in result.text
+            assert_no_secret(f"{verb[0]} -p qSecret={bad}", result.text)
+
+
+# ------------------------------------------------------------------------------------ plan, validate, translate
+def test_canary_in_plan_validate_and_translate(content_server: ContentServer, tmp_path: Path) -> None:
+    sources = Sources(content_server)
+    steps, _ = linux_cases(sources, "/tmp/canary")["succeeds"]
+    # a secret in a place validation complains about: a step name (with characters AIB refuses) and a vmSize
+    complaints = [
+        {"type": "Shell", "name": "[concat('bad name ', parameters('pSecret'))]", "inline": ["true"]},
+        {"type": "[parameters('fSecret')]", "name": "unknown-type"},
+        {"type": "Shell", "name": "no-scheme", "scriptUri": "[parameters('qSecret').key]"},
+        {"type": "File", "name": "dest", "sourceUri": sources.urls["data"], "destination": "[parameters('pSecret')]"},
+    ]
+    good = tmp_path / "good"
+    bad = tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    templates = {
+        "good": canary_deployment(good, steps),
+        "bad": canary_deployment(bad, complaints, vmProfile={"vmSize": "[parameters('fSecret')]"}),
+    }
+    runs: dict[str, Completed] = {}
+    for name, template in templates.items():
+        args = parameter_args(template)
+        runs[f"{name}: plan"] = invoke("plan", template, *args)
+        runs[f"{name}: plan --format json"] = invoke("plan", template, *args, "--format", "json")
+        runs[f"{name}: plan --fetch-on-target"] = invoke("plan", template, *args, "--fetch-on-target")
+        runs[f"{name}: validate"] = invoke("validate", template, *args)
+        runs[f"{name}: validate --format json"] = invoke("validate", template, *args, "--format", "json")
+        report = template.parent / "translate-report.json"
+        out = template.parent / "out.pkr.hcl"
+        runs[f"{name}: translate"] = invoke(
+            "translate", template, "--to", "packer", "-o", out, "--report-json", report, *args
+        )
+        if report.exists():
+            assert_no_secret(f"{name}: the translate report", report.read_text())
+    for label, result in runs.items():
+        assert result.code in (0, 1, 2), f"{label}: {result.text}"
+        assert_no_secret(label, result.text)
+    assert runs["good: plan"].code == 0 and runs["bad: validate"].code == 2
+    assert "echo p=***" in runs["good: plan"].out and "setup.sh?…" in runs["good: plan"].out
+    assert 'unknown type "***"' in runs["bad: validate"].out and 'destination: "***"' in runs["bad: validate"].out
+    json.loads(runs["good: plan --format json"].out)
+    json.loads(runs["bad: validate --format json"].out)
