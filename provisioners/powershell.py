@@ -158,9 +158,10 @@ def compile_step(step: model.PowerShellStep, ctx: CompileContext) -> StepPlan:
             f"exit {PWSH_MISSING_EXIT}; }}; "
         )
         plan.actions = [
-            Upload(script, content, mode=0o644, description=what),
+            # owner-only: the script may hold secrets (pwsh reads it as the user, or as root with sudo)
+            Upload(script, content, mode=0o600, description=what),
             Upload(
-                runner, Content(data=ps.package_script_bytes(RUNNER)), mode=0o644, description=f"aibx/data/{RUNNER}"
+                runner, Content(data=ps.package_script_bytes(RUNNER)), mode=0o600, description=f"aibx/data/{RUNNER}"
             ),
             Exec(
                 f"{check}{sudo}pwsh {ps.POWERSHELL_FLAGS} -File {runner} -ScriptPath {script}",

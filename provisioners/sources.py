@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 from aibx.plan import Content, redact_uri
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+# characters RFC 3986 does not allow anywhere in a URI (white space is refused with its own message)
+_NOT_IN_URIS = set('"<>\\^`{|}')
 
 
 @dataclass
@@ -36,6 +38,8 @@ def resolve(
 ) -> Source:
     if any(c.isspace() for c in uri):
         return Source(blocked=f"{redact_uri(uri)!r} contains white space; percent-encode it")
+    if any(c in _NOT_IN_URIS or ord(c) < 0x20 or c == "\x7f" for c in uri):
+        return Source(blocked=f"{redact_uri(uri)!r} contains a character a URI cannot hold as is; percent-encode it")
     try:
         parts = urlsplit(uri)
     except ValueError:

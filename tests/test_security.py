@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from tests.support.http_server import ContentServer
 from tests.support.plans import WINDOWS_SOURCE
 from tests.support.requirements import require_root
 from tests.support.sshd import TEST_PASSWORD, SshTarget, free_port
-from tests.support.templates import image_template
+from tests.support.templates import image_template, shell, write_template
 from tests.support.winrm_server import Reply, WinRMHost
 from tests.support.winrm_windows import WindowsVm
 
@@ -393,3 +395,132 @@ def test_canary_in_plan_validate_and_translate(content_server: ContentServer, tm
     assert 'unknown type "***"' in runs["bad: validate"].out and 'destination: "***"' in runs["bad: validate"].out
     json.loads(runs["good: plan --format json"].out)
     json.loads(runs["bad: validate --format json"].out)
+
+
+# ----------------------------------------------------------------------------------------------- remote temp files
+TEMP_SCRIPT = re.compile(r"^/tmp/aibx-[0-9a-f]{16}\.sh$")  # 64 random bits (secrets.token_hex(8))
+STAT_PROBE = 'stat -c "%a %U %n" "$0" "$(dirname "$0")"'
+
+
+def ssh_auth(target: SshTarget) -> list[str | Path]:
+    return ["-i", target.client_key, "--known-hosts", target.known_hosts]
+
+
+def test_remote_temp_files_are_private_and_unpredictable(ssh_target: SshTarget, tmp_path: Path) -> None:
+    """Each step's script, seen from inside the running step over SSH: owner-only, owned by the login user, in the
+    sticky /tmp, under a name with 64 random bits, and gone afterwards."""
+    (tmp_path / "probe.sh").write_text(f"#!/bin/sh\n{STAT_PROBE}\n")
+    steps = [
+        shell("inline-1", STAT_PROBE),
+        shell("inline-2", STAT_PROBE),
+        {"type": "Shell", "name": "from-uri", "scriptUri": "file:probe.sh"},
+    ]
+    result = invoke("run", write_template(tmp_path, steps), "--host", ssh_target.url, *ssh_auth(ssh_target),
+                    "--log", tmp_path / "c.log")  # fmt: skip
+    assert result.code == 0, result.text
+    seen: dict[str, list[tuple[str, str, str]]] = {}
+    for line in result.out.splitlines():
+        name, sep, rest = line.partition(" | ")
+        if sep and name in ("inline-1", "inline-2", "from-uri"):
+            mode, owner, path = rest.split(" ", 2)
+            seen.setdefault(name, []).append((mode, owner, path))
+    assert set(seen) == {"inline-1", "inline-2", "from-uri"}, result.out
+    scripts = {name: entries[0] for name, entries in seen.items()}
+    folders = {entries[1] for entries in seen.values()}
+    assert folders == {("1777", "root", "/tmp")} or folders == {("1777", ssh_target.user, "/tmp")}
+    # inline lines: read by /bin/sh, so 600; a scriptUri runs by its own #! line, so 700; never group/world bits
+    assert scripts["inline-1"][:2] == ("600", ssh_target.user) and scripts["inline-2"][0] == "600"
+    assert scripts["from-uri"][:2] == ("700", ssh_target.user)
+    paths = [entry[2] for entry in scripts.values()]
+    assert all(TEMP_SCRIPT.match(p) for p in paths), paths
+    assert len(set(paths)) == 3
+    assert not any(ssh_target.host_path(p).exists() for p in paths)
+
+
+def test_temp_file_names_are_random() -> None:
+    from aibx.provisioners import CompileOptions
+
+    names = {CompileOptions().random_name() for _ in range(2000)}
+    assert len(names) == 2000 and all(re.fullmatch(r"[0-9a-f]{16}", n) for n in names)
+
+
+@pytest.mark.parametrize("program", ["sh", "bash"])
+def test_the_script_wrapper_never_follows_a_planted_symlink(tmp_path: Path, program: str) -> None:
+    """Were a temp name predicted, a symlink planted there is not followed: the wrapper creates its file with the
+    shell's no-clobber (O_EXCL) and stops with exit code 125; the link's target is untouched, nothing runs. The
+    same holds for the files the VM downloads into with --fetch-on-target (scripts run by their ``#!/bin/sh -e``,
+    so ``-e`` here too; the download never starts)."""
+    from aibx.provisioners import posix
+
+    for kind in ("to-a-file", "dangling"):
+        planted = tmp_path / f"aibx-{kind}.sh"
+        victim = tmp_path / f"victim-{kind}"
+        if kind == "to-a-file":
+            victim.write_text("precious\n")
+        planted.symlink_to(victim)
+        command = posix.run_stdin_script(str(planted), posix.INLINE_INTERPRETER)
+        done = subprocess.run(
+            [program, "-c", command], input=b"#!/bin/sh -e\necho ran\n", capture_output=True, timeout=20
+        )
+        assert done.returncode == posix.CANNOT_CREATE_EXIT, done
+        assert b"ran" not in done.stdout and b"aibx: cannot create" in done.stderr
+        assert (victim.read_text() == "precious\n") if kind == "to-a-file" else not victim.exists()
+        # the fetched script's file (the download itself never starts: no network needed)
+        fetched = tmp_path / f"aibx-{kind}.fetched"
+        fetched.symlink_to(victim)
+        script = posix.fetch_and_run_script("https://127.0.0.1:9/a.sh", None, str(fetched))
+        done = subprocess.run([program, "-e", "-c", script.decode()], capture_output=True, timeout=20)
+        assert done.returncode != 0 and (
+            (victim.read_text() == "precious\n") if kind == "to-a-file" else not victim.exists()
+        )
+        part = tmp_path / f"aibx-{kind}.part"
+        part.symlink_to(victim)
+        script = posix.fetch_to_file_script("https://127.0.0.1:9/a", None, str(tmp_path / "dest"), str(part))
+        done = subprocess.run([program, "-e", "-c", script.decode()], capture_output=True, timeout=20)
+        assert done.returncode != 0 and (
+            (victim.read_text() == "precious\n") if kind == "to-a-file" else not victim.exists()
+        )
+
+
+def test_powershell_on_linux_uploads_its_files_owner_only() -> None:
+    from aibx.provisioners import CompileContext, CompileOptions, compile_step
+
+    from aibx import model
+    from aibx.plan import Upload
+
+    step = model.PowerShellStep(name="ps", path=("properties", "customize", 0), inline=["Write-Output hi"])
+    plan = compile_step(step, CompileContext(model.ImageTemplate(file="t.json"), CompileOptions()))
+    uploads = [a for a in plan.actions if isinstance(a, Upload)]
+    assert len(uploads) == 2 and {u.mode for u in uploads} == {0o600}
+
+
+def test_sftp_uploads_are_created_with_their_mode(ssh_target: SshTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload with a mode is created with it (the SFTP open request carries the permissions), so the file is
+    never readable by others, not even before a chmod."""
+    import asyncio
+
+    import asyncssh
+    from aibx.engine.transports import ConnectOptions, create_transport, parse_target
+
+    opened: list[tuple[str, object]] = []
+    original_open = asyncssh.SFTPClient.open
+
+    def recording_open(self, path, pflags_or_mode="r", attrs=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append((str(path), attrs))
+        return original_open(self, path, pflags_or_mode, attrs or asyncssh.SFTPAttrs(), *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SFTPClient, "open", recording_open)
+    d = ssh_target.remote_dir("modes")
+    options = ConnectOptions(identity=str(ssh_target.client_key), known_hosts=str(ssh_target.known_hosts))
+
+    async def upload() -> None:
+        transport = create_transport(parse_target(ssh_target.url), options)
+        await transport.connect()
+        try:
+            await transport.put(b"secret\n", f"{d}/private", mode=0o600)
+        finally:
+            await transport.close()
+
+    asyncio.run(upload())
+    assert ssh_target.host_path(f"{d}/private").stat().st_mode & 0o777 == 0o600
+    assert [(p, getattr(a, "permissions", None)) for p, a in opened] == [(f"{d}/private", 0o600)]

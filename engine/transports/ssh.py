@@ -381,7 +381,9 @@ class SshTransport(Transport):
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         try:
-            async with sftp.open(remote_path, "wb") as f:
+            # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
+            attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
+            async with sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs()) as f:
                 if isinstance(data, Path):
                     with data.open("rb") as src:
                         await _pipelined_write(f, src, sftp.limits.max_write_len or 32768)
