@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pwd
 import re
 import shutil
 import subprocess
@@ -524,3 +525,102 @@ def test_sftp_uploads_are_created_with_their_mode(ssh_target: SshTarget, monkeyp
     asyncio.run(upload())
     assert ssh_target.host_path(f"{d}/private").stat().st_mode & 0o777 == 0o600
     assert [(p, getattr(a, "permissions", None)) for p, a in opened] == [(f"{d}/private", 0o600)]
+
+
+# ------------------------------------------------------------------------------------------ hostile names and paths
+PWNED = "aibx-pwned"  # what hostile text would create if any of it were run by a shell
+
+
+def hostile_name(marker: str) -> str:
+    """A file name (no "/": it would split the path) made of everything a shell might act on."""
+    return (
+        f'-{marker} it\'s "q" $(touch {PWNED}) `touch {PWNED}`; touch {PWNED} & |cat >{PWNED}\n'
+        f"$HOME ${{IFS}} * ? [a] ~ \\ ü ☃ ‘smart’.txt"
+    )
+
+
+def hostile_steps(content_server: ContentServer, remote_dir: str) -> tuple[list[dict], dict[str, bytes]]:
+    """File steps to hostile destinations (fetched by aibx, or by the VM with --fetch-on-target), a step with a
+    hostile name, and a scriptUri whose path and query hold shell syntax (legal in a URI)."""
+    data = b"hostile but harmless\n"
+    url = content_server.serve("/files/data.txt", data)
+    script = b"#!/bin/sh\necho script with a hostile URI ran\n"
+    script_url = content_server.serve(f"/s/$(touch%20{PWNED});'x'&y=$HOME.sh", script)
+    steps = [
+        {"type": "File", "name": "to-hostile", "sourceUri": url, "destination": f"{remote_dir}/{hostile_name('a')}"},
+        {"type": "Shell", "name": hostile_name("step"), "inline": ["echo the step with a hostile name ran"]},
+        {
+            "type": "Shell",
+            "name": "hostile-uri",
+            "scriptUri": f"{script_url}?q=$(touch%20{PWNED})&r=;touch",
+            "sha256Checksum": hashlib.sha256(script).hexdigest(),
+        },
+    ]
+    return steps, {f"{remote_dir}/{hostile_name('a')}": data}
+
+
+def assert_nothing_ran(*folders: Path) -> None:
+    """No file named PWNED where a command could have created it (its working directory, the home folder, the
+    destination's folder, /tmp, /)."""
+    found = [str(f / PWNED) for f in (*folders, Path("/tmp"), Path("/")) if (f / PWNED).exists()]
+    assert not found, f"hostile text was run: {found}"
+
+
+@pytest.mark.parametrize("fetch", [(), ("--fetch-on-target",)], ids=["aibx-fetches", "vm-fetches"])
+def test_hostile_names_locally(content_server: ContentServer, tmp_path: Path, monkeypatch, fetch) -> None:  # type: ignore[no-untyped-def]
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    steps, files = hostile_steps(content_server, str(vm))
+    result = invoke("run", write_template(tmp_path, steps), "--host", "local", "--log", tmp_path / "c.log", *fetch)
+    assert result.code == 0, result.text
+    for path, data in files.items():
+        assert Path(path).read_bytes() == data
+    assert sorted(p.name for p in vm.iterdir()) == [hostile_name("a")]
+    assert "the step with a hostile name ran" in result.out and "script with a hostile URI ran" in result.out
+    assert_nothing_ran(work, tmp_path, vm, Path.home())
+
+
+@pytest.mark.parametrize("fetch", [(), ("--fetch-on-target",)], ids=["aibx-fetches", "vm-fetches"])
+def test_hostile_names_over_ssh(ssh_target: SshTarget, content_server: ContentServer, tmp_path: Path, fetch) -> None:  # type: ignore[no-untyped-def]
+    d = ssh_target.remote_dir("hostile")
+    steps, files = hostile_steps(content_server, d)
+    template = write_template(tmp_path, steps)
+    result = invoke(
+        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--log", tmp_path / "c.log", *fetch
+    )
+    assert result.code == 0, result.text
+    for path, data in files.items():
+        assert ssh_target.host_path(path).read_bytes() == data
+    assert sorted(p.name for p in ssh_target.host_path(d).iterdir()) == [hostile_name("a")]
+    assert "script with a hostile URI ran" in result.out
+    home = Path(pwd.getpwnam(ssh_target.user).pw_dir)
+    assert_nothing_ran(ssh_target.host_path("/tmp"), ssh_target.host_path(d), home, tmp_path, Path.cwd())
+
+
+def test_hostile_names_over_winrm(canary_vm: WindowsVm, content_server: ContentServer, tmp_path: Path) -> None:
+    """PowerShell: a File destination reaches the VM as one single-quoted literal (every quote PowerShell knows
+    doubled, nothing expanded) in the upload script; the file lands at exactly that path."""
+    from aibx import powershell as ps
+
+    data = b"hostile but harmless\r\n"
+    url = content_server.serve("/files/data.txt", data)
+    destination = "C:\\canary\\" + hostile_name("w").replace("\\", "_")
+    steps = [
+        {"type": "File", "name": "to-hostile", "sourceUri": url, "destination": destination},
+        {"type": "PowerShell", "name": hostile_name("step"), "inline": ["Write-Output 'a step with a hostile name'"]},
+    ]
+    template = write_template(tmp_path, steps, source=WINDOWS_SOURCE)
+    result = invoke("run", template, "--host", f"winrm://{WINRM_USER}@127.0.0.1:{canary_vm.host.port}",
+                    "--password-env", PASSWORD_VAR, "--log", tmp_path / "c.log")  # fmt: skip
+    assert result.code == 0, result.text
+    assert canary_vm.host.file(destination) == data
+    uploads = [c.script for c in canary_vm.host.commands if c.script and "AIBX-UPLOAD-OK" in c.script]
+    literal = ps.quote(destination)
+    assert any(f"$path = {literal}" in script for script in uploads), uploads
+    assert literal.startswith("'C:\\canary\\-w it''s \"q\" $(touch aibx-pwned)") and "‘‘smart’’" in literal
+    # the step's name reaches no command line or script: the VM sees aibx's own random file and task names only
+    step_name = hostile_name("step")
+    assert not any(step_name in c.command_line + (c.script or "") for c in canary_vm.host.commands)
