@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pwd
 import re
 import shutil
@@ -624,3 +625,147 @@ def test_hostile_names_over_winrm(canary_vm: WindowsVm, content_server: ContentS
     # the step's name reaches no command line or script: the VM sees aibx's own random file and task names only
     step_name = hostile_name("step")
     assert not any(step_name in c.command_line + (c.script or "") for c in canary_vm.host.commands)
+
+
+# ----------------------------------------------------------------------------------------------- URIs
+def test_plain_http_is_fetched_with_a_warning_on_console_log_and_report(content_server: ContentServer,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    url = content_server.serve("/a.sh", b"#!/bin/sh\necho over http\n")
+    checksum = hashlib.sha256(b"#!/bin/sh\necho over http\n").hexdigest()
+    steps = [{"type": "Shell", "name": "over-http", "scriptUri": url, "sha256Checksum": checksum}]
+    log, report = tmp_path / "c.log", tmp_path / "r.json"
+    template = write_template(tmp_path, steps)
+    result = invoke("run", template, "--host", "local", "--log", log, "--report", report)
+    assert result.code == 0, result.text
+    warning = f"{url} was fetched over plain http: anyone on the way could read or change it"
+    assert f"warning: {warning}" in result.err
+    assert warning in log.read_text()
+    assert warning in report.read_text()
+    plan = invoke("plan", template)
+    assert f"note: {url} is fetched over plain http" in plan.out
+
+
+def file_template(folder: Path, uri: str, kind: str = "Shell") -> Path:
+    step = (
+        {"type": "File", "name": "f", "sourceUri": uri, "destination": f"/tmp/aibx-never-{os.getpid()}.txt"}
+        if kind == "File"
+        else {"type": kind, "name": "s", "scriptUri": uri}
+    )
+    source = WINDOWS_SOURCE if kind == "PowerShell" else None
+    return write_template(folder, [step], **({"source": source} if source else {}))
+
+
+@pytest.mark.parametrize("kind", ["Shell", "File", "PowerShell"])
+def test_file_uris_stay_in_the_template_folder(tmp_path: Path, kind: str) -> None:
+    """A template from someone else cannot copy the user's files (~/.ssh/id_rsa) onto the VM: file: URIs are read
+    only inside the template's own folder (after symlinks and ..) unless --allow-local-files."""
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("not really a key\n")
+    folder = tmp_path / "templates"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "ok.sh").write_text("#!/bin/sh\necho ok\n")
+    (folder / "link.sh").symlink_to(outside / "id_rsa")
+    (folder / "sub" / "up").symlink_to(outside)
+    allowed = ["file:ok.sh", "file:sub/../ok.sh", "file:./ok.sh"]
+    refused = {
+        f"file://{outside}/id_rsa": "is an absolute path on this machine",
+        f"file:{outside}/id_rsa": "is an absolute path on this machine",
+        "file:../private/id_rsa": "leads out of the template's folder",
+        "file:link.sh": "leads out of the template's folder",
+        "file:sub/up/id_rsa": "leads out of the template's folder",
+    }
+    for uri in allowed:
+        result = invoke("plan", file_template(folder, uri, kind))
+        assert result.code == 0, f"{uri}: {result.text}"
+    for uri, reason in refused.items():
+        template = file_template(folder, uri, kind)
+        result = invoke("plan", template)
+        assert result.code == 2 and reason in result.err, f"{uri}: {result.text}"
+        assert "--allow-local-files" in result.err and "copied onto the VM" in result.err
+        if kind != "PowerShell":
+            ran = invoke("run", template, "--host", "local", "--log", tmp_path / "c.log")
+            assert ran.code == 2 and reason in ran.err and "nothing was run" in ran.err
+        assert invoke("plan", template, "--allow-local-files").code == 0, uri
+
+
+def test_allow_local_files_reads_an_absolute_path(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.sh"
+    elsewhere.write_text("#!/bin/sh\necho read from elsewhere\n")
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    template = file_template(folder, f"file://{elsewhere}")
+    result = invoke("run", template, "--host", "local", "--log", tmp_path / "c.log", "--allow-local-files")
+    assert result.code == 0 and "s | read from elsewhere" in result.out, result.text
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("ftp://127.0.0.1/a.sh", "aibx cannot fetch ftp: URIs"),
+        ("data:text/plain;base64,ZWNobyBoaQ==", "aibx cannot fetch data: URIs"),
+        ("gopher://127.0.0.1/a", "aibx cannot fetch gopher: URIs"),
+        ("scripts/a.sh", "is not a URI"),
+        ("https://127.0.0.1/a`id`.sh", "a character a URI cannot hold"),
+        ('https://127.0.0.1/a".sh', "a character a URI cannot hold"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["Shell", "PowerShell"])
+def test_other_schemes_are_refused(tmp_path: Path, uri: str, reason: str, kind: str) -> None:
+    result = invoke("plan", file_template(tmp_path, uri, kind))
+    assert result.code == 2 and reason in result.err, result.text
+
+
+def test_the_fetcher_downloads_only_http_and_https(tmp_path: Path) -> None:
+    """Defence in depth below the provisioners: urllib would read file:, ftp: and data: URIs."""
+    import asyncio
+
+    from aibx.engine.fetch import ContentFetcher, FetchError
+
+    from aibx.plan import Content
+
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    fetcher = ContentFetcher(tmp_path)
+    for uri in (f"file://{secret}", "data:,hello", "ftp://127.0.0.1/x"):
+        with pytest.raises(FetchError, match="aibx downloads only https and http URIs"):
+            asyncio.run(fetcher.fetch(Content(uri=uri)))
+
+
+def test_the_quickstart_needs_no_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)  # the README runs it from the checkout; its file: URI is relative to the template
+    result = invoke("plan", root / "fixtures/quickstart/hello-linux.json")
+    assert result.code == 0, result.text
+    assert "motd.txt" in result.out
+
+
+@pytest.mark.parametrize("verb", ["run", "plan"])
+def test_allow_local_files_is_documented(verb: str) -> None:
+    result = invoke(verb, "--help")
+    assert "--allow-local-files" in result.out and "template's own folder" in " ".join(result.out.split())
+    from aibx.completion import script
+
+    assert "--allow-local-files" in script("bash")
+
+
+# ----------------------------------------------------------------------------------------------- the network guard
+def test_the_network_guard_stops_lookups_and_connections_outside_loopback(request: pytest.FixtureRequest) -> None:
+    import socket
+
+    from tests.support.network_guard import OutsideNetworkError
+
+    guard = request.getfixturevalue("_loopback_only")
+    with pytest.raises(OutsideNetworkError, match=re.escape("look up 'example.blob.core.windows.net'")):
+        socket.getaddrinfo("example.blob.core.windows.net", 443)
+    with (
+        socket.socket() as sock,
+        pytest.raises(OutsideNetworkError, match=re.escape("connect to '192.0.2.1' port 443")),
+    ):
+        sock.connect(("192.0.2.1", 443))
+    # caught by the code under test, it still fails the test: the guard remembers
+    assert len(guard.violations) == 2
+    guard.violations.clear()
+    assert socket.getaddrinfo("localhost", 22) and socket.getaddrinfo("127.0.0.1", 22)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", free_port())) != 0  # refused, but allowed
