@@ -173,16 +173,15 @@ def test_deprovisioning_is_staged_first_and_runs_last_only_with_generalize() -> 
     assert stage == Upload(
         "/tmp/DeprovisioningScript.sh",
         Content(data=default_script(model.OsType.LINUX)),
+        mode=0o644,
         description="AIB's default deprovisioning script",
     )
     assert b"-deprovision+user" in default_script(model.OsType.LINUX)
     steps = compile_plan(template, CompileOptions(generalize=True)).steps
     run = steps[-1].actions[0]
     assert steps[-1].phase == "deprovision" and isinstance(run, Exec)
-    assert run.command == (
-        f"if [ ! -f /tmp/DeprovisioningScript.sh ]; then exit {MISSING_EXIT}; fi; "
-        "sudo -n sh /tmp/DeprovisioningScript.sh"
-    )
+    assert run.command.startswith(f'f=/tmp/DeprovisioningScript.sh; if [ ! -f "$f" ]; then exit {MISSING_EXIT}; fi;')
+    assert run.command.endswith('; sudo -n sh "$f"')  # after the ownership checks (tests/test_security.py)
     assert dict(run.warn_exit_codes)[MISSING_EXIT].startswith("Deprovisioning script [/tmp/DeprovisioningScript.sh]")
 
 

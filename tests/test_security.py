@@ -769,3 +769,40 @@ def test_the_network_guard_stops_lookups_and_connections_outside_loopback(reques
     assert socket.getaddrinfo("localhost", 22) and socket.getaddrinfo("127.0.0.1", 22)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", free_port())) != 0  # refused, but allowed
+
+
+# ----------------------------------------------------------------------------------------------- deprovisioning
+@pytest.mark.parametrize(
+    ("tamper", "refusal"),
+    [
+        ("chmod 666 /tmp/DeprovisioningScript.sh", "is writable by group or others (mode 666)"),
+        ("chmod 620 /tmp/DeprovisioningScript.sh", "is writable by group or others (mode 620)"),
+        (
+            "printf 'echo ran\\n' > /tmp/real.sh; rm /tmp/DeprovisioningScript.sh; "
+            "ln -s /tmp/real.sh /tmp/DeprovisioningScript.sh",
+            "is a symbolic link",
+        ),
+    ],
+)
+def test_the_deprovisioning_script_runs_as_root_only_if_nobody_else_could_write_it(
+    ssh_target: SshTarget, tmp_path: Path, tamper: str, refusal: str
+) -> None:
+    """/tmp/DeprovisioningScript.sh has a well-known name and runs with sudo: staged 0644, and run only when it is
+    a regular file of the user (or root) that group and others cannot write."""
+    d = ssh_target.remote_dir("deprovision")
+    mark = f"printf 'echo deprovisioned > {d}/marker\\n' > /tmp/DeprovisioningScript.sh"
+    steps = [shell("check-mode", 'stat -c "%a" /tmp/DeprovisioningScript.sh'), shell("replace", mark)]
+    template = write_template(tmp_path, steps)
+    ok = invoke(
+        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "a"
+    )
+    assert ok.code == 0 and "check-mode | 644" in ok.out, ok.text
+    assert ssh_target.host_path(f"{d}/marker").read_text() == "deprovisioned\n"
+    ssh_target.host_path(f"{d}/marker").unlink()
+    template = write_template(tmp_path, [shell("replace", mark), shell("tamper", tamper)])
+    bad = invoke(
+        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "b"
+    )
+    assert bad.code == 1, bad.text
+    assert f"aibx: /tmp/DeprovisioningScript.sh {refusal}: not run as root (deprovisioning)" in bad.err
+    assert not ssh_target.host_path(f"{d}/marker").exists()
