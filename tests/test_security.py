@@ -806,3 +806,17 @@ def test_the_deprovisioning_script_runs_as_root_only_if_nobody_else_could_write_
     assert bad.code == 1, bad.text
     assert f"aibx: /tmp/DeprovisioningScript.sh {refusal}: not run as root (deprovisioning)" in bad.err
     assert not ssh_target.host_path(f"{d}/marker").exists()
+
+
+# ----------------------------------------------------------------------------------------------- the page itself
+def test_every_proof_named_in_docs_security_exists() -> None:
+    """docs/security.md names a test for every guarantee: each must exist (in the file named, or in this one)."""
+    root = Path(__file__).resolve().parent
+    text = (root.parent / "docs" / "security.md").read_text()
+    named = re.findall(r"`(?:(test_\w+\.py)::)?(test_\w+)`", text)
+    assert len(named) >= 30
+    for file, test in named:
+        source = (root / (file or "test_security.py")).read_text()
+        assert re.search(rf"^def {test}\(", source, re.M), (
+            f"docs/security.md names {file or 'test_security.py'}::{test}"
+        )
