@@ -627,6 +627,53 @@ def test_hostile_names_over_winrm(canary_vm: WindowsVm, content_server: ContentS
     assert not any(step_name in c.command_line + (c.script or "") for c in canary_vm.host.commands)
 
 
+def test_hostile_parameter_values_are_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parameter value (from -p) that becomes a File destination is data too: written there, never run."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    (tmp_path / "data.txt").write_text("from a parameter\n")
+    resource = image_template(
+        [{"type": "File", "name": "f", "sourceUri": "file:data.txt", "destination": "[parameters('dest')]"}]
+    )
+    resource["name"] = "hostile"
+    deployment = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"dest": {"type": "string"}},
+        "resources": [resource],
+    }
+    template = tmp_path / "deploy.json"
+    template.write_text(json.dumps(deployment))
+    destination = f"{vm}/{hostile_name('p')}"
+    result = invoke("run", template, "--host", "local", "--log", tmp_path / "c.log", "-p", f"dest={destination}")
+    assert result.code == 0, result.text
+    assert Path(destination).read_text() == "from a parameter\n"
+    assert_nothing_ran(work, tmp_path, vm, Path.home())
+
+
+def test_windows_temp_files_have_random_names_and_are_removed(canary_vm: WindowsVm, tmp_path: Path) -> None:
+    """Over WinRM, by the exchange: every script and runner aibx sends has its own random name under
+    C:\\Windows\\Temp, and nothing is left afterwards."""
+    from tests.support.winrm_windows import RUNNER_COMMAND
+
+    steps = [
+        {"type": "PowerShell", "name": f"step-{i}", "inline": ["Write-Output 'hi'"], "runElevated": i == 2}
+        for i in range(3)
+    ]
+    template = write_template(tmp_path, steps, source=WINDOWS_SOURCE)
+    result = invoke("run", template, "--host", f"winrm://{WINRM_USER}@127.0.0.1:{canary_vm.host.port}",
+                    "--password-env", PASSWORD_VAR, "--log", tmp_path / "c.log")  # fmt: skip
+    assert result.code == 0, result.text
+    runs = [m for c in canary_vm.host.commands if (m := RUNNER_COMMAND.match(c.command_line))]
+    paths = [p for m in runs for p in (m["runner"], m["script"])]
+    assert len(runs) == 3 and len(set(paths)) == 6
+    assert all(re.fullmatch(r"C:\\Windows\\Temp\\aibx-ps-[0-9a-f]{16}(-run)?\.ps1", p) for p in paths), paths
+    assert canary_vm.leftovers() == []
+
+
 # ----------------------------------------------------------------------------------------------- URIs
 def test_plain_http_is_fetched_with_a_warning_on_console_log_and_report(content_server: ContentServer,
                                                                          tmp_path: Path) -> None:  # fmt: skip
