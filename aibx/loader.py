@@ -360,10 +360,11 @@ class _Loader:
                 try:
                     supplied[target] = _Supplied(json.loads(text), COMMAND_LINE)
                 except (ValueError, RecursionError):
+                    got = "something else" if ptype.startswith("secure") else f'"{text}"'  # a secret: not shown
                     self.add(
                         "AIB007",
                         f"-p {name}: parameter '{target}' is of type {ptype} and needs a JSON value such as "
-                        f'{_EXAMPLES.get(ptype, "3")}, got "{text}"',
+                        f"{_EXAMPLES.get(ptype, '3')}, got {got}",
                         file=COMMAND_LINE,
                     )
                 continue

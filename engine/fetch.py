@@ -81,6 +81,9 @@ class ContentFetcher:
             digest = await asyncio.to_thread(self._copy_local, Path(content.local_path), target)
             where = content.local_path
         elif content.uri is not None:
+            if not content.uri.lower().startswith(("https:", "http:")):
+                # urllib would read file:, ftp: and data: too; what reaches here was checked by provisioners/sources
+                raise FetchError(f"{redact_uri(content.uri)}: aibx downloads only https and http URIs")
             digest = await self._download(content.uri, target)
             where = redact_uri(content.uri)
             if content.uri.lower().startswith("http:"):

@@ -134,6 +134,7 @@ def fetch_to_file_script(url: str, sha256: str | None, destination: str, part_pa
         'if [ -d "$dest" ]; then echo "aibx: $dest is a directory; destination must name the file" >&2; exit 1; fi',
         "trap 'rm -f \"$part\"' EXIT",
         "umask 022",
+        'set -C; : >"$part"; set +C',  # a new file: never one planted there (or a symlink) before
         *download_commands(url, sha256, "part"),
         'mv -f "$part" "$dest"',
     ]

@@ -386,7 +386,9 @@ class SshTransport(Transport):
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         try:
-            f = await sftp.open(remote_path, "wb")
+            # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
+            attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
+            f = await sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs())
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
