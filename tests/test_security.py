@@ -353,6 +353,11 @@ def test_canary_in_parameter_errors(tmp_path: Path) -> None:
             assert result.code == 2, result.text
             assert "qSecret" in result.text
             assert_no_secret(f"{verb[0]} -p qSecret={bad}", result.text)
+    # a -p whose "NAME=" was forgotten leaves only the value, and that may be the password itself
+    for verb in (("validate",), ("plan",), ("run", "--host", "local", "--log", str(tmp_path / "l.log"))):
+        result = invoke(*verb, template, *base, "-p", canary("forgotten-name"))
+        assert result.code == 2 and 'has no "NAME="' in result.text, result.text
+        assert_no_secret(f"{verb[0]} -p VALUE", result.text)
 
 
 # ------------------------------------------------------------------------------------ plan, validate, translate
