@@ -49,6 +49,15 @@ class FetchPolicy:
     max_delay: float = 30.0
     timeout: float = 30.0  # without a byte from the server
 
+    def delays(self) -> list[float]:
+        """The pauses between the tries: ``first_delay``, doubled after every failure, at most ``max_delay``
+        (by default 1, 2, 4, 8, 16, 30, 30, 30, 30 s: 2.5 minutes of waiting at most, plus the tries)."""
+        out, delay = [], self.first_delay
+        for _ in range(self.tries - 1):
+            out.append(delay)
+            delay = min(delay * 2, self.max_delay)
+        return out
+
 
 class ContentFetcher:
     def __init__(
@@ -77,6 +86,9 @@ class ContentFetcher:
             digest = await asyncio.to_thread(self._copy_local, Path(content.local_path), target)
             where = content.local_path
         elif content.uri is not None:
+            if not content.uri.lower().startswith(("https:", "http:")):
+                # urllib would read file:, ftp: and data: too; what reaches here was checked by provisioners/sources
+                raise FetchError(f"{redact_uri(content.uri)}: aibx downloads only https and http URIs")
             digest = await self._download(content.uri, target)
             where = redact_uri(content.uri)
             if content.uri.lower().startswith("http:"):
@@ -113,7 +125,7 @@ class ContentFetcher:
     # ------------------------------------------------------------------------------------------ downloads
     async def _download(self, uri: str, target: Path) -> str:
         shown = redact_uri(uri)
-        delay = self.policy.first_delay
+        delays = self.policy.delays()
         meter = self.start_meter(shown) if self.start_meter is not None else None
         progress = None
         if meter is not None:
@@ -131,11 +143,11 @@ class ContentFetcher:
             except _Transient as exc:
                 if attempt == self.policy.tries:
                     raise FetchError(f"cannot download {shown} after {attempt} tries: {exc}") from None
+                delay = delays[attempt - 1]
                 self.on_retry(
                     f"download of {shown} failed ({exc}); try {attempt + 1} of {self.policy.tries} in {delay:g} s"
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.policy.max_delay)
         raise AssertionError("unreachable")
 
     def _download_once(self, uri: str, target: Path, progress: Callable[[int, int | None], None] | None = None) -> str:

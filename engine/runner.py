@@ -96,6 +96,18 @@ ENDED_BY_REBOOT = (
     "ended by a reboot before the command finished: it did not run to completion and has no exit code; "
     "counted as succeeded, as AIB and Packer's expect_disconnect do"
 )
+# What a failing command's stderr says about a VM that cannot run it as asked, and what to do about it
+FAILURE_HINTS = (
+    (
+        ("sudo: a terminal is required", "sudo: a password is required", "sudo: no password was provided"),
+        "sudo on the VM asks for a password, and aibx runs commands without a terminal (as AIB does): give the "
+        "user passwordless sudo (NOPASSWD) for the build",
+    ),
+    (
+        ("/bin/sh: No such file or directory", "/bin/sh: not found", "/bin/sh: bad interpreter"),
+        "the VM has no /bin/sh, which runs inline Shell lines (/bin/sh -e, as AIB does) and aibx's wrapper",
+    ),
+)
 EXIT_CODES = {
     Outcome.SUCCEEDED: ExitCode.OK,
     Outcome.FAILED: ExitCode.FAILED,
@@ -1093,6 +1105,9 @@ class _OutputCollector:
         lines, what = (self.tail, "stderr") if self.tail else (self.last_stdout, "output")
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
+        for needles, hint in FAILURE_HINTS:
+            if any(needle in line for line in self.tail for needle in needles):
+                text += f"\nhint: {hint}"
         return text
 
 

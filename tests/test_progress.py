@@ -150,7 +150,7 @@ def run_plan(
     *,
     ticking: ConsoleView | None = None,
 ) -> RunResult:
-    plan = linux_plan(customize)
+    plan = linux_plan(customize, allow_local_files=True)  # the big file lives in the test's folder
     runner = Runner(
         # --only: the deprovisioning script is not staged (on --host local it would land in this machine's /tmp)
         select(plan, Selection(only=[step["name"] for step in customize])),

@@ -49,6 +49,12 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow File destinations outside /tmp on Linux (AIB can only write to /tmp)",
     )
+    g.add_argument(
+        "--allow-local-files",
+        action="store_true",
+        help="let file: URIs read any file on this machine (absolute paths, paths out of the template's folder) "
+        "and copy it to the VM; by default only files in the template's own folder are read",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -114,6 +120,7 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         deprovision_timeout_seconds=deprovision_timeout,
         fetch_on_target=args.fetch_on_target,
         allow_any_destination=args.allow_any_destination,
+        allow_local_files=args.allow_local_files,
         base_dir=os.path.dirname(result.document.file),
     )
     if random_name is not None:
