@@ -66,6 +66,7 @@ from aibx.engine.events import (
 )
 from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy, SharedFetcher
 from aibx.engine.output import LineSplitter
+from aibx.engine.progress import TransferMeter, TransferTiming, event_meter
 from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.transports.base import (
     ConnectError,
@@ -130,6 +131,7 @@ class RunOptions:
     progress_interval: float = 10.0  # how often a wait for the VM is reported
     down_poll: float = 0.5  # how often a VM on its way down is asked whether it still runs
     restart_check_interval: float = 5.0  # between restartCheckCommand attempts (as Packer)
+    transfer: TransferTiming = field(default_factory=TransferTiming)  # when long uploads and downloads report
 
 
 @dataclass
@@ -211,6 +213,7 @@ class Runner:
         self._deadline = 0.0
         self._fetched: dict[Content, Path] = {}
         self._fetcher: ContentFetcher | SharedFetcher | None = None
+        self._fetching: StepRef | None = None  # the step whose script or file is being fetched
 
     # ------------------------------------------------------------------------------------------ control
     def interrupt(self) -> None:
@@ -372,11 +375,16 @@ class Runner:
             return lambda message: self.emit(Notice(self.target, message=message, level=level))
 
         self._fetcher = self.shared_fetcher or ContentFetcher(
-            workdir, self.options.fetch, on_retry=notice("info"), on_warning=notice("warning")
+            workdir,
+            self.options.fetch,
+            on_retry=notice("info"),
+            on_warning=notice("warning"),
+            start_meter=lambda shown: self.transfer_meter(self._fetching, "download", shown),
         )
         for index, (ref, selected) in enumerate(zip(self.refs, self.selected.steps, strict=True)):
             if not selected.runs:
                 continue
+            self._fetching = ref
             for content in _contents(selected.step):
                 try:
                     self._fetched[content] = await self._guarded(self._fetcher.fetch(content))
@@ -744,9 +752,14 @@ class Runner:
                 self.target, step=ref, kind="upload", text=action.remote_path, detail=action.content.describe()
             )
         )
+        total = len(data) if isinstance(data, bytes) else None
         for drops in range(1, MAX_DROPS_PER_ACTION + 2):
+            meter = self.transfer_meter(ref, "upload", action.remote_path, total)
             try:
-                await self._guarded(self._transport().put(data, action.remote_path, action.mode))
+                await self._guarded(
+                    self._transport().put(data, action.remote_path, action.mode, on_progress=meter.update)
+                )
+                meter.finish()
                 return
             except RemoteFileError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {exc}") from None
@@ -768,6 +781,10 @@ class Runner:
                 )
             except TransportError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {action.remote_path}: {exc}") from None
+
+    def transfer_meter(self, ref: StepRef | None, direction: str, path: str, total: int | None = None) -> TransferMeter:
+        """A meter whose reports become TransferProgress events of ``ref`` (None: of no step)."""
+        return event_meter(self.emit, self.target, ref, direction, path, total, self.options.transfer)
 
     def _count_reboot(self, result: StepResult, rebooted: bool | None, note: str) -> None:
         if rebooted is False:

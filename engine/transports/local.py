@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import stat
 from pathlib import Path
 
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import OutputCallback, RemoteFileError, Transport, TransportError
+from aibx.engine.transports.base import OutputCallback, ProgressCallback, RemoteFileError, Transport, TransportError
 
 CHUNK = 64 * 1024
+COPY_BLOCK = 1024 * 1024
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SHELL = "/bin/sh"
 
@@ -103,7 +103,14 @@ class LocalTransport(Transport):
         with contextlib.suppress(ProcessLookupError):  # what the group left behind
             os.killpg(process.pid, signal.SIGKILL)
 
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         path = Path(remote_path)
         parent = path.parent
         if not parent.is_dir():
@@ -112,7 +119,11 @@ class LocalTransport(Transport):
         if path.is_dir():
             raise RemoteFileError(remote_path, "is a directory; the destination must name the file")
         try:
-            await asyncio.to_thread(_write_file, data, path)
+            progress = None
+            if on_progress is not None:
+                loop = asyncio.get_running_loop()
+                progress = lambda done, total: loop.call_soon_threadsafe(on_progress, done, total)  # noqa: E731
+            await asyncio.to_thread(_write_file, data, path, progress)
             if mode is not None:
                 path.chmod(mode)
         except _PartialWrite as exc:
@@ -142,17 +153,23 @@ class _PartialWrite(Exception):
         self.reason = reason
 
 
-def _write_file(data: bytes | Path, path: Path) -> None:
+def _write_file(data: bytes | Path, path: Path, on_progress: ProgressCallback | None = None) -> None:
     """Write ``path``; if that fails once it is open (a full disk), remove it rather than leave a truncated file
     that looks like the real one (a regular file only: never a device such as /dev/full). Failing to open it
-    changes nothing."""
+    changes nothing. ``on_progress`` hears (from this worker thread) how far a copy of a file got."""
     dst = path.open("wb")
     regular = stat.S_ISREG(os.fstat(dst.fileno()).st_mode)
     try:
         with dst:
             if isinstance(data, Path):
                 with data.open("rb") as src:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                    total = os.fstat(src.fileno()).st_size
+                    done = 0
+                    while block := src.read(COPY_BLOCK):
+                        dst.write(block)
+                        done += len(block)
+                        if on_progress is not None:
+                            on_progress(done, total)
             else:
                 dst.write(data)
     except OSError as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import io
 import os
 import posixpath
 import signal
@@ -29,7 +30,14 @@ from typing import BinaryIO
 
 import asyncssh
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import ConnectError, ConnectionLost, OutputCallback, RemoteFileError, Transport
+from aibx.engine.transports.base import (
+    ConnectError,
+    ConnectionLost,
+    OutputCallback,
+    ProgressCallback,
+    RemoteFileError,
+    Transport,
+)
 from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT as WINDOWS_BOOT_IDENTITY_SCRIPT
 
 from aibx import powershell
@@ -382,9 +390,17 @@ class SshTransport(Transport):
         an ordinary character in SFTP paths); other paths go as they are."""
         return remote_path.replace("\\", "/") if self.windows else remote_path
 
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
+        block = sftp.limits.max_write_len or 32768
         try:
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
@@ -397,9 +413,9 @@ class SshTransport(Transport):
             try:
                 if isinstance(data, Path):
                     with data.open("rb") as src:
-                        await _pipelined_write(f, src, sftp.limits.max_write_len or 32768)
+                        await _pipelined_write(f, src, block, data.stat().st_size, on_progress)
                 else:
-                    await f.write(data)
+                    await _pipelined_write(f, io.BytesIO(data), block, len(data), on_progress)
                 if mode is not None and not self.windows:
                     await f.chmod(mode)
                 # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
@@ -482,21 +498,42 @@ async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
         return False
 
 
-async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:
+async def _pipelined_write(
+    f: asyncssh.SFTPClientFile,
+    src: BinaryIO,
+    block: int,
+    total: int,
+    on_progress: ProgressCallback | None = None,
+) -> None:
     """Write a local file with up to UPLOAD_DEPTH SFTP requests in flight, reading it block by block (asyncssh's
-    own writer takes a whole buffer and waits for all its requests before the next one)."""
+    own writer takes a whole buffer and waits for all its requests before the next one). ``on_progress`` hears
+    the bytes the server has acknowledged."""
     pending: set[asyncio.Future[int]] = set()
+    sizes: dict[asyncio.Future[int], int] = {}
     offset = 0
+    written = 0
+
+    def acknowledged(done: set[asyncio.Future[int]]) -> None:
+        nonlocal written
+        errors = [e for e in (finished.exception() for finished in done) if e is not None]  # each one retrieved
+        if errors:
+            raise errors[0]
+        written += sum(sizes.pop(finished) for finished in done)
+        if on_progress is not None and done:
+            on_progress(written, total)
+
     try:
         while chunk := src.read(block):
             if len(pending) >= UPLOAD_DEPTH:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                errors = [e for e in (finished.exception() for finished in done) if e is not None]
-                if errors:
-                    raise errors[0]
-            pending.add(asyncio.ensure_future(f.write(chunk, offset)))
+                acknowledged(done)
+            request = asyncio.ensure_future(f.write(chunk, offset))
+            sizes[request] = len(chunk)
+            pending.add(request)
             offset += len(chunk)
-        await asyncio.gather(*pending)
+        if pending:
+            done, _ = await asyncio.wait(pending)
+            acknowledged(done)
         pending = set()
     except asyncio.CancelledError:
         for request in pending:
