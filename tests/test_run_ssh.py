@@ -75,6 +75,16 @@ def wait_for(path: Path, timeout: float = 20.0) -> str:
     return path.read_text().strip()
 
 
+def wait_running(token: str, timeout: float = 20.0) -> list[int]:
+    """The processes whose command line contains ``token``, once there is one (the script may not have reached
+    that command yet when its first line has run)."""
+    deadline = time.monotonic() + timeout
+    while not running(token):
+        assert time.monotonic() < deadline, f"no process with {token!r} in its command line"
+        time.sleep(0.02)
+    return running(token)
+
+
 def wait_gone(token: str, timeout: float = 10.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while running(token) and time.monotonic() < deadline:
@@ -446,7 +456,7 @@ def test_sigint_or_sigterm_stops_the_remote_process_and_removes_temp_files(
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
         script = wait_for(ssh_target.host_path(f"{d}/script"))
-        assert running(f"sleep {token}")
+        assert wait_running(f"sleep {token}")
         proc.send_signal(signum)
         assert proc.wait(timeout=30) == 130, console.read_text()
     assert wait_gone(f"sleep {token}") == []
