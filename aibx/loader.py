@@ -84,17 +84,23 @@ def parse_assignments(items: Iterable[str]) -> tuple[dict[str, str], list[Diagno
     """Parse ``-p NAME=VALUE`` arguments."""
     out: dict[str, str] = {}
     diags: list[Diagnostic] = []
-    for item in items:
+    # a value is never echoed: it may be a password (and a forgotten "NAME=" leaves only the value)
+    for number, item in enumerate(items, 1):
         name, sep, value = item.partition("=")
-        if undecodable(item):
-            shown = os.fsencode(item).decode("utf-8", "backslashreplace")
-            diags.append(make("AIB007", f"-p {shown}: not UTF-8 text", file=COMMAND_LINE))
-            continue
         if not sep or not name.strip():
-            diags.append(make("AIB007", f'-p expects NAME=VALUE, got "{item}"', file=COMMAND_LINE))
+            message = f'-p expects NAME=VALUE: the {_ordinal(number)} -p has no "NAME=" (its text is not shown)'
+            diags.append(make("AIB007", message, file=COMMAND_LINE))
+            continue
+        if undecodable(item):
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            diags.append(make("AIB007", f"-p {shown}=...: not UTF-8 text", file=COMMAND_LINE))
             continue
         out[name.strip()] = value
     return out, diags
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def unused_assignments(parameters: Mapping[str, str], results: Iterable[LoadResult]) -> list[Diagnostic]:
@@ -360,10 +366,11 @@ class _Loader:
                 try:
                     supplied[target] = _Supplied(json.loads(text), COMMAND_LINE)
                 except (ValueError, RecursionError):
+                    got = "something else" if ptype.startswith("secure") else f'"{text}"'  # a secret: not shown
                     self.add(
                         "AIB007",
                         f"-p {name}: parameter '{target}' is of type {ptype} and needs a JSON value such as "
-                        f'{_EXAMPLES.get(ptype, "3")}, got "{text}"',
+                        f"{_EXAMPLES.get(ptype, '3')}, got {got}",
                         file=COMMAND_LINE,
                     )
                 continue

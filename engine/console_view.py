@@ -1,7 +1,9 @@
 """Live output of a run on the terminal: every output line prefixed with its step's name, step start and end lines,
 what happens when the connection drops (the wait for the VM, its progress, the reboot), and on a terminal a status
-line (step k/n, name, elapsed time) and colour (never with NO_COLOR). With many hosts every line starts with the
-host's ``prefix``."""
+line (step k/n, name, elapsed time, how long the step has been silent, a long upload's or download's progress) and
+colour (never with NO_COLOR). Elsewhere (a CI log) a step silent for a long time gets a line now and then saying it
+still runs, and a long transfer its progress every so often. With many hosts every line starts with the host's
+``prefix``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from aibx.engine.events import (
@@ -26,6 +30,7 @@ from aibx.engine.events import (
     StepRef,
     StepSkipped,
     StepStarted,
+    TransferProgress,
     UpdateRound,
     WaitingForHost,
 )
@@ -41,6 +46,31 @@ _OUTCOME_STYLE = {
     Outcome.CONNECT_FAILED: ("red", "bold"),
     Outcome.REFUSED: ("red", "bold"),
 }
+
+
+@dataclass(frozen=True)
+class ProgressTiming:
+    """How often time passing is shown (``tick()`` is called a few times a second)."""
+
+    heartbeat_after: float = 60.0  # not on a terminal: "still running" after this long without a line
+    silence_after: float = 10.0  # on a terminal: the status line says how long the step has been silent
+    transfer_line_every: float = 10.0  # not on a terminal: a long transfer's progress, at most this often
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_transfer(event: TransferProgress) -> str:
+    """ "45% of 1.0 GiB, 12.0 MiB/s", or "120.0 MiB, 5.0 MiB/s" when the size is unknown."""
+    rate = f"{format_bytes(event.rate)}/s"
+    if event.total:
+        return f"{event.transferred * 100 // event.total}% of {format_bytes(event.total)}, {rate}"
+    return f"{format_bytes(event.transferred)}, {rate}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -64,6 +94,8 @@ class ConsoleView:
         status_line: bool | None = None,
         files: tuple[str, ...] = (),
         prefix: str = "",
+        timing: ProgressTiming | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -77,6 +109,12 @@ class ConsoleView:
         self.status_shown = False
         self.not_run = 0
         self.waiting: tuple[str, float] | None = None  # (what, since when) while the VM is away
+        self.timing = timing or ProgressTiming()
+        self.clock = clock
+        self.last_line = clock()  # when a line was last written
+        self.last_output: float | None = None  # when the current step last printed something
+        self.transfer: TransferProgress | None = None  # a long upload or download under way
+        self.transfer_line_at = 0.0  # its elapsed time at its last progress line (not on a terminal)
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
@@ -97,29 +135,78 @@ class ConsoleView:
             if stream is not self.out:
                 self.out.flush()
         stream.write(text)
+        if text:
+            self.last_line = self.clock()
         if stream is not self.out or not self.status_enabled:
             stream.flush()
         self._draw_status()
 
     def _draw_status(self) -> None:
-        if not self.status_enabled or self.current is None:
+        if not self.status_enabled or (self.current is None and self.transfer is None):
             self.out.flush()
             return
-        ref = self.current
-        elapsed = format_seconds(time.monotonic() - self.step_started)
-        text = f"[{ref.index}/{ref.total}] {ref.name}  {elapsed}"
+        now = self.clock()
+        parts = []
+        if self.current is not None:
+            ref = self.current
+            parts.append(f"[{ref.index}/{ref.total}] {ref.name}  {format_seconds(now - self.step_started)}")
         if self.waiting is not None:
             what, since = self.waiting
-            text += f"  {what}… {format_seconds(time.monotonic() - since)}"
+            parts.append(f"{what}… {format_seconds(now - since)}")
+        elif self.transfer is not None:
+            where = "" if self.current is not None else f" {self.transfer.path}"
+            parts.append(f"{self.transfer.direction}{where} {format_transfer(self.transfer)}")
+        elif self.current is not None:
+            silent = now - (self.last_output if self.last_output is not None else self.step_started)
+            if silent >= self.timing.silence_after:
+                parts.append(f"no output for {format_seconds(silent)}")
+        text = "  ".join(parts)
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.out.write("\r\033[K" + self.style(text[:width], "dim"))
         self.out.flush()
         self.status_shown = True
 
     def tick(self) -> None:
-        """Redraw the status line (the elapsed time); called a few times a second while a run goes on."""
-        if self.status_enabled and self.current is not None:
+        """Show time passing; called a few times a second while a run goes on. On a terminal the status line is
+        redrawn; elsewhere a step without a line for ``heartbeat_after`` (no output, no transfer progress: a
+        stalled upload too) gets a line saying it still runs (not while the VM is away: those waits say so
+        themselves)."""
+        if self.status_enabled:
+            if self.current is not None or self.transfer is not None:
+                self._write("")
+            return
+        ref = self.current
+        now = self.clock()
+        if ref is None or self.waiting is not None:
+            return
+        if now - self.last_line < self.timing.heartbeat_after:
+            return
+        if self.last_output is None:
+            last = "no output yet"
+        else:
+            last = f"last output {format_seconds(now - self.last_output)} ago"
+        running = format_seconds(now - self.step_started)
+        self._write(self.style(f"[{ref.index}/{ref.total}] {ref.name}: still running, {running}, {last}", "dim") + "\n")
+
+    def _transfer(self, event: TransferProgress) -> None:
+        """On a terminal the status line shows the progress; elsewhere a line every ``transfer_line_every``
+        seconds. Both get a line when the transfer is done."""
+        if event.finished:
+            self.transfer = None
+            verb, where = ("uploaded", "to") if event.direction == "upload" else ("downloaded", "from")
+            rate = f"{format_bytes(event.rate)}/s"
+            took = format_seconds(event.elapsed)
+            text = f"{verb} {format_bytes(event.transferred)} {where} {event.path} in {took} ({rate})"
+            self._write(self.style(text, "dim") + "\n")
+            return
+        if self.transfer is None or self.transfer.path != event.path:
+            self.transfer_line_at = 0.0
+        self.transfer = event
+        if self.status_enabled:
             self._write("")
+        elif event.elapsed - self.transfer_line_at >= self.timing.transfer_line_every:
+            self.transfer_line_at = event.elapsed
+            self._write(self.style(f"{event.direction} {event.path}: {format_transfer(event)}", "dim") + "\n")
 
     def _prefix(self, ref: StepRef, stream: str) -> str:
         return self.style(f"{ref.name} |", "red" if stream == "stderr" else "cyan")
@@ -128,17 +215,19 @@ class ConsoleView:
     def __call__(self, event: Event) -> None:
         s = self.style
         if isinstance(event, Output):
+            if self.current is not None and event.step.index == self.current.index:
+                self.last_output = self.clock()
             prefix = self._prefix(event.step, event.stream)
             self._write("".join(f"{prefix} {line}\n" for line in event.lines))
         elif isinstance(event, StepStarted):
-            self.current, self.step_started = event.step, time.monotonic()
+            self.current, self.step_started, self.last_output = event.step, self.clock(), None
             ref = event.step
             self._write(s(f"==> [{ref.index}/{ref.total}] {ref.name}", "bold") + s(f" ({ref.kind})", "dim") + "\n")
         elif isinstance(event, StepFinished):
             ref = event.step
             took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
             verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
-            self.current = None  # the run's final message explains a failure
+            self.current = self.transfer = None  # the run's final message explains a failure
             note = ""
             if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
                 note = s(" (ended by a reboot before the command finished)", "yellow")
@@ -151,7 +240,8 @@ class ConsoleView:
                 text = f"the VM is restarting ({event.reason}); waiting up to {window} for it to come back"
             else:
                 text = f"connection lost during {event.during}: {event.reason}; waiting up to {window} for it"
-            self.waiting = (f"waiting for the VM ({event.during})", time.monotonic())
+            self.waiting = (f"waiting for the VM ({event.during})", self.clock())
+            self.transfer = None  # an upload cut off: the runner says so, and starts it again
             self._write(s(text, "yellow") + "\n")
         elif isinstance(event, WaitingForHost):
             if event.phase == "down":
@@ -176,6 +266,8 @@ class ConsoleView:
             ref = event.step
             reason = f" ({event.reason})" if event.reason else ""
             self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
+        elif isinstance(event, TransferProgress):
+            self._transfer(event)
         elif isinstance(event, UpdateRound):
             after = {"restart": "; restarting the VM", "again": "; searching again"}.get(event.next, "")
             self._write(s(f"Windows Update {event.summary}{after}", "bold") + "\n")
@@ -197,7 +289,7 @@ class ConsoleView:
             boot = f", boot id {event.boot_id}" if event.boot_id else ""
             self._write(s(f"connected in {format_seconds(event.seconds)}{boot}", "dim") + "\n")
         elif isinstance(event, RunFinished):
-            self.current = None
+            self.current = self.transfer = None
             took = format_seconds(event.ended - event.started)
             verdict = s(f"run {event.outcome.value}", *_OUTCOME_STYLE.get(event.outcome, ()))
             files = "".join(s(f"{name}\n", "dim") for name in self.files)

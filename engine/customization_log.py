@@ -21,6 +21,7 @@ from aibx.engine.events import (
     StepFinished,
     StepSkipped,
     StepStarted,
+    TransferProgress,
     UpdateRound,
     WaitingForHost,
 )
@@ -125,6 +126,17 @@ class CustomizationLog:
             ref = event.step
             reason = f": {event.reason}" if event.reason else ""
             self._line(t, "INFO", f"step {ref.index}/{ref.total} {ref.name!r}: {event.outcome.value}{reason}")
+        elif isinstance(event, TransferProgress):
+            if not event.finished:  # the log keeps what happened, not how it went along
+                return
+            where = f"{event.step.name}: " if event.step else ""
+            verb, place = ("uploaded", "to") if event.direction == "upload" else ("downloaded", "from")
+            self._line(
+                t,
+                "INFO",
+                f"{where}{verb} {event.transferred} bytes {place} {event.path} in {event.elapsed:.3f} s "
+                f"({event.rate / 1048576:.1f} MiB/s)",
+            )
         elif isinstance(event, UpdateRound):
             name = event.step.name
             self._line(t, "INFO", f"{name}: Windows Update {event.summary}; next: {event.next}")

@@ -114,6 +114,27 @@ class StepFinished(Event):
 
 
 @dataclass(frozen=True)
+class TransferProgress(Event):
+    """Bytes of a long transfer so far: an upload to the VM (``direction`` "upload", ``path`` the remote path) or a
+    download of a scriptUri/sourceUri before connecting ("download", ``path`` the URI without its query). Only a
+    transfer still under way after a moment reports (``progress.TransferMeter``), now and then, and once more
+    with ``finished`` when it is complete. ``total`` is None when the server does not say."""
+
+    step: StepRef | None
+    direction: str
+    path: str
+    transferred: int
+    total: int | None
+    elapsed: float
+    finished: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second so far."""
+        return self.transferred / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class ConnectionDropped(Event):
     """The connection to the VM dropped, or the VM is going down (``expected``: it was asked to restart, or the
     step's script said so); the runner waits for it within ``window_seconds``."""

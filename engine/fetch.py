@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aibx.engine.progress import TransferMeter
+
 from aibx import __version__
 from aibx.plan import Content, redact_uri
 
@@ -47,6 +49,15 @@ class FetchPolicy:
     max_delay: float = 30.0
     timeout: float = 30.0  # without a byte from the server
 
+    def delays(self) -> list[float]:
+        """The pauses between the tries: ``first_delay``, doubled after every failure, at most ``max_delay``
+        (by default 1, 2, 4, 8, 16, 30, 30, 30, 30 s: 2.5 minutes of waiting at most, plus the tries)."""
+        out, delay = [], self.first_delay
+        for _ in range(self.tries - 1):
+            out.append(delay)
+            delay = min(delay * 2, self.max_delay)
+        return out
+
 
 class ContentFetcher:
     def __init__(
@@ -55,11 +66,14 @@ class ContentFetcher:
         policy: FetchPolicy | None = None,
         on_retry: Callable[[str], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        start_meter: Callable[[str], TransferMeter] | None = None,
     ) -> None:
         self.workdir = workdir
         self.policy = policy or FetchPolicy()
         self.on_retry = on_retry or (lambda message: None)
         self.on_warning = on_warning or (lambda message: None)
+        # given a URI as it may be shown, the meter its download reports its progress to
+        self.start_meter = start_meter
         self._done: dict[Content, Path] = {}
         self._names = itertools.count()  # fetches may run at the same time (SharedFetcher): each its own file
         self._cancel = threading.Event()
@@ -72,6 +86,9 @@ class ContentFetcher:
             digest = await asyncio.to_thread(self._copy_local, Path(content.local_path), target)
             where = content.local_path
         elif content.uri is not None:
+            if not content.uri.lower().startswith(("https:", "http:")):
+                # urllib would read file:, ftp: and data: too; what reaches here was checked by provisioners/sources
+                raise FetchError(f"{redact_uri(content.uri)}: aibx downloads only https and http URIs")
             digest = await self._download(content.uri, target)
             where = redact_uri(content.uri)
             if content.uri.lower().startswith("http:"):
@@ -108,25 +125,39 @@ class ContentFetcher:
     # ------------------------------------------------------------------------------------------ downloads
     async def _download(self, uri: str, target: Path) -> str:
         shown = redact_uri(uri)
-        delay = self.policy.first_delay
+        delays = self.policy.delays()
+        meter = self.start_meter(shown) if self.start_meter is not None else None
+        progress = None
+        if meter is not None:
+            loop = asyncio.get_running_loop()
+
+            def progress(done: int, total: int | None) -> None:  # in the worker thread
+                loop.call_soon_threadsafe(meter.update, done, total)
+
         for attempt in range(1, self.policy.tries + 1):
             try:
-                return await asyncio.to_thread(self._download_once, uri, target)
+                digest = await asyncio.to_thread(self._download_once, uri, target, progress)
+                if meter is not None:  # the worker's last update is in: it was scheduled before the result
+                    meter.finish()
+                return digest
             except _Transient as exc:
                 if attempt == self.policy.tries:
                     raise FetchError(f"cannot download {shown} after {attempt} tries: {exc}") from None
+                delay = delays[attempt - 1]
                 self.on_retry(
                     f"download of {shown} failed ({exc}); try {attempt + 1} of {self.policy.tries} in {delay:g} s"
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.policy.max_delay)
         raise AssertionError("unreachable")
 
-    def _download_once(self, uri: str, target: Path) -> str:
+    def _download_once(self, uri: str, target: Path, progress: Callable[[int, int | None], None] | None = None) -> str:
         request = urllib.request.Request(uri, headers={"User-Agent": f"aibx/{__version__}"})
         try:
             with urllib.request.urlopen(request, timeout=self.policy.timeout) as response, target.open("wb") as dst:
-                return _copy_hashing(response, dst, self._cancel)
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                on_chunk = (lambda done: progress(done, total)) if progress is not None else None
+                return _copy_hashing(response, dst, self._cancel, on_chunk)
         except urllib.error.HTTPError as exc:
             text = f"HTTP {exc.code} {exc.reason}"
             if exc.code in TRANSIENT_HTTP:
@@ -150,13 +181,17 @@ class ContentFetcher:
             raise FetchError(f"cannot download {redact_uri(uri)}: {exc}") from None
 
 
-def _copy_hashing(src, dst, cancel: threading.Event | None = None) -> str:  # type: ignore[no-untyped-def]
+def _copy_hashing(src, dst, cancel: threading.Event | None = None, on_chunk=None) -> str:  # type: ignore[no-untyped-def]
     digest = hashlib.sha256()
+    done = 0
     while chunk := src.read(CHUNK):
         if cancel is not None and cancel.is_set():
             raise FetchError("cancelled")
         digest.update(chunk)
         dst.write(chunk)
+        if on_chunk is not None:
+            done += len(chunk)
+            on_chunk(done)
     return digest.hexdigest()
 
 

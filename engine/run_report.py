@@ -1,7 +1,8 @@
-"""The JSON report of a run (``--report FILE``): per step its name, type, start, end, exit code and outcome; the
-host's boot identity; every reboot (when, during what, how long the VM was away, the boot identities); for a
-WindowsUpdate step each round (counts, and every selected update's KB, title, result and HRESULT); the totals.
-Written when the run ends, whatever way it ends. For many hosts, ``FleetReport`` holds one such document per host.
+"""The JSON report of a run (``--report FILE``, or standard output with ``--format json``): per step its name,
+type, start, end, exit code and outcome; the host's boot identity; every reboot (when, during what, how long the VM
+was away, the boot identities); for a WindowsUpdate step each round (counts, and every selected update's KB, title,
+result and HRESULT); the totals. Written when the run ends, whatever way it ends. For many hosts, ``FleetReport``
+holds one such document per host.
 """
 
 from __future__ import annotations
@@ -170,8 +171,8 @@ class FleetReport:
 
     SHARED = ("aibx", "formatVersion", "template", "os", "commandLine")
 
-    def __init__(self, path: str | Path, template: str, command_line: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None, template: str, command_line: str) -> None:
+        self.path = Path(path) if path is not None else None  # None: only kept (``document()``)
         self.template = template
         self.command_line = command_line
         self.hosts: list[tuple[str, RunReport, str]] = []  # (host as written, its report, its log file)
@@ -201,4 +202,5 @@ class FleetReport:
         }
 
     def write(self, exit_code: int, parallel: int) -> None:
+        assert self.path is not None
         write_json(self.path, self.document(exit_code, parallel))

@@ -66,6 +66,7 @@ from aibx.engine.events import (
 )
 from aibx.engine.fetch import ContentFetcher, FetchError, FetchPolicy, SharedFetcher
 from aibx.engine.output import LineSplitter
+from aibx.engine.progress import TransferMeter, TransferTiming, event_meter
 from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.transports.base import (
     ConnectError,
@@ -95,6 +96,18 @@ ENDED_BY_REBOOT = (
     "ended by a reboot before the command finished: it did not run to completion and has no exit code; "
     "counted as succeeded, as AIB and Packer's expect_disconnect do"
 )
+# What a failing command's stderr says about a VM that cannot run it as asked, and what to do about it
+FAILURE_HINTS = (
+    (
+        ("sudo: a terminal is required", "sudo: a password is required", "sudo: no password was provided"),
+        "sudo on the VM asks for a password, and aibx runs commands without a terminal (as AIB does): give the "
+        "user passwordless sudo (NOPASSWD) for the build",
+    ),
+    (
+        ("/bin/sh: No such file or directory", "/bin/sh: not found", "/bin/sh: bad interpreter"),
+        "the VM has no /bin/sh, which runs inline Shell lines (/bin/sh -e, as AIB does) and aibx's wrapper",
+    ),
+)
 EXIT_CODES = {
     Outcome.SUCCEEDED: ExitCode.OK,
     Outcome.FAILED: ExitCode.FAILED,
@@ -118,6 +131,7 @@ class RunOptions:
     progress_interval: float = 10.0  # how often a wait for the VM is reported
     down_poll: float = 0.5  # how often a VM on its way down is asked whether it still runs
     restart_check_interval: float = 5.0  # between restartCheckCommand attempts (as Packer)
+    transfer: TransferTiming = field(default_factory=TransferTiming)  # when long uploads and downloads report
 
 
 @dataclass
@@ -200,6 +214,7 @@ class Runner:
         self._fetched: dict[Content, Path] = {}
         self._fetcher: ContentFetcher | SharedFetcher | None = None
         self._kept: list[tuple[KeptFile, str]] = []  # files earlier steps left for later ones, with the step's name
+        self._fetching: StepRef | None = None  # the step whose script or file is being fetched
 
     # ------------------------------------------------------------------------------------------ control
     def interrupt(self) -> None:
@@ -361,11 +376,16 @@ class Runner:
             return lambda message: self.emit(Notice(self.target, message=message, level=level))
 
         self._fetcher = self.shared_fetcher or ContentFetcher(
-            workdir, self.options.fetch, on_retry=notice("info"), on_warning=notice("warning")
+            workdir,
+            self.options.fetch,
+            on_retry=notice("info"),
+            on_warning=notice("warning"),
+            start_meter=lambda shown: self.transfer_meter(self._fetching, "download", shown),
         )
         for index, (ref, selected) in enumerate(zip(self.refs, self.selected.steps, strict=True)):
             if not selected.runs:
                 continue
+            self._fetching = ref
             for content in _contents(selected.step):
                 try:
                     self._fetched[content] = await self._guarded(self._fetcher.fetch(content))
@@ -737,9 +757,14 @@ class Runner:
                 self.target, step=ref, kind="upload", text=action.remote_path, detail=action.content.describe()
             )
         )
+        total = len(data) if isinstance(data, bytes) else None
         for drops in range(1, MAX_DROPS_PER_ACTION + 2):
+            meter = self.transfer_meter(ref, "upload", action.remote_path, total)
             try:
-                await self._guarded(self._transport().put(data, action.remote_path, action.mode))
+                await self._guarded(
+                    self._transport().put(data, action.remote_path, action.mode, on_progress=meter.update)
+                )
+                meter.finish()
                 return
             except RemoteFileError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {exc}") from None
@@ -761,6 +786,10 @@ class Runner:
                 )
             except TransportError as exc:
                 raise _StepFailed(Outcome.FAILED, f"cannot write {action.remote_path}: {exc}") from None
+
+    def transfer_meter(self, ref: StepRef | None, direction: str, path: str, total: int | None = None) -> TransferMeter:
+        """A meter whose reports become TransferProgress events of ``ref`` (None: of no step)."""
+        return event_meter(self.emit, self.target, ref, direction, path, total, self.options.transfer)
 
     async def _check_kept_files(self, ref: StepRef) -> None:
         """After a step in which the VM restarted: warn about every file an earlier step left for a later one
@@ -1105,6 +1134,9 @@ class _OutputCollector:
         lines, what = (self.tail, "stderr") if self.tail else (self.last_stdout, "output")
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
+        for needles, hint in FAILURE_HINTS:
+            if any(needle in line for line in self.tail for needle in needles):
+                text += f"\nhint: {hint}"
         return text
 
 

@@ -34,6 +34,7 @@ class CompileOptions:
     fetch_on_target: bool = False  # let the VM download scriptUri/sourceUri itself, as AIB does
     allow_any_destination: bool = False  # File on Linux outside /tmp
     base_dir: str = "."  # where relative file: URIs are resolved (the template's folder)
+    allow_local_files: bool = False  # file: URIs may name any local file, not only those in base_dir
     # random part of remote temp-file names; tests pass a fixed one for golden output
     random_name: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
 

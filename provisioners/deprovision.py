@@ -51,8 +51,15 @@ def default_script(os_type: model.OsType) -> bytes:
 def stage(ctx: CompileContext) -> StepPlan:
     path = ctx.template.deprovision_path
     plan = StepPlan(name="stage deprovisioning script", kind="Deprovision", phase="stage")
+    # 0644 on Linux: never writable by others, as it later runs with sudo (Windows ignores the mode)
+    mode = None if ctx.os_type is model.OsType.WINDOWS else 0o644
     plan.actions.append(
-        Upload(path, Content(data=default_script(ctx.os_type)), description="AIB's default deprovisioning script")
+        Upload(
+            path,
+            Content(data=default_script(ctx.os_type)),
+            mode=mode,
+            description="AIB's default deprovisioning script",
+        )
     )
     plan.notes.append(f"customizers may replace {path}; it runs last only with --generalize")
     if ctx.os_type is not model.OsType.WINDOWS:
@@ -68,6 +75,25 @@ def lost_after_reboot_message(path: str) -> str:
         "image that does the same the deprovisioning step would find no script and the image would not be "
         "generalized. Write the script again in a step after the reboot (AIB's default runs "
         "'/usr/sbin/waagent -force -deprovision+user && export HISTSIZE=0 && sync')"
+    )
+
+
+def linux_deprovision_command(path: str) -> str:
+    """Run the script at ``path`` with ``sudo -n`` (fail at once rather than wait for a password prompt nobody
+    can answer), ``MISSING_EXIT`` when it is gone. Its path is well known and it runs as root, so it runs only if
+    nobody else could have written it: a regular file (not a symlink) owned by the connecting user or root and
+    not writable by group or others (a file in the sticky /tmp cannot then be swapped either)."""
+    refuse = 'echo "aibx: $f $1: not run as root (deprovisioning)" >&2; exit 1'
+    return (
+        f"f={shlex.quote(path)}; "
+        f'if [ ! -f "$f" ]; then exit {MISSING_EXIT}; fi; '
+        f"refuse() {{ {refuse}; }}; "
+        'if [ -L "$f" ]; then refuse "is a symbolic link"; fi; '
+        'set -- $(stat -c "%u %a" "$f"); '
+        'if [ "$1" != 0 ] && [ "$1" != "$(id -u)" ]; then '
+        'refuse "belongs to user id $1, not to $(id -un) or root"; fi; '
+        'if [ $((0$2 & 022)) -ne 0 ]; then refuse "is writable by group or others (mode $2)"; fi; '
+        'sudo -n sh "$f"'
     )
 
 
@@ -131,9 +157,7 @@ def run(ctx: CompileContext) -> StepPlan:
             f"Azure replace {path} in a customizer"
         )
     else:
-        # sudo -n: fail at once instead of waiting for a password prompt nobody can answer
-        q = shlex.quote(path)
-        command = f"if [ ! -f {q} ]; then exit {MISSING_EXIT}; fi; sudo -n sh {q}"
+        command = linux_deprovision_command(path)
         plan.actions.append(
             Exec(
                 command,

@@ -33,7 +33,7 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
     problem = _destination_problem(destination, windows, ctx.options.allow_any_destination)
     if problem:
         plan.blocked.append(f"destination {destination!r}: {problem}")
-    source = sources.resolve(uri, checksum, ctx.options.base_dir)
+    source = sources.resolve(uri, checksum, ctx.options.base_dir, allow_local_files=ctx.options.allow_local_files)
     if source.blocked:
         plan.blocked.append(f"sourceUri: {source.blocked}")
     if plan.blocked:

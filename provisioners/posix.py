@@ -17,7 +17,8 @@ from collections.abc import Sequence
 TEMP_DIR = "/tmp"
 INLINE_INTERPRETER = "/bin/sh -e"
 INLINE_SHEBANG = f"#!{INLINE_INTERPRETER}"
-# The wrapper's own exit code when it cannot create the script file (it exists already, /tmp is full, ...).
+# The wrapper's own exit code when it cannot create the script file (it exists already, no permission, ...) or
+# cannot write all of it (/tmp is full: the partial file is removed, the line before says why).
 CANNOT_CREATE_EXIT = 125
 # What the wrapper prints on stderr when the script succeeded and the VM is on its way down (``shutdown -r now``,
 # ``systemctl reboot``): the runner then waits for the reboot instead of starting the next step on a dying VM.
@@ -43,13 +44,13 @@ def inline_script(lines: Sequence[str]) -> bytes:
 def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdown: bool = False) -> str:
     """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
 
-    ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; they apply in a subshell that
-    becomes ``cat`` (no extra process), so the script itself runs with the session's own umask, as under AIB and
-    Packer (with 077 a ``sudo mkdir -p /opt/app`` would make a directory only root can enter). The traps remove
-    the file when the process group is signalled (interrupt, timeout) and exit the way a signalled shell would.
-    Without an ``interpreter`` the file is made executable and run by its own ``#!`` line (a scriptUri's); with
-    one (inline lines, whose shebang aibx wrote) it is run by that interpreter, which saves a process and works on
-    a /tmp mounted noexec.
+    ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; they apply in a subshell only, so the
+    script itself runs with the session's own umask, as under AIB and Packer (with 077 a ``sudo mkdir -p /opt/app``
+    would make a directory only root can enter). A file that cannot be written whole (a full disk) is removed,
+    never run; the traps remove it when the process group is signalled (interrupt, timeout) and exit the way a
+    signalled shell would. Without an ``interpreter`` the file is made executable and run by its own ``#!`` line (a
+    scriptUri's); with one (inline lines, whose shebang aibx wrote) it is run by that interpreter, which saves a
+    process and works on a /tmp mounted noexec.
 
     ``watch_shutdown`` (a script that may restart the VM): after a successful script the wrapper asks systemd
     whether the VM is going down (``shutdown -r now`` and ``systemctl reboot`` return before the reboot cuts the
@@ -67,7 +68,9 @@ def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdow
     return (
         f"f={shlex.quote(path)}; "
         f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
-        f'(umask 077; set -C; exec cat >{f}) || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; '
+        f'(umask 077; set -C; true >{f}) || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; '
+        f'cat >>{f} || {{ rm -f {f}; echo "aibx: cannot write the script to $f (removed it)" >&2; '
+        f"exit {CANNOT_CREATE_EXIT}; }}; "
         f"{run} </dev/null; rc=$?; rm -f {f}; {watch}exit $rc"
     )
 
@@ -131,6 +134,7 @@ def fetch_to_file_script(url: str, sha256: str | None, destination: str, part_pa
         'if [ -d "$dest" ]; then echo "aibx: $dest is a directory; destination must name the file" >&2; exit 1; fi',
         "trap 'rm -f \"$part\"' EXIT",
         "umask 022",
+        'set -C; : >"$part"; set +C',  # a new file: never one planted there (or a symlink) before
         *download_commands(url, sha256, "part"),
         'mv -f "$part" "$dest"',
     ]

@@ -20,7 +20,7 @@ On Linux (an aibx extension; AIB has no PowerShell on Linux) the same runner goe
 
 from __future__ import annotations
 
-from aibx.provisioners import CompileContext
+from aibx.provisioners import CompileContext, sources
 
 from aibx import model
 from aibx import powershell as ps
@@ -111,7 +111,19 @@ def compile_step(step: model.PowerShellStep, ctx: CompileContext) -> StepPlan:
         what = f"the step's {len(step.inline or [])} inline line(s)"
     else:
         checksum = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None
-        content = Content(uri=str(step.script_uri), sha256=checksum.lower() if checksum else None)
+        source = sources.resolve(
+            str(step.script_uri),
+            checksum.lower() if checksum else None,
+            ctx.options.base_dir,
+            allow_local_files=ctx.options.allow_local_files,
+        )
+        if source.blocked:
+            plan.blocked.append(f"scriptUri: {source.blocked}")
+            return plan
+        if source.note:
+            plan.notes.append(source.note)
+        assert source.content is not None
+        content = source.content
         what = "the step's scriptUri, fetched by aibx" + (" and checked against sha256Checksum" if checksum else "")
     codes = tuple(step.effective_valid_exit_codes)
     name = ctx.options.random_name()
@@ -146,9 +158,10 @@ def compile_step(step: model.PowerShellStep, ctx: CompileContext) -> StepPlan:
             f"exit {PWSH_MISSING_EXIT}; }}; "
         )
         plan.actions = [
-            Upload(script, content, mode=0o644, description=what),
+            # owner-only: the script may hold secrets (pwsh reads it as the user, or as root with sudo)
+            Upload(script, content, mode=0o600, description=what),
             Upload(
-                runner, Content(data=ps.package_script_bytes(RUNNER)), mode=0o644, description=f"aibx/data/{RUNNER}"
+                runner, Content(data=ps.package_script_bytes(RUNNER)), mode=0o600, description=f"aibx/data/{RUNNER}"
             ),
             Exec(
                 f"{check}{sudo}pwsh {ps.POWERSHELL_FLAGS} -File {runner} -ScriptPath {script}",

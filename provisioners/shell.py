@@ -45,7 +45,9 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
     else:
         uri = str(step.script_uri)
         checksum = str(step.sha256_checksum) if step.sha256_checksum else None
-        source = sources.resolve(uri, checksum, ctx.options.base_dir, script=True)
+        source = sources.resolve(
+            uri, checksum, ctx.options.base_dir, script=True, allow_local_files=ctx.options.allow_local_files
+        )
         if source.blocked:
             plan.blocked.append(f"scriptUri: {source.blocked}")
             return plan

@@ -1,8 +1,11 @@
 """Where a customizer's script or file comes from: ``scriptUri`` / ``sourceUri`` as plan ``Content``.
 
 https and http URIs are fetched by aibx (or by the VM with ``--fetch-on-target``); ``file:`` URIs name a file on the
-machine running aibx, relative to the template's folder unless absolute (``file:scripts/a.sh``,
-``file:///srv/a.sh``). Resolving is pure: nothing is read here.
+machine running aibx, relative to the template's folder (``file:scripts/a.sh``). A template may come from someone
+else, and whatever a ``file:`` URI names is copied onto the VM, so by default it must stay inside the template's
+folder once symlinks and ``..`` are resolved; absolute paths (``file:///srv/a.sh``) and paths leading out of the
+folder need ``--allow-local-files`` (``allow_local_files``). Other schemes (ftp:, data:, ...) are refused.
+Resolving reads nothing but the file system's links.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 from aibx.plan import Content, redact_uri
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+# characters RFC 3986 does not allow anywhere in a URI (white space is refused with its own message)
+_NOT_IN_URIS = set('"<>\\^`{|}')
 
 
 @dataclass
@@ -25,9 +30,16 @@ class Source:
     note: str | None = None
 
 
-def resolve(uri: str, sha256: str | None, base_dir: str, *, script: bool = False) -> Source:
+ALLOW_LOCAL_FILES_FLAG = "--allow-local-files"
+
+
+def resolve(
+    uri: str, sha256: str | None, base_dir: str, *, script: bool = False, allow_local_files: bool = False
+) -> Source:
     if any(c.isspace() for c in uri):
         return Source(blocked=f"{redact_uri(uri)!r} contains white space; percent-encode it")
+    if any(c in _NOT_IN_URIS or ord(c) < 0x20 or c == "\x7f" for c in uri):
+        return Source(blocked=f"{redact_uri(uri)!r} contains a character a URI cannot hold as is; percent-encode it")
     try:
         parts = urlsplit(uri)
     except ValueError:
@@ -47,9 +59,30 @@ def resolve(uri: str, sha256: str | None, base_dir: str, *, script: bool = False
         path = unquote(parts.path)
         if not path:
             return Source(blocked="file URI without a path")
-        if not os.path.isabs(path):
+        absolute = os.path.isabs(path)
+        if not absolute:
             path = os.path.join(base_dir, path) if base_dir not in ("", ".") else path
+        if not allow_local_files:
+            problem = _outside_template_folder(path, absolute, base_dir)
+            if problem:
+                return Source(blocked=f"{uri!r} {problem}")
         return Source(Content(local_path=path, sha256=checksum, normalize_newlines=script))
     if not scheme:
         return Source(blocked=f"{uri!r} is not a URI; write https://…, or file:PATH for a local file")
     return Source(blocked=f"aibx cannot fetch {scheme}: URIs (https, http and file are supported)")
+
+
+def _outside_template_folder(path: str, absolute: bool, base_dir: str) -> str | None:
+    """Why a ``file:`` path may not be read without ``--allow-local-files``, or None when it stays in the
+    template's folder (after resolving symlinks and ``..``)."""
+    hint = (
+        f"; whatever it names is copied onto the VM, so aibx reads only files in the template's folder unless "
+        f"{ALLOW_LOCAL_FILES_FLAG} is given"
+    )
+    if absolute:
+        return "is an absolute path on this machine" + hint
+    folder = os.path.realpath(base_dir or ".")
+    real = os.path.realpath(path)
+    if os.path.commonpath([folder, real]) != folder:
+        return f"leads out of the template's folder (to {real})" + hint
+    return None

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.fleet import TargetFleet
 from tests.support.http_server import ContentServer
+from tests.support.network_guard import NetworkGuard
 from tests.support.power import PowerWatcher
 from tests.support.requirements import require_program, require_root
 from tests.support.sshd import SshTarget
@@ -24,6 +25,19 @@ FIXTURES = ROOT / "fixtures"
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 # Colour codes would get in the way of assertions on output.
 os.environ.setdefault("NO_COLOR", "1")
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> Iterator[NetworkGuard]:
+    """Every test: in-process name lookups and connections outside loopback (and the test's own network
+    namespaces) fail, and fail the test naming the address even when the code under test caught the error."""
+    guard = NetworkGuard().install()
+    try:
+        yield guard
+    finally:
+        guard.uninstall()
+    if guard.violations:
+        pytest.fail("\n".join(dict.fromkeys(guard.violations)), pytrace=False)
 
 
 @pytest.fixture

@@ -153,6 +153,35 @@ def test_fetch_gives_up_after_the_tries(tmp_path: Path, content_server) -> None:
     assert len(content_server.requests) == 3
 
 
+def test_fetch_gives_up_after_ten_tries_as_aib_with_doubling_pauses(tmp_path: Path, content_server) -> None:
+    url = content_server.serve("/a.sh", b"x", failures=[503] * 12)
+    notes: list[str] = []
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    fetcher = ContentFetcher(workdir, FetchPolicy(first_delay=0.001, max_delay=0.004), on_retry=notes.append)
+    with pytest.raises(FetchError, match="after 10 tries: HTTP 503"):
+        asyncio.run(fetcher.fetch(Content(uri=url)))
+    assert len(content_server.requests) == 10 and len(notes) == 9
+    pauses = [note.rsplit(" in ", 1)[1] for note in notes]
+    assert pauses == ["0.001 s", "0.002 s", "0.004 s", "0.004 s", "0.004 s", "0.004 s", "0.004 s", "0.004 s", "0.004 s"]
+
+
+def test_the_default_fetch_policy_is_ten_tries_within_three_minutes() -> None:
+    policy = FetchPolicy()
+    assert policy.tries == 10
+    assert policy.delays() == [1, 2, 4, 8, 16, 30, 30, 30, 30]  # 151 s of pauses at most
+
+
+def test_fetch_retries_a_refused_connection_and_does_not_retry_a_missing_file(tmp_path: Path, content_server) -> None:
+    from tests.support.sshd import free_port
+
+    with pytest.raises(FetchError, match="after 3 tries: Connection refused"):
+        fetch(tmp_path, Content(uri=f"http://127.0.0.1:{free_port()}/a.sh"), tries=3)
+    with pytest.raises(FetchError, match="HTTP 404 Not Found"):
+        fetch(tmp_path, Content(uri=content_server.url("/missing.sh")))
+    assert content_server.requests == ["/missing.sh"]
+
+
 def test_fetch_does_not_retry_a_forbidden_download(tmp_path: Path, content_server) -> None:
     url = content_server.serve("/a.sh", b"x", failures=[403])
     with pytest.raises(FetchError, match="HTTP 403 Forbidden; the SAS token may have expired") as info:

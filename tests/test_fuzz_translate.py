@@ -116,14 +116,14 @@ def check_translate_cli(doc: object, config: str, to: str, lossy: bool) -> None:
             path = write_file(folder / "template.json", to_json_text(doc))
         else:
             path = write_file(folder / "build.pkr.hcl", config)
-        args = ["translate", str(path), "--to", to, "-o", str(folder / "out") + "/", "--report-json", "-"]
+        args = ["translate", str(path), "--to", to, "-o", str(folder / "out") + "/", "--format", "json"]
         with debug_tracebacks():
             done = invoke(*args, *(["--allow-lossy"] if lossy else []))
         assert done.code in (0, 1, 2), done.err
         assert "internal error" not in done.err
-        if done.out:
-            report = json.loads(done.out)
-            assert all(d["code"] in CODES for d in report["diagnostics"])
+        report = json.loads(done.out)  # one document, whatever the outcome
+        assert report["exitCode"] == done.code
+        assert all(d["code"] in CODES for d in report["diagnostics"])
 
 
 # ----------------------------------------------------------------------------------------------- tests

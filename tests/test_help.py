@@ -63,3 +63,10 @@ def test_each_verb_has_examples_and_its_exit_status(verb: str) -> None:
     assert f"usage: aibx {verb} " in done.out
     assert "examples:" in done.out and f"aibx {verb} " in section(done.out, "examples")
     assert "exit status:" in done.out
+
+
+@pytest.mark.parametrize("verb", cli.VERBS)
+def test_each_verb_takes_format_json_and_shows_it_in_an_example(verb: str) -> None:
+    done = invoke(verb, "--help")
+    assert "--format {text,json}" in done.out
+    assert re.search(rf"^  aibx {verb} .*--format json", section(done.out, "examples"), re.MULTILINE)

@@ -62,16 +62,16 @@ def test_script_uri_over_http_carries_a_warning_and_no_checksum_a_note() -> None
 
 
 @pytest.mark.parametrize(
-    ("uri", "base", "expected"),
+    ("uri", "base", "expected", "allow"),
     [
-        ("file:scripts/a.sh", "templates", "templates/scripts/a.sh"),
-        ("file:a.sh", "", "a.sh"),
-        ("file:///srv/a%20b.sh", "templates", "/srv/a b.sh"),
-        ("file://localhost/srv/a.sh", "templates", "/srv/a.sh"),
+        ("file:scripts/a.sh", "templates", "templates/scripts/a.sh", False),
+        ("file:a.sh", "", "a.sh", False),
+        ("file:///srv/a%20b.sh", "templates", "/srv/a b.sh", True),
+        ("file://localhost/srv/a.sh", "templates", "/srv/a.sh", True),
     ],
 )
-def test_file_uris_are_local_files_relative_to_the_template(uri: str, base: str, expected: str) -> None:
-    plan = compile_step(shell_step(script_uri=uri), context(base_dir=base))
+def test_file_uris_are_local_files_relative_to_the_template(uri: str, base: str, expected: str, allow: bool) -> None:
+    plan = compile_step(shell_step(script_uri=uri), context(base_dir=base, allow_local_files=allow))
     action = plan.actions[0]
     assert isinstance(action, Exec) and action.stdin is not None
     assert action.stdin.local_path == expected
@@ -173,16 +173,15 @@ def test_deprovisioning_is_staged_first_and_runs_last_only_with_generalize() -> 
     assert stage == Upload(
         "/tmp/DeprovisioningScript.sh",
         Content(data=default_script(model.OsType.LINUX)),
+        mode=0o644,
         description="AIB's default deprovisioning script",
     )
     assert b"-deprovision+user" in default_script(model.OsType.LINUX)
     steps = compile_plan(template, CompileOptions(generalize=True)).steps
     run = steps[-1].actions[0]
     assert steps[-1].phase == "deprovision" and isinstance(run, Exec)
-    assert run.command == (
-        f"if [ ! -f /tmp/DeprovisioningScript.sh ]; then exit {MISSING_EXIT}; fi; "
-        "sudo -n sh /tmp/DeprovisioningScript.sh"
-    )
+    assert run.command.startswith(f'f=/tmp/DeprovisioningScript.sh; if [ ! -f "$f" ]; then exit {MISSING_EXIT}; fi;')
+    assert run.command.endswith('; sudo -n sh "$f"')  # after the ownership checks (tests/test_security.py)
     assert dict(run.warn_exit_codes)[MISSING_EXIT].startswith("Deprovisioning script [/tmp/DeprovisioningScript.sh]")
 
 

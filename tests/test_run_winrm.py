@@ -657,7 +657,8 @@ def test_the_build_timeout_stops_an_elevated_script_and_removes_its_task(vm: Win
     assert vm.leftovers() == []
 
 
-def test_ctrl_c_stops_the_remote_command_and_cleans_up(vm: WindowsVm, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_the_remote_command_and_cleans_up(vm: WindowsVm, tmp_path: Path, signame: str) -> None:
     import signal
     import subprocess
     import sys
@@ -674,7 +675,7 @@ def test_ctrl_c_stops_the_remote_command_and_cleans_up(vm: WindowsVm, tmp_path: 
     while not vm.runs:
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.Signals[signame])
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, out
     assert vm.runs[0].command.signals == ["terminate"]

@@ -443,6 +443,24 @@ def test_upload_from_a_file_streams(winrm_host: WinRMHost, tmp_path: Path) -> No
     assert winrm_host.file(r"C:\Users\aibx\big.bin") == source.read_bytes()
 
 
+def test_upload_progress_is_told_chunk_by_chunk(winrm_host: WinRMHost, tmp_path: Path) -> None:
+    """``on_progress`` hears the bytes handed to the Send requests, on the event loop's thread, up to the whole."""
+    import threading
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(2_500_000))
+    heard: list[tuple[int, int, bool]] = []
+
+    def on_progress(done: int, total: int) -> None:
+        heard.append((done, total, threading.current_thread() is threading.main_thread()))
+
+    run(connected(transport(winrm_host), lambda t: t.put(source, r"C:\Users\aibx\big.bin", on_progress=on_progress)))
+    assert winrm_host.file(r"C:\Users\aibx\big.bin") == source.read_bytes()
+    assert len(heard) >= 2 and heard[-1][:2] == (2_500_000, 2_500_000)
+    assert [d for d, _, _ in heard] == sorted(d for d, _, _ in heard)
+    assert all(main for _, _, main in heard)
+
+
 def test_upload_chunks_dwarf_packers() -> None:
     assert upload_chunk_size(DEFAULT_MAX_ENVELOPE_SIZE) > 13 * PACKER_CHUNK
 

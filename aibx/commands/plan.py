@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from aibx.commands.json_output import Refusal, refuse
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
 
@@ -48,6 +49,12 @@ def add_compile_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow File destinations outside /tmp on Linux (AIB can only write to /tmp)",
     )
+    g.add_argument(
+        "--allow-local-files",
+        action="store_true",
+        help="let file: URIs read any file on this machine (absolute paths, paths out of the template's folder) "
+        "and copy it to the VM; by default only files in the template's own folder are read",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,8 +83,8 @@ class Prepared:
     redact: Any  # Callable[[str], str]
 
 
-def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | int:
-    """Load, validate and compile the template; on invalid input print why and return the exit code."""
+def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | Refusal:
+    """Load, validate and compile the template; on invalid input print why and return the refusal."""
     from aibx.commands.template_args import load_templates
     from aibx.diagnostics import Severity
     from aibx.engine.redaction import Redactor
@@ -91,16 +98,13 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     warnings = len(diags) - len(errors)
     if errors:
         count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
-        print(f"aibx: {args.template} is not a valid image template ({count})", file=sys.stderr)
-        return ExitCode.USAGE
+        return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
     if len(loaded.results) != 1:
         names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
-        print(
+        return _refused(
             f"aibx: {args.template} holds {len(loaded.results)} image templates ({names}); "
-            "pick one with --resource NAME",
-            file=sys.stderr,
+            "pick one with --resource NAME"
         )
-        return ExitCode.USAGE
     if warnings:
         print(f"aibx: {warnings} validation warning(s); see them with: aibx validate {args.template}", file=sys.stderr)
     result = loaded.results[0]
@@ -108,22 +112,28 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
 
     deprovision_timeout = parse_duration(args.deprovision_timeout)
     if deprovision_timeout is None or deprovision_timeout <= 0:
-        print(
-            f"aibx: --deprovision-timeout {args.deprovision_timeout!r} is not a duration such as 20m, 1h or 90s",
-            file=sys.stderr,
+        return _refused(
+            f"aibx: --deprovision-timeout {args.deprovision_timeout!r} is not a duration such as 20m, 1h or 90s"
         )
-        return ExitCode.USAGE
     options = CompileOptions(
         generalize=args.generalize,
         deprovision_timeout_seconds=deprovision_timeout,
         fetch_on_target=args.fetch_on_target,
         allow_any_destination=args.allow_any_destination,
+        allow_local_files=args.allow_local_files,
         base_dir=os.path.dirname(result.document.file),
     )
     if random_name is not None:
         options.random_name = random_name
     plan = compile_plan(result.template, options)
     return Prepared(result, plan, Redactor(result.document.secrets))
+
+
+def _refused(message: str, diagnostics: list[Any] | None = None) -> Refusal:
+    """Invalid input: the message on standard error (after the diagnostics, already printed), and the refusal."""
+    print(message, file=sys.stderr)
+    errors = [d.format() for d in diagnostics or []]
+    return Refusal(ExitCode.USAGE, [*errors, message], diagnostics or [])
 
 
 def blocked_messages(prepared: Prepared, steps: Any = None) -> list[str]:
@@ -143,22 +153,25 @@ def blocked_messages(prepared: Prepared, steps: Any = None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     prepared = prepare(args)
-    if isinstance(prepared, int):
-        return prepared
+    if isinstance(prepared, Refusal):
+        return refuse(args, "plan", prepared)
+    problems = blocked_messages(prepared)
+    code = ExitCode.USAGE if problems else ExitCode.OK
     if args.format == "json":
-        print(render_json(prepared))
+        print(render_json(prepared, exit_code=code))
     else:
         print(render_text(prepared), end="")
-    problems = blocked_messages(prepared)
     for message in problems:
         print(message, file=sys.stderr)
-    return ExitCode.USAGE if problems else ExitCode.OK
+    return code
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-def render_json(prepared: Prepared, selected: Any = None) -> str:
+def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0) -> str:
+    """The plan document (``aibx plan --format json``, ``aibx run --dry-run --format json``)."""
     import json
 
+    from aibx.commands.json_output import header
     from aibx.plan import step_as_dict
 
     plan = prepared.plan
@@ -172,7 +185,7 @@ def render_json(prepared: Prepared, selected: Any = None) -> str:
         steps.append(entry)
     from aibx.engine.redaction import redact_tree
 
-    document = {"template": plan.template, "os": plan.os_type, "steps": steps}
+    document = header(exit_code, template=plan.template, os=plan.os_type, steps=steps)
     return json.dumps(redact_tree(document, prepared.redact), indent=2)
 
 

@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 
+from aibx.commands.json_output import Refusal, refuse
 from aibx.commands.plan import add_compile_options
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
@@ -28,6 +29,8 @@ examples:
   aibx run template.json --host vm --dry-run          the plan, nothing runs
   aibx run template.json --host vm1 --host vm2        two VMs at once
   aibx run template.json --hosts-file vms.txt --parallel 20 --report fleet.json
+  aibx run template.json --host vm --format json | jq '.steps[] | {name, outcome}'
+                                                      the report on standard output, live output on stderr
 
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
@@ -41,6 +44,10 @@ WindowsUpdate runs rounds of search, download and install as SYSTEM, restarting 
 A VM that reboots during a step (sudo reboot, shutdown -r now, an installer) is waited for (--reconnect-timeout),
 reconnected with its host key checked, and confirmed to have restarted (a new boot id); then the run goes on. A
 step the reboot cut short counts as succeeded, as in AIB; a dropped connection without a reboot fails the step.
+
+On a terminal a status line shows the step, its time, how long it has been silent and a long upload's or
+download's progress; in a CI log (not a terminal) a step silent for a minute gets a "still running" line each
+minute, and a long transfer a line of progress every 10 seconds.
 
 With several hosts every output line starts with the host, each host has its own log
 (customization-HOST.log), and a table sums them up at the end; the exit status is the worst host's:
@@ -176,13 +183,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="write a JSON report: every step's outcome, times, exit code and reboots (per host with several)",
     )
+    o.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: print the report (as --report writes it) on standard output when the run ends, and the live "
+        "output on standard error (default: text)",
+    )
     o.add_argument("--dry-run", action="store_true", help="show the plan (as aibx plan does) and run nothing")
     p.set_defaults(handler=run)
 
 
-def _error(message: str) -> int:
-    print(f"aibx run: {message}", file=sys.stderr)
-    return ExitCode.USAGE
+def _error(message: str) -> Refusal:
+    text = f"aibx run: {message}"
+    print(text, file=sys.stderr)
+    return Refusal(ExitCode.USAGE, [text])
 
 
 def _winrm_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -202,7 +217,12 @@ def _winrm_settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aibx.commands.plan import blocked_messages, prepare, render_text
+    outcome = _run(args)
+    return refuse(args, "run", outcome) if isinstance(outcome, Refusal) else outcome
+
+
+def _run(args: argparse.Namespace) -> int | Refusal:
+    from aibx.commands.plan import blocked_messages, prepare, render_json, render_text
     from aibx.engine.fleet import HostListError, check_unique, parse_host_text, read_hosts_file
     from aibx.engine.runner import RunOptions
     from aibx.engine.selection import Selection, SelectionError, select
@@ -270,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--timeout-minutes must be more than 0 and at most {MAX_BUILD_TIMEOUT_MINUTES}")
 
     prepared = prepare(args)
-    if isinstance(prepared, int):
+    if isinstance(prepared, Refusal):
         return prepared
     template = prepared.result.template
     windows = template.os_type is OsType.WINDOWS
@@ -294,15 +314,19 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
     problems = blocked_messages(prepared, selected.running)
     if args.dry_run:  # as aibx plan: the plan, and exit 2 if a step that would run cannot
-        print(render_text(prepared, selected), end="")
+        code = ExitCode.USAGE if problems else ExitCode.OK
+        if args.format == "json":
+            print(render_json(prepared, selected, exit_code=code))
+        else:
+            print(render_text(prepared, selected), end="")
         for message in problems:
             print(message, file=sys.stderr)
-        return ExitCode.USAGE if problems else ExitCode.OK
+        return code
     if problems:
+        problems.append("aibx run: nothing was run; the steps above cannot run as written")
         for message in problems:
             print(message, file=sys.stderr)
-        print("aibx run: nothing was run; the steps above cannot run as written", file=sys.stderr)
-        return ExitCode.USAGE
+        return Refusal(ExitCode.USAGE, problems)
 
     timeout_minutes = args.timeout_minutes or float(
         min(template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES)
@@ -335,9 +359,10 @@ def run(args: argparse.Namespace) -> int:
     return _execute_fleet(args, prepared, selected, hosts, options, run_options)
 
 
-def _execute(args, prepared, selected, target, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
+def _execute(args, prepared, selected, target, connect_options, run_options) -> int | Refusal:  # type: ignore[no-untyped-def]
     import asyncio
 
+    from aibx.commands import json_output
     from aibx.engine.console_view import ConsoleView
     from aibx.engine.customization_log import CustomizationLog
     from aibx.engine.events import EventBus
@@ -353,59 +378,80 @@ def _execute(args, prepared, selected, target, connect_options, run_options) -> 
     bus = EventBus(prepared.redact)
     if args.report:
         files.append(f"report: {args.report}")
-    console = ConsoleView(files=tuple(files))
+    json_mode = args.format == "json"
+    console = ConsoleView(sys.stderr if json_mode else None, files=tuple(files))
+    report = RunReport(args.report)
     bus.subscribe(console)
     bus.subscribe(log)
-    if args.report:
-        bus.subscribe(RunReport(args.report))
+    bus.subscribe(report)
     runner = Runner(selected, lambda: create_transport(target, connect_options), bus, run_options, target=str(target))
 
     async def main() -> int:
-        ticker = asyncio.create_task(_tick(console)) if console.status_enabled else None
+        ticker = asyncio.create_task(_tick([console]))
         try:
             result = await runner.run()
             return result.exit_code
         finally:
-            if ticker is not None:
-                ticker.cancel()
+            ticker.cancel()
 
     try:
-        return _run_interruptible(main, runner.interrupt, lambda message: bus.emit(_notice(str(target), message)))
+        code = _run_interruptible(main, runner.interrupt, lambda message: bus.emit(_notice(str(target), message)))
     finally:
         log.close()
+    if json_mode:
+        document = report.document()
+        if not report.finished:  # aborted at once (a second Ctrl-C): no RunFinished came
+            document.update(outcome="interrupted", exitCode=code)
+        json_output.write(document)
+    return code
 
 
 def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
     """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table."""
+    import asyncio
     import contextlib
     import shutil
     import tempfile
     import traceback
     from pathlib import Path
 
+    from aibx.commands import json_output
     from aibx.engine.console_view import ConsoleView
     from aibx.engine.customization_log import CustomizationLog
     from aibx.engine.events import EventBus, Notice
     from aibx.engine.fetch import ContentFetcher, SharedFetcher
     from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, summary_table
+    from aibx.engine.progress import event_meter
     from aibx.engine.run_report import FleetReport, RunReport
     from aibx.engine.runner import Runner
     from aibx.engine.transports import create_transport
 
-    fleet_report = FleetReport(args.report, args.template, run_options.command_line) if args.report else None
+    json_mode = args.format == "json"
+    say = sys.stderr if json_mode else sys.stdout  # what the fleet tells the user; standard output is JSON's
+    fleet_report = FleetReport(args.report, args.template, run_options.command_line)
     runs = [HostRun(entry, log_path=path) for entry, path in zip(hosts, per_host_paths(args.log, hosts), strict=True)]
     with contextlib.ExitStack() as logs:
         buses = {}
         host_logs: list[CustomizationLog] = []
         # what concerns every host (fetching the scripts and files, once for all): said once, logged for each
-        fleet_bus = EventBus(prepared.redact, [ConsoleView(status_line=False), lambda e: [g(e) for g in host_logs]])
+        fleet_view = ConsoleView(say, status_line=False)
+        fleet_bus = EventBus(prepared.redact, [fleet_view, lambda e: [g(e) for g in host_logs]])
+        views = [fleet_view]
 
         def tell(level: str):  # type: ignore[no-untyped-def]
             return lambda message: fleet_bus.emit(Notice("fleet", message=message, level=level))
 
         fetch_dir = Path(tempfile.mkdtemp(prefix="aibx-fleet-"))
         logs.callback(shutil.rmtree, fetch_dir, True)
-        fetcher = SharedFetcher(ContentFetcher(fetch_dir, run_options.fetch, tell("info"), tell("warning")))
+        fetcher = SharedFetcher(
+            ContentFetcher(
+                fetch_dir,
+                run_options.fetch,
+                tell("info"),
+                tell("warning"),
+                lambda shown: event_meter(fleet_bus, "fleet", None, "download", shown, timing=run_options.transfer),
+            )
+        )
         for host in runs:
             try:
                 log = CustomizationLog(host.log_path)  # type: ignore[arg-type]
@@ -413,12 +459,14 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
                 return _error(f"--log {host.log_path}: {exc.strerror or exc}")
             logs.callback(log.close)
             host_logs.append(log)
-            console = ConsoleView(status_line=False, files=(f"log: {host.log_path}",), prefix=f"[{host.entry.text}] ")
+            console = ConsoleView(
+                say, status_line=False, files=(f"log: {host.log_path}",), prefix=f"[{host.entry.text}] "
+            )
+            views.append(console)
             bus = buses[host.entry] = EventBus(prepared.redact, [console, log])
             report = RunReport(None)
             bus.subscribe(report)
-            if fleet_report is not None:
-                fleet_report.add(host.entry.text, report, str(host.log_path))
+            fleet_report.add(host.entry.text, report, str(host.log_path))
 
         def make_runner(host: HostRun) -> Runner:
             target = host.entry.target
@@ -439,16 +487,27 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             print(f"[{host.entry.text}] aibx: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
 
         fleet.on_internal_error = internal_error
-        print(f"aibx: {args.template} on {len(runs)} hosts, at most {fleet.parallel} at a time", flush=True)
+        print(f"aibx: {args.template} on {len(runs)} hosts, at most {fleet.parallel} at a time", file=say, flush=True)
+
+        async def main() -> int:
+            ticker = asyncio.create_task(_tick(views))
+            try:
+                return await fleet.run()
+            finally:
+                ticker.cancel()
+
         code = int(ExitCode.INTERRUPTED)
         try:
-            code = _run_interruptible(fleet.run, fleet.interrupt, lambda message: print(message, file=sys.stderr))
+            code = _run_interruptible(main, fleet.interrupt, lambda message: print(message, file=sys.stderr))
         finally:
             counts = ", ".join(f"{n} {outcome}" for outcome, n in outcome_counts(runs).items())
-            print(f"\n{len(runs)} hosts: {counts}; exit status {code}\n" + summary_table(runs), end="", flush=True)
-            if fleet_report is not None:
+            summary = f"\n{len(runs)} hosts: {counts}; exit status {code}\n" + summary_table(runs)
+            print(summary, end="", file=say, flush=True)
+            if args.report:
                 fleet_report.write(code, fleet.parallel)
-                print(f"report: {args.report}")
+                print(f"report: {args.report}", file=say)
+        if json_mode:
+            json_output.write(fleet_report.document(code, fleet.parallel))
         return code
 
 
@@ -458,12 +517,15 @@ def _notice(target: str, message: str):  # type: ignore[no-untyped-def]
     return Notice(target, message=message, level="warning")
 
 
-async def _tick(console) -> None:  # type: ignore[no-untyped-def]
+async def _tick(views) -> None:  # type: ignore[no-untyped-def]
+    """Let the consoles show time passing: the status line's clock on a terminal, a line now and then during a long
+    silent step otherwise."""
     import asyncio
 
     while True:
         await asyncio.sleep(0.25)
-        console.tick()
+        for view in views:
+            view.tick()
 
 
 def _run_interruptible(main, interrupt, tell) -> int:  # type: ignore[no-untyped-def]

@@ -19,6 +19,8 @@ examples:
   aibx translate packer/ --to aib --upload-base-uri https://acct.blob.core.windows.net/aib -o out/
   aibx translate legacy.json --to aib --arm --api-version 2022-07-01 -o deploy.json
   aibx translate template.json --to packer --report-json report.json --allow-lossy
+  aibx translate template.json --to packer --format json | jq -r '.reports[0].text'
+  aibx translate template.json --to packer -o t.pkr.hcl --format json | jq '.reports[].entries[] | select(.code)'
 
 The report (standard error) lists every field and step: mapped, approximated (how) or dropped (why).
 Fields the target cannot express make the translation lossy: exit 1 unless --allow-lossy.
@@ -49,7 +51,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="where to write (a folder when it ends with / or exists; default: standard output)",
     )
     p.add_argument("--allow-lossy", action="store_true", help="exit 0 even if something could not be translated")
-    p.add_argument("--report-json", metavar="FILE", help="also write the report as JSON (- for standard output)")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: print one JSON document on standard output: the report, and the translation itself when "
+        "there is no -o (default: text)",
+    )
+    p.add_argument(
+        "--report-json",
+        metavar="FILE",
+        help="write the JSON document --format json prints to FILE as well (- is an old spelling of --format json)",
+    )
     p.add_argument("--arm", action="store_true", help="--to aib: write an ARM deployment template around the resource")
     g = p.add_argument_group("Packer input (--to aib)")
     g.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a Packer variable")
@@ -80,42 +93,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aibx.commands import json_output
     from aibx.console import Style
     from aibx.translators.report import format_reports
 
-    if args.report_json == "-" and not args.output:
-        print("aibx: --report-json - needs -o: the translation goes to standard output otherwise", file=sys.stderr)
-        return ExitCode.USAGE
-    outcome = _to_packer(args) if args.to == "packer" else _to_aib(args)
     err = sys.stderr
+    if args.report_json == "-":
+        print("aibx: --report-json - is deprecated: use --format json", file=err)
+        args.format, args.report_json = "json", None
+    json_mode = args.format == "json"
+    outcome = _to_packer(args, json_mode) if args.to == "packer" else _to_aib(args, json_mode)
+    lossy = any(r.lossy for r in outcome.reports)
+    if args.report_json:
+        try:
+            text = json.dumps(_document(args, outcome, lossy), indent=2, ensure_ascii=False)
+            Path(args.report_json).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            outcome.fail("AIB076", f"cannot write the report: {exc.strerror or exc}", args.report_json)
     for d in outcome.diagnostics:
         print(d.format(), file=err)
     if outcome.reports:
         print(format_reports(outcome.reports, Style(err)), file=err)
     for note in outcome.notes:
         print(note, file=err)
-    if args.report_json:
-        data = {
-            "lossy": any(r.lossy for r in outcome.reports),
-            "reports": [r.as_dict() for r in outcome.reports],
-            "diagnostics": [d.as_dict() for d in outcome.diagnostics],
-        }
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        if args.report_json == "-":
-            sys.stdout.write(text)
-        else:
-            try:
-                Path(args.report_json).write_text(text, encoding="utf-8")
-            except OSError as exc:
-                print(f"aibx: cannot write {args.report_json}: {exc.strerror or exc}", file=err)
-                return ExitCode.USAGE
+    if lossy and not args.allow_lossy and not outcome.failed:
+        print("aibx: the translation is lossy (see 'dropped' above); pass --allow-lossy to accept it", file=err)
+    if json_mode:
+        json_output.write(_document(args, outcome, lossy))
+    return _exit_code(args, outcome, lossy)
+
+
+def _exit_code(args: argparse.Namespace, outcome: _Outcome, lossy: bool) -> int:
     if outcome.failed:
         return ExitCode.USAGE
-    lossy = any(r.lossy for r in outcome.reports)
-    if lossy and not args.allow_lossy:
-        print("aibx: the translation is lossy (see 'dropped' above); pass --allow-lossy to accept it", file=err)
-        return ExitCode.FAILED
-    return ExitCode.OK
+    return ExitCode.FAILED if lossy and not args.allow_lossy else ExitCode.OK
+
+
+def _document(args: argparse.Namespace, outcome: _Outcome, lossy: bool) -> dict[str, object]:
+    """The JSON document (``--format json``, ``--report-json FILE``): every report, with the translation's text
+    when it went to no file, and every diagnostic."""
+    reports = []
+    for report in outcome.reports:
+        reports.append({**report.as_dict(), "text": outcome.texts.get(id(report))})
+    from aibx.commands.json_output import header
+
+    return header(
+        _exit_code(args, outcome, lossy),
+        to=args.to,
+        lossy=lossy,
+        reports=reports,
+        diagnostics=[d.as_dict() for d in outcome.diagnostics],
+    )
 
 
 class _Outcome:
@@ -124,6 +152,14 @@ class _Outcome:
         self.diagnostics: list = []
         self.notes: list[str] = []
         self.failed = False
+        self.texts: dict[int, str] = {}  # id(report): the translation, in JSON mode when there is no -o
+
+    def print(self, report: object, text: str, json_mode: bool) -> None:
+        """The translation with no -o: on standard output, or in the JSON document."""
+        if json_mode:
+            self.texts[id(report)] = text
+        else:
+            sys.stdout.write(text)
 
     def fail(self, code: str, message: str, file: str = "") -> _Outcome:
         from aibx.diagnostics import make
@@ -152,7 +188,7 @@ def _write(path: Path, text: str, outcome: _Outcome) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- AIB → Packer
-def _to_packer(args: argparse.Namespace) -> _Outcome:
+def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     from dataclasses import replace
 
     from aibx.commands.template_args import load_templates
@@ -191,7 +227,7 @@ def _to_packer(args: argparse.Namespace) -> _Outcome:
     if len(loaded.results) > 1 and target is None:
         return outcome.fail("AIB076", f"{len(loaded.results)} templates in the file: write them with -o DIR", args.path)
     output_dir = (target if folder else target.parent) if target is not None else Path.cwd()
-    texts: list[tuple[Path | None, str]] = []
+    texts: list[tuple[object, Path | None, str]] = []
     for result in loaded.results:
         tpl = result.template
         out_path = None
@@ -205,19 +241,19 @@ def _to_packer(args: argparse.Namespace) -> _Outcome:
         outcome.diagnostics += report.diagnostics
         if report.diagnostics:
             outcome.failed = True
-        texts.append((out_path, text))
+        texts.append((report, out_path, text))
     if outcome.failed:
         return outcome
-    for out_path, text in texts:
+    for report, out_path, text in texts:
         if out_path is None:
-            sys.stdout.write(text)
+            outcome.print(report, text, json_mode)
         elif not _write(out_path, text, outcome):
             return outcome
     return outcome
 
 
 # ----------------------------------------------------------------------------------------------- Packer → AIB
-def _to_aib(args: argparse.Namespace) -> _Outcome:
+def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     import os
 
     from aibx.diagnostics import has_errors
@@ -274,7 +310,7 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
             upload_dir = (target if folder else target.parent) / "upload"
         else:
             upload_dir = Path("upload")
-    documents: list[tuple[Path | None, str]] = []
+    documents: list[tuple[object, Path | None, str]] = []
     for t in translations:
         outcome.reports.append(t.report)
         if t.template is None:
@@ -285,10 +321,10 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
         if target is not None:
             out_path = target / f"{t.name.replace('/', '_')}.json" if folder else target
         t.report.output = str(out_path) if out_path else None
-        documents.append((out_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n"))
-    for out_path, text in documents:
+        documents.append((t.report, out_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n"))
+    for report, out_path, text in documents:
         if out_path is None:
-            sys.stdout.write(text)
+            outcome.print(report, text, json_mode)
         elif not _write(out_path, text, outcome):
             return outcome
     if upload_dir is not None:

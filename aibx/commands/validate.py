@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from aibx.commands.template_args import add_template_options, load_templates
@@ -55,13 +54,17 @@ def run(args: argparse.Namespace) -> int:
     errors = sum(d.severity is Severity.ERROR for d in diags)
     warnings = len(diags) - errors
     failed = errors > 0 or (args.strict and warnings > 0) or not loaded.files
+    code = ExitCode.USAGE if failed else ExitCode.OK
     if args.format == "json":
-        json.dump(
-            {
-                "valid": not failed,
-                "files": loaded.files,
-                "skipped": loaded.skipped,
-                "templates": [
+        from aibx.commands import json_output
+
+        json_output.write(
+            json_output.header(
+                code,
+                valid=not failed,
+                files=loaded.files,
+                skipped=loaded.skipped,
+                templates=[
                     {
                         "file": r.document.file,
                         "name": r.document.name,
@@ -74,14 +77,11 @@ def run(args: argparse.Namespace) -> int:
                     }
                     for r in loaded.results
                 ],
-                "diagnostics": [d.as_dict() for d in diags],
-                "summary": {"errors": errors, "warnings": warnings},
-            },
-            sys.stdout,
-            indent=2,
+                diagnostics=[d.as_dict() for d in diags],
+                summary={"errors": errors, "warnings": warnings},
+            )
         )
-        print()
-        return ExitCode.USAGE if failed else ExitCode.OK
+        return code
 
     style = Style(sys.stdout)
     colors = {Severity.ERROR: ("red", "bold"), Severity.WARNING: ("yellow",)}
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         marker = f"{d.severity.value}[{d.code}]"
         print(text.replace(marker, style(marker, *colors[d.severity]), 1))
     print(summary_line(loaded, errors, warnings, failed, style))
-    return ExitCode.USAGE if failed else ExitCode.OK
+    return code
 
 
 def summary_line(loaded, errors: int, warnings: int, failed: bool, style) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 # on_output(stream, chunk): stream is "stdout" or "stderr"
 OutputCallback = Callable[[str, bytes], None]
+# on_progress(bytes written so far, total bytes): called on the event loop's thread as a file goes up
+ProgressCallback = Callable[[int, int], None]
 
 
 class TransportError(Exception):
@@ -87,8 +89,16 @@ class Transport(abc.ABC):
         shell reports it."""
 
     @abc.abstractmethod
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
-        """Write a file on the VM; the parent directory must exist (RemoteFileError otherwise)."""
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        """Write a file on the VM; the parent directory must exist (RemoteFileError otherwise). ``on_progress``
+        hears how many bytes are written as they go (the runner turns that into progress events)."""
 
     @abc.abstractmethod
     async def get(self, remote_path: str) -> bytes:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
+import stat
 from pathlib import Path
 
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import OutputCallback, RemoteFileError, Transport
+from aibx.engine.transports.base import OutputCallback, ProgressCallback, RemoteFileError, Transport, TransportError
 
 CHUNK = 64 * 1024
+COPY_BLOCK = 1024 * 1024
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+SHELL = "/bin/sh"
 
 
 class LocalTransport(Transport):
@@ -33,15 +35,20 @@ class LocalTransport(Transport):
         on_output: OutputCallback | None = None,
         timeout: float | None = None,
     ) -> int:
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                SHELL,
+                "-c",
+                command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:  # no /bin/sh (a broken or minimal system), or no processes left
+            raise TransportError(
+                f"cannot start {SHELL} on this machine: {exc.strerror or exc}; local runs every command with it"
+            ) from None
         try:
             await asyncio.wait_for(self._communicate(process, stdin, on_output), timeout)
         except asyncio.TimeoutError:
@@ -96,7 +103,14 @@ class LocalTransport(Transport):
         with contextlib.suppress(ProcessLookupError):  # what the group left behind
             os.killpg(process.pid, signal.SIGKILL)
 
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         path = Path(remote_path)
         parent = path.parent
         if not parent.is_dir():
@@ -105,12 +119,15 @@ class LocalTransport(Transport):
         if path.is_dir():
             raise RemoteFileError(remote_path, "is a directory; the destination must name the file")
         try:
-            if isinstance(data, Path):
-                await asyncio.to_thread(shutil.copyfile, data, path)
-            else:
-                await asyncio.to_thread(path.write_bytes, data)
+            progress = None
+            if on_progress is not None:
+                loop = asyncio.get_running_loop()
+                progress = lambda done, total: loop.call_soon_threadsafe(on_progress, done, total)  # noqa: E731
+            await asyncio.to_thread(_write_file, data, path, progress)
             if mode is not None:
                 path.chmod(mode)
+        except _PartialWrite as exc:
+            raise RemoteFileError(remote_path, f"{exc.reason}; the partial file was removed") from None
         except OSError as exc:
             raise RemoteFileError(remote_path, exc.strerror or str(exc)) from None
 
@@ -128,3 +145,37 @@ class LocalTransport(Transport):
             return BOOT_ID.read_text().strip() or None
         except OSError:
             return None
+
+
+class _PartialWrite(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _write_file(data: bytes | Path, path: Path, on_progress: ProgressCallback | None = None) -> None:
+    """Write ``path``; if that fails once it is open (a full disk), remove it rather than leave a truncated file
+    that looks like the real one (a regular file only: never a device such as /dev/full). Failing to open it
+    changes nothing. ``on_progress`` hears (from this worker thread) how far a copy of a file got."""
+    dst = path.open("wb")
+    regular = stat.S_ISREG(os.fstat(dst.fileno()).st_mode)
+    try:
+        with dst:
+            if isinstance(data, Path):
+                with data.open("rb") as src:
+                    total = os.fstat(src.fileno()).st_size
+                    done = 0
+                    while block := src.read(COPY_BLOCK):
+                        dst.write(block)
+                        done += len(block)
+                        if on_progress is not None:
+                            on_progress(done, total)
+            else:
+                dst.write(data)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if not regular:
+            raise
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise _PartialWrite(reason) from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import io
 import os
 import posixpath
 import signal
@@ -29,7 +30,14 @@ from typing import BinaryIO
 
 import asyncssh
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import ConnectError, ConnectionLost, OutputCallback, RemoteFileError, Transport
+from aibx.engine.transports.base import (
+    ConnectError,
+    ConnectionLost,
+    OutputCallback,
+    ProgressCallback,
+    RemoteFileError,
+    Transport,
+)
 from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT as WINDOWS_BOOT_IDENTITY_SCRIPT
 
 from aibx import powershell
@@ -38,6 +46,10 @@ READ_CHUNK = 64 * 1024
 # SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
 # use); more would only queue inside asyncssh, which measured slower on loopback (bench/run_over_ssh.py)
 UPLOAD_DEPTH = 8
+# after a failed write, how long the other writes in flight may take to end (their answers are on their way)
+PENDING_WRITES_GRACE = 5.0
+# an upload cut by an interrupt or the deadline: how long removing its partial file may take
+CANCELLED_UPLOAD_CLEANUP = 5.0
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 # systemd's state: "stopping" from the moment a reboot or power-off is queued until the end
@@ -147,7 +159,8 @@ class SshTransport(Transport):
                 "auth",
                 self.target,
                 "authentication failed (" + self._auth_tried() + ")",
-                "check the user name and --identity, load the key into ssh-agent, or pass --password-env VAR",
+                "check the user name and --identity, load the key into ssh-agent, or pass --password-env VAR (sshd "
+                "also refuses a user whose login shell does not exist on the VM)",
             ) from None
         except asyncssh.KeyImportError as exc:
             raise ConnectError(
@@ -377,26 +390,54 @@ class SshTransport(Transport):
         an ordinary character in SFTP paths); other paths go as they are."""
         return remote_path.replace("\\", "/") if self.windows else remote_path
 
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
+        block = sftp.limits.max_write_len or 32768
         try:
-            async with sftp.open(remote_path, "wb") as f:
+            # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
+            attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
+            f = await sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs())
+        except asyncssh.SFTPError as exc:
+            raise await self._explain(sftp, remote_path, shown, exc) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
+        try:
+            try:
                 if isinstance(data, Path):
                     with data.open("rb") as src:
-                        await _pipelined_write(f, src, sftp.limits.max_write_len or 32768)
+                        await _pipelined_write(f, src, block, data.stat().st_size, on_progress)
                 else:
-                    await f.write(data)
+                    await _pipelined_write(f, io.BytesIO(data), block, len(data), on_progress)
                 if mode is not None and not self.windows:
                     await f.chmod(mode)
                 # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
                 with contextlib.suppress(asyncssh.SFTPOpUnsupported):
                     await f.fsync()
+            except asyncssh.SFTPError as exc:
+                size = data.stat().st_size if isinstance(data, Path) else len(data)
+                reason = await _write_failure(f, size, exc)
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await f.close()
+                # never leave a truncated file that looks like the real one
+                removed = await _remove_regular_file(sftp, remote_path)
+                raise RemoteFileError(shown, reason + ("; the partial file was removed" if removed else "")) from None
+            await f.close()
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
-            reason = _reason(exc)
-            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {reason}") from None
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
+        except asyncio.CancelledError:  # an interrupt or the deadline: the partial file goes too (best effort)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(_discard(f, sftp, remote_path)), CANCELLED_UPLOAD_CLEANUP)
+            raise
 
     async def _explain(
         self, sftp: asyncssh.SFTPClient, path: str, shown: str, exc: asyncssh.SFTPError
@@ -457,24 +498,96 @@ async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
         return False
 
 
-async def _pipelined_write(f: asyncssh.SFTPClientFile, src: BinaryIO, block: int) -> None:
+async def _pipelined_write(
+    f: asyncssh.SFTPClientFile,
+    src: BinaryIO,
+    block: int,
+    total: int,
+    on_progress: ProgressCallback | None = None,
+) -> None:
     """Write a local file with up to UPLOAD_DEPTH SFTP requests in flight, reading it block by block (asyncssh's
-    own writer takes a whole buffer and waits for all its requests before the next one)."""
+    own writer takes a whole buffer and waits for all its requests before the next one). ``on_progress`` hears
+    the bytes the server has acknowledged."""
     pending: set[asyncio.Future[int]] = set()
+    sizes: dict[asyncio.Future[int], int] = {}
     offset = 0
+    written = 0
+
+    def acknowledged(done: set[asyncio.Future[int]]) -> None:
+        nonlocal written
+        errors = [e for e in (finished.exception() for finished in done) if e is not None]  # each one retrieved
+        if errors:
+            raise errors[0]
+        written += sum(sizes.pop(finished) for finished in done)
+        if on_progress is not None and done:
+            on_progress(written, total)
+
     try:
         while chunk := src.read(block):
             if len(pending) >= UPLOAD_DEPTH:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    finished.result()
-            pending.add(asyncio.ensure_future(f.write(chunk, offset)))
+                acknowledged(done)
+            request = asyncio.ensure_future(f.write(chunk, offset))
+            sizes[request] = len(chunk)
+            pending.add(request)
             offset += len(chunk)
-        await asyncio.gather(*pending)
+        if pending:
+            done, _ = await asyncio.wait(pending)
+            acknowledged(done)
         pending = set()
-    finally:
+    except asyncio.CancelledError:
         for request in pending:
             request.cancel()
+        raise
+    except Exception:
+        # a write failed (a full disk fails them all): the other requests in flight end with the server's answer,
+        # retrieved here (asyncssh logs an error nobody retrieved as a traceback); bounded, should one hang
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=PENDING_WRITES_GRACE)
+            for request in late:
+                request.cancel()
+            for request in pending - late:
+                if not request.cancelled():
+                    request.exception()
+        raise
+
+
+async def _write_failure(f: asyncssh.SFTPClientFile, size: int, exc: asyncssh.SFTPError) -> str:
+    """Why writing a file of ``size`` bytes failed. OpenSSH's SFTP server reports a full disk (ENOSPC) as a bare
+    "Failure": the file system's free space (statvfs@openssh.com, where the server offers it) tells."""
+    reason = exc.reason or type(exc).__name__
+    with contextlib.suppress(asyncssh.Error, OSError):
+        attrs = await f.statvfs()
+        free = attrs.bavail * attrs.frsize
+        if free < size:
+            return f"no space left on the device ({_bytes(size)} to write, {_bytes(free)} free)"
+    return reason
+
+
+async def _discard(f: asyncssh.SFTPClientFile, sftp: asyncssh.SFTPClient, path: str) -> None:
+    with contextlib.suppress(asyncssh.Error, OSError):
+        await f.close()
+    await _remove_regular_file(sftp, path)
+
+
+async def _remove_regular_file(sftp: asyncssh.SFTPClient, path: str) -> bool:
+    """Remove ``path`` if it is a regular file (never a device such as /dev/full); True when it was removed."""
+    try:
+        attrs = await sftp.lstat(path)
+        if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
+            return False
+        await sftp.remove(path)
+    except (asyncssh.Error, OSError):
+        return False
+    return True
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
 
 
 def _reason(exc: BaseException) -> str:

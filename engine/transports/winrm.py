@@ -36,6 +36,7 @@ from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
     OutputCallback,
+    ProgressCallback,
     RemoteFileError,
     Transport,
     TransportError,
@@ -588,14 +589,25 @@ class WinRMTransport(Transport):
             ) from None
 
     # ------------------------------------------------------------------------------------------- files
-    async def put(self, data: bytes | Path, remote_path: str, mode: int | None = None) -> None:
+    async def put(
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
         """Upload ``data`` to ``remote_path`` (``mode`` has no meaning on Windows and is ignored)."""
         if isinstance(data, Path):
             digest = await asyncio.to_thread(_file_sha256, data)
+            total = data.stat().st_size
             chunks: Iterable[bytes] = _file_chunks(data, upload_chunk_size(self.options.max_envelope_size))
         else:
             digest = hashlib.sha256(data).hexdigest()
+            total = len(data)
             chunks = _bytes_chunks(data, upload_chunk_size(self.options.max_envelope_size))
+        if on_progress is not None:
+            chunks = _counted(chunks, total, asyncio.get_running_loop(), on_progress)
         script = powershell.fill(
             powershell.compact(powershell.package_script_text(UPLOAD_SCRIPT)), path=remote_path, sha256=digest
         )
@@ -678,6 +690,19 @@ def transport_for_target(target: object, options: object) -> WinRMTransport:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def _counted(
+    chunks: Iterable[bytes], total: int, loop: asyncio.AbstractEventLoop, on_progress: ProgressCallback
+) -> Iterator[bytes]:
+    """``chunks``, telling ``on_progress`` on the event loop's thread how many bytes the sender took (the worker
+    thread takes a chunk when the Send before the previous one was answered: the count is at most one chunk
+    ahead of the VM)."""
+    done = 0
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        loop.call_soon_threadsafe(on_progress, done, total)
+
+
 def _bytes_chunks(data: bytes, size: int) -> Iterator[bytes]:
     view = memoryview(data)
     for i in range(0, len(data), size):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from aibx.provisioners import CompileOptions, compile_plan
 
@@ -22,8 +23,9 @@ WINDOWS_SOURCE = {
 }
 
 
-def compiled_plan(customize: list[dict], *, windows: bool = False) -> Plan:
-    """The plan of a template with these customizers (a Linux or a Windows platform image)."""
+def compiled_plan(customize: list[dict], *, windows: bool = False, **options: Any) -> Plan:
+    """The plan of a template with these customizers (a Linux or a Windows platform image); ``options`` are
+    CompileOptions fields (``allow_local_files=True``, ...)."""
     with tempfile.TemporaryDirectory(prefix="aibx-plan-") as folder:
         extra = {"source": WINDOWS_SOURCE} if windows else {}
         path = write_template(Path(folder), customize, **extra)
@@ -31,11 +33,11 @@ def compiled_plan(customize: list[dict], *, windows: bool = False) -> Plan:
         [document] = loaded.documents
         result = validate(document)
         assert result.template is not None, [d.format() for d in result.diagnostics]
-        return compile_plan(result.template, CompileOptions())
+        return compile_plan(result.template, CompileOptions(**options))
 
 
-def linux_plan(customize: list[dict]) -> Plan:
-    return compiled_plan(customize)
+def linux_plan(customize: list[dict], **options: Any) -> Plan:
+    return compiled_plan(customize, **options)
 
 
 def windows_plan(customize: list[dict]) -> Plan:

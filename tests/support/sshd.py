@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -142,7 +143,12 @@ class PortBlackhole:
         self.listener.bind((host, port))
         self.listener.listen(0)
         self.host, self.port = self.listener.getsockname()[:2]
-        self.fillers = [socket.create_connection((self.host, self.port), timeout=2)]
+        # one connection fills the queue; not waited for: a client already retrying this port (aibx waiting for
+        # the "VM") may have taken the only slot between listen() and here, and then this SYN is dropped too
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((self.host, self.port))
+        self.fillers = [filler]
 
     def close(self) -> None:
         for s in [*self.fillers, self.listener]:
@@ -208,6 +214,10 @@ class SshTarget:
         windows_like: bool = False,
         host: str = LOOPBACK,
         port: int | None = None,
+        tmp_size: str | None = None,
+        sudo_asks_password: bool = False,
+        login_shell: str | None = None,
+        missing_programs: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.host = host
@@ -224,6 +234,13 @@ class SshTarget:
         self.host_key = self.dir / "ssh_host_ed25519_key"
         self.client_key = client_key or self.dir / "id_ed25519"  # a fleet shares one client key
         self.windows_like = windows_like
+        # faults a VM can have (isolated targets only: they live in the target's own mount namespace)
+        self.tmp_size = tmp_size  # /tmp is a tmpfs of this size ("256k"): a disk that fills up
+        self.sudo_asks_password = sudo_asks_password  # the real sudo, whose sudoers wants the user's password
+        self.login_shell = login_shell  # the login user's shell in the target's /etc/passwd (one that is missing)
+        self.missing_programs = missing_programs  # paths under /usr/bin (/bin) that do not exist on the target
+        if (tmp_size or sudo_asks_password or login_shell or missing_programs) and not self.isolated:
+            raise ValueError("faults of the target's files need an isolated target (root)")
         self.known_hosts = self.dir / "known_hosts"
         self.config = self.dir / "sshd_config"
         self.log = self.dir / "sshd.log"
@@ -258,6 +275,20 @@ class SshTarget:
                 (self.winroot / "C:").symlink_to("c:")
             (self.dir / "windows.log").write_text("")  # what the powershell.exe shim did
             (self.dir / "windows.log").chmod(0o666)
+        if self.sudo_asks_password:
+            (self.shims / "sudo").unlink()  # the real sudo, with sudoers that want a password
+            (self.dir / "sudoers").write_text(f"Defaults !lecture\n{self.user} ALL=(ALL:ALL) ALL\n")
+            (self.dir / "sudoers").chmod(0o440)
+        if self.login_shell:
+            passwd = Path("/etc/passwd").read_text().splitlines()
+            (self.dir / "passwd").write_text(
+                "".join(
+                    (":".join([*line.split(":")[:6], self.login_shell]) if line.startswith(f"{self.user}:") else line)
+                    + "\n"
+                    for line in passwd
+                )
+            )
+            (self.dir / "passwd").chmod(0o644)
         for shim in self.shims.iterdir():
             if not shim.is_symlink():
                 shim.chmod(0o755)
@@ -309,7 +340,22 @@ class SshTarget:
         if not self.isolated:
             return cmd
         d = self.dir
+        faults = ""
+        if self.tmp_size:
+            faults += f"mount -t tmpfs -o size={self.tmp_size},mode=1777 tmpfs {d}/tmp && "
+        if self.sudo_asks_password:
+            faults += f"mount --bind {d}/sudoers /etc/sudoers && "
+        if self.login_shell:
+            faults += f"mount --bind {d}/passwd /etc/passwd && "
+        if self.missing_programs:  # an overlay on /usr/bin whose upper layer (a tmpfs) holds whiteouts for them
+            o = f"{d}/usr-bin-overlay"
+            faults += (
+                f"mkdir -p {o} && mount -t tmpfs tmpfs {o} && mkdir {o}/upper {o}/work && mount -t overlay overlay "
+                f"-o lowerdir=/usr/bin,upperdir={o}/upper,workdir={o}/work /usr/bin && "
+                f"rm -f {' '.join(shlex.quote(p) for p in self.missing_programs)} && "
+            )
         inner = (
+            f"{faults}"
             f"mount --bind {d}/tmp /tmp && "
             f"mount --bind {d}/boot_id /proc/sys/kernel/random/boot_id && "
             f"mount --bind {self.shims}/power /usr/bin/systemctl && "
@@ -458,6 +504,9 @@ class SshTarget:
     def host_path(self, remote_path: str) -> Path:
         """The test machine's path of a file the target sees at ``remote_path``."""
         if self.isolated and (remote_path == "/tmp" or remote_path.startswith("/tmp/")):
+            if self.tmp_size:  # a tmpfs only the target's mount namespace sees: through its process's root
+                assert self.proc is not None, "the target is not running"
+                return Path(f"/proc/{self.proc.pid}/root/tmp") / remote_path[len("/tmp/") :]
             return self.tmp / remote_path[len("/tmp/") :]
         return Path(remote_path)
 

@@ -390,6 +390,8 @@ class WinRMHost:
         self.requests: list[RequestRecord] = []
         self.shells: dict[str, Shell] = {}
         self.files: dict[str, bytes] = {}
+        # free space on the "disk" in bytes (None: plenty): an upload that does not fit fails as .NET's write does
+        self.disk_free: int | None = None
         self.directories: set[str] = {d.lower() for d in DEFAULT_DIRECTORIES}
         self.boot_count = 1
         self.boot_time = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -618,6 +620,10 @@ def emulate_upload(cmd: RemoteCommand) -> int:
     for line in cmd.stdin_lines():
         if line:
             data += base64.b64decode(line)
+        if host.disk_free is not None and len(data) > host.disk_free:
+            # Receive-AibxFile.ps1's Stop-Upload: the .part file deleted, the IOException's message, exit 5
+            cmd.stderr("AIBX-UPLOAD-ERROR There is not enough space on the disk.\r\n")
+            return 5
     if cmd.terminated.is_set():
         return 1
     got = hashlib.sha256(data).hexdigest()
