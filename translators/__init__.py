@@ -49,8 +49,22 @@ def aib_to_packer(
 
     report = Report(source or tpl.file, "packer", name=tpl.name or "")
     text = packer_hcl.write(tpl, report, output_dir)
+    check_no_secret(text, report)
     report.entries.sort(key=lambda e: (e.location.file != "", e.location.line, e.location.column))
     return text, report
+
+
+def check_no_secret(text: str, report: Report) -> None:
+    """The last line of defence: an error (and so nothing written) if ``text`` still holds a secret, in a form
+    the translation could not replace with a reference (inside an expression, a comment, quoted)."""
+    from aibx.translators.secrets import SecretFinder
+
+    for source in SecretFinder(report.secret_sources).leaks(text):
+        report.error(
+            "AIB071",
+            f"the secret {source} would be written into the output in a form aibx cannot replace with a "
+            "reference; nothing was written",
+        )
 
 
 def packer_kind(path: str) -> str | None:
