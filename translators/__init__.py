@@ -15,13 +15,14 @@ Modules: ``aib`` (model → AIB JSON), ``packer_hcl`` (HCL2 reading and writing)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from aibx.translators.from_packer import AibOptions, Translation, Upload
 from aibx.translators.packer_config import PackerConfig
 from aibx.translators.packer_hcl import PackerInputs
-from aibx.translators.report import Report, Status
+from aibx.translators.report import Location, Report, Status
 
 from aibx import model
 
@@ -63,7 +64,8 @@ def check_no_secret(text: str, report: Report) -> None:
         report.error(
             "AIB071",
             f"the secret {source} would be written into the output in a form aibx cannot replace with a "
-            "reference; nothing was written",
+            "reference (quoted for a shell, or inside an expression or comment); nothing was written",
+            Location(report.source),
         )
 
 
@@ -104,4 +106,7 @@ def aib_document(
     version = api_version or aib.NEWEST_API_VERSION
     resource = aib.template_to_resource(tpl, version)
     aib.prune_to_api_version(resource, version, report)
-    return aib.finish(resource, arm=arm)
+    resource = aib.protect_secrets(resource, report, arm=arm)
+    document = aib.finish(resource, arm=arm, secure=report.secure_names)
+    check_no_secret(json.dumps(document, ensure_ascii=False), report)
+    return document

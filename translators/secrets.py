@@ -9,7 +9,8 @@ declared ``sensitive = true`` without a default (``"...${var.x}..."``), or an AR
 written, which must name no secret in any form it could take there (escaped, or quoted for a shell).
 
 A secret is recognised by its exact text, as the redactor (engine/redaction.py) does; a value a function made
-from it (``base64(...)``, ``toUpper(...)``) is not recognised.
+from it (``base64(...)``, ``toUpper(...)``) is not recognised. A secret shorter than four characters is recognised
+only as a whole value: inside longer text it would match ordinary words and numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from aibx.engine.redaction import MIN_SECRET_LENGTH
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -41,14 +44,17 @@ class SecretFinder:
 
     def __init__(self, sources: Mapping[str, str]) -> None:
         self.sources = {value: source for value, source in sources.items() if value}
-        ordered = sorted(self.sources, key=len, reverse=True)  # longest first: no secret left half-replaced
+        # longest first: no secret left half-replaced
+        ordered = sorted((s for s in self.sources if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self.sources)
 
     def split(self, text: str) -> list[str | Reference]:
         """``text`` as literal pieces and references, in order; ``[text]`` when it holds no secret."""
+        if text in self.sources:
+            return [Reference(self.sources[text])]
         if self._pattern is None:
             return [text]
         out: list[str | Reference] = []
@@ -64,7 +70,13 @@ class SecretFinder:
 
     def leaks(self, text: str) -> list[str]:
         """Where the secrets come from that ``text`` still holds, in any form they could be written in."""
-        return sorted({source for value, source in self.sources.items() if any(f in text for f in _forms(value))})
+        return sorted(
+            {
+                source
+                for value, source in self.sources.items()
+                if len(value) >= MIN_SECRET_LENGTH and any(f in text for f in _forms(value))
+            }
+        )
 
 
 def _forms(secret: str) -> set[str]:

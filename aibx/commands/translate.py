@@ -281,11 +281,17 @@ def _to_aib(args: argparse.Namespace) -> _Outcome:
             t.report.output = "(nothing: not translated)"
             continue
         document = aib_document(t.template, t.report, api_version=options.api_version, arm=args.arm)
+        if t.report.diagnostics:  # a secret it could not keep out: nothing is written
+            outcome.diagnostics += t.report.diagnostics
+            outcome.failed = True
+            continue
         out_path = None
         if target is not None:
             out_path = target / f"{t.name.replace('/', '_')}.json" if folder else target
         t.report.output = str(out_path) if out_path else None
         documents.append((out_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n"))
+    if outcome.failed:
+        return outcome
     for out_path, text in documents:
         if out_path is None:
             sys.stdout.write(text)
