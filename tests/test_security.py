@@ -492,7 +492,8 @@ def canary_translate_to_aib(folder: Path, monkeypatch: pytest.MonkeyPatch) -> di
         assert out.exists() and report.exists(), result.text
         assert_no_secret(f"the AIB template ({label})", out.read_text())
         assert_no_secret(f"the translate report ({label})", report.read_text())
-        entries = [e for r in json.loads(report.read_text())["reports"] for e in r["entries"] if e.get("code") == "AIB077"]
+        [translated] = json.loads(report.read_text())["reports"]
+        entries = [e for e in translated["entries"] if e.get("code") == "AIB077"]
         assert {e["subject"] for e in entries} == {
             f'variable "{n}" (sensitive)' for n in ("from_default", "from_var", "from_env", "from_file.key", "sas")
         }, entries
