@@ -15,7 +15,16 @@ from aibx.diagnostics import format_path
 from aibx.loader import load
 from aibx.validation import validate
 from tests.support.packer import run_packer
-from tests.translate_cases import AIB_FIXTURES, TRANSLATE, aib_to_packer_outputs, expected_dir, in_fixtures
+from tests.translate_cases import (
+    AIB_FIXTURES,
+    SECURE_OBJECT,
+    SECURE_VALUES,
+    TRANSLATE,
+    aib_to_packer_outputs,
+    expected_dir,
+    in_fixtures,
+    secure_deployment,
+)
 
 
 def translate_blocks(fixture: str) -> list[Block]:
@@ -201,47 +210,6 @@ def test_quickstart_local_file_becomes_a_file_provisioner(tmp_path: Path) -> Non
     text, report = aib_to_packer(validate(load(str(path)).documents[0]).template, path.parent)
     assert 'source      = "${path.root}/motd.txt"' in text
     assert not report.diagnostics
-
-
-SECURE_VALUES = {"adminPassword": "Pw-s3cr3t-9c1", "sasToken": "sv=2022-11-02&sp=r&sig=S1G-s3cr3t-4d2"}
-SECURE_OBJECT = {"token": 'T0k"en-s3cr3t-7e5'}  # a quote: escaped in HCL, still found
-
-
-def secure_deployment(tmp_path: Path) -> Path:
-    """An ARM deployment whose customizers use secure parameters alone, concat'ed into a line, inside a
-    SAS-tokened URI, and from a secureObject."""
-    resource = base_template()
-    resource["name"] = "sec"
-    resource["properties"]["customize"] = [
-        {
-            "type": "Shell",
-            "name": "secrets",
-            "inline": [
-                "[concat('echo ', parameters('adminPassword'), ' | passwd --stdin builder')]",
-                "[parameters('adminPassword')]",
-                "[concat('export TOKEN=\"', parameters('creds').token, '\"')]",
-            ],
-        },
-        {
-            "type": "Shell",
-            "name": "sas",
-            "scriptUri": "[concat('https://acct.blob.core.windows.net/c/s.sh?', parameters('sasToken'))]",
-            "sha256Checksum": "a" * 64,
-        },
-    ]
-    deployment = {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {
-            "adminPassword": {"type": "securestring"},
-            "sasToken": {"type": "secureString"},
-            "creds": {"type": "secureObject"},
-        },
-        "resources": [resource],
-    }
-    path = tmp_path / "sec.json"
-    path.write_text(json.dumps(deployment, indent=2))
-    return path
 
 
 def test_secure_parameters_become_sensitive_variables(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from aibx.translators.report import Report, Status
+from aibx.translators.report import NOWHERE, Report, Status
 from aibx.translators.secrets import Reference, SecretFinder, variable_name
 
 from aibx import model
@@ -277,6 +277,7 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
     for source, name in used.items():
         if (f'variable "{source}" (sensitive)', "AIB077") in reported:
             continue
+        declared = report.secure_locations.get(re.split(r"[.\[]", source, maxsplit=1)[0], NOWHERE)
         if arm:
             report.add(
                 Status.APPROXIMATED,
@@ -284,6 +285,7 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
                 f"never written: [parameters('{name}')], a secureString parameter of the deployment; pass it when "
                 f"deploying (--parameters {name}=VALUE). AIB keeps customizer text in the image template resource, "
                 "readable by whoever may read the resource",
+                declared,
                 code="AIB077",
             )
         else:
@@ -293,6 +295,7 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
                 f"its value is not written: a bare AIB template has no secrets, so the placeholder <{name}> stands "
                 f"there; fill it in before deploying (aibx validate -p {name}=VALUE), or translate with --arm for a "
                 "secureString parameter",
+                declared,
                 code="AIB077",
             )
     return protected

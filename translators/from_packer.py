@@ -129,6 +129,7 @@ class SourceTranslator:
             secrets=set(config.secrets),
             secret_sources=dict(config.secret_names),
             secure_names=set(config.sensitive_names),
+            secure_locations=dict(config.sensitive_locations),
         )
         self.uploads: dict[str, Upload] = {}
         self.tpl = model.ImageTemplate(file=config.path, name=source.name, api_version=options.api_version)

@@ -115,4 +115,6 @@ class PackerConfig:
     secret_names: dict[str, str] = field(default_factory=dict)
     # names of the variables and locals declared sensitive, with or without a value
     sensitive_names: set[str] = field(default_factory=set)
+    # where each of them is declared (HCL2)
+    sensitive_locations: dict[str, Location] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)

@@ -300,6 +300,7 @@ class _Reader:
                     is_secret = False
                 if is_secret:
                     self.config.sensitive_names.add(name)
+                    self.config.sensitive_locations[name] = Location(file, *hcl_eval.position(block))
                     self.add_secret(self.values[name], name)
 
     def add_secret(self, value: Any, where: str) -> None:
@@ -397,6 +398,7 @@ class _Reader:
         self.local_values[name] = value
         if name in self.sensitive_locals:
             self.config.sensitive_names.add(name)
+            self.config.sensitive_locations[name] = Location(_file, *hcl_eval.position(expr))
             self.add_secret(value, name)
         return value
 

@@ -83,6 +83,8 @@ class Report:
     secret_sources: dict[str, str] = field(default_factory=dict)
     # names of secure parameters / sensitive variables, with or without a value
     secure_names: set[str] = field(default_factory=set)
+    # where each of them is declared, when known
+    secure_locations: dict[str, Location] = field(default_factory=dict)
 
     def add(
         self, status: Status, subject: str, detail: str, location: Location = NOWHERE, code: str | None = None

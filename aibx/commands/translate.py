@@ -23,6 +23,8 @@ examples:
 The report (standard error) lists every field and step: mapped, approximated (how) or dropped (why).
 Fields the target cannot express make the translation lossy: exit 1 unless --allow-lossy.
 Unknown values become <placeholders> (AIB, set with aibx validate -p) or variables (Packer, -var).
+Secrets (secure ARM parameters, sensitive Packer variables) are never written: they become sensitive
+Packer variables, secureString parameters (--arm) or <placeholders> (a bare AIB template: lossy), AIB077.
 
 exit status: 0 translated, 1 lossy (without --allow-lossy), 2 invalid input or usage
 """
