@@ -301,7 +301,7 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
     return protected
 
 
-def _unresolved_parts(u: Unresolved, secure: set[str]) -> list[str | Placeholder]:
+def _unresolved_parts(u: Unresolved, secure: Collection[str]) -> list[str | Placeholder]:
     parts: list[str | Placeholder] = []
     for i, piece in enumerate(_PLACEHOLDER.split(u.text)):
         if i % 2:
