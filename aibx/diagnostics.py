@@ -75,6 +75,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB074": (E, "bad Packer variable: undeclared, wrong type, or an unusable --var / --var-file"),
     "AIB075": (E, "local file named by the template cannot be read or does not match its checksum"),
     "AIB076": (E, "nothing to translate, or the output cannot be written"),
+    "AIB077": (W, "secret value written as a reference: supply it when building or deploying"),
 }
 
 

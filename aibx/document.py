@@ -45,6 +45,11 @@ class Document:
     unresolved: dict[JsonPath, Unresolved] = field(default_factory=dict)
     # values of secure parameters: never to be printed, logged or reported
     secrets: list[str] = field(default_factory=list)
+    # each secret value and where it came from: the parameter's name, or a path inside a secureObject
+    # ("creds.password", "keys[0]"); translations write a reference to it instead of the value
+    secret_names: dict[str, str] = field(default_factory=dict)
+    # names of the secureString / secureObject parameters the template declares
+    secure_parameters: set[str] = field(default_factory=set)
     # True for a resource of an ARM deployment template (its expressions were evaluated), False for a bare
     # resource (sent to AIB as written)
     in_deployment: bool = False

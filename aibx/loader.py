@@ -301,6 +301,8 @@ class _Loader:
         self.values: Mapping[str, object] = {}
         self.scope = armexpr.Scope(context=options.context)
         self.secrets: list[str] = []
+        self.secret_names: dict[str, str] = {}
+        self.secure_parameters: set[str] = set()
         self.unresolved_keys: dict[JsonPath, Unresolved] = {}
         self.bare_expressions_seen = 0
 
@@ -380,7 +382,10 @@ class _Loader:
         for name, spec in declared.items():
             if _ptype(spec).startswith("secure"):
                 value = values[name]
-                self.secrets += _secret_strings(value)
+                self.secure_parameters.add(name)
+                for where, secret in _named_secret_strings(name, value):
+                    self.secrets.append(secret)
+                    self.secret_names.setdefault(secret, where)
         for name, spec in declared.items():
             self.check_parameter(name, spec if isinstance(spec, dict) else {}, values[name], supplied.get(name))
 
@@ -556,6 +561,8 @@ class _Loader:
         doc.api_version_written = api
         doc.api_version = api if isinstance(api, str) else None
         doc.secrets = list(self.secrets)
+        doc.secret_names = dict(self.secret_names)
+        doc.secure_parameters = set(self.secure_parameters)
         return doc
 
     # ------------------------------------------------------------------------------------------- values
@@ -657,14 +664,15 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _secret_strings(value: object) -> list[str]:
-    """The strings of a secure parameter's value worth hiding (short ones would blank out ordinary words)."""
+def _named_secret_strings(where: str, value: object) -> list[tuple[str, str]]:
+    """The strings of a secure parameter's value worth hiding (short ones would blank out ordinary words), each
+    with where it sits in the parameter: ``name``, ``name.key``, ``name.list[0]``."""
     if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
+        return [(where, value)] if len(value) >= 4 else []
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _secret_strings(v)]
+        return [s for k, v in value.items() for s in _named_secret_strings(f"{where}.{k}", v)]
     if isinstance(value, list):
-        return [s for v in value for s in _secret_strings(v)]
+        return [s for i, v in enumerate(value) for s in _named_secret_strings(f"{where}[{i}]", v)]
     return []
 
 

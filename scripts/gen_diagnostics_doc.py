@@ -123,6 +123,11 @@ EXPLANATIONS: dict[str, str] = {
     "be read, or its content does not match `sha256Checksum`; Packer would upload it without checking.",
     "AIB076": "`aibx translate`: nothing to translate (no source matches `--only`), several templates but no `-o "
     "DIR`, options that belong to the other direction, or an output that cannot be written.",
+    "AIB077": "`aibx translate`: a secret (the value of a `secureString`/`secureObject` parameter, or of a Packer "
+    "variable declared `sensitive`) would have been written into the output, so a reference is written instead: a "
+    "Packer variable declared `sensitive = true` without a default (pass it with `-var NAME=VALUE` or "
+    "`PKR_VAR_NAME`), an ARM `secureString` parameter with `--arm`, or a `<placeholder>` in a bare AIB resource "
+    "(reported as dropped: `aibx validate -p NAME=VALUE`, or translate with `--arm`). See docs/translate.md.",
 }
 
 

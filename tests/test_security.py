@@ -361,7 +361,9 @@ def test_canary_in_parameter_errors(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ plan, validate, translate
-def test_canary_in_plan_validate_and_translate(content_server: ContentServer, tmp_path: Path) -> None:
+def test_canary_in_plan_validate_and_translate(
+    content_server: ContentServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sources = Sources(content_server)
     steps, _ = linux_cases(sources, "/tmp/canary")["succeeds"]
     # a secret in a place validation complains about: a step name (with characters AIB refuses) and a vmSize
@@ -394,14 +396,115 @@ def test_canary_in_plan_validate_and_translate(content_server: ContentServer, tm
         )
         if report.exists():
             assert_no_secret(f"{name}: the translate report", report.read_text())
+        # the Packer file is written (a user commits it): every secure parameter in it is a sensitive variable.
+        # The one SAS signature written literally in the template (not a parameter) is carried over as written.
+        assert out.exists(), runs[f"{name}: translate"].text
+        assert_no_secret(f"{name}: the translated Packer file", out.read_text().replace(SAS_SIG, ""))
+    runs.update(canary_translate_to_aib(tmp_path / "packer", monkeypatch))
     for label, result in runs.items():
         assert result.code in (0, 1, 2), f"{label}: {result.text}"
         assert_no_secret(label, result.text)
     assert runs["good: plan"].code == 0 and runs["bad: validate"].code == 2
     assert "echo p=***" in runs["good: plan"].out and "setup.sh?…" in runs["good: plan"].out
     assert 'unknown type "***"' in runs["bad: validate"].out and 'destination: "***"' in runs["bad: validate"].out
+    good_hcl = (good / "out.pkr.hcl").read_text()
+    assert '"echo p=${var.pSecret}"' in good_hcl and "?${var.sasToken}'" in good_hcl
     json.loads(runs["good: plan --format json"].out)
     json.loads(runs["bad: validate --format json"].out)
+
+
+CANARY_PACKER = """
+variable "from_default" {
+  type      = string
+  sensitive = true
+  default   = "%(default)s"
+}
+variable "from_var" {
+  type      = string
+  sensitive = true
+}
+variable "from_env" {
+  type      = string
+  sensitive = true
+}
+variable "from_file" {
+  type      = map(string)
+  sensitive = true
+}
+variable "sas" {
+  type      = string
+  sensitive = true
+}
+source "azure-arm" "canary" {
+  subscription_id                   = "00000000-0000-0000-0000-000000000000"
+  client_secret                     = var.from_default
+  location                          = "westeurope"
+  os_type                           = "Linux"
+  image_publisher                   = "Canonical"
+  image_offer                       = "ubuntu"
+  image_sku                         = "22_04-lts"
+  managed_image_name                = "canary"
+  managed_image_resource_group_name = "rg"
+  vm_size                           = "Standard_D2s_v3"
+}
+build {
+  sources = ["source.azure-arm.canary"]
+  provisioner "shell" {
+    inline = [
+      "echo default=${var.from_default}",
+      "echo var=${var.from_var} env=${var.from_env}",
+      "echo file=${var.from_file["key"]}",
+      "curl -fsSL -o /tmp/s.sh 'https://acct.blob.core.windows.net/c/s.sh?${var.sas}'",
+    ]
+  }
+  provisioner "shell" {
+    environment_vars = ["PASSWORD=${var.from_var}"]
+    inline           = ["echo $PASSWORD"]
+  }
+  provisioner "file" {
+    source      = "${path.root}/motd.txt"
+    destination = "/tmp/motd-${var.from_env}.txt"
+  }
+}
+"""
+
+
+def canary_translate_to_aib(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Completed]:
+    """A Packer build whose sensitive variables get their canary values from every source Packer has (default,
+    --var, PKR_VAR_, a var file; a map), translated to a bare AIB template and to an ARM deployment: the
+    written templates and reports hold none (placeholders / secureString parameters instead)."""
+    folder.mkdir()
+    (folder / "build.pkr.hcl").write_text(CANARY_PACKER % {"default": canary("packer-default")})
+    (folder / "motd.txt").write_text("hello\n")
+    var_file = folder / "secrets.pkrvars.hcl"
+    var_file.write_text(f'from_file = {{ key = "{canary("packer-var-file")}" }}\n')
+    monkeypatch.setenv("PKR_VAR_from_env", canary("packer-env"))
+    inputs = ["--var", f"from_var={canary('packer-var')}", "--var-file", str(var_file)]
+    inputs += ["--var", f"sas=sv=2022-11-02&sig={canary('packer-sas')}"]
+    runs: dict[str, Completed] = {}
+    for label, extra in {"bare": [], "arm": ["--arm"]}.items():
+        out = folder / f"{label}.json"
+        report = folder / f"{label}.report.json"
+        result = invoke(
+            "translate", folder / "build.pkr.hcl", "--to", "aib", "-o", out, "--report-json", report, *inputs, *extra
+        )
+        runs[f"packer: translate --to aib {label}"] = result
+        assert out.exists() and report.exists(), result.text
+        assert_no_secret(f"the AIB template ({label})", out.read_text())
+        assert_no_secret(f"the translate report ({label})", report.read_text())
+        [translated] = json.loads(report.read_text())["reports"]
+        entries = [e for e in translated["entries"] if e.get("code") == "AIB077"]
+        assert {e["subject"] for e in entries} == {
+            f'variable "{n}" (sensitive)' for n in ("from_default", "from_var", "from_env", "from_file.key", "sas")
+        }, entries
+        if label == "bare":  # no secret mechanism: placeholders, the value dropped, exit 1 (lossy)
+            assert result.code == 1 and "<from_var>" in out.read_text() and "<from_file_key>" in out.read_text()
+            assert {e["status"] for e in entries} == {"dropped"}
+        else:
+            parameters = json.loads(out.read_text())["parameters"]
+            secure = {n for n, p in parameters.items() if p["type"] == "secureString"}
+            assert secure == {"from_default", "from_var", "from_env", "from_file_key", "sas"}
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------- remote temp files

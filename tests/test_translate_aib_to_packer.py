@@ -15,7 +15,16 @@ from aibx.diagnostics import format_path
 from aibx.loader import load
 from aibx.validation import validate
 from tests.support.packer import run_packer
-from tests.translate_cases import AIB_FIXTURES, TRANSLATE, aib_to_packer_outputs, expected_dir, in_fixtures
+from tests.translate_cases import (
+    AIB_FIXTURES,
+    SECURE_OBJECT,
+    SECURE_VALUES,
+    TRANSLATE,
+    aib_to_packer_outputs,
+    expected_dir,
+    in_fixtures,
+    secure_deployment,
+)
 
 
 def translate_blocks(fixture: str) -> list[Block]:
@@ -201,3 +210,64 @@ def test_quickstart_local_file_becomes_a_file_provisioner(tmp_path: Path) -> Non
     text, report = aib_to_packer(validate(load(str(path)).documents[0]).template, path.parent)
     assert 'source      = "${path.root}/motd.txt"' in text
     assert not report.diagnostics
+
+
+def test_secure_parameters_become_sensitive_variables(tmp_path: Path) -> None:
+    """No secret reaches the HCL: each becomes a sensitive variable without a default, referenced where the
+    value was (alone, inside a line, inside a URI), listed in the report (AIB077); the file passes a full
+    ``packer validate`` when the variables are given, and fails without them."""
+    from aibx.loader import LoadOptions
+
+    path = secure_deployment(tmp_path)
+    params = {**SECURE_VALUES, "creds": json.dumps(SECURE_OBJECT)}
+    doc = load(str(path), LoadOptions(parameters=params)).documents[0]
+    text, report = aib_to_packer(validate(doc).template, tmp_path)
+    assert not report.diagnostics
+    for secret in [*SECURE_VALUES.values(), *SECURE_OBJECT.values(), "s3cr3t"]:
+        assert secret not in text and secret not in json.dumps(report.as_dict())
+    for name in ("adminPassword", "sasToken", "creds_token"):
+        block = text[text.index(f'variable "{name}" {{') :].split("}", 1)[0]
+        assert "sensitive   = true" in block and "default" not in block, block
+    assert '"echo ${var.adminPassword} | passwd --stdin builder",' in text
+    assert "\n      var.adminPassword,\n" in text
+    assert '"export TOKEN=\\"${var.creds_token}\\"",' in text
+    assert "'https://acct.blob.core.windows.net/c/s.sh?${var.sasToken}'" in text
+    secret_entries = {e.subject: e for e in report.entries if e.code == "AIB077"}
+    assert set(secret_entries) == {
+        "parameters.adminPassword (secure)",
+        "parameters.sasToken (secure)",
+        "parameters.creds.token (secure)",
+    }
+    assert "-var creds_token=VALUE" in secret_entries["parameters.creds.token (secure)"].detail
+    assert "PKR_VAR_creds_token" in secret_entries["parameters.creds.token (secure)"].detail
+    assert secret_entries["parameters.sasToken (secure)"].location.line == 8
+    assert not report.lossy
+
+    # real Packer 1.6.6, the packer {} block removed (it predates required_plugins)
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    (folder / "t.pkr.hcl").write_text(text[text.index("variable ") :])
+    given = [f"{k}={v}" for k, v in SECURE_VALUES.items()] + [f"creds_token={SECURE_OBJECT['token']}"]
+    result = run_packer(["validate", *(a for g in given for a in ("-var", g)), "t.pkr.hcl"], folder, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "s3cr3t" not in result.stdout + result.stderr
+    missing = run_packer(["validate", "t.pkr.hcl"], folder, tmp_path)
+    assert missing.returncode != 0 and 'Unset variable "adminPassword"' in missing.stdout + missing.stderr
+
+
+def test_a_secret_aibx_cannot_replace_is_an_error_and_nothing_is_written(tmp_path: Path) -> None:
+    """The last check: a secret quoted for a shell (its quote changed) cannot become a reference; the
+    translation fails (AIB071, exit 2) and writes nothing, and the message does not show it."""
+    from tests.support.cli import invoke
+
+    path = secure_deployment(tmp_path)
+    out = tmp_path / "out.pkr.hcl"
+    result = invoke(
+        "translate", path, "--to", "packer", "-o", out,
+        "-p", f"adminPassword={SECURE_VALUES['adminPassword']}", "-p", "sasToken=sv=1&sig=it's-s3cr3t",
+        "-p", "creds=" + json.dumps(SECURE_OBJECT),
+    )  # fmt: skip
+    assert result.code == 2, result.text
+    assert "error[AIB071] the secret sasToken would be written" in result.err
+    assert not out.exists()
+    assert "s3cr3t" not in result.text

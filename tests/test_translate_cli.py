@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aibx.cli import main
-from tests.translate_cases import TRANSLATE
+from tests.translate_cases import SECURE_OBJECT, SECURE_VALUES, TRANSLATE, secure_deployment
 
 AIB = TRANSLATE / "aib"
 PACKER = TRANSLATE / "packer"
@@ -169,3 +169,37 @@ def test_help_lists_every_option(capsys) -> None:
     for option in ("--to", "--var", "--var-file", "--only", "--upload-base-uri", "--api-version", "--arm",
                    "--allow-lossy", "--report-json", "--parameters", "--resource"):  # fmt: skip
         assert option in out
+
+
+def test_a_secure_parameter_stays_secret_there_and_back(capsys, tmp_path: Path) -> None:
+    """AIB (secureString) → Packer (a sensitive variable) → AIB: with --arm a secureString parameter again; bare,
+    a placeholder and exit 1 (lossy), exit 0 with --allow-lossy; the value is in no file and no report."""
+    template = secure_deployment(tmp_path)
+    hcl = tmp_path / "packer" / "sec.pkr.hcl"
+    params = [f"-p{k}={v}" for k, v in SECURE_VALUES.items()] + ["-pcreds=" + json.dumps(SECURE_OBJECT)]
+    code, _out, err = run(capsys, str(template), "--to", "packer", "-o", str(hcl), *params)
+    assert code == 0, err
+    assert err.count("never written: var.") == 3
+    given = [f"--var={k}={v}" for k, v in SECURE_VALUES.items()] + [f"--var=creds_token={SECURE_OBJECT['token']}"]
+    arm, bare = tmp_path / "arm.json", tmp_path / "bare.json"
+    code, _out, err = run(capsys, str(hcl), "--to", "aib", "--arm", "-o", str(arm), *given)
+    assert code == 0, err
+    parameters = json.loads(arm.read_text())["parameters"]
+    assert {n: p["type"] for n, p in parameters.items() if n in ("adminPassword", "sasToken", "creds_token")} == {
+        "adminPassword": "secureString",
+        "sasToken": "secureString",
+        "creds_token": "secureString",
+    }
+    code, _out, err = run(capsys, str(hcl), "--to", "aib", "-o", str(bare), *given)
+    assert code == 1 and "pass --allow-lossy" in err
+    assert err.count("dropped      variable") == 3
+    code, _out, err = run(capsys, str(hcl), "--to", "aib", "-o", str(bare), "--allow-lossy", *given)
+    assert code == 0, err
+    inline = json.loads(bare.read_text())["properties"]["customize"][0]["inline"]
+    assert inline == [
+        "echo <adminPassword> | passwd --stdin builder",
+        "<adminPassword>",
+        'export TOKEN="<creds_token>"',
+    ]
+    for path in (hcl, arm, bare):
+        assert "s3cr3t" not in path.read_text(), path

@@ -18,6 +18,8 @@ from aibx.loader import LoadOptions, load
 from aibx.validation import validate
 from tests.translate_cases import ENV, NOW, PACKER_CASES, expected_dir, packer_to_aib_outputs
 
+PACKER_CASES_BY_NAME = {c.name: c for c in PACKER_CASES}
+
 
 @pytest.mark.parametrize("case", PACKER_CASES, ids=[c.name for c in PACKER_CASES])
 def test_golden(case) -> None:
@@ -260,14 +262,24 @@ def test_arm_output_and_older_api_versions(tmp_path: Path) -> None:
     folder = Path(__file__).resolve().parent.parent / "fixtures" / "translate" / "packer" / "linux-single"
     [t] = translate(folder)
     arm = aib_document(t.template, t.report, arm=True)
-    assert set(arm["parameters"]) == {"imageTemplateName", "identityId", "image_name"}
+    assert set(arm["parameters"]) == {"imageTemplateName", "identityId", "image_name", "api_token"}
+    # the sensitive variable's value is a secureString parameter, never the value
+    assert arm["parameters"]["api_token"]["type"] == "secureString"
+    assert "tok-3f9a1c77e2" not in json.dumps(arm)
     image_id = arm["resources"][0]["properties"]["distribute"][0]["imageId"]
     assert image_id.startswith("[format('/subscriptions/") and "parameters('image_name')" in image_id
     path = tmp_path / "arm.json"
     path.write_text(json.dumps(arm))
-    loaded = load(str(path), LoadOptions(parameters={"image_name": "x"}))
+    loaded = load(str(path), LoadOptions(parameters={"image_name": "x", "api_token": "tok-3f9a1c77e2"}))
     resource = loaded.documents[0].resource
     assert resource["properties"]["distribute"][0]["imageId"].endswith("/images/x")
+    # deployed with the secret, the customizer is exactly the one the value would have made
+    bare = json.loads(packer_to_aib_outputs(PACKER_CASES_BY_NAME["linux-single"])["web.azure-arm.web.json"])
+    assert json.dumps(resource["properties"]["customize"]) == json.dumps(bare["properties"]["customize"]).replace(
+        "<api_token>", "tok-3f9a1c77e2"
+    )
+    [secret_entry] = [e for e in t.report.entries if e.code == "AIB077"]
+    assert secret_entry.status is Status.APPROXIMATED and "secureString" in secret_entry.detail
 
     old = aib_document(t.template, t.report, api_version="2020-02-14")
     assert "managedResourceTags" not in old["properties"]

@@ -129,3 +129,60 @@ def diagnostic_lines() -> str:
                 main(["translate", *argv])
             lines += [line for line in err.getvalue().splitlines() if DIAGNOSTIC_LINE.match(line)]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- secrets
+SECURE_VALUES = {"adminPassword": "Pw-s3cr3t-9c1", "sasToken": "sv=2022-11-02&sp=r&sig=S1G-s3cr3t-4d2"}
+SECURE_OBJECT = {"token": 'T0k"en-s3cr3t-7e5'}  # a quote: escaped in HCL, still found
+
+
+def secure_deployment(tmp_path: Path) -> Path:
+    """An ARM deployment whose customizers use secure parameters alone, concat'ed into a line, inside a
+    SAS-tokened URI, and from a secureObject."""
+    resource = {
+        "type": "Microsoft.VirtualMachineImages/imageTemplates",
+        "apiVersion": "2024-02-01",
+        "name": "sec",
+        "location": "westeurope",
+        "properties": {
+            "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "o", "sku": "s", "version": "1"},
+            "distribute": [
+                {
+                    "type": "ManagedImage",
+                    "imageId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/i",
+                    "location": "westeurope",
+                    "runOutputName": "r",
+                }
+            ],
+        },
+    }
+    resource["properties"]["customize"] = [
+        {
+            "type": "Shell",
+            "name": "secrets",
+            "inline": [
+                "[concat('echo ', parameters('adminPassword'), ' | passwd --stdin builder')]",
+                "[parameters('adminPassword')]",
+                "[concat('export TOKEN=\"', parameters('creds').token, '\"')]",
+            ],
+        },
+        {
+            "type": "Shell",
+            "name": "sas",
+            "scriptUri": "[concat('https://acct.blob.core.windows.net/c/s.sh?', parameters('sasToken'))]",
+            "sha256Checksum": "a" * 64,
+        },
+    ]
+    deployment = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {
+            "adminPassword": {"type": "securestring"},
+            "sasToken": {"type": "secureString"},
+            "creds": {"type": "secureObject"},
+        },
+        "resources": [resource],
+    }
+    path = tmp_path / "sec.json"
+    path.write_text(json.dumps(deployment, indent=2))
+    return path

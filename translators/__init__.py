@@ -15,13 +15,14 @@ Modules: ``aib`` (model → AIB JSON), ``packer_hcl`` (HCL2 reading and writing)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from aibx.translators.from_packer import AibOptions, Translation, Upload
 from aibx.translators.packer_config import PackerConfig
 from aibx.translators.packer_hcl import PackerInputs
-from aibx.translators.report import Report, Status
+from aibx.translators.report import Location, Report, Status
 
 from aibx import model
 
@@ -49,8 +50,23 @@ def aib_to_packer(
 
     report = Report(source or tpl.file, "packer", name=tpl.name or "")
     text = packer_hcl.write(tpl, report, output_dir)
+    check_no_secret(text, report)
     report.entries.sort(key=lambda e: (e.location.file != "", e.location.line, e.location.column))
     return text, report
+
+
+def check_no_secret(text: str, report: Report) -> None:
+    """The last line of defence: an error (and so nothing written) if ``text`` still holds a secret, in a form
+    the translation could not replace with a reference (inside an expression, a comment, quoted)."""
+    from aibx.translators.secrets import SecretFinder
+
+    for source in SecretFinder(report.secret_sources).leaks(text):
+        report.error(
+            "AIB071",
+            f"the secret {source} would be written into the output in a form aibx cannot replace with a "
+            "reference (quoted for a shell, or inside an expression or comment); nothing was written",
+            Location(report.source),
+        )
 
 
 def packer_kind(path: str) -> str | None:
@@ -90,4 +106,7 @@ def aib_document(
     version = api_version or aib.NEWEST_API_VERSION
     resource = aib.template_to_resource(tpl, version)
     aib.prune_to_api_version(resource, version, report)
-    return aib.finish(resource, arm=arm)
+    resource = aib.protect_secrets(resource, report, arm=arm)
+    document = aib.finish(resource, arm=arm, secure=report.secure_names)
+    check_no_secret(json.dumps(document, ensure_ascii=False), report)
+    return document

@@ -4,16 +4,21 @@ ARM deployment template around it (``--arm``).
 Reading AIB templates is the loader's job (aibx.loader + aibx.validation); this module writes them. Fields the
 chosen apiVersion does not know are pruned against the swagger tables and reported as dropped. A value the
 translation could not know (an ``Unresolved``) is written as a ``<placeholder>`` in a bare resource, which
-``aibx validate -p NAME=VALUE`` substitutes, and as an ARM parameter with ``--arm``.
+``aibx validate -p NAME=VALUE`` substitutes, and as an ARM parameter with ``--arm``. A secret (the value of a
+sensitive Packer variable) is written the same way, never as its value: a ``secureString`` parameter with
+``--arm``; a ``<placeholder>`` in a bare resource, reported as dropped (``protect_secrets``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
-from aibx.translators.report import Report
+from aibx.translators.report import NOWHERE, Report, Status
+from aibx.translators.secrets import Reference, SecretFinder, variable_name
 
 from aibx import model
 from aibx.document import Unresolved
@@ -221,26 +226,114 @@ def _prune(value: Any, spec: dict, defs: dict, path: str, version: str, report: 
 
 
 # ----------------------------------------------------------------------------------------------- output
-def finish(resource: dict[str, Any], *, arm: bool) -> dict[str, Any]:
-    """The document to write: the bare resource with placeholders, or an ARM deployment template."""
+@dataclass(frozen=True)
+class Placeholder:
+    """An open value inside a string: ``<name>`` in a bare resource, ``parameters('name')`` with ``--arm``."""
+
+    name: str
+    reason: str
+    secure: bool = False
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """A string of literal text and placeholders that is not a plain ``Unresolved`` (it holds a secret)."""
+
+    parts: tuple[str | Placeholder, ...]
+
+
+def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> dict[str, Any]:
+    """The resource with every secret (``report.secret_sources``) replaced by a placeholder of a secure
+    parameter; each secret written so gets a report entry (AIB077): approximated with ``--arm`` (a secureString
+    parameter), dropped in a bare resource (which has no secret mechanism: a ``<placeholder>`` stands there)."""
+    finder = SecretFinder(report.secret_sources)
+    if not finder:
+        return resource
+    used: dict[str, str] = {}  # source → parameter name
+
+    def placeholder(source: str) -> Placeholder:
+        name = used.setdefault(source, variable_name(source))
+        return Placeholder(name, f"secret: value of the Packer variable {source} (sensitive)", secure=True)
+
+    def pieces(text: str) -> list[str | Placeholder]:
+        return [placeholder(p.source) if isinstance(p, Reference) else p for p in finder.split(text)]
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            parts = pieces(value)
+            return value if parts == [value] else Pieces(tuple(parts))
+        if isinstance(value, Unresolved):  # a secret beside an open value
+            parts = _unresolved_parts(value, report.secure_names)
+            split = [q for p in parts for q in (pieces(p) if isinstance(p, str) else [p])]
+            return value if split == parts else Pieces(tuple(split))
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    protected = walk(resource)
+    reported = {(e.subject, e.code) for e in report.entries}
+    for source, name in used.items():
+        if (f'variable "{source}" (sensitive)', "AIB077") in reported:
+            continue
+        declared = report.secure_locations.get(re.split(r"[.\[]", source, maxsplit=1)[0], NOWHERE)
+        if arm:
+            report.add(
+                Status.APPROXIMATED,
+                f'variable "{source}" (sensitive)',
+                f"never written: [parameters('{name}')], a secureString parameter of the deployment; pass it when "
+                f"deploying (--parameters {name}=VALUE). AIB keeps customizer text in the image template resource, "
+                "readable by whoever may read the resource",
+                declared,
+                code="AIB077",
+            )
+        else:
+            report.add(
+                Status.DROPPED,
+                f'variable "{source}" (sensitive)',
+                f"its value is not written: a bare AIB template has no secrets, so the placeholder <{name}> stands "
+                f"there; fill it in before deploying (aibx validate -p {name}=VALUE), or translate with --arm for a "
+                "secureString parameter",
+                declared,
+                code="AIB077",
+            )
+    return protected
+
+
+def _unresolved_parts(u: Unresolved, secure: Collection[str]) -> list[str | Placeholder]:
+    parts: list[str | Placeholder] = []
+    for i, piece in enumerate(_PLACEHOLDER.split(u.text)):
+        if i % 2:
+            parts.append(Placeholder(piece, u.reason, secure=piece in secure))
+        elif piece:
+            parts.append(piece)
+    return parts
+
+
+def finish(resource: dict[str, Any], *, arm: bool, secure: Collection[str] = ()) -> dict[str, Any]:
+    """The document to write: the bare resource with placeholders, or an ARM deployment template. Parameters
+    named in ``secure`` (sensitive Packer variables without a value) are secureString parameters."""
     if not arm:
-        return _replace_unresolved(resource, lambda u: u.text)
+        return _replace_unresolved(resource, _placeholder_text)
     parameters: dict[str, dict[str, Any]] = {}
 
-    def to_expression(u: Unresolved) -> str:
-        names = _PLACEHOLDER.findall(u.text)
+    def to_expression(value: Unresolved | Pieces) -> str:
+        parts = value.parts if isinstance(value, Pieces) else _unresolved_parts(value, secure)
+        names = [p for p in parts if isinstance(p, Placeholder)]
         if not names:
-            return _escape_arm(u.text)
-        for n in names:
-            parameters.setdefault(n, {"type": "string", "metadata": {"description": u.reason}})
-        if _PLACEHOLDER.fullmatch(u.text):
-            return f"[parameters('{names[0]}')]"
-        fmt = _PLACEHOLDER.split(u.text)
+            return _escape_arm("".join(p for p in parts if isinstance(p, str)))
+        for p in names:
+            parameters.setdefault(
+                p.name, {"type": "secureString" if p.secure else "string", "metadata": {"description": p.reason}}
+            )
+        if len(parts) == 1:
+            return f"[parameters('{names[0].name}')]"
         pattern, args = "", []
-        for i, part in enumerate(fmt):
-            if i % 2:
+        for part in parts:
+            if isinstance(part, Placeholder):
                 pattern += "{" + str(len(args)) + "}"
-                args.append(f"parameters('{part}')")
+                args.append(f"parameters('{part.name}')")
             else:
                 pattern += part.replace("{", "{{").replace("}", "}}").replace("'", "''")
         return f"[format('{pattern}', {', '.join(args)})]"
@@ -260,13 +353,19 @@ def finish(resource: dict[str, Any], *, arm: bool) -> dict[str, Any]:
     }
 
 
+def _placeholder_text(value: Unresolved | Pieces) -> str:
+    if isinstance(value, Unresolved):
+        return value.text
+    return "".join(p if isinstance(p, str) else f"<{p.name}>" for p in value.parts)
+
+
 def _escape_arm(text: str) -> str:
     """A literal string ARM would otherwise read as an expression: "[x]" is written "[[x]"."""
     return "[" + text if text.startswith("[") else text
 
 
 def _replace_unresolved(value: Any, fn, escape=None) -> Any:
-    if isinstance(value, Unresolved):
+    if isinstance(value, (Unresolved, Pieces)):
         return fn(value)
     if isinstance(value, dict):
         return {

@@ -122,7 +122,15 @@ class SourceTranslator:
         self.sec = source.section
         full = ".".join(x for x in (build.name, source.type, source.name) if x)
         self.name = full
-        self.report = Report(config.path, "aib", name=full, secrets=set(config.secrets))
+        self.report = Report(
+            config.path,
+            "aib",
+            name=full,
+            secrets=set(config.secrets),
+            secret_sources=dict(config.secret_names),
+            secure_names=set(config.sensitive_names),
+            secure_locations=dict(config.sensitive_locations),
+        )
         self.uploads: dict[str, Upload] = {}
         self.tpl = model.ImageTemplate(file=config.path, name=source.name, api_version=options.api_version)
         self.subscription: model.Text = ""
@@ -189,7 +197,8 @@ class SourceTranslator:
         self.build_extras()
         self.report.approximated(
             "variables and locals",
-            "evaluated now: the AIB template holds their values (ARM parameters are not generated)",
+            "evaluated now: the AIB template holds their values (ARM parameters are not generated)"
+            + ("; not those of sensitive ones (AIB077)" if self.config.sensitive_names else ""),
         )
         self.report.entries.sort(key=lambda e: (e.location.file != "", e.location.file, e.location.line))
         tr.template = self.tpl

@@ -111,4 +111,10 @@ class PackerConfig:
     # top-level blocks besides variables, locals, sources and builds (packer {}, data, hcp_packer_registry ...)
     other: list[Section] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
+    # each secret value and where it came from: the sensitive variable or local (``creds.password`` inside one)
+    secret_names: dict[str, str] = field(default_factory=dict)
+    # names of the variables and locals declared sensitive, with or without a value
+    sensitive_names: set[str] = field(default_factory=set)
+    # where each of them is declared (HCL2)
+    sensitive_locations: dict[str, Location] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)

@@ -299,17 +299,20 @@ class _Reader:
                 except EvalError:
                     is_secret = False
                 if is_secret:
-                    self.add_secret(self.values[name])
+                    self.config.sensitive_names.add(name)
+                    self.config.sensitive_locations[name] = Location(file, *hcl_eval.position(block))
+                    self.add_secret(self.values[name], name)
 
-    def add_secret(self, value: Any) -> None:
+    def add_secret(self, value: Any, where: str) -> None:
         if isinstance(value, str) and value:
             self.config.secrets.add(value)
+            self.config.secret_names.setdefault(value, where)
         elif isinstance(value, list):
-            for v in value:
-                self.add_secret(v)
+            for i, v in enumerate(value):
+                self.add_secret(v, f"{where}[{i}]")
         elif isinstance(value, dict):
-            for v in value.values():
-                self.add_secret(v)
+            for k, v in value.items():
+                self.add_secret(v, f"{where}.{k}")
 
     def assign(self, name: str, text: str, type_expr: Tree | None, what: str, file: str) -> None:
         """A value given as text (--var, PKR_VAR_): a string for primitive types, else an HCL expression."""
@@ -394,7 +397,9 @@ class _Reader:
             self.local_busy.discard(name)
         self.local_values[name] = value
         if name in self.sensitive_locals:
-            self.add_secret(value)
+            self.config.sensitive_names.add(name)
+            self.config.sensitive_locations[name] = Location(_file, *hcl_eval.position(expr))
+            self.add_secret(value, name)
         return value
 
     # ------------------------------------------------------------------------------------------- blocks

@@ -249,9 +249,11 @@ class _Reader:
             self.error("AIB072", '"sensitive-variables" must be a list of variable names', ("sensitive-variables",))
             return
         for name in sensitive:
+            self.config.sensitive_names.add(name)
             v = self.values.get(name)
             if isinstance(v, str) and v:
                 self.config.secrets.add(v)
+                self.config.secret_names.setdefault(v, name)
 
     def post_processors(self, raw: Any) -> list[Section]:
         out: list[Section] = []

@@ -51,10 +51,12 @@ class Entry:
     # mapped: where it went; approximated: how; dropped: why
     detail: str
     location: Location = NOWHERE
+    # a more precise code than the status's (AIB077: a secret written as a reference)
+    diagnostic_code: str | None = None
 
     @property
     def code(self) -> str | None:
-        return STATUS_CODES.get(self.status)
+        return self.diagnostic_code or STATUS_CODES.get(self.status)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"status": self.status.value, "subject": self.subject, "detail": self.detail}
@@ -76,9 +78,18 @@ class Report:
     entries: list[Entry] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)  # errors: the input could not be translated
     secrets: set[str] = field(default_factory=set)
+    # each secret value and where it came from (a secure parameter, a sensitive variable): translations write a
+    # reference to it instead of the value (translators/secrets.py)
+    secret_sources: dict[str, str] = field(default_factory=dict)
+    # names of secure parameters / sensitive variables, with or without a value
+    secure_names: set[str] = field(default_factory=set)
+    # where each of them is declared, when known
+    secure_locations: dict[str, Location] = field(default_factory=dict)
 
-    def add(self, status: Status, subject: str, detail: str, location: Location = NOWHERE) -> None:
-        self.entries.append(Entry(status, self.redact(subject), self.redact(detail), location))
+    def add(
+        self, status: Status, subject: str, detail: str, location: Location = NOWHERE, code: str | None = None
+    ) -> None:
+        self.entries.append(Entry(status, self.redact(subject), self.redact(detail), location, code))
 
     def mapped(self, subject: str, detail: str, location: Location = NOWHERE) -> None:
         self.add(Status.MAPPED, subject, detail, location)

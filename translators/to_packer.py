@@ -5,7 +5,9 @@ written as the closest faithful equivalent (translators/idioms.py) and reported 
 cannot express at all is reported as dropped.
 
 A value the template could not resolve (a ``<placeholder>`` or an ARM parameter without a value) becomes a
-Packer variable without a default, so ``packer build -var NAME=VALUE`` supplies it.
+Packer variable without a default, so ``packer build -var NAME=VALUE`` supplies it. The value of a secure
+parameter is never written: every string holding one refers to a variable declared ``sensitive = true`` instead
+(translators/secrets.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from urllib.parse import unquote, urlsplit
 from aibx.translators import azure_ids, idioms
 from aibx.translators.hcl_writer import Block, Expr, template
 from aibx.translators.local_files import LocalFileError, read_local_file
-from aibx.translators.report import NOWHERE, Location, Report
+from aibx.translators.report import NOWHERE, Location, Report, Status
+from aibx.translators.secrets import Reference, SecretFinder, variable_name
 
 from aibx import model
 from aibx.document import Unresolved
@@ -65,8 +68,14 @@ class ToPacker:
         self.build = Block("build")
         self.notes: list[str] = []  # comments for the build block (CLI options Packer needs)
         self.subscription: str | Expr | None = None
+        self.secure_parameters: set[str] = set()
+        self.secret_variables: dict[str, str] = {}  # where a secret came from → its variable's name
         if tpl.document is not None:
             report.secrets.update(tpl.document.secrets)
+            report.secret_sources.update(tpl.document.secret_names)
+            self.secure_parameters = set(tpl.document.secure_parameters)
+            report.secure_names.update(self.secure_parameters)
+        self.secret_finder = SecretFinder(report.secret_sources)
 
     # ------------------------------------------------------------------------------------------- helpers
     def loc(self, path: JsonPath) -> Location:
@@ -82,14 +91,69 @@ class ToPacker:
 
         return format_path(path)
 
-    def variable(self, name: str, description: str, default: object = None, type_: str = "string") -> Expr:
+    def variable(
+        self, name: str, description: str, default: object = None, type_: str = "string", sensitive: bool = False
+    ) -> Expr:
         if name not in self.variables:
             block = Block("variable", [name])
             block.set("type", Expr(type_))
             block.set("default", default)
             block.set("description", description)
+            if sensitive:
+                block.set("sensitive", True)
             self.variables[name] = block
         return Expr(f"var.{name}")
+
+    def secret_variable(self, source: str) -> Expr:
+        """The sensitive variable (no default) standing for the secret from ``source``, declared and reported
+        once."""
+        name = self.secret_variables.get(source)
+        if name is None:
+            name = variable_name(source)
+            while name in self.variables:
+                name += "_secret"
+            self.secret_variables[source] = name
+            parameter = source.split(".", 1)[0].split("[", 1)[0]
+            self.variable(
+                name,
+                f"secret: value of the AIB template's secure parameter {source}; pass it with -var {name}=VALUE "
+                f"or the environment variable PKR_VAR_{name}",
+                sensitive=True,
+            )
+            self.report.add(
+                Status.APPROXIMATED,
+                f"parameters.{source} (secure)",
+                f"never written: var.{name}, declared sensitive without a default; pass it when building: "
+                f"packer build -var {name}=VALUE, or PKR_VAR_{name} in the environment",
+                self.parameter_loc(parameter),
+                code="AIB077",
+            )
+        return Expr(f"var.{name}")
+
+    def parameter_loc(self, name: str) -> Location:
+        doc = self.tpl.document
+        if doc is None or not doc.in_deployment:
+            return NOWHERE
+        line, col = doc.source_map.locate(("parameters", name), key=True)
+        return Location(doc.file, line, col) if line else NOWHERE
+
+    def protect(self, value: object) -> object:
+        """``value`` with every secret in its strings replaced by a reference to its sensitive variable."""
+        if isinstance(value, str):
+            parts = self.secret_finder.split(value)
+            if len(parts) == 1 and isinstance(parts[0], str):
+                return value
+            return template([self.secret_variable(p.source) if isinstance(p, Reference) else p for p in parts])
+        if isinstance(value, list):
+            return [self.protect(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.protect(v) for k, v in value.items()}
+        return value
+
+    def protect_block(self, block: Block) -> None:
+        block.attributes = {k: self.protect(v) for k, v in block.attributes.items()}
+        for child in block.blocks:
+            self.protect_block(child)
 
     def text(self, value: model.Text | None, fallback_variable: str) -> str | Expr | None:
         """A template value for HCL: literal text, or variables where the template left a value open."""
@@ -97,7 +161,12 @@ class ToPacker:
             return value
         m = _ARM_PARAMETER.fullmatch(value.text.strip())
         if m:
-            return self.variable(m.group(1), f"value of the AIB template's parameter {m.group(1)} ({value.reason})")
+            secure = m.group(1) in self.secure_parameters
+            return self.variable(
+                m.group(1),
+                f"value of the AIB template's {'secure ' * secure}parameter {m.group(1)} ({value.reason})",
+                sensitive=secure,
+            )
         if _PLACEHOLDER.search(value.text):
             parts: list[str | Expr] = []
             for i, piece in enumerate(_PLACEHOLDER.split(value.text)):
@@ -154,6 +223,9 @@ class ToPacker:
             type_="bool",
         )
         self.build.attributes = {"name": self.name, "sources": [f"source.azure-arm.{self.name}"]}
+        if self.secret_finder:
+            self.protect_block(self.source)
+            self.protect_block(self.build)
         if self.notes:
             self.build.comment = "\n".join(self.notes)
         packer = Block("packer")

@@ -25,6 +25,8 @@ examples:
 The report (standard error) lists every field and step: mapped, approximated (how) or dropped (why).
 Fields the target cannot express make the translation lossy: exit 1 unless --allow-lossy.
 Unknown values become <placeholders> (AIB, set with aibx validate -p) or variables (Packer, -var).
+Secrets (secure ARM parameters, sensitive Packer variables) are never written: they become sensitive
+Packer variables, secureString parameters (--arm) or <placeholders> (a bare AIB template: lossy), AIB077.
 
 exit status: 0 translated, 1 lossy (without --allow-lossy), 2 invalid input or usage
 """
@@ -317,11 +319,17 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
             t.report.output = "(nothing: not translated)"
             continue
         document = aib_document(t.template, t.report, api_version=options.api_version, arm=args.arm)
+        if t.report.diagnostics:  # a secret it could not keep out: nothing is written
+            outcome.diagnostics += t.report.diagnostics
+            outcome.failed = True
+            continue
         out_path = None
         if target is not None:
             out_path = target / f"{t.name.replace('/', '_')}.json" if folder else target
         t.report.output = str(out_path) if out_path else None
         documents.append((t.report, out_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n"))
+    if outcome.failed:
+        return outcome
     for report, out_path, text in documents:
         if out_path is None:
             outcome.print(report, text, json_mode)
