@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from aibx.console import Style
 from aibx.engine.events import (
     Connected,
     Connecting,
@@ -34,8 +35,6 @@ from aibx.engine.events import (
     UpdateRound,
     WaitingForHost,
 )
-
-from aibx.console import Style
 
 _OUTCOME_STYLE = {
     Outcome.SUCCEEDED: ("green",),

@@ -7,6 +7,7 @@ import datetime
 from pathlib import Path
 from typing import TextIO
 
+from aibx import __version__
 from aibx.engine.events import (
     ActionStarted,
     Connected,
@@ -25,8 +26,6 @@ from aibx.engine.events import (
     UpdateRound,
     WaitingForHost,
 )
-
-from aibx import __version__
 
 
 def timestamp(when: float) -> str:

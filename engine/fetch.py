@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aibx.engine.progress import TransferMeter
-
 from aibx import __version__
+from aibx.engine.progress import TransferMeter
 from aibx.plan import Content, redact_uri
 
 CHUNK = 1024 * 1024

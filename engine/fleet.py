@@ -22,7 +22,6 @@ from pathlib import Path
 from aibx.engine.events import Outcome
 from aibx.engine.runner import Runner, RunResult
 from aibx.engine.transports import Target, TargetError, parse_target
-
 from aibx.exitcodes import ExitCode
 
 SEVERITY: tuple[int, ...] = (

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from aibx import __version__
 from aibx.engine.customization_log import timestamp
 from aibx.engine.events import (
     Connected,
@@ -28,8 +29,6 @@ from aibx.engine.events import (
     StepStarted,
     UpdateRound,
 )
-
-from aibx import __version__
 
 FORMAT_VERSION = 1
 STEP_OUTCOMES = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.SKIPPED, Outcome.NOT_RUN)

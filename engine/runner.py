@@ -75,7 +75,6 @@ from aibx.engine.transports.base import (
     Transport,
     TransportError,
 )
-
 from aibx.exitcodes import ExitCode
 from aibx.plan import Action, Content, Exec, KeptFile, Restart, StepPlan, Upload, WindowsUpdate
 

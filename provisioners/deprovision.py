@@ -21,12 +21,11 @@ from __future__ import annotations
 import shlex
 from importlib import resources
 
-from aibx.provisioners import CompileContext
-from aibx.provisioners.powershell import WINDOWS_TEMP, windows_cleanup
-
 from aibx import model
 from aibx import powershell as ps
 from aibx.plan import Content, Exec, KeptFile, StepPlan, Upload
+from aibx.provisioners import CompileContext
+from aibx.provisioners.powershell import WINDOWS_TEMP, windows_cleanup
 
 # The deprovision command's exit code when the script is missing: a warning, not a failure (AIB goes on too).
 MISSING_EXIT = 197

@@ -9,10 +9,9 @@ from __future__ import annotations
 import ntpath
 import posixpath
 
-from aibx.provisioners import CompileContext, posix, sources, unresolved_fields
-
 from aibx import model
 from aibx.plan import Content, Exec, StepPlan, Upload, redact_uri
+from aibx.provisioners import CompileContext, posix, sources, unresolved_fields
 
 
 def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:

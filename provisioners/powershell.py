@@ -20,12 +20,11 @@ On Linux (an aibx extension; AIB has no PowerShell on Linux) the same runner goe
 
 from __future__ import annotations
 
-from aibx.provisioners import CompileContext, sources
-
 from aibx import model
 from aibx import powershell as ps
 from aibx.document import Unresolved
 from aibx.plan import Action, Content, Exec, StepPlan, Upload
+from aibx.provisioners import CompileContext, sources
 
 RUNNER = "Invoke-AibxScript.ps1"
 WINDOWS_TEMP = "C:\\Windows\\Temp"

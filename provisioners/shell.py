@@ -10,10 +10,9 @@ Either way the step is a single ``Exec`` of the POSIX wrapper (see ``posix.run_s
 
 from __future__ import annotations
 
-from aibx.provisioners import CompileContext, posix, sources, unresolved_fields
-
 from aibx import model
 from aibx.plan import Content, Exec, StepPlan, redact_uri
+from aibx.provisioners import CompileContext, posix, sources, unresolved_fields
 
 
 def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:

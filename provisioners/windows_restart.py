@@ -9,11 +9,10 @@ code.
 
 from __future__ import annotations
 
-from aibx.provisioners import CompileContext
-from aibx.provisioners.powershell import unresolved_reasons
-
 from aibx import model
 from aibx.plan import Restart, StepPlan
+from aibx.provisioners import CompileContext
+from aibx.provisioners.powershell import unresolved_reasons
 
 
 def compile_step(step: model.WindowsRestartStep, ctx: CompileContext) -> StepPlan:

@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from aibx import model
+from aibx import powershell as ps
+from aibx.plan import Content, StepPlan, Upload, WindowsUpdate
 from aibx.provisioners import CompileContext
 from aibx.provisioners.powershell import (
     WINDOWS_TEMP,
@@ -27,10 +30,6 @@ from aibx.provisioners.powershell import (
     windows_cleanup,
     windows_run_command,
 )
-
-from aibx import model
-from aibx import powershell as ps
-from aibx.plan import Content, StepPlan, Upload, WindowsUpdate
 
 UPDATE_SCRIPT = "Install-AibxWindowsUpdates.ps1"
 RESULT_MARKER = "AIBX-WU-RESULT "

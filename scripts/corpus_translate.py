@@ -23,13 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aibx.diagnostics import has_errors
+from aibx.loader import load
 from aibx.translators import AibOptions, PackerInputs, aib_document, packer_to_aib, read_packer
 from aibx.translators.hcl_writer import dumps
 from aibx.translators.report import Report
 from aibx.translators.to_packer import ToPacker
-
-from aibx.diagnostics import has_errors
-from aibx.loader import load
 from aibx.validation import validate
 
 # what a user of these configurations passes on the command line (their builds need it)

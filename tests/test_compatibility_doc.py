@@ -11,13 +11,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from aibx.engine.transports import SCHEMES
-from aibx.provisioners import CompileContext, CompileOptions, compile_step
-from aibx.translators import AibOptions, PackerInputs, aib_to_packer, packer_to_aib, read_packer
 
 from aibx import model
+from aibx.engine.transports import SCHEMES
 from aibx.loader import load
+from aibx.provisioners import CompileContext, CompileOptions, compile_step
 from aibx.swagger_tables import SCHEMAS
+from aibx.translators import AibOptions, PackerInputs, aib_to_packer, packer_to_aib, read_packer
 from aibx.validation import validate
 from tests.conftest import FIXTURES, ROOT
 from tests.support.cli import invoke

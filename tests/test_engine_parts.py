@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from aibx.engine.console_view import ConsoleView
 from aibx.engine.events import (
     EventBus,
@@ -28,7 +29,6 @@ from aibx.engine.redaction import Redactor, redact_tree
 from aibx.engine.run_report import RunReport
 from aibx.engine.selection import Selection, SelectionError, select
 from aibx.engine.transports import SCHEMES, Target, TargetError, parse_target
-
 from aibx.plan import Content, Plan, StepPlan
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from aibx.engine.fleet import (
     HostListError,
     check_unique,
@@ -23,7 +24,6 @@ from aibx.engine.fleet import (
     read_hosts_file,
     worst_exit_code,
 )
-
 from tests.support.cli import invoke
 from tests.support.fleet import TargetFleet
 from tests.support.power import PowerWatcher

@@ -11,14 +11,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import hcl2
-from aibx.translators import hcl_eval
-from aibx.translators.hcl_eval import BuildValue, Context, EvalError
 from hypothesis import assume
 from hypothesis import strategies as st
 from lark.exceptions import LarkError
 
 from aibx import armexpr
 from aibx.document import Unresolved
+from aibx.translators import hcl_eval
+from aibx.translators.hcl_eval import BuildValue, Context, EvalError
 from tests.support.fuzz_inputs import ARM_EXPRESSIONS, HCL_EXPRESSIONS, arm_scopes, hostile_values, odd_strings
 from tests.support.fuzzing import budgets, fuzz
 

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from aibx.translators import AibOptions, PackerInputs, aib_to_packer, packer_to_aib, read_packer
 
 from aibx import armexpr
 from aibx.loader import LoadOptions, load_text
+from aibx.translators import AibOptions, PackerInputs, aib_to_packer, packer_to_aib, read_packer
 from aibx.validation import validate
 from tests.support.fuzz_inputs import REAL_HCL, write_file
 from tests.support.fuzzing import traced_growth

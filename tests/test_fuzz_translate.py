@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import hcl2
-from aibx.translators import AibOptions, PackerInputs, aib_document, aib_to_packer, packer_to_aib, read_packer
 from hypothesis import strategies as st
 
 from aibx.diagnostics import CODES, Diagnostic, has_errors
 from aibx.loader import load_text
+from aibx.translators import AibOptions, PackerInputs, aib_document, aib_to_packer, packer_to_aib, read_packer
 from aibx.validation import validate
 from tests.support.cli import invoke
 from tests.support.fuzz_inputs import (

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aibx.engine.transports.winrm import DOWNLOAD_SCRIPT, UPLOAD_SCRIPT
 
 from aibx import powershell as ps
+from aibx.engine.transports.winrm import DOWNLOAD_SCRIPT, UPLOAD_SCRIPT
 from tests.support.requirements import missing
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from aibx.engine.console_view import ConsoleView, ProgressTiming, format_bytes
 from aibx.engine.customization_log import CustomizationLog
 from aibx.engine.events import Event, EventBus, Output, StepRef, StepStarted, TransferProgress
@@ -22,7 +23,6 @@ from aibx.engine.progress import TransferMeter, TransferTiming
 from aibx.engine.runner import Runner, RunOptions, RunResult
 from aibx.engine.selection import Selection, select
 from aibx.engine.transports import ConnectOptions, create_transport, parse_target
-
 from tests.support.plans import linux_plan
 from tests.support.sshd import SshTarget
 from tests.support.templates import shell

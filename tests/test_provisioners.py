@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aibx.provisioners import CompileContext, CompileOptions, compile_plan, compile_step, posix
-from aibx.provisioners.deprovision import MISSING_EXIT, default_script
 
 from aibx import model
 from aibx.document import Unresolved
 from aibx.plan import Content, Exec, Upload
+from aibx.provisioners import CompileContext, CompileOptions, compile_plan, compile_step, posix
+from aibx.provisioners.deprovision import MISSING_EXIT, default_script
 from tests.support.requirements import require_program
 
 FIXED = "0123456789abcdef"

@@ -174,7 +174,6 @@ def test_a_reboot_between_steps_runs_the_next_command_once_on_the_new_boot(make_
     from aibx.engine.runner import Runner, RunOptions
     from aibx.engine.selection import Selection, select
     from aibx.engine.transports import ConnectOptions, create_transport, parse_target
-
     from tests.support.plans import linux_plan
 
     target = make_ssh_target()
@@ -441,7 +440,6 @@ def test_waiting_for_the_vm_is_reported_as_it_goes(make_ssh_target, tmp_path: Pa
     from aibx.engine.runner import Runner, RunOptions
     from aibx.engine.selection import Selection, select
     from aibx.engine.transports import ConnectOptions, create_transport, parse_target
-
     from tests.support.plans import linux_plan
 
     target = make_ssh_target()

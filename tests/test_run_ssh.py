@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from aibx.provisioners.deprovision import default_script
 
 from aibx.model import OsType
+from aibx.provisioners.deprovision import default_script
 from tests.support.cli import Completed, invoke
 from tests.support.requirements import require_program, require_root
 from tests.support.sshd import IS_ROOT, PortBlackhole, SshTarget

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from aibx.engine.transports import ConnectOptions, create_transport, parse_target
 from aibx.engine.transports.winrm import DEFAULT_MAX_ENVELOPE_SIZE, upload_chunk_size
-
 from tests.support.cli import Completed, invoke
 from tests.support.http_server import ContentServer
 from tests.support.plans import WINDOWS_SOURCE

@@ -593,10 +593,9 @@ def test_the_script_wrapper_never_follows_a_planted_symlink(tmp_path: Path, prog
 
 
 def test_powershell_on_linux_uploads_its_files_owner_only() -> None:
-    from aibx.provisioners import CompileContext, CompileOptions, compile_step
-
     from aibx import model
     from aibx.plan import Upload
+    from aibx.provisioners import CompileContext, CompileOptions, compile_step
 
     step = model.PowerShellStep(name="ps", path=("properties", "customize", 0), inline=["Write-Output hi"])
     plan = compile_step(step, CompileContext(model.ImageTemplate(file="t.json"), CompileOptions()))
@@ -610,6 +609,7 @@ def test_sftp_uploads_are_created_with_their_mode(ssh_target: SshTarget, monkeyp
     import asyncio
 
     import asyncssh
+
     from aibx.engine.transports import ConnectOptions, create_transport, parse_target
 
     opened: list[tuple[str, object]] = []
@@ -876,7 +876,6 @@ def test_the_fetcher_downloads_only_http_and_https(tmp_path: Path) -> None:
     import asyncio
 
     from aibx.engine.fetch import ContentFetcher, FetchError
-
     from aibx.plan import Content
 
     secret = tmp_path / "secret"

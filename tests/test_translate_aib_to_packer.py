@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+
+from aibx.diagnostics import format_path
+from aibx.loader import load
 from aibx.translators import aib_to_packer
 from aibx.translators.hcl_writer import Block, dumps
 from aibx.translators.report import Report, Status
 from aibx.translators.to_packer import ToPacker
-
-from aibx.diagnostics import format_path
-from aibx.loader import load
 from aibx.validation import validate
 from tests.support.packer import run_packer
 from tests.translate_cases import (

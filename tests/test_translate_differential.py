@@ -25,8 +25,8 @@ from pathlib import Path
 
 import hcl2
 import pytest
-from aibx.translators.to_packer import DEPROVISION_NAME
 
+from aibx.translators.to_packer import DEPROVISION_NAME
 from tests.support.cli import invoke
 from tests.support.packer import run_packer
 from tests.support.requirements import require_program, require_root

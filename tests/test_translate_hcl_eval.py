@@ -7,13 +7,13 @@ from datetime import datetime, timezone
 
 import hcl2
 import pytest
-from aibx.translators import hcl_eval
-from aibx.translators.hcl_eval import BuildValue, Context, EvalError
-from aibx.translators.hcl_writer import string_literal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aibx.document import Unresolved
+from aibx.translators import hcl_eval
+from aibx.translators.hcl_eval import BuildValue, Context, EvalError
+from aibx.translators.hcl_writer import string_literal
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 

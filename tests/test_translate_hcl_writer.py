@@ -11,7 +11,6 @@ from pathlib import Path
 from aibx.translators import packer_hcl
 from aibx.translators.hcl_writer import Block, Expr, dumps
 from aibx.translators.packer_hcl import PackerInputs
-
 from tests.support.packer import run_packer
 
 

@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from aibx.translators import AibOptions, PackerInputs, aib_document, packer_to_aib, read_packer
-from aibx.translators.report import Status
 
 from aibx import model
 from aibx.diagnostics import has_errors
 from aibx.jsonc import parse
 from aibx.loader import LoadOptions, load
+from aibx.translators import AibOptions, PackerInputs, aib_document, packer_to_aib, read_packer
+from aibx.translators.report import Status
 from aibx.validation import validate
 from tests.translate_cases import ENV, NOW, PACKER_CASES, expected_dir, packer_to_aib_outputs
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from aibx.translators import PackerInputs, idioms, read_packer
 
 from aibx import model
+from aibx.translators import PackerInputs, idioms, read_packer
 from tests.test_package_scripts import parse_errors
 from tests.translate_cases import EXPECTED
 

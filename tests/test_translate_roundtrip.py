@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aibx.translators import AibOptions, PackerInputs, aib, aib_to_packer, packer_to_aib, read_packer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aibx import model
 from aibx.document import Unresolved
 from aibx.loader import load
+from aibx.translators import AibOptions, PackerInputs, aib, aib_to_packer, packer_to_aib, read_packer
 from aibx.validation import validate
 from tests.translate_cases import AIB_FIXTURES, in_fixtures
 

@@ -15,9 +15,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from aibx.translators import AibOptions, PackerInputs, idioms, packer_to_aib, read_packer
 
 from aibx import model
+from aibx.translators import AibOptions, PackerInputs, idioms, packer_to_aib, read_packer
 from tests.support.requirements import require_program
 from tests.translate_cases import EXPECTED
 

@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from aibx.engine.transports.base import ConnectError, ConnectionLost
-from aibx.engine.transports.winrm import WinRMOptions, WinRMTransport
-from aibx.provisioners import windows_update as wu
 
 from aibx import powershell as ps
+from aibx.engine.transports.base import ConnectError, ConnectionLost
+from aibx.engine.transports.winrm import WinRMOptions, WinRMTransport
 from aibx.plan import Exec, StepPlan, Upload, WindowsUpdate
+from aibx.provisioners import windows_update as wu
 from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, WinRMHost
 from tests.test_windows_provisioners import compiled, template_with

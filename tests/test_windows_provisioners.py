@@ -9,13 +9,13 @@ import re
 from pathlib import Path
 
 import pytest
-from aibx.provisioners import CompileContext, CompileOptions, compile_step
-from aibx.provisioners import windows_update as wu
 
 from aibx import model
 from aibx import powershell as ps
 from aibx.loader import LoadOptions, load
 from aibx.plan import Content, Exec, Restart, StepPlan, Upload, WindowsUpdate
+from aibx.provisioners import CompileContext, CompileOptions, compile_step
+from aibx.provisioners import windows_update as wu
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "fixtures" / "windows" / "customizers.json"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from aibx.engine.customization_log import CustomizationLog
 from aibx.engine.events import Event, EventBus, Notice, Reconnected, StepFinished
 from aibx.engine.run_report import RunReport
@@ -22,7 +23,6 @@ from aibx.engine.runner import Runner, RunOptions, RunResult
 from aibx.engine.selection import Selection, select
 from aibx.engine.transports import ConnectOptions, create_transport, parse_target
 from aibx.engine.transports.base import Transport
-
 from tests.support.plans import windows_plan
 from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, WinRMHost

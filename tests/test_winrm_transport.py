@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from aibx.engine.transports.base import ConnectError, ConnectionLost, RemoteFileError
 from aibx.engine.transports.winrm import (
     DEFAULT_MAX_ENVELOPE_SIZE,
@@ -22,7 +23,6 @@ from aibx.engine.transports.winrm import (
     clixml_to_text,
     upload_chunk_size,
 )
-
 from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, TlsMaterial, WinRMHost
 
@@ -357,8 +357,9 @@ def test_silent_listener_times_out() -> None:
 def test_dns_failure_is_classified() -> None:
     """Without a network query (tests stay on loopback): the exception chain requests raises for a bad name."""
     import requests
-    from aibx.engine.transports.winrm import _connection_failure
     from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    from aibx.engine.transports.winrm import _connection_failure
 
     resolution = NameResolutionError("vm1.invalid", None, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
     error = requests.exceptions.ConnectionError(MaxRetryError(None, "/wsman", resolution))  # type: ignore[arg-type]

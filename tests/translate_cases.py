@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from aibx.loader import load
 from aibx.translators import AibOptions, PackerInputs, aib_document, aib_to_packer, packer_to_aib, read_packer
 from aibx.translators.report import Report
-
-from aibx.loader import load
 from aibx.validation import validate
 
 ROOT = Path(__file__).resolve().parent.parent

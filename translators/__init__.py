@@ -19,12 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aibx import model
 from aibx.translators.from_packer import AibOptions, Translation, Upload
 from aibx.translators.packer_config import PackerConfig
 from aibx.translators.packer_hcl import PackerInputs
 from aibx.translators.report import Location, Report, Status
-
-from aibx import model
 
 __all__ = [
     "AibOptions",

@@ -17,13 +17,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from aibx.translators.report import NOWHERE, Report, Status
-from aibx.translators.secrets import Reference, SecretFinder, variable_name
-
 from aibx import model
 from aibx.document import Unresolved
 from aibx.loader import RESOURCE_TYPE
 from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS
+from aibx.translators.report import NOWHERE, Report, Status
+from aibx.translators.secrets import Reference, SecretFinder, variable_name
 
 NEWEST_API_VERSION = API_VERSIONS[-1]
 DEPLOYMENT_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"

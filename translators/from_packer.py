@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from aibx import model
+from aibx.document import Unresolved
 from aibx.translators import idioms
 from aibx.translators.aib import NEWEST_API_VERSION
 from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef, text_of
 from aibx.translators.packer_provisioners import INLINE_LIMIT, StepMapper, provisioner_subject
 from aibx.translators.report import Location, Report
 from aibx.translators.to_packer import VALIDATION_MARK
-
-from aibx import model
-from aibx.document import Unresolved
 
 _WAAGENT = re.compile(r"\bwaagent\b.*-deprovision")
 _WAAGENT_DEFAULT = re.compile(

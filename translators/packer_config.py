@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aibx.translators.report import NOWHERE, Location
-
 from aibx.diagnostics import Diagnostic
+from aibx.translators.report import NOWHERE, Location
 
 
 def text_of(value: Any) -> str | None:

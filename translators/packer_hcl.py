@@ -17,16 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aibx.translators import hcl_eval
-from aibx.translators.hcl_eval import Context, EvalError, evaluate
-from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef
-from aibx.translators.report import Location, Report
 from lark import Token, Tree
 
 from aibx import model
 from aibx.diagnostics import Severity, make
 from aibx.document import Unresolved
 from aibx.loader import undecodable
+from aibx.translators import hcl_eval
+from aibx.translators.hcl_eval import Context, EvalError, evaluate
+from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef
+from aibx.translators.report import Location, Report
 
 
 @dataclass

@@ -14,14 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aibx.document import Unresolved
+from aibx.jsonc import JsonPath, SourceMap
+from aibx.loader import read_json, undecodable
 from aibx.translators.hcl_eval import BuildValue
 from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef
 from aibx.translators.packer_hcl import PackerInputs
 from aibx.translators.report import Location
-
-from aibx.document import Unresolved
-from aibx.jsonc import JsonPath, SourceMap
-from aibx.loader import read_json, undecodable
 
 _ARG = r"(?:`([^`]*)`|\"((?:[^\"\\]|\\.)*)\")"
 _USER = re.compile(rf"user\s+{_ARG}$")

@@ -18,13 +18,12 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aibx import model
+from aibx.document import Unresolved
 from aibx.translators import idioms
 from aibx.translators.hcl_eval import BuildValue
 from aibx.translators.local_files import LocalFileError, is_folder, read_local_file
 from aibx.translators.packer_config import Section, text_of, truthy
-
-from aibx import model
-from aibx.document import Unresolved
 
 if TYPE_CHECKING:
     from aibx.translators.from_packer import SourceTranslator

@@ -17,16 +17,15 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from aibx import model
+from aibx.document import Unresolved
+from aibx.jsonc import JsonPath
+from aibx.plan import redact_uri
 from aibx.translators import azure_ids, idioms
 from aibx.translators.hcl_writer import Block, Expr, template
 from aibx.translators.local_files import LocalFileError, read_local_file
 from aibx.translators.report import NOWHERE, Location, Report, Status
 from aibx.translators.secrets import Reference, SecretFinder, variable_name
-
-from aibx import model
-from aibx.document import Unresolved
-from aibx.jsonc import JsonPath
-from aibx.plan import redact_uri
 
 AZURE_PLUGIN = {"source": "github.com/hashicorp/azure", "version": ">= 2.0.0"}
 WINDOWS_UPDATE_PLUGIN = {"source": "github.com/rgl/windows-update", "version": ">= 0.14.0"}

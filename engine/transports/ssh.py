@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import asyncssh
+
+from aibx import powershell
 from aibx.engine.transports import ConnectOptions, Target
 from aibx.engine.transports.base import (
     ConnectError,
@@ -39,8 +41,6 @@ from aibx.engine.transports.base import (
     Transport,
 )
 from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT as WINDOWS_BOOT_IDENTITY_SCRIPT
-
-from aibx import powershell
 
 READ_CHUNK = 64 * 1024
 # SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can

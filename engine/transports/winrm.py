@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from aibx import powershell
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
@@ -41,8 +42,6 @@ from aibx.engine.transports.base import (
     Transport,
     TransportError,
 )
-
-from aibx import powershell
 
 log = logging.getLogger(__name__)
 

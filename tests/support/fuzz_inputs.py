@@ -14,10 +14,10 @@ import copy
 import json
 from pathlib import Path
 
-from aibx.translators import hcl_eval
 from hypothesis import strategies as st
 
 from aibx import armexpr
+from aibx.translators import hcl_eval
 from tests.conftest import FIXTURES
 from tests.test_validate_properties import KEYS, TEMPLATES, TRICKY_STRINGS, get, json_values, paths_of
 

@@ -7,10 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from aibx.provisioners import CompileOptions, compile_plan
-
 from aibx.loader import LoadOptions, load
 from aibx.plan import Plan
+from aibx.provisioners import CompileOptions, compile_plan
 from aibx.validation import validate
 from tests.support.templates import write_template
 
