@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from aibx.provisioners.deprovision import linux_deprovision_command
 from tests.support.cli import invoke
 from tests.support.http_server import ContentServer
 from tests.support.qemu_vm import BOOT_ID_PATH, QemuVm, VmImage
@@ -122,8 +123,7 @@ def test_a_golden_image_template_runs_end_to_end_with_a_reboot_and_deprovisionin
         "OUT   validate-image: contoso-agent 2.4.1 (x86_64)",
         "OUT   validate-image: image validation passed",
         f"the VM restarted: boot id {boot_before} -> {boot_after}",
-        "deprovision: exec if [ ! -f /tmp/DeprovisioningScript.sh ]; then exit 197; fi; "
-        "sudo -n sh /tmp/DeprovisioningScript.sh",
+        f"deprovision: exec {linux_deprovision_command('/tmp/DeprovisioningScript.sh')}",
         "run succeeded",
     ]:
         assert line in log, line
