@@ -183,6 +183,16 @@ class _StepFailed(Exception):
         self.outcome, self.message, self.exit_code = outcome, message, exit_code
 
 
+def _one_more_drop(drops: int, exc: ConnectionLost) -> int:
+    """Count a dropped connection during a command; a VM that keeps dropping it ends the step."""
+    drops += 1
+    if drops > MAX_DROPS_PER_ACTION:
+        raise _StepFailed(
+            Outcome.CONNECTION_LOST, f"the connection dropped {drops} times during this step: {exc}"
+        ) from None
+    return drops
+
+
 class Runner:
     def __init__(
         self,
@@ -652,11 +662,7 @@ class Runner:
                 raise _StepFailed(Outcome.TIMED_OUT, _timeout_message(action, collector)) from None
             except ConnectionLost as exc:
                 collector.flush()
-                drops += 1
-                if drops > MAX_DROPS_PER_ACTION:
-                    raise _StepFailed(
-                        Outcome.CONNECTION_LOST, f"the connection dropped {drops} times during this step: {exc}"
-                    ) from None
+                drops = _one_more_drop(drops, exc)
                 if not exc.command_started:
                     rebooted = await self._ride_out(ref, str(exc), "the start of the command")
                     self._count_reboot(result, rebooted, "the VM restarted before the command started; it ran after")
@@ -960,11 +966,7 @@ class Runner:
                 code = await self._guarded(self._transport().run(action.command, on_output=collector.feed))
             except ConnectionLost as exc:
                 collector.flush()
-                drops += 1
-                if drops > MAX_DROPS_PER_ACTION:
-                    raise _StepFailed(
-                        Outcome.CONNECTION_LOST, f"the connection dropped {drops} times during this step: {exc}"
-                    ) from None
+                drops = _one_more_drop(drops, exc)
                 if not exc.command_started:
                     started -= 1  # it never ran: the same round, once the VM answers
                     rebooted = await self._ride_out(ref, str(exc), "the start of a Windows Update round")
