@@ -36,7 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.cli import aibx_command  # noqa: E402
 from tests.support.fleet import TargetFleet  # noqa: E402
+from tests.support.packer import null_ssh_source  # noqa: E402
 from tests.support.power import PowerWatcher  # noqa: E402
 from tests.support.sshd import IS_ROOT, SshTarget  # noqa: E402
 from tests.support.templates import shell, write_template  # noqa: E402
@@ -45,22 +47,10 @@ DOWN_SECONDS = (1.0, 1.4, 1.8, 2.2, 2.6)
 REFUSED_SECONDS = 0.5
 
 
-def aibx_command() -> list[str]:
-    installed = shutil.which("aibx", path=str(Path(sys.executable).parent))
-    return [installed] if installed else [sys.executable, "-m", "aibx"]
-
-
 def packer_reboot_template(target: SshTarget, marker: str) -> str:
-    return f"""
-source "null" "vm" {{
-  communicator         = "ssh"
-  ssh_host             = "{target.host}"
-  ssh_port             = {target.port}
-  ssh_username         = "{target.user}"
-  ssh_private_key_file = "{target.client_key}"
-  ssh_timeout          = "60s"
-}}
-
+    return (
+        null_ssh_source(target, "60s")
+        + f"""
 build {{
   sources = ["source.null.vm"]
   provisioner "shell" {{
@@ -72,6 +62,7 @@ build {{
   }}
 }}
 """
+    )
 
 
 CPU_SECONDS: list[float] = []  # user + system time of the last command run by run_timed

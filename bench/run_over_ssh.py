@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.cli import aibx_command  # noqa: E402
+from tests.support.packer import null_ssh_source  # noqa: E402
 from tests.support.sshd import SshTarget  # noqa: E402
 from tests.support.templates import shell, write_template  # noqa: E402
 
@@ -39,27 +41,16 @@ STEPS = 50
 FILE_MIB = 20
 
 
-def aibx_command() -> list[str]:
-    installed = shutil.which("aibx", path=str(Path(sys.executable).parent))
-    return [installed] if installed else [sys.executable, "-m", "aibx"]
-
-
 def packer_template(target: SshTarget, steps: int) -> str:
     provisioners = '\n  provisioner "shell" {\n    inline = ["true"]\n  }\n' * steps
-    return f"""
-source "null" "vm" {{
-  communicator         = "ssh"
-  ssh_host             = "{target.host}"
-  ssh_port             = {target.port}
-  ssh_username         = "{target.user}"
-  ssh_private_key_file = "{target.client_key}"
-  ssh_timeout          = "30s"
-}}
-
+    return (
+        null_ssh_source(target, "30s")
+        + f"""
 build {{
   sources = ["source.null.vm"]
 {provisioners}}}
 """
+    )
 
 
 def timed(fn: Callable[[], None]) -> float:

@@ -527,24 +527,31 @@ class Runner:
                     last_error = f"no answer ({pending:.0f} s into a connection attempt)"
                 raise _NotBack(last_error) from None
             now = loop.time()
-            if now >= next_report:
-                self.emit(
-                    WaitingForHost(
-                        self.target,
-                        step=ref,
-                        phase="up",
-                        elapsed=now - began,
-                        attempts=attempts,
-                        last_error=last_error,
-                        service=transport.service,
-                    )
-                )
-                next_report = now + self.options.progress_interval
+            next_report = self._report_waiting(ref, "up", now, next_report, began, attempts, last_error)
             if now - tried < self.options.reconnect_pause:
                 try:
                     await self._sleep(self.options.reconnect_pause, until)
                 except _WindowClosed:
                     raise _NotBack(last_error) from None
+
+    def _report_waiting(
+        self, ref: StepRef, phase: str, now: float, due: float, began: float, attempts: int, last_error: str
+    ) -> float:
+        """Say how the wait for the VM goes, every ``progress_interval`` seconds; returns when it is next due."""
+        if now < due:
+            return due
+        self.emit(
+            WaitingForHost(
+                self.target,
+                step=ref,
+                phase=phase,
+                elapsed=now - began,
+                attempts=attempts,
+                last_error=last_error,
+                service=self._transport().service,
+            )
+        )
+        return now + self.options.progress_interval
 
     async def _wait_until_down(self, ref: StepRef, before: str | None, until: float, began: float) -> None:
         """Ask the VM for its boot identity every ``down_poll`` seconds until the connection drops (or a new
@@ -563,20 +570,7 @@ class Runner:
                 boot = before
             if boot is not None and boot != before:
                 return
-            now = loop.time()
-            if now >= next_report:
-                self.emit(
-                    WaitingForHost(
-                        self.target,
-                        step=ref,
-                        phase="down",
-                        elapsed=now - began,
-                        attempts=polls,
-                        last_error="it still answers",
-                        service=transport.service,
-                    )
-                )
-                next_report = now + self.options.progress_interval
+            next_report = self._report_waiting(ref, "down", loop.time(), next_report, began, polls, "it still answers")
             await self._sleep(self.options.down_poll, until)
 
     def _transport(self) -> Transport:

@@ -44,13 +44,14 @@ def inline_script(lines: Sequence[str]) -> bytes:
 def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdown: bool = False) -> str:
     """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
 
-    ``umask 077`` and ``set -C`` (no-clobber) make the file new and private; they apply in a subshell only, so the
-    script itself runs with the session's own umask, as under AIB and Packer (with 077 a ``sudo mkdir -p /opt/app``
-    would make a directory only root can enter). A file that cannot be written whole (a full disk) is removed,
-    never run; the traps remove it when the process group is signalled (interrupt, timeout) and exit the way a
-    signalled shell would. Without an ``interpreter`` the file is made executable and run by its own ``#!`` line (a
-    scriptUri's); with one (inline lines, whose shebang aibx wrote) it is run by that interpreter, which saves a
-    process and works on a /tmp mounted noexec.
+    A path that exists already (a planted file or symlink) is refused before anything is written. ``umask 077`` and
+    ``set -C`` (no-clobber) make the file new and private; they apply in a subshell that becomes ``cat`` (no extra
+    process), so the script itself runs with the session's own umask, as under AIB and Packer (with 077 a ``sudo
+    mkdir -p /opt/app`` would make a directory only root can enter). A file that cannot be written whole (a full
+    disk) is removed, never run; the traps remove it when the process group is signalled (interrupt, timeout) and
+    exit the way a signalled shell would. Without an ``interpreter`` the file is made executable and run by its own
+    ``#!`` line (a scriptUri's); with one (inline lines, whose shebang aibx wrote) it is run by that interpreter,
+    which saves a process and works on a /tmp mounted noexec.
 
     ``watch_shutdown`` (a script that may restart the VM): after a successful script the wrapper asks systemd
     whether the VM is going down (``shutdown -r now`` and ``systemctl reboot`` return before the reboot cuts the
@@ -68,8 +69,10 @@ def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdow
     return (
         f"f={shlex.quote(path)}; "
         f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
-        f'(umask 077; set -C; true >{f}) || {{ echo "aibx: cannot create $f" >&2; exit {CANNOT_CREATE_EXIT}; }}; '
-        f'cat >>{f} || {{ rm -f {f}; echo "aibx: cannot write the script to $f (removed it)" >&2; '
+        f'if [ -e {f} ] || [ -h {f} ]; then echo "aibx: cannot create $f: it exists" >&2; '
+        f"exit {CANNOT_CREATE_EXIT}; fi; "
+        f"(umask 077; set -C; exec cat >{f}) || {{ if [ -f {f} ]; then rm -f {f}; "
+        f'echo "aibx: cannot write the script to $f (removed it)" >&2; else echo "aibx: cannot create $f" >&2; fi; '
         f"exit {CANNOT_CREATE_EXIT}; }}; "
         f"{run} </dev/null; rc=$?; rm -f {f}; {watch}exit $rc"
     )

@@ -17,7 +17,7 @@ import pytest
 
 from aibx.model import OsType
 from aibx.provisioners.deprovision import default_script
-from tests.support.cli import Completed, invoke
+from tests.support.cli import RecordedRun, invoke
 from tests.support.requirements import require_program, require_root
 from tests.support.sshd import IS_ROOT, PortBlackhole, SshTarget
 from tests.support.templates import shell, write_template
@@ -25,32 +25,12 @@ from tests.support.templates import shell, write_template
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Run:
-    """One `aibx run` against a target, with the log and the report kept for the assertions."""
+class Run(RecordedRun):
+    """One `aibx run` against an SSH target."""
 
     def __init__(self, tmp_path: Path, target: SshTarget, template: Path, *extra: str, auth: bool = True) -> None:
-        self.log = tmp_path / "customization.log"
-        self.report_path = tmp_path / "report.json"
-        args = ["run", template, "--host", target.url, "--log", self.log, "--report", self.report_path]
-        if auth:
-            args += ["-i", target.client_key, "--known-hosts", target.known_hosts]
-        self.result: Completed = invoke(*args, *extra)
-
-    @property
-    def code(self) -> int:
-        return self.result.code
-
-    @property
-    def report(self) -> dict:
-        return json.loads(self.report_path.read_text())
-
-    def outcomes(self) -> dict[str, str]:
-        return {s["name"]: s["outcome"] for s in self.report["steps"]}
-
-    def everything(self) -> str:
-        """All aibx wrote: console, log and report."""
-        report = self.report_path.read_text() if self.report_path.exists() else ""
-        return self.result.text + self.log.read_text() + report
+        keys = ["-i", target.client_key, "--known-hosts", target.known_hosts] if auth else []
+        super().__init__(tmp_path, template, "--host", target.url, *keys, *extra)
 
 
 def running(token: str) -> list[int]:

@@ -20,7 +20,7 @@ import pytest
 
 from aibx.engine.transports import ConnectOptions, create_transport, parse_target
 from aibx.engine.transports.winrm import DEFAULT_MAX_ENVELOPE_SIZE, upload_chunk_size
-from tests.support.cli import Completed, invoke
+from tests.support.cli import RecordedRun, invoke
 from tests.support.http_server import ContentServer
 from tests.support.plans import WINDOWS_SOURCE
 from tests.support.templates import write_template
@@ -55,8 +55,8 @@ def https_vm(
     return WindowsVm(make_winrm_host(users={USER: CANARY, "aibx": PASSWORD}, tls=winrm_tls))
 
 
-class WinRun:
-    """One `aibx run` against a WinRM test host, with the log and the report kept for the assertions."""
+class WinRun(RecordedRun):
+    """One `aibx run` against a WinRM test host."""
 
     def __init__(
         self,
@@ -67,35 +67,12 @@ class WinRun:
         auth: str | None = "ntlm",
         user: str = USER,
     ) -> None:
-        self.log = tmp_path / "customization.log"
-        self.report_path = tmp_path / "report.json"
         scheme = "winrms" if host.tls else "winrm"
-        args: list[str | Path] = ["run", template, "--host", f"{scheme}://{user}@127.0.0.1:{host.port}"]
-        args += ["--password-env", PASSWORD_VAR, "--log", self.log, "--report", self.report_path]
+        args: list[str | Path] = ["--host", f"{scheme}://{user}@127.0.0.1:{host.port}", "--password-env", PASSWORD_VAR]
         args += ["--reconnect-timeout", "30s", "--connect-timeout", "5s"]
         if auth is not None:
             args += ["--winrm-auth", auth]
-        self.result: Completed = invoke(*args, *extra)
-
-    @property
-    def code(self) -> int:
-        return self.result.code
-
-    @property
-    def report(self) -> dict:
-        return json.loads(self.report_path.read_text())
-
-    def outcomes(self) -> dict[str, str]:
-        return {s["name"]: s["outcome"] for s in self.report["steps"]}
-
-    def step(self, name: str) -> dict:
-        return next(s for s in self.report["steps"] if s["name"] == name)
-
-    def everything(self) -> str:
-        """All aibx wrote: console, log and report."""
-        report = self.report_path.read_text() if self.report_path.exists() else ""
-        log = self.log.read_text() if self.log.exists() else ""
-        return self.result.text + log + report
+        super().__init__(tmp_path, template, *args, *extra)
 
 
 def windows_template(tmp_path: Path, steps: list[dict], **properties: object) -> Path:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.support.requirements import require_program
+
+if TYPE_CHECKING:
+    from tests.support.sshd import SshTarget
 
 
 def packer_env(home: Path) -> dict[str, str]:
@@ -29,3 +33,18 @@ def run_packer(args: list[str], cwd: Path, scratch: Path, timeout: float = 120) 
         timeout=timeout,
         check=False,
     )
+
+
+def null_ssh_source(target: SshTarget, ssh_timeout: str = "60s") -> str:
+    """A ``source "null" "vm"`` block whose SSH communicator logs in to ``target`` with its client key (Packer
+    cannot check host keys: it does not)."""
+    return f"""
+source "null" "vm" {{
+  communicator         = "ssh"
+  ssh_host             = "{target.host}"
+  ssh_port             = {target.port}
+  ssh_username         = "{target.user}"
+  ssh_private_key_file = "{target.client_key}"
+  ssh_timeout          = "{ssh_timeout}"
+}}
+"""
