@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from aibx.console import Style
+from aibx.durations import format_seconds
 from aibx.engine.events import (
     Connected,
     Connecting,
@@ -70,18 +71,6 @@ def format_transfer(event: TransferProgress) -> str:
     if event.total:
         return f"{event.transferred * 100 // event.total}% of {format_bytes(event.total)}, {rate}"
     return f"{format_bytes(event.transferred)}, {rate}"
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s"
 
 
 class ConsoleView:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from aibx.commands.json_output import Refusal, refuse
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
+from aibx.pipeline import Prepared, prepare
 
 EXAMPLES = """\
 examples:
@@ -74,66 +73,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_compile_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     p.set_defaults(handler=run)
-
-
-@dataclass
-class Prepared:
-    result: Any  # validation.Result
-    plan: Any  # aibx.plan.Plan
-    redact: Any  # Callable[[str], str]
-
-
-def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | Refusal:
-    """Load, validate and compile the template; on invalid input print why and return the refusal."""
-    from aibx.commands.template_args import load_templates
-    from aibx.diagnostics import Severity
-    from aibx.engine.redaction import Redactor
-    from aibx.provisioners import CompileOptions, compile_plan
-
-    loaded = load_templates(args, [args.template])
-    diags = loaded.all_diagnostics()
-    errors = [d for d in diags if d.severity is Severity.ERROR]
-    for d in errors:
-        print(d.format(), file=sys.stderr)
-    warnings = len(diags) - len(errors)
-    if errors:
-        count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
-        return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
-    if len(loaded.results) != 1:
-        names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
-        return _refused(
-            f"aibx: {args.template} holds {len(loaded.results)} image templates ({names}); "
-            "pick one with --resource NAME"
-        )
-    if warnings:
-        print(f"aibx: {warnings} validation warning(s); see them with: aibx validate {args.template}", file=sys.stderr)
-    result = loaded.results[0]
-    from aibx.model import parse_duration
-
-    deprovision_timeout = parse_duration(args.deprovision_timeout)
-    if deprovision_timeout is None or deprovision_timeout <= 0:
-        return _refused(
-            f"aibx: --deprovision-timeout {args.deprovision_timeout!r} is not a duration such as 20m, 1h or 90s"
-        )
-    options = CompileOptions(
-        generalize=args.generalize,
-        deprovision_timeout_seconds=deprovision_timeout,
-        fetch_on_target=args.fetch_on_target,
-        allow_any_destination=args.allow_any_destination,
-        allow_local_files=args.allow_local_files,
-        base_dir=os.path.dirname(result.document.file),
-    )
-    if random_name is not None:
-        options.random_name = random_name
-    plan = compile_plan(result.template, options)
-    return Prepared(result, plan, Redactor(result.document.secrets))
-
-
-def _refused(message: str, diagnostics: list[Any] | None = None) -> Refusal:
-    """Invalid input: the message on standard error (after the diagnostics, already printed), and the refusal."""
-    print(message, file=sys.stderr)
-    errors = [d.format() for d in diagnostics or []]
-    return Refusal(ExitCode.USAGE, [*errors, message], diagnostics or [])
 
 
 def blocked_messages(prepared: Prepared, steps: Any = None) -> list[str]:
