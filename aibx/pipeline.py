@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from aibx.engine.events import Event, EventBus, Notice
     from aibx.engine.fetch import SharedFetcher
     from aibx.engine.fleet import HostEntry, HostRun
-    from aibx.engine.redaction import Redactor
     from aibx.engine.runner import RunOptions
     from aibx.engine.selection import SelectedPlan
     from aibx.engine.transports import ConnectOptions, Target
     from aibx.plan import Plan
+    from aibx.redaction import Redactor
 
 
 @dataclass
@@ -48,8 +48,8 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     """Load, validate and compile the template; on invalid input print why and return the refusal."""
     from aibx.commands.template_args import load_templates
     from aibx.diagnostics import Severity
-    from aibx.engine.redaction import Redactor
     from aibx.provisioners import CompileOptions, compile_plan
+    from aibx.redaction import Redactor
 
     loaded = load_templates(args, [args.template])
     diags = loaded.all_diagnostics()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aibx.engine.redaction import LineRedactor, Redactor
+from aibx.redaction import LineRedactor, Redactor
 
 
 class Outcome(str, enum.Enum):

@@ -122,7 +122,7 @@ def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0)
             entry["runs"] = reasons.get(id(step)) is None
             entry["skipReason"] = reasons.get(id(step))
         steps.append(entry)
-    from aibx.engine.redaction import redact_tree
+    from aibx.redaction import redact_tree
 
     document = header(exit_code, template=plan.template, os=plan.os_type, steps=steps)
     return json.dumps(redact_tree(document, prepared.redact), indent=2)
