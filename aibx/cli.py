@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from aibx import __version__
+from aibx.errors import AibxError, exit_code
 from aibx.exitcodes import ExitCode
 
 VERBS = ("validate", "translate", "plan", "run")
@@ -134,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
+    except AibxError as exc:  # an error the user can act on: its message and its exit code, never a traceback
+        print(f"aibx: {exc}", file=sys.stderr)
+        return exit_code(exc)
     except Exception as exc:
         if os.environ.get("AIBX_DEBUG"):
             raise

@@ -14,6 +14,7 @@ from aibx.durations import format_duration
 from aibx.engine.events import ConnectionDropped, Outcome, Reconnected, StepRef, WaitingForHost
 from aibx.engine.session import Session, StepFailed, StepResult, WindowClosed
 from aibx.engine.transports.base import ConnectError, ConnectionLost, TransportError
+from aibx.errors import NotLetIn
 
 # how often one action may lose its connection before the step fails (a flapping network)
 MAX_DROPS_PER_ACTION = 5
@@ -134,11 +135,11 @@ class RebootWatcher:
             try:
                 await self.session.guarded(transport.reconnect(), until)
                 return await self.session.guarded(transport.boot_identity(), until), attempts
+            except NotLetIn as exc:  # the host key, the credentials or the certificate: waiting does not help
+                raise StepFailed(
+                    Outcome.CONNECTION_LOST, f"cannot reconnect after the connection dropped: {exc}"
+                ) from None
             except ConnectError as exc:
-                if exc.kind in ("hostkey", "auth", "tls"):
-                    raise StepFailed(
-                        Outcome.CONNECTION_LOST, f"cannot reconnect after the connection dropped: {exc}"
-                    ) from None
                 last_error = exc.detail
             except TransportError as exc:  # dropped again while logging in or reading the boot identity
                 last_error = str(exc)

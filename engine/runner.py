@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aibx import errors
 from aibx.engine.events import (
     ActionStarted,
     Event,
@@ -45,15 +46,20 @@ from aibx.plan import Action, Content, Exec, KeptFile, StepPlan, Upload
 
 __all__ = ["RunOptions", "RunResult", "Runner", "StepResult"]
 
-EXIT_CODES = {
-    Outcome.SUCCEEDED: ExitCode.OK,
-    Outcome.FAILED: ExitCode.FAILED,
-    Outcome.TIMED_OUT: ExitCode.TIMEOUT,
-    Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
-    Outcome.CONNECTION_LOST: ExitCode.CONNECT,
-    Outcome.CONNECT_FAILED: ExitCode.CONNECT,
-    Outcome.REFUSED: ExitCode.USAGE,
+# a run's outcome as the error it is (its exit code comes from the one table, aibx.errors.EXIT_CODES)
+OUTCOME_ERRORS: dict[Outcome, type[errors.AibxError]] = {
+    Outcome.FAILED: errors.StepFailure,
+    Outcome.TIMED_OUT: errors.TimedOut,
+    Outcome.INTERRUPTED: errors.Interrupted,
+    Outcome.CONNECTION_LOST: errors.ConnectFailure,
+    Outcome.CONNECT_FAILED: errors.ConnectFailure,
+    Outcome.REFUSED: errors.InvalidInput,
 }
+
+
+def exit_code_of(outcome: Outcome) -> ExitCode:
+    error = OUTCOME_ERRORS.get(outcome)
+    return ExitCode.OK if error is None else errors.exit_code(error)
 
 
 @dataclass
@@ -141,7 +147,7 @@ class Runner:
         return result
 
     def _finish(self, outcome: Outcome, message: str = "") -> RunResult:
-        return RunResult(outcome, int(EXIT_CODES[outcome]), message)
+        return RunResult(outcome, int(exit_code_of(outcome)), message)
 
     async def _run(self, workdir: Path) -> RunResult:
         refused = self._refusals()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aibx.commands import run_flags
 from aibx.commands.json_output import Refusal, refuse
 from aibx.engine.transports import DESCRIPTORS, descriptor
+from aibx.errors import InvalidSettings
 from aibx.exitcodes import ExitCode
 from aibx.pipeline import Prepared, RunSettings, execute, prepare, usage_error
 
@@ -120,7 +121,7 @@ def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepar
     for host in flags.hosts:  # settings a transport refuses (a WinRM auth without its password, ...) are usage errors
         try:
             create_transport(host.target, options)
-        except ValueError as exc:
+        except InvalidSettings as exc:
             return usage_error(f"{host.text}: {exc}")
     run_options = RunOptions(
         timeout_seconds=timeout_minutes * 60.0,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from aibx import powershell
+from aibx import errors, powershell
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
@@ -68,7 +68,7 @@ UPLOAD_SCRIPT = "Receive-AibxFile.ps1"
 DOWNLOAD_SCRIPT = "Send-AibxFile.ps1"
 
 
-class WinRMConfigError(TransportError, ValueError):
+class WinRMConfigError(TransportError, errors.InvalidSettings):
     """The target or the options cannot work (a usage error, exit code 2): wrong URL, a missing password
     variable, Basic over plain HTTP, an auth method whose library is not installed."""
 
