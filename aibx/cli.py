@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 from aibx import __version__
 from aibx.errors import AibxError, exit_code
@@ -65,10 +67,16 @@ see also:
 class _Completion(argparse.Action):
     """--print-completion / --install-completion: aibx.completion (and shtab) are imported only then."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         from aibx import completion
 
-        completion.run(parser, option_string or "", values)
+        completion.run(parser, option_string or "", values if isinstance(values, str) or values is None else None)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(verb: str):
+def _command(verb: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"aibx.commands.{verb}")
     except ModuleNotFoundError as exc:

@@ -21,4 +21,4 @@ def missing_message(path: str) -> str:
 
 def default_script(os_type: model.OsType) -> bytes:
     name = "DeprovisioningScript.ps1" if os_type is model.OsType.WINDOWS else "DeprovisioningScript.sh"
-    return resources.files("aibx").joinpath("data", name).read_bytes()
+    return (resources.files("aibx") / "data" / name).read_bytes()

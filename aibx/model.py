@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import Any, ClassVar, Union, cast
 
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
@@ -122,7 +122,7 @@ class Step:
 class ShellStep(Step):
     kind: ClassVar[str] = "Shell"
     script_uri: Text | None = None
-    inline: list[Text] | None = None
+    inline: Sequence[Text] | None = None  # a list; Sequence, so a list[str] is one too
     sha256_checksum: Text | None = None
 
 
@@ -130,7 +130,7 @@ class ShellStep(Step):
 class PowerShellStep(Step):
     kind: ClassVar[str] = "PowerShell"
     script_uri: Text | None = None
-    inline: list[Text] | None = None
+    inline: Sequence[Text] | None = None
     sha256_checksum: Text | None = None
     run_elevated: bool | None = None
     run_as_system: bool | None = None
@@ -393,7 +393,7 @@ class _Reader:
         v = self.obj.get(k) if k else None
         if not isinstance(v, list):
             return []
-        return [_Reader(x, (*self.path, k, i)) for i, x in enumerate(v)]  # type: ignore[misc]
+        return [_Reader(x, (*self.path, k or "", i)) for i, x in enumerate(v)]
 
 
 def _as_int(v: object) -> int | None:
@@ -494,7 +494,7 @@ def _step(r: _Reader) -> Step:
 def _distributor(r: _Reader) -> Distributor:
     t = r.raw("type")
     t = t.lower() if isinstance(t, str) else ""
-    common = {
+    common: dict[str, Any] = {
         "run_output_name": r.text("runOutputName"),
         "artifact_tags": r.mapping("artifactTags"),
         "path": r.path,
@@ -548,7 +548,7 @@ def from_document(doc: Document, os_override: OsType | None = None) -> ImageTemp
         tags=top.mapping("tags"),
         identity=Identity(
             type=identity.text("type"),
-            user_assigned_identities=list((identity.raw("userAssignedIdentities") or {}).keys())  # type: ignore[union-attr]
+            user_assigned_identities=list(cast("dict[str, object]", identity.raw("userAssignedIdentities")).keys())
             if isinstance(identity.raw("userAssignedIdentities"), dict)
             else [],
         )

@@ -49,7 +49,7 @@ def decode_command(encoded: str) -> str:
 @cache
 def package_script_bytes(name: str) -> bytes:
     """A shipped script exactly as stored (BOM and CRLF included): what gets uploaded to the VM."""
-    return resources.files("aibx").joinpath("data", name).read_bytes()
+    return (resources.files("aibx") / "data" / name).read_bytes()
 
 
 def package_script_text(name: str) -> str:

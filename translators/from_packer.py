@@ -208,7 +208,7 @@ class SourceTranslator:
         attr = self.take("os_type")
         comm = text_of(self.sec.value("communicator")) or ""
         value = text_of(attr.value) if attr else None
-        if value and value.lower() in ("windows", "linux"):
+        if attr is not None and value and value.lower() in ("windows", "linux"):
             self.tpl.os_type = model.OsType.WINDOWS if value.lower() == "windows" else model.OsType.LINUX
             self.tpl.os_reason = f"os_type {value}"
             self.report.mapped(self.subject("os_type"), f"the image is {self.tpl.os_type.value}", attr.location)
@@ -589,10 +589,10 @@ class SourceTranslator:
                 "storageAccountType",
                 d.where("storage_account_type"),
             )
-        if count is not None and not dist.target_regions:
+        if replicas is not None and count is not None and not dist.target_regions:
             r.dropped(
                 self.subject("shared_image_gallery_replica_count"), "needs replication regions", replicas.location
-            )  # type: ignore[union-attr]
+            )
         elif count is not None and targets:
             r.approximated(
                 self.subject("shared_image_gallery_replica_count"),

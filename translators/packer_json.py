@@ -190,7 +190,7 @@ class _Reader:
             if not isinstance(b, dict) or not isinstance(b.get("type"), str):
                 self.error("AIB072", 'each builder needs a "type"', ("builders", i))
                 continue
-            name = b.get("name") if isinstance(b.get("name"), str) else b["type"]
+            name: str = b["name"] if isinstance(b.get("name"), str) else b["type"]
             sec = self.section("source", [b["type"], name], b, ("builders", i), {"type", "name"})
             sources.append(SourceRef(b["type"], name, sec, self.locate(("builders", i))))
         raw_provisioners = doc.get("provisioners") or []

@@ -247,7 +247,7 @@ class StepMapper:
         remote_path = self.take("remote_path")
         self.take("env_var_format")
         self.take("use_env_var_file")
-        for key, how in (
+        for key, advice in (
             (
                 "expect_disconnect",
                 "AIB has no expect_disconnect: a reboot in this step may fail it on AIB "
@@ -257,10 +257,10 @@ class StepMapper:
         ):
             value = self.take(key)
             if value not in (None, "") and (key != "expect_disconnect" or truthy(value)):
-                self.note("approximated", key, how)
+                self.note("approximated", key, advice)
         plain_exec = execute is None or _normal(execute) == _normal(DEFAULT_EXECUTE)
         inline = bodies[0][1] is None
-        lines = self.p.value("inline") if inline else None
+        lines: list[str] = (self.p.value("inline") or []) if inline else []
         if plain_exec and codes_list == [0] and inline and shebang == DEFAULT_SHEBANG:
             own = self.own_idiom(lines)
             if own is not None:

@@ -172,9 +172,9 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
                     out.append(f"           from {action.content.describe()}")
                     if action.description:
                         out.append(f"           ({action.description})")
-                    text = _shown_text(action.content.data)
-                    if text is not None:
-                        out += [f"           | {line}" for line in text.splitlines()]
+                    shown = _shown_text(action.content.data)
+                    if shown is not None:
+                        out += [f"           | {line}" for line in shown.splitlines()]
                 elif isinstance(action, Restart):
                     out.append(f"    {label}restart {action.command}")
                     if action.check_command:

@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from aibx.translators.report import Report
 
 EXAMPLES = """\
 examples:
@@ -229,7 +233,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     if len(loaded.results) > 1 and target is None:
         return outcome.fail("AIB076", f"{len(loaded.results)} templates in the file: write them with -o DIR", args.path)
     output_dir = (target if folder else target.parent) if target is not None else Path.cwd()
-    texts: list[tuple[object, Path | None, str]] = []
+    texts: list[tuple[Report, Path | None, str]] = []
     for result in loaded.results:
         tpl = result.template
         out_path = None

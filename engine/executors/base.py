@@ -19,7 +19,7 @@ from aibx.plan import Action, Content
 
 A = TypeVar("A", bound=Action)
 Executor = Callable[["StepRun", Any], Awaitable["int | None"]]
-_EXECUTORS: dict[type[Action], Executor] = {}
+_EXECUTORS: dict[type, Executor] = {}  # an Action type -> its executor
 
 
 @dataclass

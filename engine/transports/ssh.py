@@ -151,7 +151,7 @@ class SshTransport(Transport):
         try:
             sock = await self._open_socket(kwargs, deadline)
             kwargs["connect_timeout"] = max(deadline - loop.time(), 0.001)
-            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)  # type: ignore[arg-type]
+            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._host_key_error(check, known_hosts) from exc
         except asyncssh.PermissionDenied:
@@ -485,7 +485,12 @@ async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
     when it stays silent or closes the connection (a port forward whose VM is down)."""
     loop = asyncio.get_running_loop()
     readable = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
     try:
         await asyncio.wait_for(readable, timeout)
     except asyncio.TimeoutError:
@@ -527,7 +532,7 @@ async def _pipelined_write(
             if len(pending) >= UPLOAD_DEPTH:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 acknowledged(done)
-            request = asyncio.ensure_future(f.write(chunk, offset))
+            request: asyncio.Future[int] = asyncio.ensure_future(f.write(chunk, offset))
             sizes[request] = len(chunk)
             pending.add(request)
             offset += len(chunk)
