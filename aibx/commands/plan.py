@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ from aibx.commands.json_output import Refusal, refuse
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
 from aibx.pipeline import Prepared, prepare
+from aibx.plan import Exec, Restart, Upload, WindowsUpdate
 
 EXAMPLES = """\
 examples:
@@ -130,7 +132,6 @@ def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0)
 
 def render_text(prepared: Prepared, selected: Any = None) -> str:
     from aibx.diagnostics import format_path
-    from aibx.plan import Exec, Restart, Upload, WindowsUpdate
 
     plan = prepared.plan
     reasons = {id(s.step): s.reason for s in selected.steps} if selected is not None else {}
@@ -144,56 +145,78 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
             out.append(f"    CANNOT RUN: {reason}")
         for label, actions in (("", step.actions), ("on interrupt: ", step.on_interrupt), ("clean-up: ", step.cleanup)):
             for action in actions:
-                if isinstance(action, Exec):
-                    out.append(f"    {label}exec   {action.command}")
-                    if action.description and (not label or "-EncodedCommand " in action.command):
-                        out.append(f"           ({action.description})")
-                    script = _encoded_script(action.command)
-                    if script is not None:
-                        out.append("           decoded:")
-                        out += [f"           | {line}" for line in script.splitlines()]
-                    if action.stdin is not None:
-                        if action.stdin.data is not None:
-                            out.append("    stdin")
-                            text = action.stdin.data.decode("utf-8", errors="replace")
-                            out += [f"           | {line}" for line in text.splitlines()]
-                        else:
-                            out.append(f"    stdin  {action.stdin.describe()}")
-                    if action.valid_exit_codes != (0,):
-                        out.append(f"           success: exit code {', '.join(map(str, action.valid_exit_codes))}")
-                    for code, warning in action.warn_exit_codes:
-                        out.append(f"           exit code {code}: warning: {warning}")
-                    if action.timeout_seconds is not None:
-                        name = f" ({action.timeout_name})" if action.timeout_name else ""
-                        out.append(f"           stopped after {action.timeout_seconds:g} s{name}")
-                elif isinstance(action, Upload):
-                    mode = f", mode {action.mode:04o}" if action.mode is not None else ""
-                    out.append(f"    {label}upload {action.remote_path}{mode}")
-                    out.append(f"           from {action.content.describe()}")
-                    if action.description:
-                        out.append(f"           ({action.description})")
-                    shown = _shown_text(action.content.data)
-                    if shown is not None:
-                        out += [f"           | {line}" for line in shown.splitlines()]
-                elif isinstance(action, Restart):
-                    out.append(f"    {label}restart {action.command}")
-                    if action.check_command:
-                        out.append(f"           then until this succeeds: {action.check_command}")
-                    out.append(f"           (a new boot within {action.timeout_seconds:g} s)")
-                elif isinstance(action, WindowsUpdate):
-                    out.append(f"    {label}update {action.command or action.description}")
-                    out.append(f"           search: {action.search_criteria}; at most {action.update_limit} updates")
-                    out += [f"           filter: {f}" for f in action.filters]
-                    out.append(
-                        f"           (rounds until nothing is left, at most {action.max_rounds}; a restart between "
-                        "rounds when one is needed)"
-                    )
+                out += action_lines(action, label)
         for note in step.notes:
             out.append(f"    note: {note}")
         out.append("")
     if not any(s.phase == "deprovision" for s in plan.steps):
         out.append("The deprovision step is left out: add --generalize to run it (the VM is unusable afterwards).")
     return prepared.redact("\n".join(out) + "\n")
+
+
+@functools.singledispatch
+def action_lines(action: object, label: str) -> list[str]:
+    """How ``aibx plan`` shows one action (``label``: "", "on interrupt: " or "clean-up: "); one function per action
+    type, registered below."""
+    return [f"    {label}{type(action).__name__}"]
+
+
+@action_lines.register
+def _(action: Exec, label: str) -> list[str]:
+    out = [f"    {label}exec   {action.command}"]
+    if action.description and (not label or "-EncodedCommand " in action.command):
+        out.append(f"           ({action.description})")
+    script = _encoded_script(action.command)
+    if script is not None:
+        out.append("           decoded:")
+        out += [f"           | {line}" for line in script.splitlines()]
+    if action.stdin is not None:
+        if action.stdin.data is not None:
+            out.append("    stdin")
+            text = action.stdin.data.decode("utf-8", errors="replace")
+            out += [f"           | {line}" for line in text.splitlines()]
+        else:
+            out.append(f"    stdin  {action.stdin.describe()}")
+    if action.valid_exit_codes != (0,):
+        out.append(f"           success: exit code {', '.join(map(str, action.valid_exit_codes))}")
+    for code, warning in action.warn_exit_codes:
+        out.append(f"           exit code {code}: warning: {warning}")
+    if action.timeout_seconds is not None:
+        name = f" ({action.timeout_name})" if action.timeout_name else ""
+        out.append(f"           stopped after {action.timeout_seconds:g} s{name}")
+    return out
+
+
+@action_lines.register
+def _(action: Upload, label: str) -> list[str]:
+    mode = f", mode {action.mode:04o}" if action.mode is not None else ""
+    out = [f"    {label}upload {action.remote_path}{mode}", f"           from {action.content.describe()}"]
+    if action.description:
+        out.append(f"           ({action.description})")
+    shown = _shown_text(action.content.data)
+    if shown is not None:
+        out += [f"           | {line}" for line in shown.splitlines()]
+    return out
+
+
+@action_lines.register
+def _(action: Restart, label: str) -> list[str]:
+    out = [f"    {label}restart {action.command}"]
+    if action.check_command:
+        out.append(f"           then until this succeeds: {action.check_command}")
+    out.append(f"           (a new boot within {action.timeout_seconds:g} s)")
+    return out
+
+
+@action_lines.register
+def _(action: WindowsUpdate, label: str) -> list[str]:
+    return [
+        f"    {label}update {action.command or action.description}",
+        f"           search: {action.search_criteria}; at most {action.update_limit} updates",
+        *(f"           filter: {f}" for f in action.filters),
+        f"           (rounds until nothing is left, at most {action.max_rounds}; a restart between "
+        "rounds when one is needed)",
+    ]
 
 
 def _encoded_script(command: str) -> str | None:
