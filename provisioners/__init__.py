@@ -43,7 +43,7 @@ class CompileOptions:
 class CompileContext:
     template: model.ImageTemplate
     options: CompileOptions
-    phase: str = "customize"  # "stage", "customize", "validate" or "deprovision"
+    phase: str = "customize"  # "stage", "customize", "validate", "deprovision" or "unstage"
 
     @property
     def os_type(self) -> model.OsType:
@@ -90,7 +90,8 @@ def unresolved_fields(step: model.Step, fields: dict[str, str]) -> list[str]:
 
 
 def compile_plan(template: model.ImageTemplate, options: CompileOptions | None = None) -> Plan:
-    """Every step in run order: stage the deprovision script, customizers, validators, deprovision."""
+    """Every step in run order: stage the deprovision script, customizers, validators, deprovision (or, on
+    Linux without ``generalize``, removing the staged script)."""
     from aibx.provisioners import deprovision
 
     options = options or CompileOptions()
@@ -103,4 +104,6 @@ def compile_plan(template: model.ImageTemplate, options: CompileOptions | None =
         plan.steps += [compile_step(s, vctx) for s in template.validate.in_vm_validations]
     if options.generalize:
         plan.steps.append(deprovision.run(CompileContext(template, options, "deprovision")))
+    elif template.os_type is not model.OsType.WINDOWS:
+        plan.steps.append(deprovision.unstage(CompileContext(template, options, "unstage")))
     return plan

@@ -948,14 +948,30 @@ def test_the_deprovisioning_script_runs_as_root_only_if_nobody_else_could_write_
     steps = [shell("check-mode", 'stat -c "%a" /tmp/DeprovisioningScript.sh'), shell("replace", mark)]
     template = write_template(tmp_path, steps)
     ok = invoke(
-        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "a"
+        "run",
+        template,
+        "--host",
+        ssh_target.url,
+        *ssh_auth(ssh_target),
+        "--generalize",
+        "--yes",
+        "--log",
+        tmp_path / "a",
     )
     assert ok.code == 0 and "check-mode | 644" in ok.out, ok.text
     assert ssh_target.host_path(f"{d}/marker").read_text() == "deprovisioned\n"
     ssh_target.host_path(f"{d}/marker").unlink()
     template = write_template(tmp_path, [shell("replace", mark), shell("tamper", tamper)])
     bad = invoke(
-        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "b"
+        "run",
+        template,
+        "--host",
+        ssh_target.url,
+        *ssh_auth(ssh_target),
+        "--generalize",
+        "--yes",
+        "--log",
+        tmp_path / "b",
     )
     assert bad.code == 1, bad.text
     assert f"aibx: /tmp/DeprovisioningScript.sh {refusal}: not run as root (deprovisioning)" in bad.err

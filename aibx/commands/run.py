@@ -14,6 +14,8 @@ from aibx.commands.plan import add_compile_options
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
 
+DEPROVISION_THIS_MACHINE = "--deprovision-this-machine"
+
 EXAMPLES = """\
 examples:
   aibx run template.json --host azureuser@vm.example.com
@@ -24,6 +26,7 @@ examples:
                                                       Windows over WinRM (HTTPS, NTLM)
   aibx run win.json --host ssh://admin@vm             Windows with OpenSSH: the same customizers
   aibx run template.json --host local                 this machine (careful: customizers change it)
+  aibx run template.json --host vm --generalize --yes deprovision last, without asking (CI)
   aibx run template.json --host vm --from install-app --report report.json
   aibx run template.json --host vm --only install-app --only configure
   aibx run template.json --host vm --dry-run          the plan, nothing runs
@@ -35,7 +38,10 @@ examples:
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
 AIB's deprovisioning script is staged at /tmp/DeprovisioningScript.sh (c:\\DeprovisioningScript.ps1) but runs only
-with --generalize, for at most --deprovision-timeout. Every scriptUri/sourceUri is fetched and checked against its
+with --generalize, for at most --deprovision-timeout. --generalize asks for "yes" on a terminal first (--yes
+skips the question; without a terminal it is required), and with --host local it is refused unless
+--deprovision-this-machine is given too. Without --generalize the staged Linux script is removed at the end
+(--skip 'stage deprovisioning script' leaves it alone). Every scriptUri/sourceUri is fetched and checked against its
 sha256Checksum before anything reaches the VM (unless --fetch-on-target).
 
 WindowsUpdate runs rounds of search, download and install as SYSTEM, restarting the VM between rounds when needed
@@ -158,6 +164,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="leave this customizer or validator out (repeatable)",
     )
     add_compile_options(p)
+    g = p.add_argument_group("deprovisioning (--generalize)")
+    g.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before --generalize deprovisions the VM (as Terraform's -auto-approve); without a "
+        "terminal --generalize needs it",
+    )
+    g.add_argument(
+        DEPROVISION_THIS_MACHINE,
+        action="store_true",
+        help="with --host local, let --generalize deprovision THIS machine (waagent -deprovision+user deletes "
+        "your user account; refused without this option)",
+    )
     t = p.add_argument_group("limits")
     t.add_argument(
         "--timeout-minutes",
@@ -198,6 +218,35 @@ def _error(message: str) -> Refusal:
     text = f"aibx run: {message}"
     print(text, file=sys.stderr)
     return Refusal(ExitCode.USAGE, [text])
+
+
+def _confirm_generalize(args: argparse.Namespace, hosts: list[str], local: bool) -> Refusal | None:
+    """--generalize destroys access to the VM: never on this machine without ``--deprovision-this-machine``, and
+    never without a "yes" typed on a terminal or ``--yes``. None when the run may go on."""
+    if local and not args.deprovision_this_machine:
+        return _error(
+            "--generalize with --host local would deprovision THIS machine (waagent -force -deprovision+user deletes "
+            f"your user account and SSH access); nothing was run. Use a VM, or add {DEPROVISION_THIS_MACHINE} if "
+            "that is really what you want"
+        )
+    if args.yes:
+        return None
+    where = "this machine" if local else ", ".join(hosts)
+    if not sys.stdin.isatty():
+        return _error(
+            f"--generalize deprovisions {where} at the end and there is no terminal to confirm it: add --yes "
+            "(nothing was run)"
+        )
+    print(
+        f"aibx run: --generalize runs AIB's deprovisioning script last on {where} (waagent -deprovision+user or "
+        "Sysprep): its user accounts and logins are removed and it cannot be used afterwards.",
+        file=sys.stderr,
+    )
+    print("Type 'yes' to go on: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    if answer.strip().lower() != "yes":
+        return _error("not confirmed; nothing was run")
+    return None
 
 
 def _winrm_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -327,6 +376,10 @@ def _run(args: argparse.Namespace) -> int | Refusal:
         for message in problems:
             print(message, file=sys.stderr)
         return Refusal(ExitCode.USAGE, problems)
+    if args.generalize:
+        refused = _confirm_generalize(args, [h.text for h in hosts], any(h.target.scheme == "local" for h in hosts))
+        if refused is not None:
+            return refused
 
     timeout_minutes = args.timeout_minutes or float(
         min(template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES)
