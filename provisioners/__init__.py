@@ -33,7 +33,9 @@ class CompileOptions:
     deprovision_timeout_seconds: float = 20 * 60.0  # the deprovision step's own limit (the Sysprep wait)
     fetch_on_target: bool = False  # let the VM download scriptUri/sourceUri itself, as AIB does
     allow_any_destination: bool = False  # File on Linux outside /tmp
-    base_dir: str = "."  # where relative file: URIs are resolved (the template's folder)
+    # where relative file: URIs are resolved (the template's folder); None: it has none (read from standard input),
+    # so file: URIs need allow_local_files
+    base_dir: str | None = "."
     allow_local_files: bool = False  # file: URIs may name any local file, not only those in base_dir
     # random part of remote temp-file names; tests pass a fixed one for golden output
     random_name: Callable[[], str] = field(default=lambda: secrets.token_hex(8))

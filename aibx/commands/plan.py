@@ -88,6 +88,7 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     from aibx.commands.template_args import load_templates
     from aibx.diagnostics import Severity
     from aibx.engine.redaction import Redactor
+    from aibx.loader import STDIN
     from aibx.provisioners import CompileOptions, compile_plan
 
     loaded = load_templates(args, [args.template])
@@ -121,7 +122,7 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         fetch_on_target=args.fetch_on_target,
         allow_any_destination=args.allow_any_destination,
         allow_local_files=args.allow_local_files,
-        base_dir=os.path.dirname(result.document.file),
+        base_dir=None if args.template == STDIN else os.path.dirname(result.document.file),
     )
     if random_name is not None:
         options.random_name = random_name
