@@ -329,3 +329,69 @@ def test_powershell_on_linux_refuses_a_planted_directory(ssh_target: SshTarget, 
     assert b"cannot create the private directory /tmp/aibx-ps-planted" in done.stderr
     assert b"pwsh ran" not in done.stdout
     assert list(ssh_target.host_path(str(victim)).iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------- item 8: descriptors
+FLEET_SIZE = 1100  # more than the usual soft limit of 1024 open files
+
+
+def test_a_fleet_of_more_hosts_than_open_files_runs(ssh_target: SshTarget, tmp_path: Path) -> None:
+    """1,100 hosts under a hard limit of 1,024 open files: each host's log is opened when its turn comes and closed
+    after, so the run needs descriptors for --parallel hosts, not for all of them. (Before, every log was opened at
+    the start: "Too many open files", exit 2.) The hosts are aliases in an ssh config file: every 100th is the one
+    loopback sshd (they share its /tmp: each host gets its own temporary names), the others a port where nobody
+    listens (cheap: refused at once, but each still has its log, its report entry and its turn)."""
+    import resource
+
+    from tests.support.cli import aibx_command
+    from tests.support.sshd import free_port
+
+    closed = free_port()
+    config = tmp_path / "ssh_config"
+    names = [f"h{i:04d}" for i in range(FLEET_SIZE)]
+    real = set(names[::100])
+    config.write_text(  # two blocks, not one per host: asyncssh reads the file again for every connection
+        f"Host h??00\n    HostName 127.0.0.1\n    Port {ssh_target.port}\n    User {ssh_target.user}\n"
+        f"Host *\n    HostName 127.0.0.1\n    Port {closed}\n    User {ssh_target.user}\n"
+    )
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("\n".join(names) + "\n")
+    template = write_template(tmp_path, [shell("hello", "sleep 0.2")])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    done = subprocess.run(
+        [*aibx_command(), "run", str(template), "--hosts-file", str(hosts), "-F", str(config),
+         *map(str, ssh_auth(ssh_target)), "--parallel", "16", "--log", str(logs / "c.log"),
+         "--report", str(tmp_path / "report.json")],
+        capture_output=True, text=True, timeout=600, preexec_fn=limit,
+    )  # fmt: skip
+    failed = FLEET_SIZE - len(real)
+    summary = f"{FLEET_SIZE} hosts: {len(real)} succeeded, {failed} connect failed; exit status 3"
+    assert summary in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 3 and "Too many open files" not in done.stdout + done.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["totals"] == {"hosts": FLEET_SIZE, "succeeded": len(real), "connectFailed": failed}
+    written = {p.name: p.read_text() for p in logs.iterdir()}
+    assert len(written) == FLEET_SIZE
+    assert all("'hello': succeeded" in written[f"c-{n}.log"] for n in real)
+    assert all("connection refused" in written[f"c-{n}.log"] for n in names[1:20])
+    # each host its own temporary names (the plan was compiled once for all before: the 11 clashed in one /tmp)
+    import re
+
+    scripts = {n: re.findall(r"/tmp/aibx-[0-9a-f]{16}\.sh", written[f"c-{n}.log"])[0] for n in real}
+    assert len(set(scripts.values())) == len(real)
+
+
+def test_the_soft_limit_on_open_files_is_raised_to_the_hard_one() -> None:
+    code = (
+        "import resource\n"
+        "from aibx.engine.fleet import raise_open_files_limit\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))\n"
+        "print(raise_open_files_limit(), resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "(4096, 4096) (4096, 4096)", done.stderr

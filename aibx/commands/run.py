@@ -460,7 +460,9 @@ def _execute(args, prepared, selected, target, connect_options, run_options) -> 
 
 
 def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
-    """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table."""
+    """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table.
+    A host's log is opened when its turn comes and closed when it is done: descriptors stay proportional to
+    --parallel, however many hosts (and the soft limit on open files is raised to the hard one first)."""
     import asyncio
     import contextlib
     import shutil
@@ -470,22 +472,36 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
 
     from aibx.commands import json_output
     from aibx.engine.console_view import ConsoleView
-    from aibx.engine.customization_log import CustomizationLog
+    from aibx.engine.customization_log import DeferredLog
     from aibx.engine.events import EventBus, Notice
     from aibx.engine.fetch import ContentFetcher, SharedFetcher
-    from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, summary_table
+    from aibx.engine.fleet import (
+        Fleet,
+        HostEntry,
+        HostRun,
+        outcome_counts,
+        per_host_paths,
+        raise_open_files_limit,
+        summary_table,
+    )
     from aibx.engine.progress import event_meter
     from aibx.engine.run_report import FleetReport, RunReport
     from aibx.engine.runner import Runner
+    from aibx.engine.selection import Selection, select
     from aibx.engine.transports import create_transport
 
     json_mode = args.format == "json"
     say = sys.stderr if json_mode else sys.stdout  # what the fleet tells the user; standard output is JSON's
     fleet_report = FleetReport(args.report, args.template, run_options.command_line)
     runs = [HostRun(entry, log_path=path) for entry, path in zip(hosts, per_host_paths(args.log, hosts), strict=True)]
+    for folder in sorted({os.path.dirname(os.path.abspath(host.log_path or "")) for host in runs}):
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            return _error(f"--log {args.log}: cannot write the hosts' logs in {folder}")
+    raise_open_files_limit()
     with contextlib.ExitStack() as logs:
         buses = {}
-        host_logs: list[CustomizationLog] = []
+        host_logs: list[DeferredLog] = []
+        logs_of: dict[HostEntry, DeferredLog] = {}
         # what concerns every host (fetching the scripts and files, once for all): said once, logged for each
         fleet_view = ConsoleView(say, status_line=False)
         fleet_bus = EventBus(prepared.redact, [fleet_view, lambda e: [g(e) for g in host_logs]])
@@ -506,10 +522,7 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             )
         )
         for host in runs:
-            try:
-                log = CustomizationLog(host.log_path)  # type: ignore[arg-type]
-            except OSError as exc:
-                return _error(f"--log {host.log_path}: {exc.strerror or exc}")
+            log = logs_of[host.entry] = DeferredLog(host.log_path)  # type: ignore[arg-type]
             logs.callback(log.close)
             host_logs.append(log)
             console = ConsoleView(
@@ -521,10 +534,18 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             bus.subscribe(report)
             fleet_report.add(host.entry.text, report, str(host.log_path))
 
+        selection = Selection(args.from_step, args.only, args.skip)
+
         def make_runner(host: HostRun) -> Runner:
+            # this host's own random temporary names: the plan was compiled once, for all, before
+            host_selected = select(prepared.compile_again(), selection)
+            try:
+                logs_of[host.entry].open()
+            except OSError as exc:
+                print(f"[{host.entry.text}] aibx: cannot write {host.log_path}: {exc.strerror or exc}", file=sys.stderr)
             target = host.entry.target
             return Runner(
-                selected,
+                host_selected,
                 lambda: create_transport(target, connect_options),
                 buses[host.entry],
                 run_options,
@@ -540,6 +561,7 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             print(f"[{host.entry.text}] aibx: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
 
         fleet.on_internal_error = internal_error
+        fleet.on_host_done = lambda host: logs_of[host.entry].close()
         print(f"aibx: {args.template} on {len(runs)} hosts, at most {fleet.parallel} at a time", file=say, flush=True)
 
         async def main() -> int:
