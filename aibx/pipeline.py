@@ -15,16 +15,17 @@ import tempfile
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aibx.commands.json_output import Refusal
+from aibx.engine.selection import Selection
 from aibx.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from aibx import validation
-    from aibx.engine.customization_log import CustomizationLog
+    from aibx.engine.customization_log import DeferredLog
     from aibx.engine.events import Event, EventBus, Notice
     from aibx.engine.fetch import SharedFetcher
     from aibx.engine.fleet import HostEntry, HostRun
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from aibx.engine.selection import SelectedPlan
     from aibx.engine.transports import ConnectOptions, Target
     from aibx.plan import Plan
+    from aibx.provisioners import CompileOptions
     from aibx.redaction import Redactor
 
 
@@ -42,12 +44,22 @@ class Prepared:
     result: validation.Result
     plan: Plan
     redact: Redactor
+    # how the plan was compiled: a fleet compiles it again for each host, so that every host gets its own random
+    # temporary names (two VMs that share a /tmp, or a user who saw one host's names, cannot collide or plant)
+    compile_options: CompileOptions | None = None
+
+    def compile_again(self) -> Plan:
+        """The same plan with new random names (for one more host)."""
+        from aibx.provisioners import CompileOptions, compile_plan
+
+        return compile_plan(self.result.template, self.compile_options or CompileOptions())
 
 
 def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | Refusal:
     """Load, validate and compile the template; on invalid input print why and return the refusal."""
     from aibx.commands.template_args import load_templates
     from aibx.diagnostics import Severity
+    from aibx.loader import STDIN
     from aibx.provisioners import CompileOptions, compile_plan
     from aibx.redaction import Redactor
 
@@ -82,12 +94,12 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         fetch_on_target=args.fetch_on_target,
         allow_any_destination=args.allow_any_destination,
         allow_local_files=args.allow_local_files,
-        base_dir=os.path.dirname(result.document.file),
+        base_dir=None if args.template == STDIN else os.path.dirname(result.document.file),
     )
     if random_name is not None:
         options.random_name = random_name
     plan = compile_plan(result.template, options)
-    return Prepared(result, plan, Redactor(result.document.secrets))
+    return Prepared(result, plan, Redactor(result.document.secrets), options)
 
 
 def _refused(message: str, diagnostics: list[Any] | None = None) -> Refusal:
@@ -110,6 +122,7 @@ class RunSettings:
     log: str = "customization.log"
     report: str | None = None
     json_mode: bool = False
+    selection: Selection = field(default_factory=Selection)  # --from, --only, --skip (a fleet selects per host)
 
 
 def execute(settings: RunSettings, prepared: Prepared, selected: SelectedPlan) -> int | Refusal:
@@ -172,7 +185,8 @@ def _execute_one(settings: RunSettings, prepared: Prepared, selected: SelectedPl
 
 class _FleetOutput:
     """What a fleet shows and writes: one console view and one log per host (prefixed lines), a view for what
-    concerns every host (fetching, said once and logged for each), the fleet report."""
+    concerns every host (fetching, said once and logged for each), the fleet report. A host's log is opened when its
+    turn comes and closed when it is done: descriptors stay proportional to --parallel, however many hosts."""
 
     def __init__(self, settings: RunSettings, prepared: Prepared, runs: list[HostRun], logs: ExitStack) -> None:
         from aibx.engine.console_view import ConsoleView
@@ -181,7 +195,8 @@ class _FleetOutput:
 
         self.say = sys.stderr if settings.json_mode else sys.stdout  # standard output is JSON's
         self.report = FleetReport(settings.report, settings.template, settings.run.command_line)
-        self.host_logs: list[CustomizationLog] = []
+        self.host_logs: list[DeferredLog] = []
+        self.logs_of: dict[HostEntry, DeferredLog] = {}
         fleet_view = ConsoleView(self.say, status_line=False)
         self.fleet_bus = EventBus(prepared.redact, [fleet_view, self._to_every_log])
         self.views = [fleet_view]
@@ -192,17 +207,14 @@ class _FleetOutput:
         for log in self.host_logs:
             log(event)
 
-    def open_hosts(self) -> Refusal | None:
+    def open_hosts(self) -> None:
         from aibx.engine.console_view import ConsoleView
-        from aibx.engine.customization_log import CustomizationLog
+        from aibx.engine.customization_log import DeferredLog
         from aibx.engine.events import EventBus
         from aibx.engine.run_report import RunReport
 
         for host in self.runs:
-            try:
-                log = CustomizationLog(str(host.log_path))
-            except OSError as exc:
-                return usage_error(f"--log {host.log_path}: {exc.strerror or exc}")
+            log = self.logs_of[host.entry] = DeferredLog(str(host.log_path))
             self.logs.callback(log.close)
             self.host_logs.append(log)
             prefix = f"[{host.entry.text}] "
@@ -212,7 +224,15 @@ class _FleetOutput:
             report = RunReport(None)
             bus.subscribe(report)
             self.report.add(host.entry.text, report, str(host.log_path))
-        return None
+
+    def open_log(self, host: HostRun) -> None:
+        try:
+            self.logs_of[host.entry].open()
+        except OSError as exc:
+            print(f"[{host.entry.text}] aibx: cannot write {host.log_path}: {exc.strerror or exc}", file=sys.stderr)
+
+    def close_log(self, host: HostRun) -> None:
+        self.logs_of[host.entry].close()
 
     def fetcher(self, run_options: RunOptions) -> SharedFetcher:
         """One download of each script and file for every host."""
@@ -241,23 +261,29 @@ class _FleetOutput:
 def _execute_fleet(settings: RunSettings, prepared: Prepared, selected: SelectedPlan) -> int | Refusal:
     """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table."""
     from aibx.commands import json_output
-    from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, summary_table
+    from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, raise_open_files_limit, summary_table
     from aibx.engine.runner import Runner
+    from aibx.engine.selection import select
     from aibx.engine.transports import create_transport
 
     paths = per_host_paths(settings.log, settings.hosts)
     runs = [HostRun(entry, log_path=path) for entry, path in zip(settings.hosts, paths, strict=True)]
+    for folder in sorted({os.path.dirname(os.path.abspath(host.log_path or "")) for host in runs}):
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            return usage_error(f"--log {settings.log}: cannot write the hosts' logs in {folder}")
+    raise_open_files_limit()
     with ExitStack() as logs:
         output = _FleetOutput(settings, prepared, runs, logs)
         fetcher = output.fetcher(settings.run)
-        refused = output.open_hosts()
-        if refused is not None:
-            return refused
+        output.open_hosts()
 
         def make_runner(host: HostRun) -> Runner:
+            # this host's own random temporary names: the plan was compiled once, for all, before
+            host_selected = select(prepared.compile_again(), settings.selection)
+            output.open_log(host)
             target = host.entry.target
             return Runner(
-                selected,
+                host_selected,
                 lambda: create_transport(target, settings.connect),
                 output.buses[host.entry],
                 settings.run,
@@ -267,6 +293,7 @@ def _execute_fleet(settings: RunSettings, prepared: Prepared, selected: Selected
 
         fleet = Fleet(runs, settings.parallel, make_runner)
         fleet.on_internal_error = _internal_error
+        fleet.on_host_done = output.close_log
         say = output.say
         print(
             f"aibx: {settings.template} on {len(runs)} hosts, at most {fleet.parallel} at a time", file=say, flush=True

@@ -14,7 +14,7 @@ from aibx import model
 from aibx.document import Unresolved
 from aibx.plan import Content, Exec, Upload
 from aibx.provisioners import CompileContext, CompileOptions, compile_plan, compile_step, posix
-from aibx.provisioners.deprovision import MISSING_EXIT, default_script
+from aibx.provisioners.deprovision import MISSING_EXIT, default_script, linux_stage_command
 from tests.support.requirements import require_program
 
 FIXED = "0123456789abcdef"
@@ -168,13 +168,16 @@ def test_file_fetch_on_target_moves_the_checked_download_into_place() -> None:
 def test_deprovisioning_is_staged_first_and_runs_last_only_with_generalize() -> None:
     template = model.ImageTemplate(file="t.json", customize=[shell_step(inline=["true"])])
     steps = compile_plan(template, CompileOptions(random_name=lambda: FIXED)).steps
-    assert [(s.name, s.phase) for s in steps] == [("stage deprovisioning script", "stage"), ("s", "customize")]
+    assert [(s.name, s.phase) for s in steps] == [
+        ("stage deprovisioning script", "stage"),
+        ("s", "customize"),
+        ("remove the staged deprovisioning script", "unstage"),
+    ]
     stage = steps[0].actions[0]
-    assert stage == Upload(
-        "/tmp/DeprovisioningScript.sh",
-        Content(data=default_script(model.OsType.LINUX)),
-        mode=0o644,
-        description="AIB's default deprovisioning script",
+    assert stage == Exec(
+        linux_stage_command("/tmp/DeprovisioningScript.sh"),
+        stdin=Content(data=default_script(model.OsType.LINUX)),
+        description="write AIB's default deprovisioning script to /tmp/DeprovisioningScript.sh (new, mode 0644, yours)",
     )
     assert b"-deprovision+user" in default_script(model.OsType.LINUX)
     steps = compile_plan(template, CompileOptions(generalize=True)).steps

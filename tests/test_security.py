@@ -593,14 +593,17 @@ def test_the_script_wrapper_never_follows_a_planted_symlink(tmp_path: Path, prog
 
 
 def test_powershell_on_linux_uploads_its_files_owner_only() -> None:
+    """Both files go into a new directory only the login user can enter (``mkdir -m 700``, which fails on anything
+    already there), in the one command that runs them: nothing is uploaded beside it."""
     from aibx import model
-    from aibx.plan import Upload
+    from aibx.plan import Exec
     from aibx.provisioners import CompileContext, CompileOptions, compile_step
 
     step = model.PowerShellStep(name="ps", path=("properties", "customize", 0), inline=["Write-Output hi"])
     plan = compile_step(step, CompileContext(model.ImageTemplate(file="t.json"), CompileOptions()))
-    uploads = [a for a in plan.actions if isinstance(a, Upload)]
-    assert len(uploads) == 2 and {u.mode for u in uploads} == {0o600}
+    [run] = plan.actions
+    assert isinstance(run, Exec) and run.stdin is not None and run.stdin.data == b"Write-Output hi\n"
+    assert 'mkdir -m 700 "$d" ||' in run.command and "trap 'rm -rf \"$d\"' EXIT" in run.command
 
 
 def test_sftp_uploads_are_created_with_their_mode(ssh_target: SshTarget, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -948,14 +951,30 @@ def test_the_deprovisioning_script_runs_as_root_only_if_nobody_else_could_write_
     steps = [shell("check-mode", 'stat -c "%a" /tmp/DeprovisioningScript.sh'), shell("replace", mark)]
     template = write_template(tmp_path, steps)
     ok = invoke(
-        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "a"
+        "run",
+        template,
+        "--host",
+        ssh_target.url,
+        *ssh_auth(ssh_target),
+        "--generalize",
+        "--yes",
+        "--log",
+        tmp_path / "a",
     )
     assert ok.code == 0 and "check-mode | 644" in ok.out, ok.text
     assert ssh_target.host_path(f"{d}/marker").read_text() == "deprovisioned\n"
     ssh_target.host_path(f"{d}/marker").unlink()
     template = write_template(tmp_path, [shell("replace", mark), shell("tamper", tamper)])
     bad = invoke(
-        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "b"
+        "run",
+        template,
+        "--host",
+        ssh_target.url,
+        *ssh_auth(ssh_target),
+        "--generalize",
+        "--yes",
+        "--log",
+        tmp_path / "b",
     )
     assert bad.code == 1, bad.text
     assert f"aibx: /tmp/DeprovisioningScript.sh {refusal}: not run as root (deprovisioning)" in bad.err

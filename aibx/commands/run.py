@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from aibx.commands import run_flags
 from aibx.commands.json_output import Refusal, refuse
+from aibx.commands.run_flags import DEPROVISION_THIS_MACHINE
 from aibx.engine.transports import DESCRIPTORS, descriptor
 from aibx.errors import InvalidSettings
 from aibx.exitcodes import ExitCode
@@ -64,10 +65,44 @@ def _run(args: argparse.Namespace) -> int | Refusal:
         for message in problems:
             print(message, file=sys.stderr)
         return Refusal(ExitCode.USAGE, problems)
+    if args.generalize:
+        local = any(descriptor(h.target.scheme).name == "local" for h in flags.hosts)
+        refused_generalize = _confirm_generalize(args, [h.text for h in flags.hosts], local)
+        if refused_generalize is not None:
+            return refused_generalize
     settings = _settings(args, flags, prepared)
     if isinstance(settings, Refusal):
         return settings
     return execute(settings, prepared, selected)
+
+
+def _confirm_generalize(args: argparse.Namespace, hosts: list[str], local: bool) -> Refusal | None:
+    """--generalize destroys access to the VM: never on this machine without ``--deprovision-this-machine``, and
+    never without a "yes" typed on a terminal or ``--yes``. None when the run may go on."""
+    if local and not args.deprovision_this_machine:
+        return usage_error(
+            "--generalize with --host local would deprovision THIS machine (waagent -force -deprovision+user deletes "
+            f"your user account and SSH access); nothing was run. Use a VM, or add {DEPROVISION_THIS_MACHINE} if "
+            "that is really what you want"
+        )
+    if args.yes:
+        return None
+    where = "this machine" if local else ", ".join(hosts)
+    if not sys.stdin.isatty():
+        return usage_error(
+            f"--generalize deprovisions {where} at the end and there is no terminal to confirm it: add --yes "
+            "(nothing was run)"
+        )
+    print(
+        f"aibx run: --generalize runs AIB's deprovisioning script last on {where} (waagent -deprovision+user or "
+        "Sysprep): its user accounts and logins are removed and it cannot be used afterwards.",
+        file=sys.stderr,
+    )
+    print("Type 'yes' to go on: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    if answer.strip().lower() != "yes":
+        return usage_error("not confirmed; nothing was run")
+    return None
 
 
 def _check_hosts(args: argparse.Namespace, prepared: Prepared, hosts: list[HostEntry]) -> str:
@@ -89,6 +124,7 @@ def _check_hosts(args: argparse.Namespace, prepared: Prepared, hosts: list[HostE
 
 def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepared) -> RunSettings | Refusal:
     from aibx.engine.runner import RunOptions
+    from aibx.engine.selection import Selection
     from aibx.engine.transports import ConnectOptions, create_transport
     from aibx.model import MAX_BUILD_TIMEOUT_MINUTES
 
@@ -129,5 +165,13 @@ def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepar
         command_line=" ".join(shlex.quote(a) for a in ["aibx", *sys.argv[1:]]),
     )
     return RunSettings(
-        args.template, flags.hosts, options, run_options, args.parallel, args.log, args.report, args.format == "json"
+        args.template,
+        flags.hosts,
+        options,
+        run_options,
+        args.parallel,
+        args.log,
+        args.report,
+        args.format == "json",
+        Selection(args.from_step, args.only, args.skip),
     )

@@ -19,6 +19,8 @@ from aibx.pipeline import usage_error
 if TYPE_CHECKING:
     from aibx.engine.fleet import HostEntry
 
+DEPROVISION_THIS_MACHINE = "--deprovision-this-machine"
+
 EXAMPLES = """\
 examples:
   aibx run template.json --host azureuser@vm.example.com
@@ -29,6 +31,7 @@ examples:
                                                       Windows over WinRM (HTTPS, NTLM)
   aibx run win.json --host ssh://admin@vm             Windows with OpenSSH: the same customizers
   aibx run template.json --host local                 this machine (careful: customizers change it)
+  aibx run template.json --host vm --generalize --yes deprovision last, without asking (CI)
   aibx run template.json --host vm --from install-app --report report.json
   aibx run template.json --host vm --only install-app --only configure
   aibx run template.json --host vm --dry-run          the plan, nothing runs
@@ -40,7 +43,10 @@ examples:
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
 AIB's deprovisioning script is staged at /tmp/DeprovisioningScript.sh (c:\\DeprovisioningScript.ps1) but runs only
-with --generalize, for at most --deprovision-timeout. Every scriptUri/sourceUri is fetched and checked against its
+with --generalize, for at most --deprovision-timeout. --generalize asks for "yes" on a terminal first (--yes
+skips the question; without a terminal it is required), and with --host local it is refused unless
+--deprovision-this-machine is given too. Without --generalize the staged Linux script is removed at the end
+(--skip 'stage deprovisioning script' leaves it alone). Every scriptUri/sourceUri is fetched and checked against its
 sha256Checksum before anything reaches the VM (unless --fetch-on-target).
 
 WindowsUpdate runs rounds of search, download and install as SYSTEM, restarting the VM between rounds when needed
@@ -83,6 +89,7 @@ def add_parser(
     _winrm_flags(p.add_argument_group("WinRM (winrm:// and winrms:// targets)"))
     _step_flags(p.add_argument_group("steps"))
     add_compile_options(p)
+    _generalize_flags(p.add_argument_group("deprovisioning (--generalize)"))
     _output_flags(p)
     p.set_defaults(handler=handler)
 
@@ -178,6 +185,22 @@ def _step_flags(s: argparse._ArgumentGroup) -> None:
         default=[],
         metavar="NAME",
         help="leave this customizer or validator out (repeatable)",
+    )
+
+
+def _generalize_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before --generalize deprovisions the VM (as Terraform's -auto-approve); without a "
+        "terminal --generalize needs it",
+    )
+    g.add_argument(
+        DEPROVISION_THIS_MACHINE,
+        action="store_true",
+        help="with --host local, let --generalize deprovision THIS machine (waagent -deprovision+user deletes "
+        "your user account; refused without this option)",
     )
 
 

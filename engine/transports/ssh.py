@@ -10,7 +10,8 @@
   ``reconnect()`` (after a reboot) accepts only the very key the first connection accepted.
 * Auth: the ``identity`` file, the keys ssh-agent holds, the default keys (``~/.ssh/id_*``, ``IdentityFile``) and a
   password (given by the caller, never read from the command line). ``~/.ssh/config`` (aliases, HostName, Port,
-  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh.
+  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh, except ``ForwardAgent``: the agent is never
+  forwarded to the VM.
 * A command that does not end by itself (timeout, cancellation) is stopped with SIGTERM to its process group
   (OpenSSH's ``signal`` channel request), then SIGKILL.
 """
@@ -131,6 +132,9 @@ class SshTransport(Transport):
             "keepalive_interval": opts.keepalive_interval,
             "keepalive_count_max": opts.keepalive_count_max,
             "config": opts.ssh_config if opts.ssh_config is not None else (),
+            # never forward ssh-agent, whatever ~/.ssh/config says (ForwardAgent yes): a template's commands would
+            # sign with your keys for as long as the run lasts
+            "agent_forwarding": False,
         }
         if pinned is not None:
             # the same key as at the first connect, offered as a plain key (not a certificate for it)
