@@ -289,6 +289,7 @@ class _Reader:
             self.assign(name, value, types[name], f"--var {name}", "<command line>")
         for name, (file, block, attrs) in self.var_decls.items():
             try:
+                hcl_eval.check_size(self.values[name], block)
                 self.values[name] = hcl_eval.convert(self.values[name], types[name], block)
             except EvalError as exc:
                 self.eval_error(exc, file, f"variable.{name}")
@@ -393,6 +394,7 @@ class _Reader:
         try:
             _file, expr = self.local_exprs[name]
             value = evaluate(expr, self.ctx)
+            hcl_eval.check_size(value, expr)
         finally:
             self.local_busy.discard(name)
         self.local_values[name] = value
@@ -417,6 +419,7 @@ class _Reader:
                 name, expr = _attr_parts(item)
                 try:
                     value = evaluate(expr, ctx)
+                    hcl_eval.check_size(value, expr)
                 except EvalError as exc:
                     self.eval_error(exc, file, f"{path}.{name}")
                     continue
@@ -569,7 +572,15 @@ def _unset(name: str) -> Unresolved:
 
 def read_config(path: str, inputs: PackerInputs | None = None) -> PackerConfig:
     """Read a Packer HCL2 file or folder; problems are diagnostics in the result, never exceptions."""
-    return _Reader(path, inputs or PackerInputs()).read()
+    reader = _Reader(path, inputs or PackerInputs())
+    try:
+        return reader.read()
+    except RecursionError:  # a walk over the parse tree of input nested past Python's stack (hcl_eval.MAX_DEPTH)
+        config = PackerConfig(path=path, format="hcl2", root=reader.root)
+        config.diagnostics.append(
+            make("AIB072", f"the configuration is nested too deeply to read; {hcl_eval.LIMIT_HINT}", file=path)
+        )
+        return config
 
 
 # ----------------------------------------------------------------------------------------------- writing
