@@ -132,6 +132,11 @@ class _Reader:
             value = self.inputs.env.get(name, "")
             if undecodable(value):
                 raise TemplateError(f"{{{{env `{name}`}}}}: the environment variable is not UTF-8 text")
+            if value and not self.inputs.env_values:  # a secret unless asked for (--allow-env-values)
+                self.config.secrets.add(value)
+                self.config.secret_names.setdefault(value, name)
+                self.config.environment_sources.add(name)
+                self.config.sensitive_locations.setdefault(name, self.locate(path))
             return value
         if body == "timestamp":
             return str(int(self.now.timestamp()))
