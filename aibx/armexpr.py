@@ -38,7 +38,7 @@ MAX_BUILT_STRING = 4 * 1024 * 1024
 # Bounds on what one template may make aibx compute (issue 11: forty variables that each concat() the last twice ate
 # all memory). A value is at most MAX_BUILT_STRING characters and MAX_VALUE_ITEMS array items and object members,
 # counted through every level, and nests at most MAX_VALUE_DEPTH deep; all strings the functions of one template
-# build together are at most MAX_TOTAL_BUILT characters. ARM would refuse any of these (a 4 MB request).
+# build together are at most MAX_TOTAL_BUILT characters and items. ARM would refuse any of these (a 4 MB request).
 MAX_VALUE_ITEMS = 100_000
 MAX_VALUE_DEPTH = 128
 MAX_TOTAL_BUILT = 64 * 1024 * 1024
@@ -71,7 +71,7 @@ class Scope:
     context: DeploymentContext = field(default_factory=DeploymentContext)
     _resolving: set[str] = field(default_factory=set)
     _resolved_variables: dict[str, object] = field(default_factory=dict)
-    _built: int = 0  # characters of the strings functions built so far (MAX_TOTAL_BUILT)
+    _built: int = 0  # characters and items the functions built so far (MAX_TOTAL_BUILT)
 
 
 def check_size(value: object) -> None:
@@ -285,20 +285,19 @@ class _Evaluator:
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
-        if name not in ("parameters", "variables"):
-            check_size(args)  # what a function builds is about as big as its arguments
+        if name in _BUILDERS:
+            check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
             result = func(self, *args)
         except _NotEvaluated as exc:
             return self.unresolved(f"{node.name}(): {exc}")
         except TypeError as exc:
             raise ExpressionError(f"{node.name}(): wrong number or kind of arguments ({exc})") from None
-        if isinstance(result, str) and name not in ("parameters", "variables"):
-            self.scope._built += len(result)
+        if name in _BUILDERS:
+            check_size(result)
+            self.scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
             if self.scope._built > MAX_TOTAL_BUILT:
                 raise ExpressionError(f"the template's functions build more than {MAX_TOTAL_BUILT:,} characters")
-        if isinstance(result, (list, dict, str)):
-            check_size(result)
         return result
 
     # functions that need the scope
@@ -761,6 +760,12 @@ def unique_string(*values: str) -> str:
     h = _arm_murmur64("-".join(values).encode("utf-8"))
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
+
+# functions whose result holds (copies of) their arguments, or grows from them
+_BUILDERS = {
+    "concat", "format", "string", "replace", "join", "padleft", "base64", "base64tostring", "uricomponent",
+    "uricomponenttostring", "json", "createarray", "array", "createobject", "union", "split", "tolower", "toupper",
+}  # fmt: skip
 
 _FUNCTIONS: dict[str, Callable[..., object]] = {
     "parameters": _Evaluator.parameters,

@@ -47,7 +47,8 @@ class LineSplitter:
     def flush(self) -> list[str]:
         if not self.partial:
             return []
-        rest, lines = bytes(self.partial), []
+        rest = bytes(self.partial)
+        lines: list[str] = []
         while len(rest) > self.max_line:
             rest = self._cut(rest, lines)
         self.partial.clear()

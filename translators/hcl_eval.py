@@ -67,7 +67,7 @@ MAX_DEPTH = 256  # evaluations nested inside each other: each bracket, call, tem
 MAX_STRING = 16 * 1024 * 1024  # characters of one string (AIB and ARM refuse a request over 4 MB anyway)
 MAX_VALUE_ITEMS = 100_000  # list items and object members in one value, counted through every level
 MAX_VALUE_CHARS = 64 * 1024 * 1024  # characters of all strings in one value, counted each time they appear
-MAX_BUILT = 256 * 1024 * 1024  # characters of all strings built while reading one configuration
+MAX_BUILT = 256 * 1024 * 1024  # characters of strings and items of lists built while reading one configuration
 MAX_STEPS = 2_000_000  # expressions evaluated while reading one configuration
 LIMIT_HINT = "simplify the configuration; aibx stops there to keep its time and memory bounded"
 
@@ -642,11 +642,14 @@ def _function_call(node: Tree, ctx: Context) -> Any:
     for a in args:
         if not is_known(a) and name != "coalesce":
             raise EvalError(f"{name}() needs known arguments: {describe_unknown(a)}", node)
-    check_size(args, node)  # what a function builds is about as big as its arguments
+    if name in _BUILDERS:
+        check_size(args, node)  # what these build is about as big as their arguments: bound it first
     try:
         result = fn(ctx, *args)
         if isinstance(result, str):
             ctx.limits.build(len(result), node)
+        elif isinstance(result, (list, dict)):
+            ctx.limits.build(len(result), node)  # items copied count as characters built
         return result
     except EvalError as exc:
         if not exc.line:
@@ -655,6 +658,9 @@ def _function_call(node: Tree, ctx: Context) -> Any:
     except (TypeError, ValueError, ArithmeticError, re.error) as exc:
         raise EvalError(f"{name}(): {exc}", node) from None
 
+
+# functions whose result holds (copies of) their arguments
+_BUILDERS = {"concat", "merge", "join", "format", "replace", "regex_replace", "split"}
 
 _HANDLERS: dict[str, Callable[[Tree, Context], Any]] = {
     "expr_term": lambda n, c: _paren(n, c) if _is_paren(n) else _expr_term(n, c),
