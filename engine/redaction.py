@@ -86,13 +86,10 @@ def _base64_forms(text: str) -> list[str]:
     return forms
 
 
-def _pieces(secret: str) -> list[str]:
-    """The secret, each of its lines, and each 64- and 76-column piece of a long one."""
-    pieces = [secret]
-    lines = [line.rstrip("\r") for line in secret.split("\n")] if "\n" in secret else [secret]
-    for line in lines:
-        pieces += [line, *_wrapped(line)]
-    return [p for p in dict.fromkeys(pieces) if len(p.strip()) >= MIN_SECRET_LENGTH]
+def _lines(secret: str) -> list[str]:
+    """The secret and each of its lines."""
+    lines = [line.rstrip("\r") for line in secret.split("\n")] if "\n" in secret else []
+    return [p for p in dict.fromkeys([secret, *lines]) if len(p.strip()) >= MIN_SECRET_LENGTH]
 
 
 def _wrapped(line: str) -> list[str]:
@@ -100,14 +97,17 @@ def _wrapped(line: str) -> list[str]:
 
 
 def secret_texts(secret: str) -> list[str]:
-    """Every text the redactor masks for ``secret`` (each also in its escaped and encoded forms), longest first."""
+    """Every text the redactor masks for ``secret`` (each also in its escaped and encoded forms), longest first:
+    the secret and each of its lines, each 64- and 76-column piece of those, and their base64 encodings."""
     texts: list[str] = []
-    for piece in _pieces(secret):
-        texts += [piece, *_base64_forms(piece)]
-        # the piece encoded on its own starts a line of the output, which ``base64`` wraps at 76 columns (PEM at 64)
-        alone = base64.b64encode(piece.encode("utf-8")).decode("ascii")
-        texts += [p for p in _wrapped(alone) if len(p.rstrip("=")) >= MIN_SECRET_LENGTH]
-    return sorted(dict.fromkeys(texts), key=len, reverse=True)
+    for line in _lines(secret):
+        texts += [line, *_wrapped(line), *_base64_forms(line)]
+        # the line encoded on its own starts a line of the output, which ``base64`` wraps at 76 columns (PEM at 64)
+        alone = base64.b64encode(line.encode("utf-8")).decode("ascii")
+        texts += _wrapped(alone)
+    return sorted(
+        (t for t in dict.fromkeys(texts) if len(t.strip().rstrip("=")) >= MIN_SECRET_LENGTH), key=len, reverse=True
+    )
 
 
 _KEY_LENGTH = 4
