@@ -137,7 +137,7 @@ class Redactor:
                 self.secrets.append(secret)
         if self.secrets:  # longest first, so that no secret is left half-masked
             ordered = sorted(self.secrets, key=len, reverse=True)
-            texts = [text for secret in ordered for text in secret_texts(secret)]
+            texts = sorted({t for secret in ordered for t in secret_texts(secret)}, key=lambda t: (-len(t), t))
             forms = "|".join(_encoded(t) for t in texts)
             self._literals = re.compile(forms)
             self._literal_bytes = re.compile(forms.encode("utf-8"))
