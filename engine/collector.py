@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 
-from aibx.engine.events import Event, Output, StepRef
+from aibx.engine.events import Event, EventBus, Output, StepRef
 from aibx.engine.output import LineSplitter
 
 TAIL_LINES = 10  # stderr lines quoted when a step fails
@@ -36,7 +36,9 @@ class OutputCollector:
         # stdout lines starting with ``capture`` are kept in ``captured`` instead of being shown (a result line)
         self.capture = capture
         self.captured: list[str] = []
-        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        # long lines are cut where the bus's redactor sees no secret (issue 11: a secret cut in two was unmasked)
+        guard = emit.redactor if isinstance(emit, EventBus) else None
+        self.splitters = {"stdout": LineSplitter(guard=guard), "stderr": LineSplitter(guard=guard)}
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.last_stdout: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.shutdown_marker = shutdown_marker
