@@ -3,6 +3,7 @@
 * translators import neither the engine nor the provisioners;
 * provisioners never import the transports (nor the engine that drives them);
 * transports know nothing of AIB: not the model, the plan, the provisioners, the translators, loading or validation;
+  and one transport does not import another (what two share, such as the Windows boot identity, is in the hub);
 * the core (everything but the face: ``aibx/cli.py``, ``aibx/__main__.py``, ``aibx/completion.py``, ``aibx/commands/``,
   ``aibx/pipeline.py``) never imports the face.
 """
@@ -56,6 +57,9 @@ def within(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+TRANSPORTS = tuple(f"aibx.engine.transports.{name}" for name in ("ssh", "winrm", "local"))
+
+
 def violations() -> list[str]:
     found = []
     for module, path in modules().items():
@@ -64,6 +68,9 @@ def violations() -> list[str]:
             where = f"{path.relative_to(ROOT)}:{line}: {module} imports {imported}"
             if not face and within(imported, FACE):
                 found.append(f"{where} (the core never imports the face)")
+            other_transports = tuple(t for t in TRANSPORTS if t != module)
+            if within(module, TRANSPORTS) and within(imported, other_transports):
+                found.append(f"{where} (one transport does not import another)")
             for layer, forbidden, rule in RULES:
                 if within(module, (layer,)) and within(imported, forbidden):
                     found.append(f"{where} ({rule})")

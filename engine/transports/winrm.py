@@ -59,11 +59,8 @@ _ENVELOPE_OVERHEAD = 4096
 FAULT_OPERATION_TIMEOUT = 2150858793
 FAULT_SHELL_NOT_FOUND = 2150858843
 
-# What the runner compares before and after a restart: LastBootUpTime in UTC, ISO 8601.
-BOOT_IDENTITY_SCRIPT = (
-    "$ProgressPreference = 'SilentlyContinue'\n"
-    "(Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime.ToUniversalTime().ToString('o')"
-)
+# What the runner compares before and after a restart (shared with SSH to Windows): see aibx.powershell
+BOOT_IDENTITY_SCRIPT = powershell.BOOT_IDENTITY_SCRIPT
 
 UPLOAD_SCRIPT = "Receive-AibxFile.ps1"
 DOWNLOAD_SCRIPT = "Send-AibxFile.ps1"
