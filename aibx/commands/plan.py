@@ -74,6 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_template_options(p)
     add_compile_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show the wrapper aibx puts around each script on every step"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="do not show the template's validation warnings")
     p.set_defaults(handler=run)
 
 

@@ -107,6 +107,14 @@ def _host_flags(h: argparse._ArgumentGroup) -> None:
         "--hosts-file", metavar="FILE", help="more targets, one per line (blank lines and # comments ignored)"
     )
     h.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only on the hosts (of --host and --hosts-file) that match: a name, user@name or a shell pattern "
+        "such as 'web*'; comma-separated or repeatable (Ansible's --limit)",
+    )
+    h.add_argument(
         "--parallel",
         type=int,
         default=10,
@@ -186,6 +194,19 @@ def _step_flags(s: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="leave this customizer or validator out (repeatable)",
     )
+    s.add_argument(
+        "--on-error",
+        choices=["abort", "ask"],
+        default="abort",
+        help="when a step fails: abort (default: stop, clean up, exit 1) or ask on the terminal: retry the step, "
+        "skip it, abort, or pause to inspect the VM first (Packer's -on-error)",
+    )
+    s.add_argument(
+        "--step",
+        dest="step_through",
+        action="store_true",
+        help="pause before each step until you press Enter (s skips it, q aborts); Packer's -debug",
+    )
 
 
 def _generalize_flags(g: argparse._ArgumentGroup) -> None:
@@ -207,10 +228,15 @@ def _generalize_flags(g: argparse._ArgumentGroup) -> None:
 def _output_flags(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("limits")
     t.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="the whole run's deadline, such as 90m or 2h (default: the template's buildTimeoutInMinutes; 0 there "
+        "means 240)",
+    )
+    t.add_argument(
         "--timeout-minutes",
-        type=float,
         metavar="N",
-        help="the whole run's deadline (default: the template's buildTimeoutInMinutes; 0 there means 240)",
+        help="the same deadline in minutes (a duration such as 1h30m is accepted too)",
     )
     t.add_argument(
         "--reconnect-timeout",
@@ -238,6 +264,18 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
         "output on standard error (default: text)",
     )
     o.add_argument("--dry-run", action="store_true", help="show the plan (as aibx plan does) and run nothing")
+    o.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show each command of a script as it runs (the shell's trace: a step that fails silently names its line)",
+    )
+    o.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="start every line of live output with the time (Packer's -timestamp-ui)",
+    )
+    o.add_argument("-q", "--quiet", action="store_true", help="do not show the template's validation warnings")
 
 
 @dataclass
@@ -263,7 +301,17 @@ def read_flags(args: argparse.Namespace) -> Flags | Refusal:
         return usage_error(str(exc))
     if not hosts:
         return usage_error("say where to run: --host TARGET (repeatable) or --hosts-file FILE")
-    problem = _transport_flag_problem(args, hosts) or _file_flag_problem(args)
+    if args.limit:
+        hosts = limit_hosts(hosts, args.limit)
+        if not hosts:
+            return usage_error(f"--limit {','.join(args.limit)}: no host matches")
+    from aibx.pilot import terminal_problem
+
+    problem = (
+        _transport_flag_problem(args, hosts)
+        or _file_flag_problem(args)
+        or terminal_problem(args.step_through, args.on_error, len(hosts))
+    )
     if problem:
         return usage_error(problem)
     password = None
@@ -281,9 +329,41 @@ def read_flags(args: argparse.Namespace) -> Flags | Refusal:
         if seconds is None or seconds <= 0:
             return usage_error(f"{option} {value!r} is not a duration such as 90s, 5m or 1h")
         durations[option] = seconds
-    if args.timeout_minutes is not None and not 0 < args.timeout_minutes <= MAX_BUILD_TIMEOUT_MINUTES:
-        return usage_error(f"--timeout-minutes must be more than 0 and at most {MAX_BUILD_TIMEOUT_MINUTES}")
+    for option, value, unit in (("--timeout", args.timeout, 1.0), ("--timeout-minutes", args.timeout_minutes, 60.0)):
+        if value is None:
+            continue
+        seconds = read_duration(value, unit)
+        if seconds is None or not 0 < seconds <= MAX_BUILD_TIMEOUT_MINUTES * 60:
+            return usage_error(
+                f"{option} {value!r}: give a duration such as 90m or 2h, more than 0 and at most "
+                f"{MAX_BUILD_TIMEOUT_MINUTES // 60}h"
+            )
+        durations["--timeout"] = seconds
     return Flags(hosts, password, durations)
+
+
+def read_duration(text: str, unit: float = 1.0) -> float | None:
+    """A duration (90s, 5m, 1h30m) or a bare number of ``unit`` seconds (--timeout-minutes 90), or None."""
+    from aibx.model import parse_duration
+
+    try:
+        return float(text) * unit
+    except ValueError:
+        return parse_duration(text)
+
+
+def limit_hosts(hosts: list[HostEntry], patterns: list[str]) -> list[HostEntry]:
+    """The hosts ``--limit`` selects (Ansible): each pattern (comma-separated) a host as written, its name, or a
+    shell pattern of either."""
+    from fnmatch import fnmatchcase
+
+    wanted = [p.strip() for text in patterns for p in text.split(",") if p.strip()]
+    out = []
+    for host in hosts:
+        names = {host.text, host.target.host or "", str(host.target)}
+        if any(fnmatchcase(name, pattern) for name in names if name for pattern in wanted):
+            out.append(host)
+    return out
 
 
 def _transport_flag_problem(args: argparse.Namespace, hosts: list[HostEntry]) -> str:
@@ -308,8 +388,24 @@ def _file_flag_problem(args: argparse.Namespace) -> str:
         return f"--identity {args.identity}: no such file"
     if args.known_hosts and not os.path.exists(args.known_hosts) and not args.accept_new_host_key:
         return f"--known-hosts {args.known_hosts}: no such file (--accept-new-host-key would create it)"
-    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
-        return f"--report {args.report}: its folder does not exist"
+    for option, path, example in (("--report", args.report, "report.json"), ("--log", args.log, "customization.log")):
+        problem = output_path_problem(path, example) if path else ""
+        if problem:
+            return f"{option} {path}: {problem}"
     if args.ssh_config and not os.path.isfile(args.ssh_config):
         return f"--ssh-config {args.ssh_config}: no such file"
+    return ""
+
+
+def output_path_problem(path: str, example: str) -> str:
+    """Why aibx could not write a file at ``path`` (checked before anything runs), or ""."""
+    if os.path.isdir(path):
+        return f"is a folder; name a file in it, such as {os.path.join(path, example)}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return "its folder does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder} (permission denied)"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "cannot write it (permission denied)"
     return ""

@@ -37,7 +37,8 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="an ARM parameters file (repeatable; later files and -p win)",
+        help="an ARM parameters file, as the az CLI takes it: FILE or @FILE, or NAME=VALUE as -p (repeatable; "
+        "later ones and -p win)",
     )
     g.add_argument("--resource", metavar="NAME", help="pick one image template from an ARM deployment template")
     g.add_argument("--api-version", metavar="VERSION", help="check against this apiVersion instead of the file's")
@@ -53,7 +54,8 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
     from aibx.loader import COMMAND_LINE, LoadOptions, parse_assignments
     from aibx.swagger_tables import API_VERSIONS
 
-    params, diags = parse_assignments(args.parameter)
+    files, assignments = split_parameters(args.parameter_files)
+    params, diags = parse_assignments([*assignments, *args.parameter])
     if args.api_version is not None and args.api_version not in API_VERSIONS:
         close = closest(args.api_version, API_VERSIONS, 0.6)
         hint = f"did you mean {close}?" if close else f"known: {', '.join(API_VERSIONS)}"
@@ -67,7 +69,7 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         )
     opts = LoadOptions(
         parameters=params,
-        parameter_files=args.parameter_files,
+        parameter_files=files,
         resource=args.resource,
         api_version=args.api_version,
         context=armexpr.DeploymentContext(
@@ -75,6 +77,23 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         ),
     )
     return opts, diags
+
+
+def split_parameters(values: list[str]) -> tuple[list[str], list[str]]:
+    """``--parameters`` as the az CLI reads it: ``@FILE`` (or a FILE that exists) is a parameters file, and
+    ``NAME=VALUE`` an assignment like ``-p``. Returns (files, assignments)."""
+    import os
+    import re
+
+    files, assignments = [], []
+    for value in values:
+        if value.startswith("@"):
+            files.append(value[1:])
+        elif re.match(r"^[A-Za-z_][\w.-]*=", value) and not os.path.exists(value):
+            assignments.append(value)
+        else:
+            files.append(value)
+    return files, assignments
 
 
 def os_override(args: argparse.Namespace) -> OsType | None:
