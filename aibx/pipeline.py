@@ -72,6 +72,10 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     if errors:
         count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
         return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
+    if not loaded.results and os.path.isdir(args.template):
+        return _refused(
+            f"aibx: {args.template}: no templates here (no *.json or *.jsonc file in it holds an image template)"
+        )
     if len(loaded.results) != 1:
         names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
         return _refused(
@@ -170,7 +174,7 @@ def _execute_one(settings: RunSettings, prepared: Prepared, selected: SelectedPl
         log = CustomizationLog(settings.log)
     except OSError as exc:
         return usage_error(f"--log {settings.log}: {exc.strerror or exc}")
-    files = [f"log: {settings.log}"]
+    files = [f"log: {settings.log}" + (f" (the previous run's: {log.previous})" if log.previous else "")]
     bus = EventBus(prepared.redact)
     if settings.report:
         files.append(f"report: {settings.report}")

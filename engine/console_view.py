@@ -108,7 +108,7 @@ class ConsoleView:
         self.transfer_line_at = 0.0  # its elapsed time at its last progress line (not on a terminal)
         self.timestamps = timestamps  # every line starts with the time of day (Packer's -timestamp-ui)
         self.held = False  # a question is on the terminal (--on-error ask, --step): no status line meanwhile
-        self.counts: collections.Counter[Outcome] = collections.Counter()  # steps by outcome, for the recap
+        self.outcomes: dict[int, Outcome] = {}  # each step's last outcome (a retried step counts once), for the recap
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
@@ -244,7 +244,7 @@ class ConsoleView:
         ref = event.step
         took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
         verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
-        self.counts[event.outcome] += 1
+        self.outcomes[event.step.index] = event.outcome
         self.current = self.transfer = None  # the run's final message explains a failure
         note = ""
         if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
@@ -290,7 +290,7 @@ class ConsoleView:
     @_on.register
     def _(self, event: StepSkipped) -> None:
         s = self.style
-        self.counts[event.outcome] += 1
+        self.outcomes[event.step.index] = event.outcome
         if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
             self.not_run += 1
             return
@@ -355,7 +355,7 @@ class ConsoleView:
 
     def recap(self) -> str:
         """ "3 ok, 1 failed, 1 skipped, 2 not run": the steps by outcome (only those that happened, ok always)."""
-        c = self.counts
+        c = collections.Counter(self.outcomes.values())
         parts = [f"{c[Outcome.SUCCEEDED]} ok"]
         for outcome in Outcome:
             if outcome is not Outcome.SUCCEEDED and c[outcome]:

@@ -37,7 +37,7 @@ from aibx.engine.events import (
     StepStarted,
 )
 from aibx.engine.executors import StepRun, executor_for
-from aibx.engine.fetch import ContentFetcher, FetchError, SharedFetcher
+from aibx.engine.fetch import ContentFetcher, FetchError, NameNotFound, SharedFetcher
 from aibx.engine.reboots import RebootWatcher
 from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.session import DeadlineExceeded, Interrupted, RunOptions, Session, StepFailed, StepResult
@@ -219,7 +219,7 @@ class Runner:
                 continue
             elif result.outcome is Outcome.FAILED:
                 outcome, message = result.outcome, f"step {ref.name!r} failed: {result.message}"
-            elif result.outcome is not Outcome.SUCCEEDED:
+            elif result.outcome not in (Outcome.SUCCEEDED, Outcome.SKIPPED):
                 outcome, message = result.outcome, f"step {ref.name!r}: {result.message}"
         if outcome is None and self._passed_over:
             first = self._passed_over[0]
@@ -309,7 +309,9 @@ class Runner:
                     )
                     for later_ref, later in zip(self.refs[index + 1 :], self.selected.steps[index + 1 :], strict=True):
                         self._skip(later_ref, *_not_run(later, "an earlier step's script or file failed its check"))
-                    return self._finish(Outcome.FAILED, f"step {ref.name!r} failed: {message}")
+                    # a host name that does not exist: cannot connect (exit 3), not a step that failed (exit 1)
+                    outcome = Outcome.CONNECT_FAILED if isinstance(exc, NameNotFound) else Outcome.FAILED
+                    return self._finish(outcome, f"step {ref.name!r} failed: {message}")
         return None
 
     # ------------------------------------------------------------------------------------------ steps

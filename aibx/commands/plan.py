@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from typing import Any
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render_json(prepared, exit_code=code))
     else:
-        print(render_text(prepared), end="")
+        print(render_text(prepared, verbose=args.verbose), end="")
     for message in problems:
         print(message, file=sys.stderr)
     return code
@@ -134,11 +135,31 @@ def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0)
     return json.dumps(redact_tree(document, prepared.redact), indent=2)
 
 
-def render_text(prepared: Prepared, selected: Any = None) -> str:
+# the random part of aibx's temporary names on the VM (/tmp/aibx-0123456789abcdef.sh, ...)
+_TEMP_NAME = re.compile(r"aibx-[0-9a-f]{8,}")
+
+
+def _shown_once(action: object, label: str, index: int, wrappers: dict[str, int]) -> list[str]:
+    """An action's lines, with a script's wrapper (the same command around every script, with another temporary
+    name) in full only the first time: later steps name the step that shows it, and show their script."""
+    lines = action_lines(action, label)
+    if not isinstance(action, Exec) or action.stdin is None or action.stdin.data is None or not lines:
+        return lines
+    shape = _TEMP_NAME.sub("aibx-*", action.command)
+    first = wrappers.setdefault(shape, index)
+    if first == index:
+        return lines
+    names = sorted(set(_TEMP_NAME.findall(action.command)))
+    temp = f" (temporary name {', '.join(names)})" if names else ""
+    return [f"    {label}exec   the wrapper shown in step [{first}]{temp}; aibx plan -v shows it here too", *lines[1:]]
+
+
+def render_text(prepared: Prepared, selected: Any = None, verbose: bool = False) -> str:
     from aibx.diagnostics import format_path
 
     plan = prepared.plan
     reasons = {id(s.step): s.reason for s in selected.steps} if selected is not None else {}
+    wrappers: dict[str, int] = {}  # a wrapper's shape -> the step that shows it (not verbose: only there)
     out = [f"Plan for {plan.template} ({plan.os_type}): {len(plan.steps)} steps, in run order", ""]
     for index, step in enumerate(plan.steps, start=1):
         where = f"  {format_path(step.path)}" if step.path else ""
@@ -149,7 +170,7 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
             out.append(f"    CANNOT RUN: {reason}")
         for label, actions in (("", step.actions), ("on interrupt: ", step.on_interrupt), ("clean-up: ", step.cleanup)):
             for action in actions:
-                out += action_lines(action, label)
+                out += action_lines(action, label) if verbose else _shown_once(action, label, index, wrappers)
         for note in step.notes:
             out.append(f"    note: {note}")
         out.append("")

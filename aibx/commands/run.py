@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int | Refusal:
         print(
             render_json(prepared, selected, exit_code=code)
             if args.format == "json"
-            else render_text(prepared, selected),
+            else render_text(prepared, selected, verbose=args.verbose),
             end="\n" if args.format == "json" else "",
         )
         for message in problems:

@@ -386,6 +386,13 @@ def _transport_flag_problem(args: argparse.Namespace, hosts: list[HostEntry]) ->
 def _file_flag_problem(args: argparse.Namespace) -> str:
     if args.identity and not os.path.isfile(os.path.expanduser(args.identity)):
         return f"--identity {args.identity}: no such file"
+    if args.identity and _is_public_key(os.path.expanduser(args.identity)):
+        private = args.identity.removesuffix(".pub")
+        there = " (it is there)" if private != args.identity and os.path.isfile(os.path.expanduser(private)) else ""
+        return (
+            f"--identity {args.identity}: this is a public key (what the VM keeps in authorized_keys); give the "
+            f"private key: -i {private}{there}"
+        )
     if args.known_hosts and not os.path.exists(args.known_hosts) and not args.accept_new_host_key:
         return f"--known-hosts {args.known_hosts}: no such file (--accept-new-host-key would create it)"
     for option, path, example in (("--report", args.report, "report.json"), ("--log", args.log, "customization.log")):
@@ -409,3 +416,16 @@ def output_path_problem(path: str, example: str) -> str:
     if os.path.exists(path) and not os.access(path, os.W_OK):
         return "cannot write it (permission denied)"
     return ""
+
+
+PUBLIC_KEY_PREFIXES = (b"ssh-", b"ecdsa-sha2-", b"sk-ssh-", b"sk-ecdsa-", b"---- BEGIN SSH2 PUBLIC KEY")
+
+
+def _is_public_key(path: str) -> bool:
+    """An OpenSSH (or RFC 4716) public key file, given where the private key belongs."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip()
+    except OSError:
+        return False
+    return start.startswith(PUBLIC_KEY_PREFIXES)

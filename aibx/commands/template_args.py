@@ -154,8 +154,8 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
 
 def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
     from aibx import validation
-    from aibx.diagnostics import has_errors
-    from aibx.loader import load, unused_assignments
+    from aibx.diagnostics import has_errors, make
+    from aibx.loader import COMMAND_LINE, load, unused_assignments
 
     opts, diags = load_options(args)
     loaded = Loaded(diagnostics=diags)
@@ -163,16 +163,28 @@ def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
         return loaded
     load_results = []
     override = os_override(args)
-    for path, named in expand_paths(paths):
+    expanded = expand_paths(paths)
+    for path, named in expanded:
         result = load(path, opts)
         if not named and result.unrelated:
             loaded.skipped.append(path)  # a parameters file or another JSON file beside the templates
+            continue
+        if not named and opts.resource and any(d.code == "AIB009" for d in result.diagnostics):
+            loaded.skipped.append(path)  # --resource NAME across a folder: another file holds it
             continue
         load_results.append(result)
         loaded.files.append("<stdin>" if path == "-" else path)
         loaded.diagnostics += result.diagnostics
         for doc in result.documents:
             loaded.results.append(validation.validate(doc, override))
+    if opts.resource and not loaded.results and loaded.skipped and all(not named for _, named in expanded):
+        loaded.diagnostics.append(
+            make(
+                "AIB009",
+                f"--resource {opts.resource}: no image template of that name in {', '.join(paths)}",
+                file=COMMAND_LINE,
+            )
+        )
     loaded.diagnostics += unused_assignments(opts.parameters, load_results)
     _warn_secure_parameters_on_the_command_line(opts.parameters, loaded.results)
     return loaded
