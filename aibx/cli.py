@@ -36,18 +36,21 @@ examples:
   aibx translate build.pkr.hcl --to aib -o template.json
   aibx plan template.json                       the exact commands, scripts and uploads, nothing runs
   aibx run template.json --host azureuser@vm.example.com --report report.json
+  aibx run template.json --host vm --on-error ask --step -v --timestamps
+                                                pause before each step and after a failure; trace the scripts
+  aibx run template.json --host vm --timeout 90m --no-color
 
 exit codes:
   0    success
   1    a step failed (run), or a translation lost something (translate, without --allow-lossy)
   2    invalid input or usage
-  3    cannot connect, authenticate, or verify the host key
+  3    cannot resolve a host name, connect, authenticate, or verify the host key
   4    timed out
   70   internal error in aibx (please report it; AIBX_DEBUG=1 shows the traceback)
   130  interrupted
 
 environment:
-  NO_COLOR         no colour in the output (FORCE_COLOR: colour even when not on a terminal)
+  NO_COLOR         no colour in the output, as --no-color (FORCE_COLOR: colour even when not on a terminal)
   AIBX_DEBUG       on an internal error, show the Python traceback
   SSH_AUTH_SOCK    run: the ssh-agent whose keys are tried
   SSL_CERT_FILE    run: CA certificates for https downloads (default: the system's)
@@ -56,7 +59,8 @@ environment:
 
 files:
   ~/.ssh/config, ~/.ssh/known_hosts, ~/.ssh/id_*    run: SSH settings, host keys, default keys
-  ./customization.log                               run: the full log of a run (--log FILE)
+  ./customization.log                               run: the full log of a run (--log FILE); the previous
+                                                    run's is kept as customization.log.1
 
 see also:
   aibx VERB --help for each verb's options and examples; docs/ in the aibx sources: diagnostics.md (every

@@ -20,6 +20,9 @@ examples:
   aibx plan template.json --generalize             include the deprovision step
   aibx plan template.json --fetch-on-target        let the VM download scriptUri/sourceUri itself
   aibx plan template.json --format json | jq '.steps[].actions[].command'
+  aibx plan templates/ --resource web-image         the template named web-image, whichever file holds it
+  aibx plan template.json -v -q                     the scripts' wrapper on every step; no validation warnings
+  aibx plan arm.json --parameters @params.json      parameters as the az CLI takes them (or NAME=VALUE)
 
 Secrets (SAS signatures, secure parameter values) are shown as ***.
 exit status: 0 every step can run, 2 invalid template or a step that cannot run (unresolved values)

@@ -39,6 +39,16 @@ examples:
   aibx run template.json --hosts-file vms.txt --parallel 20 --report fleet.json
   aibx run template.json --host vm --format json | jq '.steps[] | {name, outcome}'
                                                       the report on standard output, live output on stderr
+  aibx run template.json --host vm --on-error ask     after a failure: retry, skip, abort or pause (Packer's
+                                                      -on-error=ask); needs a terminal
+  aibx run template.json --host vm --step             ask before each step (Packer's -debug)
+  aibx run template.json --host vm -v --timestamps    each command of the scripts as it runs, with the time
+  aibx run template.json --host vm --timeout 90m      the whole run's deadline (--timeout-minutes 90 too)
+  aibx run template.json --hosts-file vms.txt --limit 'web*'
+                                                      only the hosts that match (Ansible's --limit)
+  aibx run arm.json --host vm --parameters @params.json --parameters imageName=web-01
+                                                      parameters as the az CLI takes them
+  aibx run template.json --host vm --no-color -q      no colour, no validation warnings
 
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
@@ -64,8 +74,14 @@ With several hosts every output line starts with the host, each host has its own
 (customization-HOST.log), and a table sums them up at the end; the exit status is the worst host's:
 130 > 70 > 4 > 3 > 2 > 1 > 0.
 
-exit status: 0 success, 1 a step failed, 2 invalid input, 3 cannot connect / authenticate / verify the host key
-(or lost the connection for good), 4 timed out (the build, or a VM that did not come back), 130 interrupted
+Every run ends with a recap: steps ok / failed / skipped / not run, the time, the log and the report. The
+previous run's log is kept as FILE.1. The template's validation warnings are shown first, one line each (-q hides
+them); a -p NAME the template does not use is an error. Options of Packer, Terraform and Ansible (-var, --except,
+-debug, --check, ...) are answered with aibx's own.
+
+exit status: 0 success, 1 a step failed, 2 invalid input, 3 cannot resolve a host name, connect, authenticate or
+verify the host key (or lost the connection for good), 4 timed out (the build, or a VM that did not come back),
+130 interrupted
 """
 
 
