@@ -202,7 +202,7 @@ def _terminal_width() -> int:
         return 100
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     parser = Parser(prog="aibx", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"aibx {__version__}")
     shells = ("bash", "zsh")

@@ -284,7 +284,8 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="show each command of a script as it runs (the shell's trace: a step that fails silently names its line)",
+        help="show each command of inline Shell and PowerShell lines as it runs (sh -x, Set-PSDebug -Trace 1): a "
+        "step that fails without a word then names its failing line",
     )
     o.add_argument(
         "--timestamps",
