@@ -245,7 +245,10 @@ class Runner:
             result = await self._run_step(ref, step)
             if result.outcome is not Outcome.FAILED:
                 return result
-            choice = await self.session.guarded(self.pilot.after_failure(ref, result.message))
+            try:
+                choice = await self.session.guarded(self.pilot.after_failure(ref, result.message))
+            except (Interrupted, DeadlineExceeded):  # no answer: the failure stands
+                return result
             if choice == "retry":
                 self.results.remove(result)
                 continue

@@ -116,6 +116,9 @@ def test_an_abbreviated_or_unknown_option_never_echoes_a_secret(tmp_path: Path) 
         assert result.code == 2
         assert "s3cret-Pw" not in result.text, result.err
         assert "usage: aibx run" in result.err
+    typed_there = invoke("run", template, "--host", "vm", "--password-env", "s3cret-Pw")
+    assert typed_there.code == 2 and "s3cret-Pw" not in typed_there.text
+    assert "--password-env ...: that environment variable is not set" in typed_there.err
     hinted = invoke("run", template, "--host", "vm", "--password", "s3cret-Pw")
     assert "--password-env VAR" in hinted.err
     # no prefix of --report is --report
@@ -520,3 +523,15 @@ def test_plan_shows_the_wrapper_once_and_every_script(tmp_path: Path) -> None:
         assert f"| echo {name}" in plan.out
     verbose = invoke("plan", template, "-v")
     assert verbose.out.count("(umask 077; set -C; exec cat") == 3
+
+
+def test_an_interrupt_at_a_question_ends_the_run_with_130(tmp_path: Path) -> None:
+    import signal
+
+    ran = tmp_path / "ran"
+    template = write_template(tmp_path, [shell("x", f"touch {ran}")])
+    terminal = TerminalRun(["run", template, "--host", "local", "--log", tmp_path / "c.log", "--step"], tmp_path)
+    terminal.expect(r"next is \[1/3\] stage deprovisioning script")
+    terminal.proc.send_signal(signal.SIGINT)
+    assert terminal.wait() == 130, terminal.seen
+    assert not ran.exists() and "interrupted" in terminal.seen

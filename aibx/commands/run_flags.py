@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -335,7 +336,12 @@ def read_flags(args: argparse.Namespace) -> Flags | Refusal:
     if args.password_env:
         password = os.environ.get(args.password_env)
         if password is None:
-            return usage_error(f"--password-env {args.password_env}: that environment variable is not set")
+            # the NAME of a variable; anything else may be the password itself, typed there by mistake: not shown
+            shown = args.password_env if re.fullmatch(r"[A-Z][A-Z0-9_]*", args.password_env) else "..."
+            return usage_error(
+                f"--password-env {shown}: that environment variable is not set (give the variable's name, "
+                "never the password)"
+            )
     durations = {}
     for option, value in (
         ("--reconnect-timeout", args.reconnect_timeout),
