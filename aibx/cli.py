@@ -121,7 +121,6 @@ FOREIGN_OPTIONS = {
     "--ask-pass": "--password-env VAR",
     "-k": "--password-env VAR",
     "--step-through": "--step",
-    "--verbose": "-v",
     "--output": "-o FILE (translate) or --report FILE (run)",
 }
 
@@ -150,11 +149,20 @@ def shown_arguments(arguments: Sequence[str]) -> str:
 
 
 def foreign_hint(arguments: Sequence[str], known: Sequence[str]) -> str:
-    """ "use -p NAME=VALUE instead of -var" for the first option of another tool among ``arguments``."""
+    """ "-var is not an aibx option; aibx says -p NAME=VALUE" for the first option of another tool among
+    ``arguments`` that this verb has an equivalent of: Go-style single-dash spellings of its own options
+    (``-on-error``, ``-only``, ``-timeout``), and the table above."""
     for text in arguments:
         option = text.partition("=")[0]
-        if option in FOREIGN_OPTIONS and option not in known:
-            return f"{option} is not an aibx option; aibx says {FOREIGN_OPTIONS[option]}"
+        if option in known or not option.startswith("-"):
+            continue
+        double = "--" + option.lstrip("-")
+        if not option.startswith("--") and len(option) > 2 and double in known:
+            return f"{option} is not an aibx option; aibx says {double}"
+        suggestion = FOREIGN_OPTIONS.get(option)
+        first = suggestion.split()[0] if suggestion else ""
+        if suggestion and (first in known or not first.startswith("-")):
+            return f"{option} is not an aibx option; aibx says {suggestion}"
     return ""
 
 

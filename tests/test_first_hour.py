@@ -535,3 +535,14 @@ def test_an_interrupt_at_a_question_ends_the_run_with_130(tmp_path: Path) -> Non
     terminal.proc.send_signal(signal.SIGINT)
     assert terminal.wait() == 130, terminal.seen
     assert not ran.exists() and "interrupted" in terminal.seen
+
+
+@pytest.mark.parametrize(
+    ("verb", "option", "hint"),
+    [("run", "-timeout", "--timeout"), ("run", "-only", "--only"), ("translate", "-var", "--var")],
+)
+def test_go_style_single_dash_options_are_answered_with_the_verbs_own(
+    tmp_path: Path, verb: str, option: str, hint: str
+) -> None:
+    result = invoke(verb, write_template(tmp_path, [shell("x", "echo hi")]), option, "x")
+    assert result.code == 2 and result.err.endswith(f"aibx says {hint}\n"), result.err
