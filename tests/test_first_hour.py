@@ -546,3 +546,16 @@ def test_go_style_single_dash_options_are_answered_with_the_verbs_own(
 ) -> None:
     result = invoke(verb, write_template(tmp_path, [shell("x", "echo hi")]), option, "x")
     assert result.code == 2 and result.err.endswith(f"aibx says {hint}\n"), result.err
+
+
+def test_translate_checks_its_report_path_before_writing_anything(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    out = tmp_path / "t.pkr.hcl"
+    quickstart = ROOT / "fixtures" / "quickstart" / "hello-linux.json"
+    result = invoke("translate", quickstart, "--to", "packer", "-o", out, "--report-json", tmp_path / "reports")
+    assert result.code == 2 and "is a folder; name a file in it" in result.err
+    assert not out.exists() and list((tmp_path / "reports").iterdir()) == []
+    as_json = invoke(
+        "translate", quickstart, "--to", "packer", "--report-json", tmp_path / "reports", "--format", "json"
+    )
+    assert as_json.code == 2 and json.loads(as_json.out)["exitCode"] == 2

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aibx.commands.json_output import Refusal
+from aibx.commands.output_paths import output_path_problem
 from aibx.commands.plan import add_compile_options
 from aibx.commands.template_args import add_template_options
 from aibx.engine.transports import DESCRIPTORS, descriptor
@@ -424,20 +425,6 @@ def _file_flag_problem(args: argparse.Namespace) -> str:
             return f"{option} {path}: {problem}"
     if args.ssh_config and not os.path.isfile(args.ssh_config):
         return f"--ssh-config {args.ssh_config}: no such file"
-    return ""
-
-
-def output_path_problem(path: str, example: str) -> str:
-    """Why aibx could not write a file at ``path`` (checked before anything runs), or ""."""
-    if os.path.isdir(path):
-        return f"is a folder; name a file in it, such as {os.path.join(path, example)}"
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        return "its folder does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write in {folder} (permission denied)"
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        return "cannot write it (permission denied)"
     return ""
 
 
