@@ -559,3 +559,29 @@ def test_translate_checks_its_report_path_before_writing_anything(tmp_path: Path
         "translate", quickstart, "--to", "packer", "--report-json", tmp_path / "reports", "--format", "json"
     )
     assert as_json.code == 2 and json.loads(as_json.out)["exitCode"] == 2
+
+
+def test_verbose_compiles_inline_lines_with_a_trace(tmp_path: Path) -> None:
+    """-v: /bin/sh -ex for Shell lines, Set-PSDebug -Trace 1 first for PowerShell lines (proved by text: no Windows
+    here); without -v the commands are unchanged."""
+    from aibx import validation
+    from aibx.loader import load
+    from aibx.provisioners import CompileOptions, compile_plan
+    from tests.support.plans import WINDOWS_SOURCE
+
+    linux = write_template(tmp_path, [shell("x", "echo hi")], name="linux.json")
+    windows = write_template(
+        tmp_path, [{"type": "PowerShell", "name": "p", "inline": ["Get-Date"]}], name="win.json", source=WINDOWS_SOURCE
+    )
+
+    def step(path: Path, trace: bool) -> object:
+        template = validation.validate(load(str(path)).documents[0]).template
+        plan = compile_plan(template, CompileOptions(trace=trace))
+        return next(s for s in plan.steps if s.phase == "customize").actions
+
+    assert '/bin/sh -ex "$f"' in step(linux, True)[0].command
+    assert '/bin/sh -e "$f"' in step(linux, False)[0].command
+    traced = [a for a in step(windows, True) if getattr(a, "content", None) and a.content.data]
+    plain = [a for a in step(windows, False) if getattr(a, "content", None) and a.content.data]
+    assert traced[0].content.data.decode("utf-8-sig").startswith("Set-PSDebug -Trace 1\r\nGet-Date\r\n")
+    assert plain[0].content.data.decode("utf-8-sig").startswith("Get-Date\r\n")
