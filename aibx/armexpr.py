@@ -807,3 +807,40 @@ _NEEDS_AZURE: dict[str, str | None] = {
     # ARM's guid() is a name-based UUID whose exact construction no published test vector lets aibx verify
     "guid": "is computed by Azure Resource Manager; pass the resulting value with -p",
 }
+
+
+# ----------------------------------------------------------------------------------------------- shared library
+# Bicep compiles to these functions, so aibx's Bicep reader (aibx/bicep.py) calls them here: one library.
+_SCOPE_FUNCTIONS = ("parameters", "variables", "if")  # they need ARM's own scope or lazy arguments
+
+
+def call_function(name: str, args: list[object], scope: Scope, original: str) -> object:
+    """Call the ARM function ``name`` on arguments already evaluated. An Unresolved argument, a function only
+    Azure can compute, or one aibx does not know gives an Unresolved carrying ``original``; a misuse raises
+    ExpressionError."""
+    ev = _Evaluator(scope, original)
+    key = name.lower()
+    if key in _NEEDS_AZURE:
+        return ev.unresolved(f"{name}() {_NEEDS_AZURE[key] or 'is only known to Azure at deployment'}")
+    func = _FUNCTIONS.get(key)
+    if func is None or key in _SCOPE_FUNCTIONS:
+        return ev.unresolved(f"aibx does not evaluate the function {name}()")
+    unknown = next((a for a in args if isinstance(a, Unresolved)), None)
+    if unknown is not None and key not in ("subscription", "resourcegroup", "resourceid"):
+        return unknown
+    try:
+        return func(ev, *args)
+    except _NotEvaluated as exc:
+        return ev.unresolved(f"{name}(): {exc}")
+    except TypeError as exc:
+        raise ExpressionError(f"{name}(): wrong number or kind of arguments ({exc})") from None
+
+
+def access(target: object, key: object) -> object:
+    """``target.key`` or ``target[key]`` as ARM evaluates it (property names case-insensitively)."""
+    return _access(target, key)
+
+
+def to_string(value: object) -> str:
+    """A value in a string, as ARM's string() and Bicep's interpolation write it."""
+    return _string(value)

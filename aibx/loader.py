@@ -52,10 +52,11 @@ _TYPE_CHECKS: dict[str, tuple[str, type | tuple[type, ...]]] = {
 @dataclass
 class LoadOptions:
     parameters: Mapping[str, str] = field(default_factory=dict)  # -p NAME=VALUE
-    parameter_files: Sequence[str] = ()  # --parameters FILE
+    parameter_files: Sequence[str] = ()  # --parameters FILE (ARM JSON, or .bicepparam for a Bicep file)
     resource: str | None = None  # --resource NAME
     api_version: str | None = None  # --api-version
     context: armexpr.DeploymentContext = field(default_factory=armexpr.DeploymentContext)
+    allow_local_files: bool = False  # Bicep's loadTextContent() may read outside the template's folder
 
 
 @dataclass
@@ -168,7 +169,12 @@ def parse_json(text: str, file: str) -> tuple[object, SourceMap | None, list[Dia
 
 
 def load(path: str, options: LoadOptions | None = None) -> LoadResult:
-    """Load the image templates in one file (``-`` for standard input)."""
+    """Load the image templates in one file (``-`` for standard input; a ``.bicep`` or ``.bicepparam`` file is
+    read as Bicep)."""
+    if path.lower().endswith((".bicep", ".bicepparam")):
+        from aibx.bicep import load_bicep
+
+        return load_bicep(path, options)
     text, diags = read_text(path)
     if text is None:
         return LoadResult(diagnostics=diags)

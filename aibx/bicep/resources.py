@@ -1,0 +1,345 @@
+"""Resources and modules of a Bicep file: other resources as the image template refers to them (``identity.id``
+is a resource ID, ``gallery.name`` a name), local modules with their params, and one ``Document`` for each image
+template resource."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aibx.bicep import syntax as syn
+from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, Supplied, Val
+from aibx.document import Document, Unresolved
+from aibx.jsonc import JsonPath, SourceMap
+from aibx.loader import RESOURCE_TYPE
+
+if TYPE_CHECKING:
+    from aibx.bicep.files import BicepFile
+
+# keys of a resource body that Bicep consumes: they are not part of what ARM sends to the resource provider
+_BICEP_KEYS = {"parent", "scope", "dependson"}
+_REGISTRY = ("br:", "br/", "ts:", "ts/")
+
+
+def split_type(type_text: str) -> tuple[str, str | None]:
+    rtype, _, version = type_text.partition("@")
+    return rtype, (version or None)
+
+
+def is_image_template(decl: syn.Declaration) -> bool:
+    """A declared image template (an ``existing`` one is only referred to, not deployed)."""
+    rtype = split_type(decl.type_text)[0]
+    return decl.kind == "resource" and not decl.existing and rtype.lower() == RESOURCE_TYPE.lower()
+
+
+# ----------------------------------------------------------------------------------------------- references
+def _unfold(f: BicepFile, node: syn.Node | None) -> list[tuple[syn.Node, dict[str, Val], object]] | object:
+    """The bodies a resource or module declaration stands for, each with its loop variables and condition;
+    or an Unresolved when the loop cannot be evaluated."""
+    if node is None:
+        return []
+    if isinstance(node, syn.For):
+        source = f.eval_or_unresolved(node.iterable, {}, ())
+        if isinstance(source.value, Unresolved) or not isinstance(source.value, list):
+            return source.value if isinstance(source.value, Unresolved) else []
+        out = []
+        for i, item in enumerate(source.value):
+            env: dict[str, Val] = {}
+            if node.item:
+                env[node.item] = Val(item, {(): node.iterable.pos})
+            if node.index:
+                env[node.index] = Val(i, {(): node.pos})
+            body, cond = node.body, node.condition
+            if isinstance(body, syn.Conditional):
+                body, cond = body.body, body.condition
+            out.append((body, env, _condition(f, cond, env)))
+        return out
+    if isinstance(node, syn.Conditional):
+        return [(node.body, {}, _condition(f, node.condition, {}))]
+    return [(node, {}, True)]
+
+
+def _condition(f: BicepFile, node: syn.Node | None, env: dict[str, Val]) -> object:
+    if node is None:
+        return True
+    return f.eval_or_unresolved(node, env, ()).value
+
+
+def _prop(body: syn.Node, name: str) -> syn.Node | None:
+    if not isinstance(body, syn.Obj):
+        return None
+    return next((p.value for p in body.props if isinstance(p.key, str) and p.key.lower() == name.lower()), None)
+
+
+def references(f: BicepFile, decl: syn.Declaration, decls: dict[str, syn.Declaration]) -> object:
+    """What the symbolic name of a resource stands for: one Runtime, or a list of them for a loop."""
+    bodies = _unfold(f, decl.value)
+    if not isinstance(bodies, list):
+        return bodies
+    refs = [_reference(f, decl, body, env) for body, env, _ in bodies]
+    if isinstance(decl.value, syn.For):
+        return refs
+    return refs[0] if refs else Unresolved(decl.name, f"resource '{decl.name}' has no body aibx can read")
+
+
+def nested_reference(f: BicepFile, node: syn.NestedRef) -> object:
+    """``outer::inner``: a resource declared inside another resource's body."""
+    key = "::".join(node.names)
+    if key in f.cache:
+        return f.cache[key].value
+    outer_decl = f.decls.get(node.names[0])
+    if outer_decl is None or outer_decl.kind != "resource":
+        raise EvalError(f"'{node.names[0]}' is not a resource declared in this file", node.pos)
+    outer: object = f.lookup(outer_decl.name, node).value
+    decl = outer_decl
+    for name in node.names[1:]:
+        body = decl.value.body if isinstance(decl.value, syn.Conditional) else decl.value
+        inner = next((d for d in body.nested if d.name == name), None) if isinstance(body, syn.Obj) else None
+        if inner is None or not isinstance(outer, Runtime):
+            raise EvalError(f"resource '{decl.name}' declares no resource '{name}' inside it", node.pos)
+        inner_body = inner.value.body if isinstance(inner.value, syn.Conditional) else inner.value
+        if inner_body is None:
+            raise EvalError(f"resource '{name}' has no body aibx can read", node.pos)
+        outer = _reference(f, inner, inner_body, {}, parent=outer)
+        decl = inner
+    f.cache[key] = Val(outer)
+    return outer
+
+
+def _reference(
+    f: BicepFile, decl: syn.Declaration, body: syn.Node, env: dict[str, Val], parent: Runtime | None = None
+) -> Runtime:
+    rtype, version = split_type(decl.type_text)
+    what = f"resource '{decl.name}'"
+    known: dict[str, object] = {"type": rtype, "apiVersion": version}
+    name_node = _prop(body, "name")
+    name = f.eval(name_node, env, ()).value if name_node is not None else None
+    known["name"] = name
+    known["id"] = _resource_id(f, decl, body, env, rtype, name, parent)
+    evaluated: list[dict[str, object]] = []
+
+    def from_body(key: str) -> object:
+        if decl.existing or key.lower() in _BICEP_KEYS:
+            return MISSING
+        if not evaluated:
+            value = _body_value(f, body, env).value
+            evaluated.append(value if isinstance(value, dict) else {})
+        match = next((k for k in evaluated[0] if k.lower() == key.lower()), None)
+        if match is None:
+            return MISSING
+        return _runtime_tree(evaluated[0][match], f"{what}.{match}")
+
+    return Runtime(known, what, from_body)
+
+
+def _runtime_tree(value: object, what: str) -> object:
+    """A body's object read by another expression: a property it does not write is a runtime one."""
+    if isinstance(value, dict):
+        return Runtime({k: _runtime_tree(v, f"{what}.{k}") for k, v in value.items()}, what)
+    return value
+
+
+def _resource_id(
+    f: BicepFile,
+    decl: syn.Declaration,
+    body: syn.Node,
+    env: dict[str, Val],
+    rtype: str,
+    name: object,
+    parent: Runtime | None,
+) -> object:
+    if isinstance(name, Unresolved):
+        return Unresolved(f"{decl.name}.id", f"the name of resource '{decl.name}' is unknown: {name.reason}")
+    if not isinstance(name, str):
+        return Unresolved(f"{decl.name}.id", f"resource '{decl.name}' has no name aibx can read")
+    parent_node = _prop(body, "parent")
+    segments = rtype.split("/")
+    if parent_node is not None or parent is not None:
+        parent = parent if parent is not None else f.eval(parent_node, env, ()).value  # type: ignore[arg-type]
+        parent_id = parent.member("id") if isinstance(parent, Runtime) else parent
+        if not isinstance(parent_id, str):
+            return parent_id if isinstance(parent_id, Unresolved) else Unresolved(f"{decl.name}.id", "no parent ID")
+        return f"{parent_id}/{segments[-1]}/{name}"
+    scope_node = _prop(body, "scope")
+    scope = f.eval(scope_node, env, ()).value if scope_node is not None else None
+    names = name.split("/")
+    if len(names) != len(segments) - 1:
+        return Unresolved(f"{decl.name}.id", f"the name '{name}' does not fit the type {rtype}")
+    tail = segments[0] + "".join(f"/{t}/{n}" for t, n in zip(segments[1:], names, strict=True))
+    if isinstance(scope, Runtime) and "subscriptionId" in scope.known and "name" in scope.known:
+        sub, rg = scope.known["subscriptionId"], scope.known["name"]
+    elif (
+        isinstance(scope, Runtime)
+        and isinstance(scope.known.get("id"), str)
+        and "/providers/" in str(scope.known["id"])
+    ):
+        return f"{scope.known['id']}/providers/{tail}"
+    else:
+        ctx = f.scope.context
+        sub = ctx.subscription_id
+        rg = scope.known.get("name") if isinstance(scope, Runtime) else ctx.resource_group
+    if not isinstance(sub, str) or not isinstance(rg, str):
+        return Unresolved(
+            f"{decl.name}.id",
+            f"the ID of resource '{decl.name}' needs the subscription and resource group; pass --subscription-id "
+            "and --resource-group",
+        )
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{tail}"
+
+
+def _body_value(f: BicepFile, body: syn.Node, env: dict[str, Val]) -> Val:
+    if not isinstance(body, syn.Obj):
+        return f.eval_or_unresolved(body, env, ())
+    kept = syn.Obj(body.pos, [p for p in body.props if not (isinstance(p.key, str) and p.key.lower() in _BICEP_KEYS)])
+    kept.end = body.end
+    return f.eval_or_unresolved(kept, env, ())
+
+
+# ----------------------------------------------------------------------------------------------- modules
+def module_reference(f: BicepFile, decl: syn.Declaration) -> object:
+    bodies = _unfold(f, decl.value)
+    if not isinstance(bodies, list):
+        return bodies
+    refs = [_module(f, decl, body, env) for body, env, _ in bodies]
+    if isinstance(decl.value, syn.For):
+        return refs
+    return refs[0] if refs else Unresolved(decl.name, f"module '{decl.name}' has no body aibx can read")
+
+
+def module_file(f: BicepFile, decl: syn.Declaration, body: syn.Node, env: dict[str, Val]) -> BicepFile | None:
+    """The module's file, opened with the params this declaration passes (None for a registry module)."""
+    path = decl.type_text
+    if path.lower().startswith(_REGISTRY) or not path:
+        f.session.unread_modules += 1
+        f.add(
+            decl.type_pos,
+            "AIB005",
+            f"module '{decl.name}' comes from a registry ({path}), which aibx does not fetch: image templates in "
+            "it are not validated and its outputs are unknown",
+        )
+        return None
+    if f.depth >= MAX_MODULE_DEPTH:
+        f.add(decl.type_pos, "AIB006", f"modules nested more than {MAX_MODULE_DEPTH} deep")
+        return None
+    target = f.session.local_path(f.folder, path)
+    if isinstance(target, str):
+        f.session.unread_modules += 1
+        f.add(decl.type_pos, "AIB005", f"module '{decl.name}': {target}; image templates in it are not validated")
+        return None
+    read = f.session.read_program(str(target), context=f"module '{decl.name}' ({path})")
+    if read is None:
+        return None
+    text, program, smap = read
+    supplied: dict[str, Supplied] = {}
+    params_node = _prop(body, "params")
+    if params_node is not None:
+        params = f.eval_or_unresolved(params_node, env, ())
+        if isinstance(params.value, dict):
+            for key, value in params.value.items():
+                line, column = f.smap.line_col(params.keys.get((key,), decl.pos))
+                supplied[key] = Supplied(value, f.name, line, column)
+    from aibx.bicep.files import BicepFile
+
+    shown = str(Path(f.name).parent / path) if not Path(path).is_absolute() else path
+    return BicepFile(f.session, shown, text, program, smap, supplied, depth=f.depth + 1)
+
+
+def _module(f: BicepFile, decl: syn.Declaration, body: syn.Node, env: dict[str, Val]) -> Runtime:
+    name_node = _prop(body, "name")
+    name = f.eval(name_node, env, ()).value if name_node is not None else decl.name
+    key = f"{decl.name}@{body.pos}:{sorted((k, repr(v.value)) for k, v in env.items())}"
+    if key not in f.module_files:
+        f.module_files[key] = module_file(f, decl, body, env)
+    instance = f.module_files[key]
+    what = f"module '{decl.name}'"
+
+    def output(out_name: str) -> object:
+        if instance is None or out_name not in instance.outputs:
+            return MISSING
+        out = instance.outputs[out_name]
+        return instance.eval_or_unresolved(out.value, {}, ()).value
+
+    outputs = Runtime({}, f"the outputs of {what}", output)
+    return Runtime({"name": name, "outputs": outputs}, what)
+
+
+# ----------------------------------------------------------------------------------------------- documents
+def documents(f: BicepFile) -> Iterator[Document]:
+    for decl in f.program.declarations:
+        if is_image_template(decl):
+            yield from _template_documents(f, decl)
+        elif decl.kind == "module":
+            bodies = _unfold(f, decl.value)
+            if not isinstance(bodies, list):
+                continue
+            for body, env, cond in bodies:
+                if cond is False:
+                    continue
+                key = f"{decl.name}@{body.pos}:{sorted((k, repr(v.value)) for k, v in env.items())}"
+                if key not in f.module_files:
+                    f.module_files[key] = module_file(f, decl, body, env)
+                instance = f.module_files[key]
+                if instance is not None:
+                    yield from instance.documents()
+
+
+def _template_documents(f: BicepFile, decl: syn.Declaration) -> Iterator[Document]:
+    bodies = _unfold(f, decl.value)
+    if not isinstance(bodies, list):
+        bodies = [(decl.value.body if isinstance(decl.value, syn.For) else decl.value, {}, True)]  # type: ignore[union-attr]
+    rtype, version = split_type(decl.type_text)
+    for body, env, cond in bodies:
+        if cond is False or body is None:
+            continue
+        val = _body_value(f, body, env)
+        if not isinstance(val.value, dict):
+            f.add(body.pos, "AIB003", f"the body of resource '{decl.name}' is not an object aibx can read")
+            continue
+        resource: dict[str, object] = {"type": rtype, "apiVersion": version, **_finished(val.value)}
+        val.spots[("type",)] = decl.type_pos
+        val.spots[("apiVersion",)] = decl.type_pos
+        val.spots[()] = decl.pos
+        yield _document(f, decl, resource, val)
+
+
+def _document(f: BicepFile, decl: syn.Declaration, resource: dict[str, object], val: Val) -> Document:
+    smap = SourceMap(text=f.text, values=dict(val.spots), keys=dict(val.keys))
+    session = f.session
+    name = resource.get("name")
+    doc = Document(file=f.name, resource=resource, source_map=smap)
+    doc.name = name if isinstance(name, str) else decl.name
+    doc.symbolic_name = decl.name
+    api = session.options.api_version or resource.get("apiVersion")
+    doc.api_version_written = api
+    doc.api_version = api if isinstance(api, str) else None
+    doc.in_deployment = True
+    doc.unresolved = dict(_find_unresolved(resource, ()))
+    doc.unresolved.update(val.unknown_keys)
+    doc.secrets = list(session.secrets)
+    doc.secret_names = dict(session.secret_names)
+    doc.secure_parameters = set(session.secure_parameters)
+    return doc
+
+
+def _finished(value: object) -> object:
+    """The value as the resource provider receives it: another resource as its ID, a module as its name."""
+    if isinstance(value, Runtime):
+        ident = value.known.get("id", value.known.get("name"))
+        return ident if ident is not None else Unresolved(value.what, f"{value.what} has no ID aibx can tell")
+    if isinstance(value, dict):
+        return {k: _finished(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finished(v) for v in value]
+    return value
+
+
+def _find_unresolved(value: object, path: JsonPath) -> Iterator[tuple[JsonPath, Unresolved]]:
+    if isinstance(value, Unresolved):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _find_unresolved(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _find_unresolved(v, (*path, i))

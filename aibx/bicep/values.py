@@ -1,0 +1,79 @@
+"""The values a Bicep evaluation passes around: a value with where its parts were written, a parameter value
+given from outside the file, another resource seen from the image template."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aibx.document import Unresolved
+from aibx.jsonc import JsonPath
+
+MAX_MODULE_DEPTH = 16
+MAX_LOOP_ITEMS = 10_000
+MAX_LOCAL_FILE = 4 * 1024 * 1024
+FALLBACK = "`az bicep build` turns the file into an ARM template, which aibx reads as JSON"
+ALLOW_FLAG = "--allow-local-files"
+
+# where each part of a value was written: relative JSON path -> character offset, for values and for keys
+Spots = dict[JsonPath, int]
+
+
+@dataclass
+class Val:
+    value: object
+    spots: Spots = field(default_factory=dict)
+    keys: Spots = field(default_factory=dict)
+    # property names that could not be computed (JSON path -> the Unresolved standing in for the name)
+    unknown_keys: dict[JsonPath, Unresolved] = field(default_factory=dict)
+
+
+class EvalError(Exception):
+    def __init__(self, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+
+@dataclass
+class Supplied:
+    value: object
+    file: str
+    line: int = 0
+    column: int = 0
+    spots: Spots = field(default_factory=dict)  # when written in the .bicep file being evaluated (module params)
+    keys: Spots = field(default_factory=dict)
+
+
+class Runtime:
+    """Another resource (or a module, or a resource group) as the image template sees it: what is known offline
+    (its ID, name, type, what its body says); anything else is a runtime property only Azure knows."""
+
+    def __init__(
+        self,
+        known: dict[str, object],
+        what: str,
+        resolver: Callable[[str], object] | None = None,
+    ) -> None:
+        self.known = known
+        self.what = what
+        self.resolver = resolver  # looks up a name not in ``known`` (a body evaluated on demand, an output)
+
+    def member(self, name: str) -> object:
+        key = next((k for k in self.known if k.lower() == name.lower()), None)
+        if key is not None:
+            return self.known[key]
+        if self.resolver is not None:
+            value = self.resolver(name)
+            if value is not _MISSING:
+                return value
+        return Unresolved(f"{self.what}.{name}", f"'{name}' of {self.what} is only known to Azure at deployment")
+
+
+_MISSING = object()
+MISSING = _MISSING
+
+
+def base64_of(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
