@@ -50,6 +50,8 @@ def load_bicep(path: str, options: LoadOptions | None = None) -> LoadResult:
     file = session.open(main, supplied, from_command_line=True)
     if file is None:
         return result
+    if any(not p.in_type for p in file.program.problems):
+        return result  # AIB002 says what cannot be read; evaluating the rest would only add noise
     docs = list(file.documents())
     if not docs and session.unread_modules:
         result.unrelated = True  # the image template may be in the registry module: nothing to say it is wrong

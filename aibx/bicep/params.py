@@ -65,8 +65,13 @@ def parameter_value(f: BicepFile, decl: syn.Declaration) -> Val:
 def _converted(f: BicepFile, decl: syn.Declaration, supplied: Supplied, ptype: str, secure: bool) -> object:
     """A -p value as the param's type: JSON for int, bool, array and object; text for the rest."""
     value = supplied.value
-    if supplied.file != COMMAND_LINE or not isinstance(value, str) or ptype in ("", "string"):
+    if supplied.file != COMMAND_LINE or not isinstance(value, str) or ptype == "string":
         return value
+    if not ptype:  # a type aibx does not check (user-defined, resourceInput<>): JSON when it is JSON
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
     try:
         converted = json.loads(value)
     except (ValueError, RecursionError):

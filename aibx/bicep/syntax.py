@@ -422,7 +422,10 @@ class _Converter:
         for child in node.named_children:
             if child.type != "interpolation":
                 continue
-            parts.append(_unescape(self.raw[cursor : child.start_byte].decode("utf-8", errors="replace")))
+            # the grammar's `${` token swallows the blanks before it: the literal text ends where `${` starts
+            opener = child.children[0] if child.children else child
+            start = opener.end_byte - 2 if opener.type == "${" else child.start_byte
+            parts.append(_unescape(self.raw[cursor:start].decode("utf-8", errors="replace")))
             inner = [c for c in child.named_children if c.type != "comment"]
             parts.append(self.expr(inner[0], depth + 1) if inner else Unsupported(pos, "an empty ${}"))
             cursor = child.end_byte
