@@ -116,4 +116,6 @@ class PackerConfig:
     sensitive_names: set[str] = field(default_factory=set)
     # where each of them is declared (HCL2)
     sensitive_locations: dict[str, Location] = field(default_factory=dict)
+    # each declared variable's value (after defaults, variable files and --var), for writers that declare them
+    variables: dict[str, Any] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)

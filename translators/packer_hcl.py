@@ -302,6 +302,7 @@ class _Reader:
                     self.config.sensitive_names.add(name)
                     self.config.sensitive_locations[name] = Location(file, *hcl_eval.position(block))
                     self.add_secret(self.values[name], name)
+        self.config.variables = {name: self.values[name] for name in self.var_decls}
 
     def add_secret(self, value: Any, where: str) -> None:
         if isinstance(value, str) and value:

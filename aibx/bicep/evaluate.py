@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING
 
 from aibx import armexpr
@@ -19,6 +20,9 @@ from aibx.jsonc import JsonPath
 
 if TYPE_CHECKING:
     from aibx.bicep.files import BicepFile
+
+
+_PLACEHOLDER = re.compile(r"<[A-Za-z][A-Za-z0-9_.\-]*>")
 
 
 def evaluate(f: BicepFile, node: syn.Node, env: dict[str, Val], path: JsonPath) -> Val:
@@ -69,14 +73,20 @@ class _Evaluator:
     # ------------------------------------------------------------------------------------------- literals
     def eval_template(self, node: syn.Template, path: JsonPath) -> Val:
         out: list[str] = []
+        unknown: Unresolved | None = None
         for part in node.parts:
             if isinstance(part, str):
                 out.append(part)
                 continue
             value = self.eval(part, path).value
             if isinstance(value, Unresolved):
-                return Val(Unresolved(self.f.snippet(node), value.reason, value.reported), {(): node.pos})
+                unknown = unknown or value
+                # a parameter without a value stays its <name> placeholder; anything else its Bicep text
+                out.append(value.text if _PLACEHOLDER.fullmatch(value.text) else "${" + self.f.snippet(part) + "}")
+                continue
             out.append(armexpr.to_string(_plain(value)))
+        if unknown is not None:
+            return Val(Unresolved("".join(out), unknown.reason, unknown.reported), {(): node.pos})
         return Val("".join(out), {(): node.pos})
 
     def eval_obj(self, node: syn.Obj, path: JsonPath) -> Val:
@@ -89,7 +99,7 @@ class _Evaluator:
                 k = self.eval(key, path).value
                 if isinstance(k, Unresolved):
                     unknown = k
-                    key = self.f.snippet(key).strip("'")
+                    key = k.text
                 elif isinstance(k, str):
                     key = k
                 else:

@@ -51,7 +51,9 @@ def parameter_value(f: BicepFile, decl: syn.Declaration) -> Val:
         hint = f"pass -p {decl.name}=VALUE" + (" or a parameters file" if f.from_command_line else "")
         if not f.from_command_line:
             hint = "the module is given no value for it"
-        val = Val(Unresolved(decl.name, f"parameter '{decl.name}' has no value; {hint}"), {(): decl.pos})
+        # written <name>, as a placeholder of a JSON template: -p name=VALUE fills both, and translations make it a
+        # parameter again
+        val = Val(Unresolved(f"<{decl.name}>", f"parameter '{decl.name}' has no value; {hint}"), {(): decl.pos})
     if secure:
         f.session.secure_parameters.add(decl.name)
         for where, secret in _named_secret_strings(decl.name, val.value):
