@@ -496,6 +496,8 @@ class _Rules:
         if not ident or ident.type != "UserAssigned":
             return
         path = ("identity", self.written_key(("identity",), "userAssignedIdentities") or "userAssignedIdentities")
+        if path in self.doc.unresolved:  # the whole object is unknown (AIB005 says so): nothing to count
+            return
         count = len(ident.user_assigned_identities)
         if count > 1:
             self.add("AIB031", f"{count} identities given; AIB supports exactly one", path)

@@ -271,3 +271,29 @@ def test_plan_compiles_a_bicep_template() -> None:
     out = invoke("plan", str(BICEP / "with-module.bicep"), "--format", "json")
     assert out.code == 0, out.text
     assert "echo two" in out.out
+
+
+def test_lambdas_nested_resources_and_nulls() -> None:
+    result, doc = load_one(BICEP / "newer-syntax.bicep")
+    r = doc.resource
+    ids = list(r["identity"]["userAssignedIdentities"])
+    assert len(ids) == 1 and ids[0].endswith("/userAssignedIdentities/builder")  # reduce(map(...), union)
+    subnet = r["properties"]["vmProfile"]["vnetConfig"]["subnetId"]
+    assert subnet == (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/network/providers/"
+        "Microsoft.Network/virtualNetworks/vnet/subnets/builders"
+    )
+    assert r["properties"]["vmProfile"]["osDiskSizeGB"] == 64
+    assert "stagingResourceGroup" not in r["properties"]  # a null property is left out, as ARM does
+    assert r["properties"]["customize"][0]["inline"] == ["apt-get install -y nginx curl", "False", "CURL"]
+    assert result.diagnostics == []
+    assert validation.validate(doc).diagnostics == []
+
+
+def test_a_type_aibx_cannot_read_is_a_warning_not_a_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "typed.bicep"
+    text = (BICEP / "newer-syntax.bicep").read_text()
+    path.write_text(text + "\ntype lockType = {\n  name: string?\n}?\n\ntype listType = {\n  a: string\n}[]?\n")
+    result = load(str(path))
+    assert len(result.documents) == 1
+    assert [(d.code, d.severity.value) for d in result.diagnostics] == [("AIB005", "warning")]

@@ -327,8 +327,8 @@ def _finished(value: object) -> object:
     if isinstance(value, Runtime):
         ident = value.known.get("id", value.known.get("name"))
         return ident if ident is not None else Unresolved(value.what, f"{value.what} has no ID aibx can tell")
-    if isinstance(value, dict):
-        return {k: _finished(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a property whose value is null is left out of the request, as ARM does
+        return {k: _finished(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
         return [_finished(v) for v in value]
     return value

@@ -120,6 +120,12 @@ class Conditional(Node):  # a resource or module body behind `if (condition)`
 
 
 @dataclass
+class Lambda(Node):  # (a, b) => body
+    params: list[str]
+    body: Node
+
+
+@dataclass
 class NestedRef(Node):  # outer::inner, a resource declared inside another's body
     names: list[str]
 
@@ -187,6 +193,8 @@ _STATEMENTS = {
     "using_statement": "using",
 }
 _POSTFIX = ("member_expression", "subscript_expression")
+# a declaration that an unreadable `type` statement must not have swallowed
+_DECLARATION = re.compile(r"^\s*(?:param|var|resource|module|output)\s", re.MULTILINE)
 _ESCAPES = {"\\": "\\", "'": "'", "n": "\n", "r": "\r", "t": "\t", "$": "$"}
 _ESCAPE = re.compile(r"\\(u\{[0-9A-Fa-f]{1,6}\}|.)", re.DOTALL)
 _CONSTRUCT_NAMES = {
@@ -212,6 +220,7 @@ class _Converter:
         self.raw = raw
         self.ascii = len(raw) == len(text)
         self.problems: list[SyntaxProblem] = []
+        self.glued: dict[int, tuple[str, int]] = {}  # see array_items
 
     def offset(self, node: Any) -> int:
         return self.offset_at(node.start_byte)
@@ -245,7 +254,10 @@ class _Converter:
                 owner = owner.parent
             construct = _CONSTRUCT_NAMES.get(owner.type, "this statement") if owner is not None else "this statement"
             what = f"missing {node.type!r}" if node.is_missing else repr(self.src(node)[:30])
-            in_type = owner is not None and owner.type == "type"
+            text = self.src(node)
+            in_type = (owner is not None and owner.type in ("type", "type_declaration")) or (
+                text.startswith("type ") and not _DECLARATION.search(text)
+            )
             self.problems.append(SyntaxProblem(self.offset(node), f"{construct} ({what})", in_type))
             return
         if not node.has_error:
@@ -335,6 +347,9 @@ class _Converter:
             return Arr(pos, self.array_items(node, depth))
         if t == "parenthesized_expression":
             inner = [c for c in node.named_children if c.type != "comment"]
+            if node.start_byte in self.glued:  # the arguments of a call the grammar split (array_items)
+                name, start = self.glued.pop(node.start_byte)
+                return Call(start, name, [self.expr(a, depth + 1) for a in inner])
             return self.expr(inner[0], depth + 1) if inner else Unsupported(pos, "empty parentheses")
         if t == "call_expression":
             return self.call(node, depth)
@@ -362,7 +377,12 @@ class _Converter:
                 return Unsupported(pos, "an if condition")
             return Conditional(pos, self.expr(parts[0], depth + 1), self.expr(parts[-1], depth + 1))
         if t == "lambda_expression":
-            return Unsupported(pos, "a lambda expression")
+            parts = [c for c in node.named_children if c.type != "comment"]
+            if len(parts) < 2:
+                return Unsupported(pos, "a lambda expression")
+            head = parts[0]
+            names = [head] if head.type == "identifier" else [c for c in head.named_children if c.type == "identifier"]
+            return Lambda(pos, [self.src(c) for c in names], self.expr(parts[-1], depth + 1))
         if t == "resource_expression":
             names = [self.src(c) for c in node.named_children if c.type == "identifier"]
             return NestedRef(pos, names) if len(names) >= 2 else Unsupported(pos, "a resource expression")
@@ -385,7 +405,7 @@ class _Converter:
             return Index(target.pos, target, idx, safe)
 
         target = self.expr(target_node, depth + 1)
-        if target_node.type != "parenthesized_expression" and isinstance(target, (Binary, Ternary, Unary)):
+        if target_node.type != "parenthesized_expression" and isinstance(target, (Binary, Ternary, Unary, Lambda)):
             return _push_down(target, apply)  # the grammar's precedence slip: see the module's docstring
         return apply(target)
 
@@ -446,18 +466,15 @@ class _Converter:
         while i < len(children):
             c = children[i]
             nxt = children[i + 1] if i + 1 < len(children) else None
-            if (
-                c.type == "identifier"
-                and nxt is not None
-                and nxt.type == "parenthesized_expression"
-                and nxt.start_byte == c.end_byte
-            ):
-                args = [self.expr(a, depth + 1) for a in nxt.named_children if a.type != "comment"]
-                call = Call(self.offset(c), self.src(c), args)
-                call.end = self.offset_at(nxt.end_byte)
-                items.append(call)
-                i += 2
-                continue
+            if c.type == "identifier" and nxt is not None and nxt.start_byte == c.end_byte:
+                inner = nxt  # f().x and f(a)[0] arrive as f and ().x: the parentheses are the leftmost part
+                while inner.type in _POSTFIX and inner.child_by_field_name("object") is not None:
+                    inner = inner.child_by_field_name("object")
+                if inner.type == "parenthesized_expression" and inner.start_byte == c.end_byte:
+                    self.glued[inner.start_byte] = (self.src(c), self.offset(c))
+                    items.append(self.expr(nxt, depth + 1))
+                    i += 2
+                    continue
             items.append(self.expr(c, depth + 1))
             i += 1
         return items
@@ -527,6 +544,8 @@ def _push_down(node: Node, apply: Any) -> Node:
         return Ternary(node.pos, node.cond, node.then, _push_down(node.other, apply))
     if isinstance(node, Unary):
         return Unary(node.pos, node.op, _push_down(node.arg, apply))
+    if isinstance(node, Lambda):
+        return Lambda(node.pos, node.params, _push_down(node.body, apply))
     return apply(node)  # type: ignore[no-any-return]
 
 
