@@ -73,6 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="write the JSON document --format json prints to FILE as well (- is an old spelling of --format json)",
     )
     p.add_argument("--arm", action="store_true", help="--to aib: write an ARM deployment template around the resource")
+    p.add_argument(
+        "--allow-local-files",
+        action="store_true",
+        help="Bicep input: let loadTextContent() and modules read files outside the template's folder",
+    )
     g = p.add_argument_group("Packer input (--to aib)")
     g.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a Packer variable")
     g.add_argument("--var-file", action="append", default=[], metavar="FILE", help="a Packer variables file")
