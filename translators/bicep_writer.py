@@ -204,6 +204,7 @@ def _lift_identity(body: dict[str, Any], writer: _Writer) -> dict[str, Any]:
         "}",
         "",
     ]
+    assert isinstance(identity, dict)
     new_identity = dict(identity)
     new_identity["userAssignedIdentities"] = {_Raw(f"'${{{symbol}.id}}'"): ids[key]}
     return {**body, "identity": new_identity}
@@ -212,7 +213,7 @@ def _lift_identity(body: dict[str, Any], writer: _Writer) -> dict[str, Any]:
 def _lift_galleries(body: dict[str, Any], writer: _Writer) -> dict[str, Any]:
     properties = body.get("properties")
     targets = properties.get("distribute") if isinstance(properties, dict) else None
-    if not isinstance(targets, list):
+    if not isinstance(properties, dict) or not isinstance(targets, list):
         return body
     seen: dict[tuple[str, ...], str] = {}
     new_targets = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aibx import armexpr
@@ -537,7 +538,7 @@ def _shallow_merge(ev: _Evaluator, values: object) -> object:
     return out
 
 
-_LAMBDA_FUNCTIONS = {
+_LAMBDA_FUNCTIONS: dict[str, Callable[..., object]] = {
     "map": _map,
     "filter": _filter,
     "reduce": _reduce,

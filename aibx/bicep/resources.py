@@ -50,9 +50,10 @@ def _unfold(f: BicepFile, node: syn.Node | None) -> list[tuple[syn.Node, dict[st
                 env[node.item] = Val(item, {(): node.iterable.pos})
             if node.index:
                 env[node.index] = Val(i, {(): node.pos})
-            body, cond = node.body, node.condition
-            if isinstance(body, syn.Conditional):
-                body, cond = body.body, body.condition
+            body: syn.Node = node.body
+            cond: syn.Node | None = node.condition
+            if isinstance(node.body, syn.Conditional):
+                body, cond = node.body.body, node.body.condition
             out.append((body, env, _condition(f, cond, env)))
         return out
     if isinstance(node, syn.Conditional):
@@ -156,8 +157,8 @@ def _resource_id(
     parent_node = _prop(body, "parent")
     segments = rtype.split("/")
     if parent_node is not None or parent is not None:
-        parent = parent if parent is not None else f.eval(parent_node, env, ()).value  # type: ignore[arg-type]
-        parent_id = parent.member("id") if isinstance(parent, Runtime) else parent
+        outer: object = parent if parent is not None else f.eval(parent_node, env, ()).value  # type: ignore[arg-type]
+        parent_id = outer.member("id") if isinstance(outer, Runtime) else outer
         if not isinstance(parent_id, str):
             return parent_id if isinstance(parent_id, Unresolved) else Unresolved(f"{decl.name}.id", "no parent ID")
         return f"{parent_id}/{segments[-1]}/{name}"
@@ -296,7 +297,9 @@ def _template_documents(f: BicepFile, decl: syn.Declaration) -> Iterator[Documen
         if not isinstance(val.value, dict):
             f.add(body.pos, "AIB003", f"the body of resource '{decl.name}' is not an object aibx can read")
             continue
-        resource: dict[str, object] = {"type": rtype, "apiVersion": version, **_finished(val.value)}
+        finished = _finished(val.value)
+        assert isinstance(finished, dict)
+        resource: dict[str, object] = {"type": rtype, "apiVersion": version, **finished}
         val.spots[("type",)] = decl.type_pos
         val.spots[("apiVersion",)] = decl.type_pos
         val.spots[()] = decl.pos
