@@ -297,3 +297,24 @@ def test_a_type_aibx_cannot_read_is_a_warning_not_a_verdict(tmp_path: Path) -> N
     result = load(str(path))
     assert len(result.documents) == 1
     assert [(d.code, d.severity.value) for d in result.diagnostics] == [("AIB005", "warning")]
+
+
+def test_damaged_and_deeply_nested_files_get_diagnostics_never_a_traceback(tmp_path: Path) -> None:
+    chain = "\n".join(f"var v{i} = v{i + 1}" for i in range(3000))
+    cases = [
+        chain + "\nvar v3000 = 'x'\nresource t 'Microsoft.VirtualMachineImages/imageTemplates@2022-07-01' = {\n"
+        "  name: v0\n}\n",
+        "var a = " + "[" * 3000 + "]" * 3000 + "\n",
+        "var a = " + "(" * 3000 + "1" + ")" * 3000 + "\n",
+    ]
+    text = (BICEP / "constructs.bicep").read_text()
+    cases += [text[:cut] for cut in range(0, len(text), 97)]
+    for i, case in enumerate(cases):
+        path = tmp_path / "scripts" / ".." / f"case{i}.bicep"
+        (tmp_path / "scripts").mkdir(exist_ok=True)
+        path.write_text(case)
+        result = load(str(path))
+        for doc in result.documents:
+            validation.validate(doc)
+    deep = load(str(tmp_path / "case0.bicep"))
+    assert any(d.code == "AIB006" and "nested too deeply" in d.message for d in deep.diagnostics)

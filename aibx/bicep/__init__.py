@@ -30,8 +30,17 @@ def is_bicep_path(path: str) -> bool:
 # ----------------------------------------------------------------------------------------------- entry point
 def load_bicep(path: str, options: LoadOptions | None = None) -> LoadResult:
     """Load the image templates of a ``.bicep`` file (or of the file a ``.bicepparam`` file is ``using``)."""
-    options = options or LoadOptions()
     result = LoadResult()
+    try:
+        return _load(path, options or LoadOptions(), result)
+    except RecursionError:
+        from aibx.diagnostics import make
+
+        message = "the file nests expressions, variables or modules too deeply for aibx to evaluate"
+        return LoadResult(diagnostics=[make("AIB006", message, file=path, line=1, column=1)])
+
+
+def _load(path: str, options: LoadOptions, result: LoadResult) -> LoadResult:
     session = Session(options, result, Path(path).resolve().parent)
     supplied: dict[str, Supplied] = {}
     main = path

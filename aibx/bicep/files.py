@@ -267,6 +267,10 @@ class BicepFile:
         except EvalError as exc:
             self.add(exc.pos, "AIB006", exc.message, path)
             return Val(Unresolved(self.snippet(node), exc.message, reported=True))
+        except RecursionError:  # variables that refer to variables, thousands deep
+            message = "the expression (or the variables it uses) is nested too deeply"
+            self.add(node.pos, "AIB006", message, path)
+            return Val(Unresolved(self.snippet(node), message, reported=True))
 
     # ------------------------------------------------------------------------------------------- parameters
     def parameter(self, decl: syn.Declaration) -> Val:
