@@ -129,14 +129,15 @@ def _open_values(value: Any, writer: _Writer, secure: Collection[str]) -> Any:
     own; the reason is the param's description."""
     from aibx.translators import aib
 
-    def expression(v: Any) -> _Raw:
+    def expression(v: Any, path: tuple[object, ...] = ()) -> _Raw:
         if isinstance(v, Unresolved):
             m = _ARM_PARAMETER.fullmatch(v.text)
             if m:
                 return _Raw(declare(m[1], v.reason, secure=m[1] in secure))
             parts = aib._unresolved_parts(v, secure)
             if "${" in v.text or not any(isinstance(p, aib.Placeholder) for p in parts):
-                return _Raw(declare("unknownValue", f"{v.text}: {v.reason}", secure=False))
+                named = next((str(p) for p in reversed(path) if isinstance(p, str) and _IDENT.fullmatch(p)), "value")
+                return _Raw(declare_new(named, f"{v.text}: {v.reason}"))
         else:
             parts = list(v.parts)
         if len(parts) == 1 and isinstance(parts[0], aib.Placeholder):
@@ -149,6 +150,10 @@ def _open_values(value: Any, writer: _Writer, secure: Collection[str]) -> Any:
             else:
                 out.append(_escape(part))
         return _Raw("'" + "".join(out) + "'")
+
+    def declare_new(name: str, reason: str) -> str:
+        """A param for one unknown value (each its own, even when two have the same text)."""
+        return writer.param(name, description=reason)
 
     def declare(name: str, reason: str, secure: bool) -> str:
         if name in writer.renamed:
@@ -163,16 +168,16 @@ def _open_values(value: Any, writer: _Writer, secure: Collection[str]) -> Any:
             k = Unresolved(k, "")
         return _as_key(expression(k)) if isinstance(k, Unresolved) else k
 
-    def walk(v: Any) -> Any:
+    def walk(v: Any, path: tuple[object, ...]) -> Any:
         if isinstance(v, (Unresolved, aib.Pieces)):
-            return expression(v)
+            return expression(v, path)
         if isinstance(v, dict):
-            return {_property_name(k): walk(x) for k, x in v.items()}
+            return {_property_name(k): walk(x, (*path, k)) for k, x in v.items()}
         if isinstance(v, list):
-            return [walk(x) for x in v]
+            return [walk(x, (*path, i)) for i, x in enumerate(v)]
         return v
 
-    return walk(value)
+    return walk(value, ())
 
 
 def _as_key(expr: _Raw) -> _Raw:
