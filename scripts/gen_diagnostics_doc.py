@@ -30,7 +30,9 @@ LINE = re.compile(r"^(?P<where>.*?): (?P<severity>error|warning)\[(?P<code>AIB\d
 EXPLANATIONS: dict[str, str] = {
     "AIB001": "The file does not exist, is not readable, or is not UTF-8 text.",
     "AIB002": "The file is not JSON as ARM reads it (comments and trailing commas are fine). The position is where "
-    "the parser stopped; a missing comma is pointed out.",
+    "the parser stopped; a missing comma is pointed out. In a `.bicep` file: syntax the Bicep grammar aibx uses "
+    "cannot read, named with its line; an error when it is inside the image template, a warning elsewhere (the "
+    "template is read without it). `az bicep build` and the ARM JSON it writes are the fallback.",
     "AIB003": "The JSON holds no image template: not an object, an ARM parameters file named as a template, a "
     "deployment without a `Microsoft.VirtualMachineImages/imageTemplates` resource, or the `properties` object "
     "alone. In a folder, such files are skipped and counted in the summary.",
@@ -41,7 +43,8 @@ EXPLANATIONS: dict[str, str] = {
     "`-p`, `--parameters` or the context options; `aibx run` refuses only the steps that need it.",
     "AIB006": "An ARM expression that ARM itself would reject: a syntax error, an unknown parameter or variable, a "
     "wrong argument. ARM treats every string in `[...]` as an expression, so a shell test such as `[ -d /opt ]` "
-    "must be written `[[ -d /opt ]`.",
+    "must be written `[[ -d /opt ]`. In a `.bicep` file: an expression Bicep would reject, such as `'a' + 1` or "
+    "a property the object does not have (`.?` reads an optional one).",
     "AIB007": "A parameter value ARM would reject (type, `allowedValues`, `minValue`/`maxValue`, "
     "`minLength`/`maxLength`), a parameters-file entry the template does not declare, a malformed parameters "
     "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",

@@ -285,7 +285,8 @@ def test_lambdas_nested_resources_and_nulls() -> None:
     )
     assert r["properties"]["vmProfile"]["osDiskSizeGB"] == 64
     assert "stagingResourceGroup" not in r["properties"]  # a null property is left out, as ARM does
-    assert r["properties"]["customize"][0]["inline"] == ["apt-get install -y nginx curl", "False", "CURL"]
+    inline = r["properties"]["customize"][0]["inline"]
+    assert inline == ["apt-get install -y nginx curl", "False", "CURL", "DONE!"]
     assert result.diagnostics == []
     assert validation.validate(doc).diagnostics == []
 
@@ -318,3 +319,14 @@ def test_damaged_and_deeply_nested_files_get_diagnostics_never_a_traceback(tmp_p
             validation.validate(doc)
     deep = load(str(tmp_path / "case0.bicep"))
     assert any(d.code == "AIB006" and "nested too deeply" in d.message for d in deep.diagnostics)
+
+
+def test_syntax_aibx_cannot_read_outside_the_template_is_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "spread.bicep"
+    text = (BICEP / "newer-syntax.bicep").read_text()
+    path.write_text(text.replace("var wanted =", "var extra = {\n  ...byName\n}\nvar wanted =", 1))
+    result = load(str(path))
+    (diag,) = result.diagnostics
+    assert (diag.code, diag.severity.value, diag.line) == ("AIB002", "warning", 16)  # the line of ...byName
+    assert "'extra' is left out" in diag.message
+    assert len(result.documents) == 1 and validation.validate(result.documents[0]).diagnostics == []

@@ -59,8 +59,8 @@ def _load(path: str, options: LoadOptions, result: LoadResult) -> LoadResult:
     file = session.open(main, supplied, from_command_line=True)
     if file is None:
         return result
-    if any(not p.in_type for p in file.program.problems):
-        return result  # AIB002 says what cannot be read; evaluating the rest would only add noise
+    if main in session.unreadable:
+        return result  # AIB002 says what in the image template cannot be read
     docs = list(file.documents())
     if not docs and session.unread_modules:
         result.unrelated = True  # the image template may be in the registry module: nothing to say it is wrong

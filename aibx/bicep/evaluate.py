@@ -287,6 +287,10 @@ class _Evaluator:
         if node.target is not None:  # kv.getSecret('x'), storage.listKeys()
             return self.unresolved(node, f"{node.name}() on a resource is only known to Azure at deployment")
         name = node.name.lower()
+        declared = self.f.decls.get(node.name)
+        if declared is not None and declared.kind == "func" and isinstance(declared.value, syn.Lambda):
+            values = [self.eval(a, path).value for a in node.args]
+            return Val(Closure(declared.value, {}).call(self, *values), {(): node.pos})
         special = _SPECIAL.get(name)
         if special is not None:
             return special(self, node, path)

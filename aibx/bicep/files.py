@@ -33,6 +33,7 @@ class Session:
         self.secure_parameters: set[str] = set()
         self.reported: set[tuple[str, int, str]] = set()
         self.opened: dict[str, tuple[str, syn.Program, SourceMap]] = {}
+        self.unreadable: set[str] = set()  # files whose image template holds syntax aibx cannot read
         self.unread_modules = 0  # modules from a registry, or outside the folder: image templates may hide there
 
     def add(
@@ -83,13 +84,24 @@ class Session:
             text_for_grammar = text
         program = syn.parse(text_for_grammar)
         smap = SourceMap(text=text)
+        templates = {d.name for d in program.declarations if resources.is_image_template(d)}
         for problem in program.problems:
             if problem.in_type:
                 message = f"Bicep type syntax aibx cannot read in {problem.construct}: the type is not checked"
                 self.add(path, problem.pos, "AIB005", message, smap=smap)
-                continue
-            message = f"Bicep syntax aibx cannot read in {problem.construct}; {FALLBACK}"
-            self.add(path, problem.pos, "AIB002", message, smap=smap)
+            elif problem.declaration in templates or (
+                problem.declaration is None and resources.RESOURCE_TYPE.lower() in problem.text.lower()
+            ):
+                self.unreadable.add(path)  # the image template itself: nothing to validate
+                message = f"Bicep syntax aibx cannot read in {problem.construct}; {FALLBACK}"
+                self.add(path, problem.pos, "AIB002", message, smap=smap)
+            else:  # elsewhere: the template is read without it, and a value that needs it is unknown
+                where = f"'{problem.declaration}'" if problem.declaration else "a statement"
+                message = (
+                    f"Bicep syntax aibx cannot read in {problem.construct}; {where} is left out and values that "
+                    f"need it are unknown ({FALLBACK})"
+                )
+                self.add(path, problem.pos, "AIB002", message, smap=smap, severity=Severity.WARNING)
         self.opened[path] = (text, program, smap)
         return self.opened[path]
 
@@ -234,8 +246,13 @@ class BicepFile:
         if name in self.cache:
             return self.cache[name]
         decl = self.decls.get(name)
+        if decl is None and any(p.declaration is None and not p.in_type for p in self.program.problems):
+            return Val(self.unresolved(node, f"'{name}' is not declared in what aibx could read of this file"))
         if decl is None:
             raise EvalError(f"'{name}' is not declared in this file", node.pos)
+        if decl.broken and decl.kind != "resource":
+            reason = f"the declaration of '{name}' holds Bicep syntax aibx cannot read"
+            return Val(self.unresolved(node, reason), {(): decl.pos})
         if name in self.busy:
             raise EvalError(f"'{name}' refers to itself", node.pos)
         self.busy.add(name)

@@ -12,7 +12,7 @@ from aibx.bicep import syntax as syn
 from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, Supplied, Val
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, SourceMap
-from aibx.loader import RESOURCE_TYPE
+from aibx.loader import RESOURCE_TYPE as RESOURCE_TYPE
 
 if TYPE_CHECKING:
     from aibx.bicep.files import BicepFile
@@ -286,6 +286,8 @@ def documents(f: BicepFile) -> Iterator[Document]:
 
 
 def _template_documents(f: BicepFile, decl: syn.Declaration) -> Iterator[Document]:
+    if decl.broken:
+        return  # AIB002 (an error) says what in it aibx cannot read
     bodies = _unfold(f, decl.value)
     if not isinstance(bodies, list):
         bodies = [(decl.value.body if isinstance(decl.value, syn.For) else decl.value, {}, True)]  # type: ignore[union-attr]

@@ -145,6 +145,7 @@ class Declaration:
     type_pos: int = 0
     decorators: dict[str, list[Node]] = field(default_factory=dict)
     existing: bool = False
+    broken: bool = False  # holds syntax the grammar cannot read
 
 
 @dataclass
@@ -152,6 +153,8 @@ class SyntaxProblem:
     pos: int
     construct: str
     in_type: bool = False  # inside a type expression: the value is still read, its type not checked
+    declaration: str | None = None  # the top-level declaration it is in (None: between declarations)
+    text: str = ""  # what the grammar could not read
 
 
 @dataclass
@@ -191,6 +194,7 @@ _STATEMENTS = {
     "module_declaration": "module",
     "output_declaration": "output",
     "using_statement": "using",
+    "user_defined_function": "func",
 }
 _POSTFIX = ("member_expression", "subscript_expression")
 # a declaration that an unreadable `type` statement must not have swallowed
@@ -232,16 +236,23 @@ class _Converter:
     def program(self, root: Any) -> Program:
         decls: list[Declaration] = []
         pending: dict[str, list[Node]] = {}
-        self.find_problems(root)
+        for child in root.children:
+            if child.is_named and child.type not in _STATEMENTS:
+                self.find_problems(child, root)
         for child in root.named_children:
             if child.type == "decorators":
                 pending = self.decorators(child)
                 continue
             kind = _STATEMENTS.get(child.type)
             if kind is not None:
+                first = len(self.problems)
+                self.find_problems(child, root)
                 decl = self.declaration(kind, child)
                 if decl is not None:
                     decl.decorators = pending
+                    decl.broken = len(self.problems) > first
+                    for problem in self.problems[first:]:
+                        problem.declaration = decl.name
                     decls.append(decl)
             if child.type != "comment":
                 pending = {}
@@ -258,7 +269,7 @@ class _Converter:
             in_type = (owner is not None and owner.type in ("type", "type_declaration")) or (
                 text.startswith("type ") and not _DECLARATION.search(text)
             )
-            self.problems.append(SyntaxProblem(self.offset(node), f"{construct} ({what})", in_type))
+            self.problems.append(SyntaxProblem(self.offset(node), f"{construct} ({what})", in_type, text=text))
             return
         if not node.has_error:
             return
@@ -279,6 +290,8 @@ class _Converter:
     def declaration(self, kind: str, node: Any) -> Declaration | None:
         named = node.named_children
         ident = next((c for c in named if c.type in ("identifier", "compatible_identifier")), None)
+        if kind == "func":
+            return self.function(node)
         if kind == "using":
             target = next((c for c in named if c.type == "string"), None)
             if target is None:
@@ -312,6 +325,21 @@ class _Converter:
             if after:
                 decl.value = self.expr(after[0])
         return decl
+
+    def function(self, node: Any) -> Declaration | None:
+        """``func name(a type, b type) type => body``: a Declaration whose value is a Lambda."""
+        name = node.child_by_field_name("name")
+        params = next((c for c in node.named_children if c.type == "parameters"), None)
+        body = node.named_children[-1] if node.named_children else None
+        if name is None or body is None or body is name:
+            return None
+        names = []
+        for p in params.named_children if params is not None else []:
+            ident = next((c for c in p.named_children if c.type == "identifier"), None)
+            if ident is not None:
+                names.append(self.src(ident))
+        value = Lambda(self.offset(node), names, self.expr(body))
+        return Declaration("func", self.src(name), self.offset(name), value=value)
 
     # ------------------------------------------------------------------------------------------- expressions
     def expr(self, node: Any, depth: int = 0) -> Node:
