@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aibx import armexpr
 from aibx.bicep import syntax as syn
-from aibx.bicep.values import MAX_LOCAL_FILE, MAX_LOOP_ITEMS, EvalError, Runtime, Val, base64_of
+from aibx.bicep.values import MAX_LOCAL_FILE, MAX_LOOP_ITEMS, EvalError, Runtime, Spots, Val, base64_of
 from aibx.document import Unresolved
 from aibx.jsonc import JsonPath
 
@@ -30,7 +30,7 @@ def evaluate(f: BicepFile, node: syn.Node, env: dict[str, Val], path: JsonPath) 
     return _Evaluator(f, env).eval(node, path)
 
 
-def sub_spots(spots: dict[JsonPath, int], prefix: JsonPath) -> dict[JsonPath, int]:
+def sub_spots(spots: Spots, prefix: JsonPath) -> Spots:
     n = len(prefix)
     return {p[n:]: o for p, o in spots.items() if p[:n] == prefix}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from aibx import armexpr
 from aibx.bicep import evaluate, params, resources
 from aibx.bicep import syntax as syn
-from aibx.bicep.values import ALLOW_FLAG, FALLBACK, EvalError, Supplied, Val
+from aibx.bicep.values import ALLOW_FLAG, FALLBACK, EvalError, Spots, Supplied, Val
 from aibx.diagnostics import Severity, format_path, make
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, SourceMap
@@ -140,7 +140,7 @@ class Session:
             if decl.kind == "var" and decl.name in names:
                 val = file.variable(decl.name)
                 line, column = smap.line_col(decl.value.pos if decl.value else decl.pos)
-                supplied[decl.name] = Supplied(val.value, path, line, column)
+                supplied[decl.name] = Supplied(val.value, path, line, column, file.foreign_spots(val.spots))
         return target
 
     def read_json_parameters(self, path: str, supplied: dict[str, Supplied]) -> None:
@@ -155,7 +155,9 @@ class Session:
         for name, entry in params.items():
             line, column = smap.locate(("parameters", name))
             if isinstance(entry, dict) and "value" in entry:
-                supplied[name] = Supplied(entry["value"], path, line, column)
+                at = ("parameters", name, "value")
+                spots: Spots = {p[3:]: (path, *smap.line_col(o)) for p, o in smap.values.items() if p[:3] == at}
+                supplied[name] = Supplied(entry["value"], path, line, column, spots)
             elif isinstance(entry, dict) and "reference" in entry:
                 reason = "the value is a Key Vault reference, read by ARM at deployment"
                 supplied[name] = Supplied(Unresolved(name, reason), path, line, column)
@@ -209,6 +211,10 @@ class BicepFile:
     # ------------------------------------------------------------------------------------------- reporting
     def add(self, pos: int | None, code: str, message: str, path: JsonPath = (), **kw: object) -> None:
         self.session.add(self.name, pos, code, message, path, smap=self.smap, **kw)  # type: ignore[arg-type]
+
+    def foreign_spots(self, spots: Spots) -> Spots:
+        """Spots of a value given to another file: each as (this file, line, column)."""
+        return {p: (self.name, *self.smap.line_col(o)) if isinstance(o, int) else o for p, o in spots.items()}
 
     def snippet(self, node: syn.Node) -> str:
         end = getattr(node, "end", 0) or node.pos + 60

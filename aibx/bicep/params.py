@@ -42,7 +42,7 @@ def parameter_value(f: BicepFile, decl: syn.Declaration) -> Val:
     supplied = f.supplied.get(decl.name)
     if supplied is not None:
         value = _converted(f, decl, supplied, ptype, secure)
-        val = Val(value, supplied.spots or {(): decl.pos}, supplied.keys)
+        val = Val(value, supplied.spots or {(): (supplied.file, supplied.line, supplied.column)})
     elif decl.value is not None:
         val = f.eval_or_unresolved(decl.value, {}, ())
     elif nullable:
@@ -124,8 +124,6 @@ def _check(f: BicepFile, decl: syn.Declaration, val: Val, supplied: Supplied | N
             f.add(decl.value.pos if decl.value else decl.pos, "AIB007", message)
         elif supplied.file == COMMAND_LINE:
             f.session.add(COMMAND_LINE, None, "AIB007", f"-p {decl.name}: {problem}")
-        elif supplied.spots:
-            f.add(supplied.spots.get((), decl.pos), "AIB007", message)
         else:
             f.session.add(supplied.file, None, "AIB007", message, line=supplied.line, column=supplied.column)
 

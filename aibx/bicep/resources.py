@@ -4,12 +4,14 @@ template resource."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aibx.bicep import syntax as syn
 from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, Supplied, Val
+from aibx.diagnostics import Diagnostic, Severity, format_path, make
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, SourceMap
 from aibx.loader import RESOURCE_TYPE as RESOURCE_TYPE
@@ -237,9 +239,12 @@ def module_file(f: BicepFile, decl: syn.Declaration, body: syn.Node, env: dict[s
     if params_node is not None:
         params = f.eval_or_unresolved(params_node, env, ())
         if isinstance(params.value, dict):
+            spots = f.foreign_spots(params.spots)
             for key, value in params.value.items():
-                line, column = f.smap.line_col(params.keys.get((key,), decl.pos))
-                supplied[key] = Supplied(value, f.name, line, column)
+                key_at = params.keys.get((key,), decl.pos)
+                line, column = f.smap.line_col(key_at) if isinstance(key_at, int) else key_at[1:]
+                mine = {p[1:]: o for p, o in spots.items() if p[:1] == (key,)}
+                supplied[key] = Supplied(value, f.name, line, column, mine)
     from aibx.bicep.files import BicepFile
 
     shown = str(Path(f.name).parent / path) if not Path(path).is_absolute() else path
@@ -309,10 +314,12 @@ def _template_documents(f: BicepFile, decl: syn.Declaration) -> Iterator[Documen
 
 
 def _document(f: BicepFile, decl: syn.Declaration, resource: dict[str, object], val: Val) -> Document:
-    smap = SourceMap(text=f.text, values=dict(val.spots), keys=dict(val.keys))
+    values = {p: o for p, o in val.spots.items() if isinstance(o, int)}
+    smap = SourceMap(text=f.text, values=values, keys={p: o for p, o in val.keys.items() if isinstance(o, int)})
     session = f.session
     name = resource.get("name")
-    doc = Document(file=f.name, resource=resource, source_map=smap)
+    doc = BicepDocument(file=f.name, resource=resource, source_map=smap)
+    doc.elsewhere = {p: o for p, o in val.spots.items() if not isinstance(o, int)}
     doc.name = name if isinstance(name, str) else decl.name
     doc.symbolic_name = decl.name
     api = session.options.api_version or resource.get("apiVersion")
@@ -325,6 +332,48 @@ def _document(f: BicepFile, decl: syn.Declaration, resource: dict[str, object], 
     doc.secret_names = dict(session.secret_names)
     doc.secure_parameters = set(session.secure_parameters)
     return doc
+
+
+@dataclass
+class BicepDocument(Document):
+    """A Document whose values may have been written in another file: a ``.bicepparam`` file, a module's caller
+    or a JSON parameters file. A diagnostic points there when that is where the value was written."""
+
+    # JSON path (relative to the resource) -> (file, line, column) of a value written in another file
+    elsewhere: dict[JsonPath, tuple[str, int, int]] = field(default_factory=dict)
+
+    def diagnostic(
+        self,
+        code: str,
+        message: str,
+        path: JsonPath = (),
+        *,
+        key: bool = False,
+        severity: Severity | None = None,
+    ) -> Diagnostic:
+        foreign = _deepest(self.elsewhere, path)
+        local = _deepest(self.source_map.keys if key else self.source_map.values, path)
+        if foreign is None or (local is not None and len(local) >= len(foreign)):
+            return super().diagnostic(code, message, path, key=key, severity=severity)
+        file, line, column = self.elsewhere[foreign]
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        return make(
+            code,
+            message,
+            file=file,
+            line=line,
+            column=column,
+            json_path=format_path(self.full_path(path)),
+            severity=severity,
+        )
+
+
+def _deepest(spots: Mapping[JsonPath, object], path: JsonPath) -> JsonPath | None:
+    for n in range(len(path), -1, -1):
+        if path[:n] in spots:
+            return path[:n]
+    return None
 
 
 def _finished(value: object) -> object:

@@ -17,7 +17,10 @@ FALLBACK = "`az bicep build` turns the file into an ARM template, which aibx rea
 ALLOW_FLAG = "--allow-local-files"
 
 # where each part of a value was written: relative JSON path -> character offset, for values and for keys
-Spots = dict[JsonPath, int]
+# a spot is an offset in the file being evaluated, or (file, line, column) in another one (a .bicepparam file, a
+# module's caller, a JSON parameters file)
+Spot = int | tuple[str, int, int]
+Spots = dict[JsonPath, Spot]
 
 
 @dataclass
@@ -42,8 +45,7 @@ class Supplied:
     file: str
     line: int = 0
     column: int = 0
-    spots: Spots = field(default_factory=dict)  # when written in the .bicep file being evaluated (module params)
-    keys: Spots = field(default_factory=dict)
+    spots: Spots = field(default_factory=dict)  # where its parts were written: (file, line, column)
 
 
 class Runtime:
