@@ -337,7 +337,7 @@ def test_a_value_from_a_bicepparam_file_or_a_modules_caller_is_pointed_at_there(
     params = tmp_path / "b" / "bad.bicepparam"
     params.write_text(
         "using './constructs.bicep'\n\nparam adminPassword = 'pa55word'\nparam labels = {\n  team: 5\n}\n"
-    )  # noqa: E501
+    )
     (doc,) = load(str(params), LoadOptions(context=CONTEXT)).documents
     team = next(d for d in validation.validate(doc).diagnostics if d.json_path == "tags.team")  # through union()
     assert (team.code, team.file, team.line, team.column) == ("AIB052", str(params), 5, 9)
