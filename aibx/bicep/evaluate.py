@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -81,7 +82,7 @@ class _Evaluator:
         if isinstance(node, syn.Name):
             if node.name in self.env:
                 return self.env[node.name]
-            return self.f.lookup(node.name, node)
+            return self.f.lookup(node.name, node, path)
         method = getattr(self, "eval_" + type(node).__name__.lower(), None)
         if method is None:
             raise EvalError(f"aibx cannot evaluate {type(node).__name__}", node.pos)
@@ -382,17 +383,19 @@ class _Evaluator:
             return Val(rel, {(): node.pos})
         if not isinstance(rel, str):
             raise EvalError(f"{node.name}() takes a file path", node.pos)
-        from aibx.translators.local_files import LocalFileError, read_local_file
-
         target = self.f.session.local_path(self.f.folder, rel)
         if isinstance(target, str):
             return self.unresolved(node, target)
-        try:
-            data = read_local_file(target)
-        except LocalFileError as exc:
-            raise EvalError(f"{node.name}('{rel}'): {exc.reason}", node.pos) from None
-        if len(data) > MAX_LOCAL_FILE:
-            raise EvalError(f"{node.name}('{rel}'): larger than Bicep's limit", node.pos)
+        try:  # a regular file only: /dev/zero or a pipe would never end
+            info = os.stat(target)
+            if not stat.S_ISREG(info.st_mode):
+                raise EvalError(f"{node.name}('{rel}'): not a regular file", node.pos)
+            if info.st_size > MAX_LOCAL_FILE:
+                raise EvalError(f"{node.name}('{rel}'): larger than Bicep's limit", node.pos)
+            data = target.read_bytes()
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise EvalError(f"{node.name}('{rel}'): {reason}", node.pos) from None
         if name == "loadfileasbase64":
             return Val(base64_of(data), {(): node.pos})
         try:

@@ -248,7 +248,8 @@ class BicepFile:
             )
 
     # ------------------------------------------------------------------------------------------- names
-    def lookup(self, name: str, node: syn.Node) -> Val:
+    def lookup(self, name: str, node: syn.Node, path: JsonPath = ()) -> Val:
+        """The value of a declared name; ``path`` is where in the resource it is first used (for diagnostics)."""
         if name in self.cache:
             return self.cache[name]
         decl = self.decls.get(name)
@@ -266,7 +267,7 @@ class BicepFile:
             if decl.kind == "param":
                 val = self.parameter(decl)
             elif decl.kind == "var":
-                val = self.eval_or_unresolved(decl.value, {}, ())
+                val = self.eval_or_unresolved(decl.value, {}, path)
             elif decl.kind == "resource":
                 val = Val(self.resource_refs(decl))
             elif decl.kind == "module":
