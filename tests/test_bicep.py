@@ -347,3 +347,27 @@ def test_a_value_from_a_bicepparam_file_or_a_modules_caller_is_pointed_at_there(
     (doc,) = load(str(caller)).documents
     name = next(d for d in validation.validate(doc).diagnostics if d.json_path == "name")
     assert (name.file, name.line, name.column) == (str(caller), 7, 11)
+
+
+def test_a_template_behind_a_false_condition_is_not_deployed_and_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "cond.bicep"
+    path.write_text(
+        "param deploy bool = false\n"
+        "resource t 'Microsoft.VirtualMachineImages/imageTemplates@2022-07-01' = if (deploy) {\n  name: 'x'\n}\n"
+    )
+    result = load(str(path))
+    assert result.documents == [] and result.unrelated
+    assert [(d.code, d.severity.value, d.line) for d in result.diagnostics] == [("AIB005", "warning", 2)]
+    assert len(load(str(path), LoadOptions(parameters={"deploy": "true"})).documents) == 1
+
+
+def test_a_module_scoped_to_a_resource_group_sees_it_as_resourcegroup(tmp_path: Path) -> None:
+    shutil.copytree(BICEP, tmp_path / "b")
+    module = tmp_path / "b" / "modules" / "template.bicep"
+    module.write_text(module.read_text().replace("name: name\n", "name: '${name}-${resourceGroup().name}'\n", 1))
+    caller = tmp_path / "b" / "with-module.bicep"
+    caller.write_text(
+        caller.read_text().replace("  name: 'template'\n", "  name: 'template'\n  scope: resourceGroup('rg-x')\n", 1)
+    )
+    (doc,) = load(str(caller)).documents
+    assert doc.resource["name"] == "from-module-rg-x"

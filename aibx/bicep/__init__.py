@@ -62,8 +62,8 @@ def _load(path: str, options: LoadOptions, result: LoadResult) -> LoadResult:
     if main in session.unreadable:
         return result  # AIB002 says what in the image template cannot be read
     docs = list(file.documents())
-    if not docs and session.unread_modules:
-        result.unrelated = True  # the image template may be in the registry module: nothing to say it is wrong
+    if not docs and (session.unread_modules or session.skipped_templates):
+        result.unrelated = True  # in a registry module, or not deployed with these values: nothing is wrong
     elif not docs and not any(d.severity is Severity.ERROR for d in result.diagnostics):
         result.unrelated = not path.endswith(".bicepparam")
         decls = [d for d in file.program.declarations if d.kind == "resource"]

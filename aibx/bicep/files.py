@@ -34,6 +34,7 @@ class Session:
         self.reported: set[tuple[str, int, str]] = set()
         self.opened: dict[str, tuple[str, syn.Program, SourceMap]] = {}
         self.unreadable: set[str] = set()  # files whose image template holds syntax aibx cannot read
+        self.skipped_templates = 0  # image templates whose `if` is false with the values given
         self.unread_modules = 0  # modules from a registry, or outside the folder: image templates may hide there
 
     def add(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aibx import armexpr
 from aibx.bicep import syntax as syn
 from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, Supplied, Val
 from aibx.diagnostics import Diagnostic, Severity, format_path, make
@@ -248,7 +249,26 @@ def module_file(f: BicepFile, decl: syn.Declaration, body: syn.Node, env: dict[s
     from aibx.bicep.files import BicepFile
 
     shown = str(Path(f.name).parent / path) if not Path(path).is_absolute() else path
-    return BicepFile(f.session, shown, text, program, smap, supplied, depth=f.depth + 1)
+    module = BicepFile(f.session, shown, text, program, smap, supplied, depth=f.depth + 1)
+    module.scope = armexpr.Scope(context=_module_context(f, body, env))
+    return module
+
+
+def _module_context(f: BicepFile, body: syn.Node, env: dict[str, Val]) -> armexpr.DeploymentContext:
+    """What resourceGroup() and subscription() are inside a module: its `scope`, else the caller's."""
+    ctx = f.scope.context
+    scope_node = _prop(body, "scope")
+    if scope_node is None:
+        return ctx
+    scope = f.eval_or_unresolved(scope_node, env, ()).value
+    if isinstance(scope, Runtime):  # resourceGroup('name') or resourceGroup('sub', 'name')
+        rg, sub = scope.known.get("name"), scope.known.get("subscriptionId", ctx.subscription_id)
+        if isinstance(rg, str) and rg == ctx.resource_group and sub == ctx.subscription_id:
+            return ctx
+        return armexpr.DeploymentContext(sub if isinstance(sub, str) else None, rg if isinstance(rg, str) else None)
+    if isinstance(scope, dict) and isinstance(scope.get("subscriptionId"), str) and "name" not in scope:
+        return armexpr.DeploymentContext(str(scope["subscriptionId"]), None)  # subscription('id')
+    return ctx
 
 
 def _module(f: BicepFile, decl: syn.Declaration, body: syn.Node, env: dict[str, Val]) -> Runtime:
@@ -298,7 +318,12 @@ def _template_documents(f: BicepFile, decl: syn.Declaration) -> Iterator[Documen
         bodies = [(decl.value.body if isinstance(decl.value, syn.For) else decl.value, {}, True)]  # type: ignore[union-attr]
     rtype, version = split_type(decl.type_text)
     for body, env, cond in bodies:
-        if cond is False or body is None:
+        if cond is False:
+            f.session.skipped_templates += 1
+            message = f"image template '{decl.name}' is not deployed with these parameter values (its `if` is false)"
+            f.add(decl.pos, "AIB005", message)
+            continue
+        if body is None:
             continue
         val = _body_value(f, body, env)
         if not isinstance(val.value, dict):
