@@ -371,3 +371,22 @@ def test_a_module_scoped_to_a_resource_group_sees_it_as_resourcegroup(tmp_path: 
     )
     (doc,) = load(str(caller)).documents
     assert doc.resource["name"] == "from-module-rg-x"
+
+
+def test_resource_ids_of_resource_groups_and_subscription_scopes(tmp_path: Path) -> None:
+    text = (
+        (BICEP / "newer-syntax.bicep")
+        .read_text()
+        .replace("stagingResourceGroup: subnetId", "stagingResourceGroup: staging.id")
+    )
+    text += (
+        "\nresource staging 'Microsoft.Resources/resourceGroups@2024-03-01' existing = {\n"
+        "  name: 'rg-staging'\n  scope: subscription()\n}\n"
+    )
+    path = tmp_path / "staging.bicep"
+    path.write_text(text)
+    (doc,) = load(str(path), LoadOptions(context=CONTEXT)).documents
+    assert (
+        doc.resource["properties"]["stagingResourceGroup"]
+        == f"/subscriptions/{CONTEXT.subscription_id}/resourceGroups/rg-staging"
+    )

@@ -171,24 +171,23 @@ def _resource_id(
     if len(names) != len(segments) - 1:
         return Unresolved(f"{decl.name}.id", f"the name '{name}' does not fit the type {rtype}")
     tail = segments[0] + "".join(f"/{t}/{n}" for t, n in zip(segments[1:], names, strict=True))
-    if isinstance(scope, Runtime) and "subscriptionId" in scope.known and "name" in scope.known:
-        sub, rg = scope.known["subscriptionId"], scope.known["name"]
-    elif (
-        isinstance(scope, Runtime)
-        and isinstance(scope.known.get("id"), str)
-        and "/providers/" in str(scope.known["id"])
-    ):
+    ctx = f.scope.context
+    if isinstance(scope, Runtime) and "/providers/" in str(scope.known.get("id", "")):  # an extension resource
         return f"{scope.known['id']}/providers/{tail}"
-    else:
-        ctx = f.scope.context
-        sub = ctx.subscription_id
-        rg = scope.known.get("name") if isinstance(scope, Runtime) else ctx.resource_group
-    if not isinstance(sub, str) or not isinstance(rg, str):
-        return Unresolved(
-            f"{decl.name}.id",
-            f"the ID of resource '{decl.name}' needs the subscription and resource group; pass --subscription-id "
-            "and --resource-group",
-        )
+    sub: object = ctx.subscription_id
+    rg: object = ctx.resource_group
+    subscription_scope = rtype.lower() == "microsoft.resources/resourcegroups"
+    if isinstance(scope, Runtime):  # resourceGroup('name') or resourceGroup('sub', 'name')
+        sub, rg = scope.known.get("subscriptionId", sub), scope.known.get("name")
+    elif isinstance(scope, dict) and "subscriptionId" in scope:  # subscription() or subscription('id')
+        sub, subscription_scope = scope["subscriptionId"], True
+    if not isinstance(sub, str) or not (subscription_scope or isinstance(rg, str)):
+        needs = "--subscription-id" if subscription_scope else "--subscription-id and --resource-group"
+        return Unresolved(f"{decl.name}.id", f"the ID of resource '{decl.name}' needs {needs}")
+    if rtype.lower() == "microsoft.resources/resourcegroups":
+        return f"/subscriptions/{sub}/resourceGroups/{name}"
+    if subscription_scope:
+        return f"/subscriptions/{sub}/providers/{tail}"
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{tail}"
 
 
