@@ -587,7 +587,7 @@ def _fallback() -> str:
 def _plain(value: object) -> object:
     """A value for ARM's functions: another resource as its ID, a module as its name."""
     if isinstance(value, Runtime):
-        return value.known.get("id", Unresolved(value.what, f"the ID of {value.what} is not known"))
+        return value.plain()
     return value
 
 

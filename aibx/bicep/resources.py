@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aibx import armexpr
 from aibx.bicep import syntax as syn
-from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, Supplied, Val
+from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, RuntimeObject, Supplied, Val
 from aibx.diagnostics import Diagnostic, Severity, format_path, make
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, SourceMap
@@ -140,7 +140,9 @@ def _reference(
 def _runtime_tree(value: object, what: str) -> object:
     """A body's object read by another expression: a property it does not write is a runtime one."""
     if isinstance(value, dict):
-        return Runtime({k: _runtime_tree(v, f"{what}.{k}") for k, v in value.items()}, what)
+        return RuntimeObject({k: _runtime_tree(v, f"{what}.{k}") for k, v in value.items()}, what)
+    if isinstance(value, list):
+        return [_runtime_tree(v, f"{what}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -403,8 +405,7 @@ def _deepest(spots: Mapping[JsonPath, object], path: JsonPath) -> JsonPath | Non
 def _finished(value: object) -> object:
     """The value as the resource provider receives it: another resource as its ID, a module as its name."""
     if isinstance(value, Runtime):
-        ident = value.known.get("id", value.known.get("name"))
-        return ident if ident is not None else Unresolved(value.what, f"{value.what} has no ID aibx can tell")
+        return _finished(value.plain())
     if isinstance(value, dict):  # a property whose value is null is left out of the request, as ARM does
         return {k: _finished(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):

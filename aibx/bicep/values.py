@@ -62,6 +62,11 @@ class Runtime:
         self.what = what
         self.resolver = resolver  # looks up a name not in ``known`` (a body evaluated on demand, an output)
 
+    def plain(self) -> object:
+        """The value an ARM function or the resource body receives: a resource's ID (its name for a module)."""
+        ident = self.known.get("id", self.known.get("name"))
+        return ident if ident is not None else Unresolved(self.what, f"{self.what} has no ID aibx can tell")
+
     def member(self, name: str) -> object:
         key = next((k for k in self.known if k.lower() == name.lower()), None)
         if key is not None:
@@ -71,6 +76,19 @@ class Runtime:
             if value is not _MISSING:
                 return value
         return Unresolved(f"{self.what}.{name}", f"'{name}' of {self.what} is only known to Azure at deployment")
+
+
+class RuntimeObject(Runtime):
+    """An object written in another resource's body: what it does not write is only known at deployment."""
+
+    def plain(self) -> object:
+        return {k: v.plain() if isinstance(v, Runtime) else _plain_list(v) for k, v in self.known.items()}
+
+
+def _plain_list(value: object) -> object:
+    if isinstance(value, list):
+        return [v.plain() if isinstance(v, Runtime) else _plain_list(v) for v in value]
+    return value
 
 
 _MISSING = object()
