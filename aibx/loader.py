@@ -178,7 +178,19 @@ def load(path: str, options: LoadOptions | None = None) -> LoadResult:
     text, diags = read_text(path)
     if text is None:
         return LoadResult(diagnostics=diags)
+    if path == STDIN and _BICEP_START.match(text):  # Bicep on standard input
+        from aibx.bicep import load_bicep
+
+        return load_bicep(STDIN_NAME, options, text=text)
     return load_text(text, STDIN_NAME if path == STDIN else path, options)
+
+
+# how a Bicep file starts (after comments): no JSON document starts so
+_BICEP_START = re.compile(
+    r"(?:\s|//[^\n]*|/\*.*?\*/)*(?:@|(?:param|var|resource|module|targetScope|metadata|using|import|type|func|output"
+    r"|extension)\b)",
+    re.DOTALL,
+)
 
 
 def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadResult:

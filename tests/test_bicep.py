@@ -3,6 +3,7 @@ positions of diagnostics, syntax aibx cannot read, and the CLI."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -390,3 +391,11 @@ def test_resource_ids_of_resource_groups_and_subscription_scopes(tmp_path: Path)
         doc.resource["properties"]["stagingResourceGroup"]
         == f"/subscriptions/{CONTEXT.subscription_id}/resourceGroups/rg-staging"
     )
+
+
+def test_bicep_on_standard_input_is_told_by_its_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(BICEP)
+    text = "// piped\n" + (BICEP / "with-module.bicep").read_text()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    (doc,) = load("-").documents
+    assert doc.resource["name"] == "from-module"

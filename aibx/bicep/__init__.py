@@ -28,11 +28,12 @@ def is_bicep_path(path: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- entry point
-def load_bicep(path: str, options: LoadOptions | None = None) -> LoadResult:
-    """Load the image templates of a ``.bicep`` file (or of the file a ``.bicepparam`` file is ``using``)."""
+def load_bicep(path: str, options: LoadOptions | None = None, *, text: str | None = None) -> LoadResult:
+    """Load the image templates of a ``.bicep`` file (or of the file a ``.bicepparam`` file is ``using``);
+    ``text`` is the file's text when it was read already (standard input, whose ``path`` is ``<stdin>``)."""
     result = LoadResult()
     try:
-        return _load(path, options or LoadOptions(), result)
+        return _load(path, options or LoadOptions(), result, text)
     except RecursionError:
         from aibx.diagnostics import make
 
@@ -40,8 +41,10 @@ def load_bicep(path: str, options: LoadOptions | None = None) -> LoadResult:
         return LoadResult(diagnostics=[make("AIB006", message, file=path, line=1, column=1)])
 
 
-def _load(path: str, options: LoadOptions, result: LoadResult) -> LoadResult:
-    session = Session(options, result, Path(path).resolve().parent)
+def _load(path: str, options: LoadOptions, result: LoadResult, text: str | None) -> LoadResult:
+    session = Session(options, result, Path(path).resolve().parent if text is None else Path.cwd())
+    if text is not None:
+        session.preloaded[path] = text
     supplied: dict[str, Supplied] = {}
     main = path
     if path.endswith(".bicepparam"):

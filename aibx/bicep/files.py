@@ -33,6 +33,7 @@ class Session:
         self.secure_parameters: set[str] = set()
         self.reported: set[tuple[str, int, str]] = set()
         self.opened: dict[str, tuple[str, syn.Program, SourceMap]] = {}
+        self.preloaded: dict[str, str] = {}  # texts read already (standard input)
         self.unreadable: set[str] = set()  # files whose image template holds syntax aibx cannot read
         self.skipped_templates = 0  # image templates whose `if` is false with the values given
         self.unread_modules = 0  # modules from a registry, or outside the folder: image templates may hide there
@@ -73,7 +74,7 @@ class Session:
     def read_program(self, path: str, context: str = "") -> tuple[str, syn.Program, SourceMap] | None:
         if path in self.opened:
             return self.opened[path]
-        text, diags = read_text(path)
+        text, diags = (self.preloaded[path], []) if path in self.preloaded else read_text(path)
         if text is None:
             for d in diags:
                 message = f"{context}: {d.message}" if context else d.message
