@@ -814,6 +814,35 @@ _NEEDS_AZURE: dict[str, str | None] = {
 _SCOPE_FUNCTIONS = ("parameters", "variables", "if")  # they need ARM's own scope or lazy arguments
 
 
+def _range(_ev: _Evaluator, start: object, count: object) -> list[int]:
+    first, n = _integer("range", start), _integer("range", count)
+    if not 0 <= n <= 10_000:
+        raise ExpressionError(f"range(): the count {n} is outside 0 to 10000")
+    return list(range(first, first + n))
+
+
+def _items(_ev: _Evaluator, value: object) -> list[dict[str, object]]:
+    if not isinstance(value, dict):
+        raise ExpressionError("items() takes an object")
+    return [{"key": k, "value": value[k]} for k in sorted(value, key=str.lower)]
+
+
+def _flatten(_ev: _Evaluator, value: object) -> list[object]:
+    if not isinstance(value, list) or not all(isinstance(v, list) for v in value):
+        raise ExpressionError("flatten() takes an array of arrays")
+    return [x for v in value for x in v]  # type: ignore[union-attr]
+
+
+def _object_keys(_ev: _Evaluator, value: object) -> list[str]:
+    if not isinstance(value, dict):
+        raise ExpressionError("objectKeys() takes an object")
+    return list(value)
+
+
+# ARM functions Bicep templates use that the table above lacks
+_FUNCTIONS.update({"range": _range, "items": _items, "flatten": _flatten, "objectkeys": _object_keys})
+
+
 def call_function(name: str, args: list[object], scope: Scope, original: str) -> object:
     """Call the ARM function ``name`` on arguments already evaluated. An Unresolved argument, a function only
     Azure can compute, or one aibx does not know gives an Unresolved carrying ``original``; a misuse raises

@@ -325,26 +325,6 @@ class _Evaluator:
         self.args(node, path, 1, 1)
         return self.eval(node.args[0], path)
 
-    def fn_range(self, node: syn.Call, path: JsonPath) -> Val:
-        start, count = self.args(node, path, 2, 2)
-        for v in (start, count):
-            if isinstance(v, Unresolved):
-                return Val(v, {(): node.pos})
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise EvalError("range() takes two integers", node.pos)
-        assert isinstance(start, int) and isinstance(count, int)
-        if count < 0 or count > MAX_LOOP_ITEMS:
-            raise EvalError(f"range(): the count {count} is outside 0 to {MAX_LOOP_ITEMS}", node.pos)
-        return Val(list(range(start, start + count)), {(): node.pos})
-
-    def fn_items(self, node: syn.Call, path: JsonPath) -> Val:
-        (obj,) = self.args(node, path, 1, 1)
-        if isinstance(obj, Unresolved):
-            return Val(obj, {(): node.pos})
-        if not isinstance(obj, dict):
-            raise EvalError("items() takes an object", node.pos)
-        return Val([{"key": k, "value": obj[k]} for k in sorted(obj, key=str.lower)], {(): node.pos})
-
     def fn_scope(self, node: syn.Call, path: JsonPath) -> Val:
         """resourceGroup('name') / resourceGroup('sub', 'name') / subscription('id'): another scope."""
         values = self.args(node, path, 0, 2)
@@ -447,22 +427,6 @@ class _Evaluator:
             return Val(exc.value, {(): node.pos})
         return Val(result, {(): node.pos})
 
-    def fn_flatten(self, node: syn.Call, path: JsonPath) -> Val:
-        (values,) = self.args(node, path, 1, 1)
-        if isinstance(values, Unresolved):
-            return Val(values, {(): node.pos})
-        if not isinstance(values, list) or not all(isinstance(v, list) for v in values):
-            raise EvalError("flatten() takes an array of arrays", node.pos)
-        return Val([x for v in values for x in v], {(): node.pos})
-
-    def fn_object_keys(self, node: syn.Call, path: JsonPath) -> Val:
-        (obj,) = self.args(node, path, 1, 1)
-        if isinstance(obj, Unresolved):
-            return Val(obj, {(): node.pos})
-        if not isinstance(obj, dict):
-            raise EvalError("objectKeys() takes an object", node.pos)
-        return Val(list(obj), {(): node.pos})
-
 
 class _Unknown(Exception):
     def __init__(self, value: Unresolved) -> None:
@@ -559,8 +523,6 @@ _LAMBDA_FUNCTIONS: dict[str, Callable[..., object]] = {
 
 _SPECIAL = {
     "any": _Evaluator.fn_any,
-    "range": _Evaluator.fn_range,
-    "items": _Evaluator.fn_items,
     "resourcegroup": _Evaluator.fn_scope,
     "subscription": _Evaluator.fn_scope,
     "loadtextcontent": _Evaluator.fn_load,
@@ -570,8 +532,6 @@ _SPECIAL = {
     "readenvironmentvariable": _Evaluator.fn_environment_variable,
     "getsecret": _Evaluator.fn_unknown,
     "externalinput": _Evaluator.fn_unknown,
-    "flatten": _Evaluator.fn_flatten,
-    "objectkeys": _Evaluator.fn_object_keys,
     **dict.fromkeys(
         ("filter", "map", "reduce", "sort", "toobject", "groupby", "mapvalues", "shallowmerge"), _Evaluator.fn_lambda
     ),
