@@ -1,13 +1,14 @@
 """The template model as Bicep: ``aibx translate ... --to bicep``.
 
-The image template goes through the same ARM deployment document as ``--to aib --arm`` (``aib_document``: pruned
-to the apiVersion, every secret and every open value a parameter), which is then written as Bicep:
+The image template goes through the same steps as ``--to aib --arm`` (``translators/aib.py``: the resource from the
+model, pruned to the apiVersion, every secret replaced by a secure parameter), and is then written as Bicep:
 
-* each ARM parameter is a ``param`` (``@secure()`` for a secret, ``@description`` for where it came from, the
-  default when there is one; Packer variables with their values are ``param``s with those defaults);
+* each open value and each secret is a ``param`` (``@secure()`` for a secret, ``@description`` for where it came
+  from); a Packer variable whose value the template holds whole is a ``param`` with that value as its default;
 * the user-assigned identity and the gallery image definition are ``existing`` resources named by ``param``s, and
   the template refers to them (``identity.id``, ``galleryImage.id``);
-* ``[parameters('x')]`` and ``[format(...)]`` become ``x`` and ``'...${x}...'``.
+* a ``<placeholder>`` or an ARM ``[parameters('x')]`` the model could not resolve becomes the param ``x``, and
+  text around it an interpolation ``'...${x}...'``.
 
 The output is deterministic: two-space indent, one property per line, keys in the model's order. Reading it back
 with aibx's Bicep reader gives the same model (tests/test_bicep_writer.py).
@@ -115,7 +116,7 @@ def write_bicep(
     for p in writer.params.values():
         lines += _param_lines(p)
     lines += writer.existing
-    lines.append(f"resource imageTemplate '{rtype}' = {_value(body, 0, writer)}")
+    lines.append(f"resource imageTemplate '{rtype}' = {_value(body)}")
     lines += ["", "output imageTemplateId string = imageTemplate.id"]
     text = "\n".join(lines) + "\n"
     check_no_secret(text, report)
@@ -271,31 +272,60 @@ def _declare_gallery(writer: _Writer, m: re.Match[str]) -> str:
 
 
 def _use_variables(value: Any, writer: _Writer, variables: Mapping[str, PackerVariable]) -> Any:
-    """Packer variables become params with their values as defaults; a string that is exactly one variable's
-    value (and no other's) refers to the param."""
-    usable: dict[str, str] = {}
-    counts: dict[str, int] = {}
+    """Packer variables whose value the template holds whole (a string of 3 characters or more, a non-empty array
+    or object, and no other variable's) become params with that value as the default, and the template refers to
+    them. Others are not declared: their values are in the template already (inside longer strings), or play no
+    part in it; an environment value (PKR_VAR_) that the template does not use is never written."""
+    candidates: dict[str, str] = {}
+    taken: set[str] = set()
     for name, var in variables.items():
-        if var.sensitive:
-            continue  # its value is a secret: the ARM document already made it a secure parameter
-        pname = writer.param(
-            name, default=var.value, has_default=True, type=_bicep_type(var.value), description=var.description
-        )
-        if isinstance(var.value, str) and len(var.value) >= 3:
-            usable[var.value] = pname
-            counts[var.value] = counts.get(var.value, 0) + 1
-    usable = {v: p for v, p in usable.items() if counts[v] == 1}
+        if var.sensitive or not _usable(var.value):
+            continue  # a secret: the translation made it a secure parameter already
+        key = json.dumps(var.value, sort_keys=True)
+        if key in taken:
+            candidates.pop(key, None)  # two variables with one value: which one the template means is unknown
+            continue
+        taken.add(key)
+        candidates[key] = name
+    used: dict[str, str] = {}  # value (JSON) -> param name
 
     def walk(v: Any) -> Any:
-        if isinstance(v, str) and v in usable:
-            return _Raw(usable[v])
+        if not isinstance(v, _Raw) and _usable(v):
+            key = json.dumps(v, sort_keys=True)
+            if key in candidates:
+                if key not in used:
+                    var = variables[candidates[key]]
+                    used[key] = writer.param(
+                        candidates[key],
+                        default=var.value,
+                        has_default=True,
+                        type=_bicep_type(var.value),
+                        description=var.description,
+                    )
+                return _Raw(used[key])
         if isinstance(v, dict):
             return {k: walk(x) for k, x in v.items()}
         if isinstance(v, list):
             return [walk(x) for x in v]
         return v
 
-    return walk(value) if usable else value
+    return walk(value) if candidates else value
+
+
+def _usable(value: object) -> bool:
+    if isinstance(value, str):
+        return len(value) >= 3
+    return isinstance(value, (list, dict)) and bool(value) and not _has_raw(value)
+
+
+def _has_raw(value: object) -> bool:
+    if isinstance(value, _Raw):
+        return True
+    if isinstance(value, dict):
+        return any(_has_raw(k) or _has_raw(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_raw(v) for v in value)
+    return False
 
 
 def _bicep_type(value: object) -> str:
@@ -323,17 +353,17 @@ def _param_lines(p: Param) -> list[str]:
         lines.append("@secure()")
     decl = f"param {p.name} {p.type}"
     if p.has_default and not p.secure:
-        decl += f" = {_value(p.default, 0, None)}"
+        decl += f" = {_value(p.default)}"
     return [*lines, decl, ""]
 
 
-def _value(value: Any, depth: int, writer: _Writer | None) -> str:
+def _value(value: Any, depth: int = 0) -> str:
     pad = "  " * (depth + 1)
     end = "  " * depth
     if isinstance(value, _Raw):
         return str(value)
     if isinstance(value, str):
-        return _string(value, writer)
+        return _quote(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -343,26 +373,22 @@ def _value(value: Any, depth: int, writer: _Writer | None) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        inner = [f"{pad}{_key(k, writer)}: {_value(v, depth + 1, writer)}" for k, v in value.items()]
+        inner = [f"{pad}{_key(k)}: {_value(v, depth + 1)}" for k, v in value.items()]
         return "{\n" + "\n".join(inner) + f"\n{end}}}"
     if isinstance(value, list):
         if not value:
             return "[]"
-        inner = [f"{pad}{_value(v, depth + 1, writer)}" for v in value]
+        inner = [f"{pad}{_value(v, depth + 1)}" for v in value]
         return "[\n" + "\n".join(inner) + f"\n{end}]"
     return _quote(str(value))
 
 
-def _key(key: str, writer: _Writer | None) -> str:
+def _key(key: str) -> str:
     if isinstance(key, _Raw):
         return str(key)
     if _IDENT.fullmatch(key):
         return key
-    return _string(key, writer)
-
-
-def _string(text: str, writer: _Writer | None) -> str:
-    return _quote(text)
+    return _quote(key)
 
 
 def _quote_text(interpolation: str, literal: str) -> str:
