@@ -399,3 +399,24 @@ def test_bicep_on_standard_input_is_told_by_its_content(monkeypatch: pytest.Monk
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
     (doc,) = load("-").documents
     assert doc.resource["name"] == "from-module"
+
+
+def test_a_resource_loop_gives_one_template_each_and_an_unknown_loop_no_error() -> None:
+    images = [
+        {
+            "name": n,
+            "source": {
+                "type": "PlatformImage",
+                "publisher": "Canonical",
+                "offer": "o",
+                "sku": "s",
+                "version": "latest",
+            },
+        }
+        for n in ("a", "b")
+    ]
+    result = load(str(BICEP / "loop.bicep"), LoadOptions(parameters={"images": json.dumps(images)}))
+    assert [d.resource["name"] for d in result.documents] == ["a-0", "b-1"]
+    (doc,) = load(str(BICEP / "loop.bicep")).documents  # the loop's values unknown: one template, all unknown
+    diags = validation.validate(doc).diagnostics
+    assert {d.code for d in diags} == {"AIB005"}

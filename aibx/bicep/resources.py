@@ -315,8 +315,14 @@ def _template_documents(f: BicepFile, decl: syn.Declaration) -> Iterator[Documen
     if decl.broken:
         return  # AIB002 (an error) says what in it aibx cannot read
     bodies = _unfold(f, decl.value)
-    if not isinstance(bodies, list):
-        bodies = [(decl.value.body if isinstance(decl.value, syn.For) else decl.value, {}, True)]  # type: ignore[union-attr]
+    if not isinstance(bodies, list) and isinstance(decl.value, syn.For):  # a loop over values only Azure knows
+        loop = decl.value
+        unknown = bodies if isinstance(bodies, Unresolved) else Unresolved(decl.name, "the loop cannot be evaluated")
+        env = {n: Val(unknown, {(): loop.pos}) for n in (loop.item, loop.index) if n}
+        body = loop.body.body if isinstance(loop.body, syn.Conditional) else loop.body
+        bodies = [(body, env, True)]
+    elif not isinstance(bodies, list):
+        return
     rtype, version = split_type(decl.type_text)
     for body, env, cond in bodies:
         if cond is False:
