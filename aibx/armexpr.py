@@ -11,6 +11,7 @@ the reason.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -216,10 +217,54 @@ def _int64_literal(digits: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class Lambda:
+    """An ARM ``lambda('x', 'y', body)`` value: ``invoke`` computes the body for one set of arguments.
+
+    The ARM functions that take a lambda (filter, map, reduce, sort, toObject) only call it, so any evaluator can
+    make one: aibx's ARM evaluator binds ``lambdaVariables()``, a Bicep evaluator its own lambda variables."""
+
+    params: tuple[str, ...]
+    invoke: Callable[..., object]
+
+    def __call__(self, *args: object) -> object:
+        if len(args) < len(self.params):
+            raise ExpressionError(f"the lambda takes {len(self.params)} argument(s), got {len(args)}")
+        return self.invoke(*args[: len(self.params)])
+
+
 class _Evaluator:
     def __init__(self, scope: Scope, original: str) -> None:
         self.scope = scope
         self.original = original
+        # the lambda variables in effect, innermost last (per evaluation: nothing is shared between expressions)
+        self.frames: list[dict[str, object]] = []
+
+    def make_lambda(self, args: list[object]) -> Lambda:
+        if len(args) < 2:
+            raise ExpressionError("lambda() takes parameter names and a body")
+        names = [self.eval(a) for a in args[:-1]]
+        if not all(isinstance(n, str) and n for n in names):
+            raise ExpressionError("lambda(): the parameter names must be strings")
+        body = args[-1]
+        params = tuple(str(n) for n in names)
+
+        def invoke(*values: object) -> object:
+            self.frames.append(dict(zip(params, values, strict=True)))
+            try:
+                return self.eval(body)
+            finally:
+                self.frames.pop()
+
+        return Lambda(params, invoke)
+
+    def lambdavariables(self, name: object) -> object:
+        if not isinstance(name, str):
+            raise ExpressionError("lambdaVariables() takes a variable name")
+        for frame in reversed(self.frames):
+            if name in frame:
+                return frame[name]
+        raise ExpressionError(f"lambdaVariables('{name}') is used outside a lambda that declares it")
 
     def unresolved(self, reason: str) -> Unresolved:
         return Unresolved(self.original, reason)
@@ -243,6 +288,8 @@ class _Evaluator:
             return self.unresolved(f"{node.name}() {reason}")
         if func is None:
             return self.unresolved(f"aibx does not evaluate the function {node.name}()")
+        if name == "lambda":  # lazy: the body is evaluated by the function that calls it
+            return self.make_lambda(node.args)
         if name == "if":  # lazy: only the branch taken is evaluated
             if len(node.args) != 3:
                 raise ExpressionError("if() takes 3 arguments")
@@ -251,7 +298,7 @@ class _Evaluator:
                 return cond
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
-        if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid"):
+        if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid", "lambdavariables"):
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
@@ -666,6 +713,96 @@ def _unique_string(_ev: _Evaluator, *args: object) -> str:
     return unique_string(*args)  # type: ignore[arg-type]
 
 
+# ----------------------------------------------------------------------------------------------- lambdas
+def _lambda_arg(name: str, value: object, count: int) -> Lambda:
+    if not isinstance(value, Lambda):
+        raise ExpressionError(f"{name}() takes a lambda as its last argument")
+    if len(value.params) > count:
+        raise ExpressionError(f"{name}(): the lambda takes at most {count} parameter(s)")
+    return value
+
+
+def _array_arg(name: str, value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ExpressionError(f"{name}() takes an array")
+    return value
+
+
+def _filter(_ev: object, values: object, predicate: object) -> object:
+    items, test = _array_arg("filter", values), _lambda_arg("filter", predicate, 2)
+    out = []
+    for i, item in enumerate(items):
+        keep = test(item, i)
+        if isinstance(keep, Unresolved):
+            return keep
+        if not isinstance(keep, bool):
+            raise ExpressionError("filter(): the lambda must return true or false")
+        if keep:
+            out.append(item)
+    return out
+
+
+def _map(_ev: object, values: object, mapping: object) -> list[object]:
+    items, func = _array_arg("map", values), _lambda_arg("map", mapping, 2)
+    return [func(item, i) for i, item in enumerate(items)]
+
+
+def _reduce(_ev: object, values: object, initial: object, step: object) -> object:
+    items, func = _array_arg("reduce", values), _lambda_arg("reduce", step, 3)
+    acc = initial
+    for i, item in enumerate(items):
+        acc = func(acc, item, i)
+        if isinstance(acc, Unresolved):
+            return acc
+    return acc
+
+
+def _sort(_ev: object, values: object, less: object) -> object:
+    items, func = list(_array_arg("sort", values)), _lambda_arg("sort", less, 2)
+    unknown: list[Unresolved] = []
+
+    def compare(a: object, b: object) -> int:
+        before = func(a, b)
+        if isinstance(before, Unresolved):
+            unknown.append(before)
+            return 0
+        if not isinstance(before, bool):
+            raise ExpressionError("sort(): the lambda must return true or false")
+        return -1 if before else (1 if func(b, a) is True else 0)
+
+    result = sorted(items, key=functools.cmp_to_key(compare))
+    return unknown[0] if unknown else result
+
+
+def _to_object(_ev: object, values: object, key: object, value: object = None) -> object:
+    items, key_of = _array_arg("toObject", values), _lambda_arg("toObject", key, 1)
+    value_of = _lambda_arg("toObject", value, 1) if value is not None else None
+    out: dict[str, object] = {}
+    for item in items:
+        k = key_of(item)
+        if isinstance(k, Unresolved):
+            return k
+        if not isinstance(k, str):
+            raise ExpressionError("toObject(): the key lambda must return a string")
+        out[k] = value_of(item) if value_of else item
+    return out
+
+
+def _shallow_merge(_ev: object, values: object) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for item in _array_arg("shallowMerge", values):
+        if not isinstance(item, dict):
+            raise ExpressionError("shallowMerge() takes an array of objects")
+        merged.update(item)
+    return merged
+
+
+def _items(_ev: object, value: object) -> list[dict[str, object]]:
+    if not isinstance(value, dict):
+        raise ExpressionError("items() takes an object")
+    return [{"key": k, "value": value[k]} for k in sorted(value, key=str.lower)]
+
+
 # ----------------------------------------------------------------------------------------------- uniqueString
 _M32 = 0xFFFFFFFF
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -720,6 +857,8 @@ def unique_string(*values: str) -> str:
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
 
+# the function table, by lower-case name: each takes the evaluator first, then the evaluated arguments (a lambda
+# argument arrives as a Lambda). Shared with the Bicep evaluator: keep the signatures stable.
 _FUNCTIONS: dict[str, Callable[..., object]] = {
     "parameters": _Evaluator.parameters,
     "variables": _Evaluator.variables,
@@ -777,6 +916,15 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "createobject": _create_object,
     "union": _union,
     "coalesce": _coalesce,
+    "lambda": lambda *_: None,  # handled lazily in eval()
+    "lambdavariables": _Evaluator.lambdavariables,
+    "filter": _filter,
+    "map": _map,
+    "reduce": _reduce,
+    "sort": _sort,
+    "toobject": _to_object,
+    "shallowmerge": _shallow_merge,
+    "items": _items,
     "true": lambda _ev: True,
     "false": lambda _ev: False,
     "null": lambda _ev: None,
@@ -807,3 +955,5 @@ _NEEDS_AZURE: dict[str, str | None] = {
     # ARM's guid() is a name-based UUID whose exact construction no published test vector lets aibx verify
     "guid": "is computed by Azure Resource Manager; pass the resulting value with -p",
 }
+
+FUNCTIONS = _FUNCTIONS  # public name for other evaluators (Bicep)

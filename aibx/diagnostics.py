@@ -56,6 +56,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB032": (W, "`sourceValidationOnly` skips the build: customizers do not run"),
     "AIB033": (W, "ARM expression in a bare resource: it is sent as written, not evaluated"),
     "AIB034": (W, "key written twice in one object; only the last value counts"),
+    "AIB035": (E, "no user-assigned identity: AIB requires one whatever the apiVersion (since 2020-05-26)"),
+    "AIB036": (E, "retired: the service no longer accepts it (RHEL ISO source, apiVersion before 2019-05-01-preview)"),
     # schema (generated from the swagger files)
     "AIB050": (E, "unknown field"),
     "AIB051": (E, "field name in the wrong case"),

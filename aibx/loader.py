@@ -30,6 +30,8 @@ from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
+DEPLOYMENTS_TYPE = "Microsoft.Resources/deployments"
+MAX_NESTED_DEPLOYMENTS = 16  # ARM's own limit is deeper; real templates nest two or three
 STDIN = "-"  # the path that means "read standard input"
 STDIN_NAME = "<stdin>"
 COMMAND_LINE = "<command line>"
@@ -180,6 +182,11 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
     options = options or LoadOptions()
     result = LoadResult()
     value, smap, diags = parse_json(text, file)
+    if smap is None:
+        looks = what_it_looks_like(text)
+        if looks is not None:  # not JSON at all: say what it is and what to do, not where JSON failed
+            result.diagnostics.append(make("AIB003", looks.replace("FILE", file), file=file, line=1, column=1))
+            return result
     result.diagnostics += diags
     if smap is None:
         return result
@@ -194,6 +201,10 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
                 column=1,
             )
         )
+        return result
+    if _is_packer_json(value):
+        result.unrelated = True
+        result.diagnostics.append(make("AIB003", _PACKER_JSON.replace("FILE", file), file=file, line=1, column=1))
         return result
     if _is_parameters_file(value):
         result.unrelated = True
@@ -213,6 +224,52 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
     else:
         loader.bare(value)
     return result
+
+
+_PACKER_HCL = re.compile(
+    r'^\s*(?:packer\s*\{|source\s+"[^"]+"\s+"[^"]+"\s*\{|build\s*\{|variable\s+"[^"]+"\s*\{|locals\s*\{'
+    r'|data\s+"[^"]+"\s+"[^"]+"\s*\{|required_plugins\s*\{)',
+    re.MULTILINE,
+)
+_BICEP = re.compile(
+    r"^\s*(?:resource\s+\w+\s+'[^']+@[^']+'|module\s+\w+\s+'[^']+'|param\s+\w+\s+[\w.]+|targetScope\s*="
+    r"|using\s+'[^']*'|var\s+\w+\s*=|output\s+\w+\s+\w+\s*=|metadata\s+\w+\s*=|import\s+[{*'])",
+    re.MULTILINE,
+)
+_YAML = re.compile(r"^(?:---\s*$|%YAML|-\s+\S|[A-Za-z_\"'][\w .\"'-]*:(?:\s|$))")
+_PACKER_JSON = (
+    "this is a legacy JSON Packer template, not an AIB image template: "
+    "`aibx translate FILE --to aib` turns it into one (then validate that)"
+)
+
+
+def what_it_looks_like(text: str) -> str | None:
+    """For a file that is not JSON: what it looks like and what to do, or None when it looks like broken JSON."""
+    body = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
+    lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith(("//", "#"))]
+    if not lines or lines[0].lstrip()[:1] in ("{", "["):
+        return None
+    code = "\n".join(lines)
+    if _PACKER_HCL.search(code):
+        return (
+            "this is a Packer HCL2 configuration, not an AIB image template: "
+            "`aibx translate FILE --to aib` turns it into one (then validate that)"
+        )
+    if _BICEP.search(code) or lines[0].lstrip().startswith("@"):
+        return (
+            "this looks like a Bicep file; aibx reads JSON: compile it with `az bicep build --file FILE` "
+            "and validate the .json it writes"
+        )
+    if _YAML.match(lines[0].lstrip()) and sum(1 for ln in lines[:20] if ":" in ln or ln.lstrip().startswith("-")) > 1:
+        return (
+            "this looks like YAML; aibx reads AIB templates as JSON (a bare resource or an ARM deployment template): "
+            "convert it to JSON, or if it is a pipeline, validate the template file it names"
+        )
+    return None
+
+
+def _is_packer_json(value: dict[str, object]) -> bool:
+    return isinstance(value.get("builders"), list) and not any(k in value for k in ("resources", "properties"))
 
 
 def _is_parameters_file(value: dict[str, object]) -> bool:
@@ -288,6 +345,67 @@ class _ParameterValues(Mapping[str, object]):
             value = Unresolved(f"[parameters('{name}')]", f"parameter '{name}' has no value; pass -p {name}=VALUE")
         self.cache[name] = value
         return value
+
+
+class _NestedParameters(Mapping[str, object]):
+    """The parameters of a nested deployment's inner-scope template: the values its ``parameters`` pass (evaluated
+    in the outer template), else the inner ``defaultValue`` (evaluated in the inner template), else Unresolved."""
+
+    def __init__(
+        self,
+        loader: _Loader,
+        declared: dict[str, object],
+        passed: dict[str, object],
+        outer: armexpr.Scope,
+        props_path: JsonPath,
+    ) -> None:
+        self.loader = loader
+        self.declared = declared
+        self.passed = passed
+        self.outer = outer
+        self.inner = outer  # set to the inner scope once it exists
+        self.props_path = props_path
+        self.cache: dict[str, object] = {}
+        self.busy: set[str] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.declared)
+
+    def __len__(self) -> int:
+        return len(self.declared)
+
+    def __getitem__(self, name: str) -> object:
+        if name in self.cache:
+            return self.cache[name]
+        if name in self.busy:
+            raise armexpr.ExpressionError(f"the default value of parameter '{name}' refers to itself")
+        spec = self.declared[name]
+        spec = spec if isinstance(spec, dict) else {}
+        given = next((v for k, v in self.passed.items() if k.lower() == name.lower()), None)
+        self.busy.add(name)
+        try:
+            if isinstance(given, dict) and "value" in given:
+                value = self.evaluate(given["value"], self.outer, (*self.props_path, "parameters", name, "value"))
+            elif isinstance(given, dict) and "reference" in given:
+                value = Unresolved(f"[parameters('{name}')]", "the value is a Key Vault reference, read by ARM")
+            elif "defaultValue" in spec:
+                path = (*self.props_path, "template", "parameters", name, "defaultValue")
+                value = self.evaluate(spec["defaultValue"], self.inner, path)
+            else:
+                value = Unresolved(
+                    f"[parameters('{name}')]", f"the nested deployment passes no value for its parameter '{name}'"
+                )
+        finally:
+            self.busy.discard(name)
+        self.cache[name] = value
+        return value
+
+    def evaluate(self, value: object, scope: armexpr.Scope, path: JsonPath) -> object:
+        try:
+            return armexpr.resolve_tree(value, scope)
+        except armexpr.ExpressionError as exc:
+            self.loader.add("AIB006", str(exc), path)
+            return Unresolved(f"[parameters('{path[-2]}')]", "its value is an invalid expression", reported=True)
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -479,33 +597,80 @@ class _Loader:
             variables=variables if isinstance(variables, dict) else {},
             context=self.options.context,
         )
-        resources = template["resources"]
+        found: list[Document] = []
+        others: set[str] = set()
+        self.collect(template, (), found, others, 0)
+        if not found:
+            listed = f" (it has {', '.join(sorted(others))})" if others else ""
+            self.result.unrelated = True
+            self.add("AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}", ("resources",))
+            return
+        self.result.documents += self.select(found)
+
+    def collect(
+        self, template: dict[str, object], base: JsonPath, found: list[Document], others: set[str], depth: int
+    ) -> None:
+        """The image templates among ``template``'s resources, and inside its nested deployments."""
+        resources = template.get("resources")
         entries: list[tuple[JsonPath, object, str | None]] = []
         if isinstance(resources, list):
-            entries = [(("resources", i), r, None) for i, r in enumerate(resources)]
+            entries = [((*base, "resources", i), r, None) for i, r in enumerate(resources)]
         elif isinstance(resources, dict):  # languageVersion 2.0: symbolic names
-            entries = [(("resources", k), r, k) for k, r in resources.items()]
-        found: list[Document] = []
+            entries = [((*base, "resources", k), r, k) for k, r in resources.items()]
         for prefix, res, symbolic in entries:
             if not isinstance(res, dict):
                 continue
             rtype = res.get("type")
             if armexpr.is_expression(rtype):
                 rtype = self.resolve(rtype, (*prefix, "type"))
-            if not (isinstance(rtype, str) and rtype.lower() == RESOURCE_TYPE.lower()):
+            if not isinstance(rtype, str):
                 continue
-            doc = self.document(res, prefix)
-            if symbolic and doc.name is None:
-                doc.name = symbolic
-            doc.symbolic_name = symbolic
-            found.append(doc)
-        if not found:
-            others = sorted({str(r.get("type")) for _, r, _ in entries if isinstance(r, dict) and r.get("type")})
-            listed = f" (it has {', '.join(others)})" if others else ""
-            self.result.unrelated = True
-            self.add("AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}", ("resources",))
-            return
-        self.result.documents += self.select(found)
+            if rtype.lower() == DEPLOYMENTS_TYPE.lower() and depth < MAX_NESTED_DEPLOYMENTS:
+                self.nested(res, prefix, found, others, depth)
+            elif rtype.lower() != RESOURCE_TYPE.lower():
+                others.add(rtype)
+            else:
+                doc = self.document(res, prefix)
+                if symbolic and doc.name is None:
+                    doc.name = symbolic
+                doc.symbolic_name = symbolic
+                found.append(doc)
+
+    def nested(
+        self, res: dict[str, object], prefix: JsonPath, found: list[Document], others: set[str], depth: int
+    ) -> None:
+        """A Microsoft.Resources/deployments resource with an inline template (Bicep modules, solution templates).
+        Scope "inner": the inner template has its own parameters, given by the outer one's ``parameters``, and its
+        own variables. Scope "outer" (the default): its expressions see the outer template's parameters and
+        variables."""
+        props = res.get("properties")
+        inner = props.get("template") if isinstance(props, dict) else None
+        if not isinstance(props, dict) or not isinstance(inner, dict):
+            return  # a templateLink: the linked template is not here
+        options = props.get("expressionEvaluationOptions")
+        kind = options.get("scope") if isinstance(options, dict) else None
+        outer = self.scope
+        if isinstance(kind, str) and kind.lower() == "inner":
+            declared = inner.get("parameters")
+            passed = props.get("parameters")
+            variables = inner.get("variables")
+            values = _NestedParameters(
+                self,
+                declared if isinstance(declared, dict) else {},
+                passed if isinstance(passed, dict) else {},
+                outer,
+                (*prefix, "properties"),
+            )
+            self.scope = armexpr.Scope(
+                parameters=values,
+                variables=variables if isinstance(variables, dict) else {},
+                context=self.options.context,
+            )
+            values.inner = self.scope
+        try:
+            self.collect(inner, (*prefix, "properties", "template"), found, others, depth + 1)
+        finally:
+            self.scope = outer
 
     def bare(self, resource: dict[str, object]) -> None:
         self.parameters({})

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from aibx import model
+from aibx import api_history, model
 from aibx.diagnostics import Diagnostic, Severity, closest, format_path
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
@@ -44,6 +44,7 @@ _NOT_SENT_TO_AIB = ARM_RESOURCE_KEYS - {"name", "type"}
 # keys of the REST body that the swagger marks read-only yet every resource carries
 _ENVELOPE_KEYS = {"id", "name", "type"}
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_Value = object  # a JSON value (the name "object" is shadowed by _Schema.object)
 
 
 def version_key(v: str) -> tuple[str, int]:
@@ -78,15 +79,32 @@ def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     diags: list[Diagnostic] = []
     version = _api_version(doc, diags)
     _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
-    for path, value in sorted(doc.unresolved.items(), key=lambda kv: str(kv[0])):
-        if value.reported or (path and path[0] in _NOT_SENT_TO_AIB):
-            continue
-        is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
-        diags.append(doc.diagnostic("AIB005", value.reason, path, key=is_key))
+    diags += _unknown_values(doc)
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
     return Result(doc, tpl, version, _dedupe(diags))
+
+
+def _unknown_values(doc: Document) -> list[Diagnostic]:
+    """One AIB005 per unknown value (the same reason, such as a parameter without a value, is reported once, at
+    its first use, with the number of other places). Checks that need the value skip it."""
+    by_reason: dict[str, list[tuple[JsonPath, Unresolved]]] = {}
+    for path, value in doc.unresolved.items():
+        if value.reported or (path and path[0] in _NOT_SENT_TO_AIB):
+            continue
+        by_reason.setdefault(value.reason, []).append((path, value))
+    out = []
+    for reason, uses in by_reason.items():
+        uses.sort(key=lambda use: doc.source_map.locate(doc.full_path(use[0]))[0])
+        path, value = uses[0]
+        is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
+        more = len(uses) - 1
+        if more:
+            second = format_path(doc.full_path(uses[1][0]))
+            reason += f" (used in {more} more place{'s' * (more > 1)}: {second}{', …' * (more > 1)})"
+        out.append(doc.diagnostic("AIB005", reason, path, key=is_key))
+    return out
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -269,7 +287,7 @@ class _Schema:
             elif "map" in spec:
                 self.walk(item, spec["map"], child)
             else:
-                self.unknown(key, props, child, def_name)
+                self.unknown(key, item, props, child, def_name)
         for req in spec.get("required", []):
             written = next((k for k in value if k.lower() == req.lower()), None)
             if written is None:
@@ -332,11 +350,12 @@ class _Schema:
             if def_name in SCHEMAS[v] and kind.lower() in {x.lower() for x in SCHEMAS[v][def_name].get("variants", {})}
         ]
         if elsewhere:
-            self.add(
-                "AIB058",
-                f'{disc} "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
-                (*path, disc_key),
-            )
+            evidence = api_history.accepted_early(def_name, f"variant:{kind}", self.version)
+            if evidence is not None:  # accepted before its swagger listed it: check it against that swagger
+                later = next(v for v in elsewhere if version_key(v) > version_key(self.version))
+                _Schema(self.doc, later, self.diags).walk(value, {"t": "ref", "ref": def_name}, path)
+                return None
+            self.later_field(f'{disc} "{kind}"', elsewhere, (*path, disc_key), key=False)
         else:
             close = closest(kind, variants, 0.5)
             hint = f'; did you mean "{close}"?' if close else ""
@@ -347,19 +366,38 @@ class _Schema:
             )
         return None
 
-    def unknown(self, key: str, props: dict[str, dict], path: JsonPath, def_name: str | None) -> None:
+    def later_field(self, what: str, elsewhere: list[str], path: JsonPath, *, key: bool) -> None:
+        """A field or type that other apiVersions define. From 2024-02-01 on the service rejects it; before, it
+        ignores an unknown field, and for a type no release note says either way: a warning."""
+        needs = f"{what} needs {_version_range(elsewhere)}; this template uses {self.version}"
+        if self.strict:
+            self.add("AIB058", f"{needs}, which rejects it", path, key=key)
+        elif what.startswith('"'):
+            self.add("AIB058", f"{needs}, which ignores it: it has no effect", path, key=key, severity=Severity.WARNING)
+        else:
+            self.add(
+                "AIB058",
+                f"{needs}; neither its swagger nor a release note says it accepts it, so the service may reject it",
+                path,
+                key=key,
+                severity=Severity.WARNING,
+            )
+
+    def unknown(self, key: str, value: _Value, props: dict[str, dict], path: JsonPath, def_name: str | None) -> None:
         elsewhere = [
             v
             for v in API_VERSIONS
             if def_name in SCHEMAS[v] and key.lower() in {p.lower() for p in SCHEMAS[v][def_name].get("props", {})}
         ]
         if elsewhere:
-            self.add(
-                "AIB058",
-                f'"{key}" needs {_version_range(elsewhere)}; this template uses {self.version}',
-                path,
-                key=True,
-            )
+            evidence = api_history.accepted_early(def_name, key, self.version)
+            if evidence is not None:  # accepted before its swagger listed it: check it against that swagger
+                later = next(v for v in elsewhere if version_key(v) > version_key(self.version))
+                props = SCHEMAS[later][def_name or ""]["props"]
+                canonical = next(p for p in props if p.lower() == key.lower())
+                _Schema(self.doc, later, self.diags).field(value, props[canonical], path, canonical, def_name)
+                return
+            self.later_field(f'"{key}"', elsewhere, path, key=True)
             return
         if def_name == ROOT and key.lower() in {k.lower() for k in self.defs["ImageTemplateProperties"]["props"]}:
             hint = '; it belongs inside "properties"'
@@ -420,6 +458,7 @@ class _Rules:
         self.template_name()
         self.build_timeout()
         self.identity()
+        self.service_today()
         self.source()
         self.unique_names(tpl.customize, "customizer")
         if tpl.validate:
@@ -492,15 +531,43 @@ class _Rules:
             )
 
     def identity(self) -> None:
+        raw = next((v for k, v in self.doc.resource.items() if k.lower() == "identity"), None)
         ident = self.tpl.identity
-        if not ident or ident.type != "UserAssigned":
+        if isinstance(raw, Unresolved) or (ident and isinstance(ident.type, Unresolved)):
+            return  # unknown until deployment: AIB005 says so
+        if not ident or not isinstance(ident.type, str) or ident.type.lower() != "userassigned":
+            where: JsonPath = ("identity",) if raw is not None else ()
+            self.retired(api_history.IDENTITY_REQUIRED, where)
             return
         path = ("identity", self.written_key(("identity",), "userAssignedIdentities") or "userAssignedIdentities")
+        if isinstance(self.value_at(path), Unresolved):
+            return  # computed at deployment (a reduce() or a parameter): AIB005 says so
         count = len(ident.user_assigned_identities)
         if count > 1:
             self.add("AIB031", f"{count} identities given; AIB supports exactly one", path)
         elif count == 0:
             self.add("AIB031", "UserAssigned names no identity; give the resource id of exactly one", path)
+
+    def retired(self, rule: api_history.Retirement, path: JsonPath) -> None:
+        self.add(rule.code, rule.what, path)
+
+    def service_today(self) -> None:
+        """What the service refuses today whatever the apiVersion (aibx/api_history.py)."""
+        if version_key(self.version) < version_key(api_history.RETIRED_VERSIONS_BEFORE):
+            self.retired(api_history.OLD_PREVIEW_RETIRED, ("apiVersion",))
+        if isinstance(self.tpl.source, model.IsoSource):
+            self.retired(api_history.RHEL_ISO_RETIRED, self.tpl.source.path)
+
+    def value_at(self, path: JsonPath) -> object:
+        node: object = self.doc.resource
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                return None
+        return node
 
     def source(self) -> None:
         src = self.tpl.source

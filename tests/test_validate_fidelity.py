@@ -1,0 +1,104 @@
+"""Issue 10, validate classes 1-6: the verdicts on the forms real templates take (fixtures/validate/history,
+nested, unknown, not-a-template; each written for the project). One test per class, on the diagnostics themselves."""
+
+from __future__ import annotations
+
+from aibx import armexpr, validation
+from aibx.diagnostics import Diagnostic, Severity
+from aibx.loader import LoadOptions, load, load_text
+from tests.conftest import FIXTURES
+
+HERE = FIXTURES / "validate"
+
+
+def check(path: str, **options: object) -> list[Diagnostic]:
+    result = load(str(HERE / path), LoadOptions(**options))  # type: ignore[arg-type]
+    diags = list(result.diagnostics)
+    for doc in result.documents:
+        diags += validation.validate(doc).diagnostics
+    return diags
+
+
+def errors(diags: list[Diagnostic]) -> list[Diagnostic]:
+    return [d for d in diags if d.severity is Severity.ERROR]
+
+
+def test_class1_features_2019_05_01_preview_accepted_before_its_swagger_listed_them() -> None:
+    diags = check("history/accepted-2019-05-01-preview.json")
+    # runElevated, sha256Checksum, osDiskSizeGB and WindowsUpdate: no AIB058
+    assert not [d for d in diags if d.code == "AIB058"], diags
+    # ... and checked against the swagger that lists them: updateLimit must be an integer
+    assert [(d.code, d.json_path) for d in errors(diags)] == [("AIB052", "properties.customize[1].updateLimit")]
+
+
+def test_class2_service_wide_rules_apply_whatever_the_api_version() -> None:
+    diags = check("valid/preview-2019-05-01-iso.json")
+    assert {d.code for d in errors(diags)} == {"AIB035", "AIB036"}  # no identity; a RHEL ISO source
+    old = check("valid/preview-2019-02-01.json")
+    assert ("AIB036", "apiVersion") in {(d.code, d.json_path) for d in old}
+
+
+def test_class3_fields_of_a_later_api_version_are_warnings_where_the_service_ignores_them() -> None:
+    diags = check("history/later-fields-2020-02-14.json")
+    assert [(d.code, d.severity, d.json_path) for d in diags] == [
+        ("AIB058", Severity.WARNING, "properties.stagingResourceGroup")
+    ]
+    strict = check("broken/schema/AIB058-later-field-2024.json")  # 2024-02-01 rejects unknown fields
+    assert [(d.code, d.severity) for d in strict] == [("AIB058", Severity.ERROR)]
+
+
+def test_class4_image_templates_in_nested_deployments_inner_and_outer_scope() -> None:
+    module = load(str(HERE / "nested/bicep-module.json"))
+    (doc,) = module.documents
+    assert doc.name == "demo-linux"  # a parameter passed from the outer template into the inner scope
+    assert doc.resource["properties"]["buildTimeoutInMinutes"] == 3  # the inner default
+    (warning,) = validation.validate(doc).diagnostics
+    assert (warning.code, warning.line) == ("AIB015", 40)  # the line of the inner template
+    solution = load(str(HERE / "nested/solution-template.json"))
+    assert [d.name for d in solution.documents] == ["outer-scope-linux", "outer-scope-windows"]
+    assert solution.documents[0].resource["location"] == "westeurope"  # outer scope: the outer parameters
+    chosen = load(str(HERE / "nested/solution-template.json"), LoadOptions(resource="outer-scope-windows"))
+    assert [d.name for d in chosen.documents] == ["outer-scope-windows"]
+
+
+def test_class5_unknown_values_skip_the_checks_that_need_them_and_lambdas_evaluate() -> None:
+    diags = check("unknown/unknown-values.json")
+    assert not errors(diags), diags  # no false AIB031 for an identity map from a parameter, no AIB010 for inline
+    steps = [d for d in diags if "'steps'" in d.message]
+    assert len(steps) == 1 and "1 more place" in steps[0].message  # one unknown value, reported once
+    assert check("unknown/lambdas.json") == []
+    (doc,) = load(str(HERE / "unknown/lambdas.json")).documents
+    assert list(doc.resource["identity"]["userAssignedIdentities"]) == [
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/images-rg/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/aib-builder"
+    ]
+    assert doc.resource["properties"]["customize"][0]["inline"] == [
+        "sudo apt-get install -y git",
+        "sudo apt-get install -y curl",
+    ]
+    regions = doc.resource["properties"]["distribute"][0]["targetRegions"]
+    assert regions == [{"name": "westeurope"}, {"name": "northeurope"}]
+
+
+def test_class5_lambda_machinery_is_usable_from_outside() -> None:
+    double = armexpr.Lambda(("x",), lambda x: x * 2)
+    assert armexpr.FUNCTIONS["map"](None, [1, 2], double) == [2, 4]
+    scope = armexpr.Scope(parameters={"n": [3, 1, 2]})
+    text = "[sort(parameters('n'), lambda('a', 'b', less(lambdaVariables('a'), lambdaVariables('b'))))]"
+    assert armexpr.evaluate_string(text, scope) == [1, 2, 3]
+    unknown = armexpr.Scope(parameters={"n": armexpr.Unresolved("[parameters('n')]", "no value")})
+    assert isinstance(armexpr.evaluate_string(text, unknown), armexpr.Unresolved)
+
+
+def test_class6_input_that_is_not_a_template_says_what_it_is_and_what_to_do() -> None:
+    expected = {
+        "build.pkr.hcl": "aibx translate",
+        "legacy-packer.json": "aibx translate",
+        "image.bicep": "az bicep build",
+        "pipeline.yml": "YAML",
+    }
+    for name, hint in expected.items():
+        (diag,) = check(f"not-a-template/{name}")
+        assert diag.code == "AIB003" and hint in diag.message, diag
+    broken = load_text('{"type": }', "broken.json").diagnostics
+    assert [d.code for d in broken] == ["AIB002"]  # broken JSON stays a syntax error with its position
