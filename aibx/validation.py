@@ -536,6 +536,8 @@ class _Rules:
         if isinstance(raw, Unresolved) or (ident and isinstance(ident.type, Unresolved)):
             return  # unknown until deployment: AIB005 says so
         if not ident or not isinstance(ident.type, str) or ident.type.lower() != "userassigned":
+            if raw is None and "identity" in self.defs[ROOT].get("required", []):
+                return  # the schema of this apiVersion requires it: AIB054 says so
             where: JsonPath = ("identity",) if raw is not None else ()
             self.retired(api_history.IDENTITY_REQUIRED, where)
             return
