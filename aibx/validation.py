@@ -12,6 +12,7 @@ warnings, with "did you mean" for near misses.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -78,12 +79,42 @@ class Result:
 def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     diags: list[Diagnostic] = []
     version = _api_version(doc, diags)
+    tpl, checked = _check(doc, version, os_override)
+    diags += checked
+    if isinstance(doc.api_version_written, Unresolved):
+        diags = _whatever_the_version(doc, diags, os_override)
+    return Result(doc, tpl, version, _dedupe(diags))
+
+
+def _check(
+    doc: Document, version: str, os_override: model.OsType | None
+) -> tuple[model.ImageTemplate, list[Diagnostic]]:
+    diags: list[Diagnostic] = []
     _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
     diags += _unknown_values(doc)
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
-    return Result(doc, tpl, version, _dedupe(diags))
+    return tpl, diags
+
+
+def _whatever_the_version(doc: Document, diags: list[Diagnostic], os_override: model.OsType | None) -> list[Diagnostic]:
+    """The apiVersion is unknown (a parameter without a value): an error found with the newest version stays an
+    error only where every apiVersion the service accepts today finds one; elsewhere it depends on the unknown
+    value, and is a warning."""
+    accepted = [v for v in API_VERSIONS if version_key(v) >= version_key(api_history.RETIRED_VERSIONS_BEFORE)]
+    everywhere = {d.json_path for d in diags if d.severity is Severity.ERROR}
+    for version in accepted:
+        if version != NEWEST and everywhere:
+            found = _check(doc, version, os_override)[1]
+            everywhere &= {d.json_path for d in found if d.severity is Severity.ERROR}
+    out = []
+    for d in diags:
+        if d.severity is Severity.ERROR and d.json_path not in everywhere:
+            note = f" (with apiVersion {NEWEST}; not with every apiVersion, and this template's is unknown)"
+            d = dataclasses.replace(d, severity=Severity.WARNING, message=d.message + note)
+        out.append(d)
+    return out
 
 
 def _unknown_values(doc: Document) -> list[Diagnostic]:

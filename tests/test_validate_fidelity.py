@@ -102,3 +102,11 @@ def test_class6_input_that_is_not_a_template_says_what_it_is_and_what_to_do() ->
         assert diag.code == "AIB003" and hint in diag.message, diag
     broken = load_text('{"type": }', "broken.json").diagnostics
     assert [d.code for d in broken] == ["AIB002"]  # broken JSON stays a syntax error with its position
+
+
+def test_class5_an_unknown_api_version_leaves_errors_only_where_every_accepted_version_has_one() -> None:
+    diags = check("unknown/api-version-parameter.json")
+    by_code = {d.code: d.severity for d in diags}
+    assert by_code["AIB053"] is Severity.WARNING  # "shell": rejected from 2024-02-01 on, accepted before
+    assert by_code["AIB013"] is Severity.ERROR  # two customizers named "first": wrong in every apiVersion
+    assert by_code["AIB008"] is Severity.WARNING
