@@ -92,3 +92,12 @@ def accepted_early(definition: str | None, name: str, version: str) -> Feature |
         if feature.definition == definition and feature.name.lower() == low and version in feature.versions:
             return feature
     return None
+
+
+def accepted_variants(definition: str | None, version: str) -> list[str]:
+    """The types (discriminator values) of ``definition`` that ``version`` accepted beyond its swagger."""
+    return [
+        f.name.split(":", 1)[1]
+        for f in ACCEPTED_EARLY
+        if f.definition == definition and f.name.startswith("variant:") and version in f.versions
+    ]

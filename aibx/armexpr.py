@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urljoin
 
 from aibx.document import Unresolved
 
@@ -681,6 +681,15 @@ def _uri_component_to_string(_ev: _Evaluator, value: object) -> str:
     return unquote(value)
 
 
+def _uri(_ev: _Evaluator, base: object, relative: object) -> str:
+    """ARM's uri(): ``relative`` resolved against ``base`` (RFC 3986, as .NET's Uri(Uri, string) does)."""
+    if not isinstance(base, str) or not isinstance(relative, str):
+        raise ExpressionError("uri() takes two strings")
+    if "://" not in base:
+        raise ExpressionError(f"uri(): {base[:60]!r} is not an absolute URI")
+    return urljoin(base, relative)
+
+
 def _union(_ev: _Evaluator, *args: object) -> object:
     if args and all(isinstance(a, dict) for a in args):
         merged: dict[str, object] = {}
@@ -890,6 +899,7 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "padleft": _pad_left,
     "base64": _base64,
     "base64tostring": _base64_to_string,
+    "uri": _uri,
     "uricomponent": _uri_component,
     "uricomponenttostring": _uri_component_to_string,
     "uniquestring": _unique_string,

@@ -152,7 +152,8 @@ def parse_json(text: str, file: str) -> tuple[object, SourceMap | None, list[Dia
     try:
         value, smap = parse(text)
     except JsonSyntaxError as exc:
-        return None, None, [make("AIB002", exc.message, file=file, line=exc.line, column=exc.column)]
+        message = exc.message + _bare_placeholder_hint(text, exc.line, exc.column)
+        return None, None, [make("AIB002", message, file=file, line=exc.line, column=exc.column)]
     diags = []
     for path, offset in smap.duplicates:
         line, column = smap.line_col(offset)
@@ -167,6 +168,17 @@ def parse_json(text: str, file: str) -> tuple[object, SourceMap | None, list[Dia
             )
         )
     return value, smap, diags
+
+
+def _bare_placeholder_hint(text: str, line: int, column: int) -> str:
+    """A ``<name>`` placeholder outside quotes (``"defaultValue": <name>``) is meant for sed; say so."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    m = _PLACEHOLDER.match(lines[line - 1], max(column - 1, 0))
+    if not m:
+        return ""
+    return f"; {m.group()} is a placeholder outside quotes: replace it with a JSON value (a string in quotes) first"
 
 
 def load(path: str, options: LoadOptions | None = None) -> LoadResult:

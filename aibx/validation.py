@@ -388,11 +388,12 @@ class _Schema:
                 return None
             self.later_field(f'{disc} "{kind}"', elsewhere, (*path, disc_key), key=False)
         else:
-            close = closest(kind, variants, 0.5)
+            known = sorted([*variants, *api_history.accepted_variants(def_name, self.version)])
+            close = closest(kind, known, 0.5)
             hint = f'; did you mean "{close}"?' if close else ""
             self.add(
                 "AIB057",
-                f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(variants)}{hint}',
+                f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(known)}{hint}',
                 (*path, disc_key),
             )
         return None

@@ -110,3 +110,15 @@ def test_class5_an_unknown_api_version_leaves_errors_only_where_every_accepted_v
     assert by_code["AIB053"] is Severity.WARNING  # "shell": rejected from 2024-02-01 on, accepted before
     assert by_code["AIB013"] is Severity.ERROR  # two customizers named "first": wrong in every apiVersion
     assert by_code["AIB008"] is Severity.WARNING
+
+
+def test_class6_a_placeholder_outside_quotes_is_named() -> None:
+    text = '{"parameters": {"name": {"type": "string", "defaultValue": <templateName>}}, "resources": []}'
+    (diag,) = load_text(text, "sed-me.json").diagnostics
+    assert diag.code == "AIB002" and "<templateName> is a placeholder outside quotes" in diag.message
+
+
+def test_uri_resolves_a_relative_path_against_a_base() -> None:
+    scope = armexpr.Scope(parameters={"base": "https://example.org/templates/main.json"})
+    text = "[uri(parameters('base'), 'scripts/run.ps1')]"
+    assert armexpr.evaluate_string(text, scope) == "https://example.org/templates/scripts/run.ps1"
