@@ -62,6 +62,8 @@ class Scope:
     parameters: Mapping[str, object] = field(default_factory=dict)
     variables: Mapping[str, object] = field(default_factory=dict)
     context: DeploymentContext = field(default_factory=DeploymentContext)
+    # the current iteration of each property copy loop (copyIndex('name')), by loop name
+    copy_index: Mapping[str, int] = field(default_factory=dict)
     _resolving: set[str] = field(default_factory=set)
     _resolved_variables: dict[str, object] = field(default_factory=dict)
 
@@ -344,6 +346,16 @@ class _Evaluator:
             self.scope._resolving.discard(match)
         self.scope._resolved_variables[match] = value
         return value
+
+    def copyindex(self, *args: object) -> object:
+        """copyIndex(), copyIndex(offset), copyIndex('loop') or copyIndex('loop', offset)."""
+        name = next((a for a in args if isinstance(a, str)), None)
+        offsets = [a for a in args if not isinstance(a, str)]
+        offset = _integer("copyIndex", offsets[0]) if offsets else 0
+        for key, index in self.scope.copy_index.items():
+            if name is None or key.lower() == name.lower():
+                return index + offset
+        return self.unresolved("copyIndex() of a resource copy loop: aibx checks the resource as written, once")
 
     def subscription(self) -> object:
         sub = self.scope.context.subscription_id
@@ -681,6 +693,20 @@ def _uri_component_to_string(_ev: _Evaluator, value: object) -> str:
     return unquote(value)
 
 
+def _try_get(_ev: _Evaluator, value: object, *keys: object) -> object:
+    """tryGet(object, key, ...): the value at the keys (an array takes an index), or null where one is missing."""
+    for key in keys:
+        if isinstance(value, dict) and isinstance(key, str):
+            value = next((v for k, v in value.items() if k.lower() == key.lower()), None)
+        elif isinstance(value, list) and isinstance(key, int) and not isinstance(key, bool):
+            value = value[key] if -len(value) <= key < len(value) else None
+        elif value is None:
+            return None
+        else:
+            raise ExpressionError("tryGet() takes an object (or array) and keys (or indexes)")
+    return value
+
+
 def _uri(_ev: _Evaluator, base: object, relative: object) -> str:
     """ARM's uri(): ``relative`` resolved against ``base`` (RFC 3986, as .NET's Uri(Uri, string) does)."""
     if not isinstance(base, str) or not isinstance(relative, str):
@@ -900,6 +926,8 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "base64": _base64,
     "base64tostring": _base64_to_string,
     "uri": _uri,
+    "tryget": _try_get,
+    "copyindex": _Evaluator.copyindex,
     "uricomponent": _uri_component,
     "uricomponenttostring": _uri_component_to_string,
     "uniquestring": _unique_string,

@@ -16,6 +16,7 @@ In both, ``<name>`` placeholders (Microsoft's quickstarts are meant for ``sed``)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
 DEPLOYMENTS_TYPE = "Microsoft.Resources/deployments"
 MAX_NESTED_DEPLOYMENTS = 16  # ARM's own limit is deeper; real templates nest two or three
+MAX_PROPERTY_COPIES = 800  # ARM's limit on a copy loop's count
 STDIN = "-"  # the path that means "read standard input"
 STDIN_NAME = "<stdin>"
 COMMAND_LINE = "<command line>"
@@ -353,6 +355,8 @@ class _ParameterValues(Mapping[str, object]):
                 )
             finally:
                 self.busy.discard(name)
+        elif spec.get("nullable") is True:
+            value = None  # languageVersion 2.0: a nullable parameter without a value is null
         else:
             value = Unresolved(f"[parameters('{name}')]", f"parameter '{name}' has no value; pass -p {name}=VALUE")
         self.cache[name] = value
@@ -403,6 +407,8 @@ class _NestedParameters(Mapping[str, object]):
             elif "defaultValue" in spec:
                 path = (*self.props_path, "template", "parameters", name, "defaultValue")
                 value = self.evaluate(spec["defaultValue"], self.inner, path)
+            elif spec.get("nullable") is True:
+                value = None
             else:
                 value = Unresolved(
                     f"[parameters('{name}')]", f"the nested deployment passes no value for its parameter '{name}'"
@@ -521,7 +527,7 @@ class _Loader:
 
     def check_parameter(self, name: str, spec: dict, value: object, origin: _Supplied | None) -> None:
         """ARM's checks of a parameter value: type, allowedValues, minValue/maxValue, minLength/maxLength."""
-        if isinstance(value, Unresolved):
+        if isinstance(value, Unresolved) or (value is None and spec.get("nullable") is True):
             return
         secure = _ptype(spec).startswith("secure")
         shown = "the value" if secure else f"{_short(value)}"
@@ -749,11 +755,43 @@ class _Loader:
         if isinstance(value, dict):
             out: dict[str, object] = {}
             for k, v in value.items():
+                if k.lower() == "copy" and isinstance(v, list) and self.is_deployment:
+                    out.update(self.property_copies(v, (*path, k)))  # (a resource's own "copy" is an object)
+                    continue
                 out[self.resolve_key(k, (*path, k))] = self.resolve(v, (*path, k))
             return out
         if isinstance(value, list):
             return [self.resolve(v, (*path, i)) for i, v in enumerate(value)]
         return value
+
+    def property_copies(self, loops: list[object], path: JsonPath) -> dict[str, object]:
+        """ARM property iteration: ``"copy": [{"name": N, "count": C, "input": X}]`` makes the property N, an array
+        of C values of X, each evaluated with copyIndex('N')."""
+        out: dict[str, object] = {}
+        for i, loop in enumerate(loops):
+            where = (*path, i)
+            if not (isinstance(loop, dict) and isinstance(loop.get("name"), str) and "input" in loop):
+                self.add("AIB006", 'a property copy loop needs "name", "count" and "input"', where)
+                continue
+            name = loop["name"]
+            count = self.resolve(loop.get("count"), (*where, "count"))
+            if isinstance(count, Unresolved):
+                out[name] = Unresolved(count.text, f"the number of {name} is unknown: {count.reason}", count.reported)
+                continue
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_PROPERTY_COPIES:
+                self.add("AIB006", f"the count of {name} must be an integer from 0 to 800", (*where, "count"))
+                out[name] = Unresolved(f"[copy {name}]", "its count is invalid", reported=True)
+                continue
+            outer = self.scope
+            values = []
+            for n in range(count):
+                self.scope = dataclasses.replace(outer, copy_index={**outer.copy_index, name: n})
+                try:
+                    values.append(self.resolve(loop["input"], (*where, "input")))
+                finally:
+                    self.scope = outer
+            out[name] = values
+        return out
 
     def resolve_string(self, value: str, path: JsonPath) -> object:
         code = _in_code_field(path)

@@ -300,6 +300,8 @@ class _Schema:
         lower = {k.lower(): k for k in props}
         for key, item in value.items():
             child = (*path, key)
+            if item is None:
+                continue  # null: the service reads it as a field not written (Bicep writes null() for "not set")
             if key in props:
                 self.field(item, props[key], child, key, def_name)
             elif def_name == ROOT and key in ARM_RESOURCE_KEYS:
@@ -320,7 +322,7 @@ class _Schema:
             else:
                 self.unknown(key, item, props, child, def_name)
         for req in spec.get("required", []):
-            written = next((k for k in value if k.lower() == req.lower()), None)
+            written = next((k for k in value if k.lower() == req.lower() and value[k] is not None), None)
             if written is None:
                 self.add("AIB054", f'"{req}" is required', path)
             elif value[written] == "":

@@ -122,3 +122,16 @@ def test_uri_resolves_a_relative_path_against_a_base() -> None:
     scope = armexpr.Scope(parameters={"base": "https://example.org/templates/main.json"})
     text = "[uri(parameters('base'), 'scripts/run.ps1')]"
     assert armexpr.evaluate_string(text, scope) == "https://example.org/templates/scripts/run.ps1"
+
+
+def test_class5_property_copy_loops_try_get_and_null_are_evaluated() -> None:
+    assert check("unknown/copy-loop.json") == []  # null() and a nullable parameter without a value: not written
+    (doc,) = load(str(HERE / "unknown/copy-loop.json")).documents
+    props = doc.resource["properties"]
+    assert props["distribute"] == [
+        {"type": "VHD", "runOutputName": "first-1", "artifactTags": {}},
+        {"type": "VHD", "runOutputName": "second-2", "artifactTags": {"team": "images"}},
+    ]
+    assert props["vmProfile"]["vnetConfig"] is None and props["stagingResourceGroup"] is None
+    unknown = load(str(HERE / "unknown/copy-loop.json"), LoadOptions(parameters={"targets": "[]"}))
+    assert unknown.documents[0].resource["properties"]["distribute"] == []
