@@ -693,6 +693,40 @@ def _uri_component_to_string(_ev: _Evaluator, value: object) -> str:
     return unquote(value)
 
 
+def _range(_ev: _Evaluator, start: object, count: object) -> list[int]:
+    first, n = _integer("range", start), _integer("range", count)
+    if n < 0 or n > 10000:  # ARM's limit
+        raise ExpressionError("range(): the count must be from 0 to 10000")
+    return list(range(first, first + n))
+
+
+def _flatten(_ev: _Evaluator, values: object) -> list[object]:
+    out: list[object] = []
+    for item in _array_arg("flatten", values):
+        if not isinstance(item, list):
+            raise ExpressionError("flatten() takes an array of arrays")
+        out += item
+    return out
+
+
+def _object_keys(_ev: _Evaluator, value: object) -> list[str]:
+    if not isinstance(value, dict):
+        raise ExpressionError("objectKeys() takes an object")
+    return list(value)
+
+
+def _intersection(_ev: _Evaluator, first: object, *others: object) -> object:
+    if isinstance(first, dict) and all(isinstance(o, dict) for o in others):
+        return {k: v for k, v in first.items() if all(k in o and o[k] == v for o in others)}  # type: ignore[operator,index]
+    if isinstance(first, list) and all(isinstance(o, list) for o in others):
+        out: list[object] = []
+        for x in first:
+            if x not in out and all(x in o for o in others):  # type: ignore[operator]
+                out.append(x)
+        return out
+    raise ExpressionError("intersection() takes objects or arrays, all of one kind")
+
+
 def _try_get(_ev: _Evaluator, value: object, *keys: object) -> object:
     """tryGet(object, key, ...): the value at the keys (an array takes an index), or null where one is missing."""
     for key in keys:
@@ -927,6 +961,10 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "base64tostring": _base64_to_string,
     "uri": _uri,
     "tryget": _try_get,
+    "range": _range,
+    "flatten": _flatten,
+    "objectkeys": _object_keys,
+    "intersection": _intersection,
     "copyindex": _Evaluator.copyindex,
     "uricomponent": _uri_component,
     "uricomponenttostring": _uri_component_to_string,

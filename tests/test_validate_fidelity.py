@@ -135,3 +135,17 @@ def test_class5_property_copy_loops_try_get_and_null_are_evaluated() -> None:
     assert props["vmProfile"]["vnetConfig"] is None and props["stagingResourceGroup"] is None
     unknown = load(str(HERE / "unknown/copy-loop.json"), LoadOptions(parameters={"targets": "[]"}))
     assert unknown.documents[0].resource["properties"]["distribute"] == []
+
+
+def test_array_and_object_functions_bicep_emits() -> None:
+    scope = armexpr.Scope(parameters={"o": {"a": {"b": 1}}, "roles": ["x", "y"]})
+    cases = {
+        "[range(0, length(parameters('roles')))]": [0, 1],
+        "[flatten(createArray(createArray(1), createArray(2, 3)))]": [1, 2, 3],
+        "[objectKeys(parameters('o'))]": ["a"],
+        "[intersection(createArray(1, 2, 3), createArray(3, 2, 9))]": [2, 3],
+        "[tryGet(parameters('o'), 'a', 'b')]": 1,
+        "[tryGet(parameters('o'), 'missing', 'b')]": None,
+    }
+    for text, expected in cases.items():
+        assert armexpr.evaluate_string(text, scope) == expected, text
