@@ -81,8 +81,9 @@ def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     version = _api_version(doc, diags)
     tpl, checked = _check(doc, version, os_override)
     diags += checked
-    if isinstance(doc.api_version_written, Unresolved):
-        diags = _whatever_the_version(doc, diags, os_override)
+    written = doc.api_version_written
+    if isinstance(written, Unresolved) or (written is None and not doc.in_deployment):
+        diags = _whatever_the_version(doc, diags, os_override)  # the version is chosen at deployment or submission
     return Result(doc, tpl, version, _dedupe(diags))
 
 

@@ -3,6 +3,8 @@ nested, unknown, not-a-template; each written for the project). One test per cla
 
 from __future__ import annotations
 
+import json
+
 from aibx import armexpr, validation
 from aibx.diagnostics import Diagnostic, Severity
 from aibx.loader import LoadOptions, load, load_text
@@ -149,3 +151,22 @@ def test_array_and_object_functions_bicep_emits() -> None:
     }
     for text, expected in cases.items():
         assert armexpr.evaluate_string(text, scope) == expected, text
+
+
+def test_class5_a_bare_resource_without_api_version_is_judged_for_every_accepted_version() -> None:
+    identity = "/subscriptions/0/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
+    resource = {
+        "type": "Microsoft.VirtualMachineImages/imageTemplates",
+        "location": "westeurope",
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}},
+        "properties": {
+            "source": {"type": "PlatformImage", "publisher": "Canonical", "offer": "o", "sku": "s", "version": "1"},
+            "customize": [{"type": "Shell", "name": "a", "inline": ["true"], "sha256checksum": ""}],
+            "distribute": [{"type": "VHD", "runOutputName": "vhd"}],
+        },
+    }
+    text = json.dumps(resource)
+    (doc,) = load_text(text, "bare.json").documents
+    diags = validation.validate(doc).diagnostics
+    wrong_case = [d for d in diags if d.code == "AIB051"]
+    assert wrong_case and all(d.severity is Severity.WARNING for d in wrong_case)  # accepted before 2024-02-01
