@@ -45,8 +45,7 @@ EXPLANATIONS: dict[str, str] = {
     "value is reported once, at its first use, with the number of other places; no check that needs the value "
     "reports an error about it. The ARM lambda functions (`filter`, `map`, `reduce`, `sort`, `toObject`, "
     "`shallowMerge`, `items`), `tryGet`, `uri` and property copy loops (`copyIndex`) are evaluated; a `null` value "
-    "(Bicep's `null()`, a nullable parameter without a value) is a field not written. With an apiVersion that is "
-    "itself unknown, an error stays an error only where every apiVersion the service accepts finds one.",
+    "(Bicep's `null()`, a nullable parameter without a value) is a field not written.",
     "AIB006": "An ARM expression that ARM itself would reject: a syntax error, an unknown parameter or variable, a "
     "wrong argument. ARM treats every string in `[...]` as an expression, so a shell test such as `[ -d /opt ]` "
     "must be written `[[ -d /opt ]`.",
@@ -55,7 +54,9 @@ EXPLANATIONS: dict[str, str] = {
     "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",
     "AIB008": "The `apiVersion` is missing, unresolved or unknown, so aibx checks against the newest; an unknown "
     "written version (or `--api-version`) is an error. Bare resources used with REST name the version in the URL; "
-    "give `--api-version` to check against it.",
+    "give `--api-version` to check against it. When the version is unresolved (a parameter without a value) or "
+    "left to the submission (a bare resource without one), an error found with the newest stays an error only "
+    "where every apiVersion the service accepts today finds one; the others become warnings that say so.",
     "AIB009": "`--resource NAME` matches no image template of the file (by name, symbolic name or `resources[N]`).",
     "AIB010": "Shell and PowerShell customizers and validators need exactly one of `scriptUri` (`script` before "
     "2019-05-01-preview) and `inline` (swagger: \"Exactly one of 'scriptUri' or 'inline' can be specified\").",
