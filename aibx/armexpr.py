@@ -11,6 +11,7 @@ the reason.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import re
@@ -36,6 +37,7 @@ MAX_NESTING = 64  # function calls inside function calls; ARM templates rarely g
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # aibx builds no longer string (padLeft): ARM's whole request is limited to 4 MB
 MAX_BUILT_STRING = 4 * 1024 * 1024
+MAX_COPIES = 800  # ARM's limit on the count of a copy loop
 
 
 class ExpressionError(ValueError):
@@ -332,20 +334,39 @@ class _Evaluator:
         if not isinstance(name, str):
             raise ExpressionError("variables() takes a variable name")
         variables = self.scope.variables
-        match = next((k for k in variables if k.lower() == name.lower()), None)
-        if match is None:
+        match = next((k for k in variables if k.lower() == name.lower() and k.lower() != "copy"), None)
+        loop = _variable_loop(variables, name) if match is None else None
+        if match is None and loop is None:
             raise ExpressionError(f"the template has no variable '{name}'{_did_you_mean(name, variables)}")
-        if match in self.scope._resolved_variables:
-            return self.scope._resolved_variables[match]
-        if match in self.scope._resolving:
-            raise ExpressionError(f"variable '{match}' refers to itself")
-        self.scope._resolving.add(match)
+        key = match if match is not None else f"copy:{name.lower()}"
+        if key in self.scope._resolved_variables:
+            return self.scope._resolved_variables[key]
+        if key in self.scope._resolving:
+            raise ExpressionError(f"variable '{match or name}' refers to itself")
+        self.scope._resolving.add(key)
         try:
-            value = resolve_tree(variables[match], self.scope)
+            value = resolve_tree(variables[match], self.scope) if match is not None else self.variable_copies(loop)
         finally:
-            self.scope._resolving.discard(match)
-        self.scope._resolved_variables[match] = value
+            self.scope._resolving.discard(key)
+        self.scope._resolved_variables[key] = value
         return value
+
+    def variable_copies(self, loop: dict[str, object] | None) -> object:
+        """ARM variable iteration: ``"copy": [{"name": N, "count": C, "input": X}]`` in ``variables``."""
+        assert loop is not None
+        name = str(loop["name"])
+        count = resolve_tree(loop.get("count"), self.scope)
+        if isinstance(count, Unresolved):
+            return Unresolved(self.original, f"the number of {name} is unknown: {count.reason}", count.reported)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COPIES:
+            raise ExpressionError(f"the count of the variable loop '{name}' must be an integer from 0 to 800")
+        values = []
+        for i in range(count):
+            inner = dataclasses.replace(
+                self.scope, copy_index={**self.scope.copy_index, name: i}, _resolved_variables={}
+            )
+            values.append(resolve_tree(loop.get("input"), inner))
+        return values
 
     def copyindex(self, *args: object) -> object:
         """copyIndex(), copyIndex(offset), copyIndex('loop') or copyIndex('loop', offset)."""
@@ -409,6 +430,17 @@ class _PartialObject(dict):
     def __missing__(self, key: str) -> object:
         hint = "--location" if key == "location" else "--subscription-id"
         return self.ev.unresolved(f"resourceGroup().{key} is unknown; pass {hint}")
+
+
+def _variable_loop(variables: Mapping[str, object], name: str) -> dict[str, object] | None:
+    """The entry of ``variables["copy"]`` (variable iteration) that defines ``name``."""
+    loops = next((v for k, v in variables.items() if k.lower() == "copy"), None)
+    if not isinstance(loops, list):
+        return None
+    for loop in loops:
+        if isinstance(loop, dict) and isinstance(loop.get("name"), str) and loop["name"].lower() == name.lower():
+            return loop
+    return None
 
 
 def _did_you_mean(name: str, names: Mapping[str, object]) -> str:

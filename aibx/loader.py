@@ -33,7 +33,6 @@ from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
 DEPLOYMENTS_TYPE = "Microsoft.Resources/deployments"
 MAX_NESTED_DEPLOYMENTS = 16  # ARM's own limit is deeper; real templates nest two or three
-MAX_PROPERTY_COPIES = 800  # ARM's limit on a copy loop's count
 STDIN = "-"  # the path that means "read standard input"
 STDIN_NAME = "<stdin>"
 COMMAND_LINE = "<command line>"
@@ -778,7 +777,7 @@ class _Loader:
             if isinstance(count, Unresolved):
                 out[name] = Unresolved(count.text, f"the number of {name} is unknown: {count.reason}", count.reported)
                 continue
-            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_PROPERTY_COPIES:
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= armexpr.MAX_COPIES:
                 self.add("AIB006", f"the count of {name} must be an integer from 0 to 800", (*where, "count"))
                 out[name] = Unresolved(f"[copy {name}]", "its count is invalid", reported=True)
                 continue

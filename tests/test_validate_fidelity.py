@@ -135,6 +135,10 @@ def test_class5_property_copy_loops_try_get_and_null_are_evaluated() -> None:
         {"type": "VHD", "runOutputName": "second-2", "artifactTags": {"team": "images"}},
     ]
     assert props["vmProfile"]["vnetConfig"] is None and props["stagingResourceGroup"] is None
+    assert props["customize"] == [  # a variable copy loop
+        {"type": "Shell", "name": "install-git", "inline": ["sudo apt-get install -y git"]},
+        {"type": "Shell", "name": "install-curl", "inline": ["sudo apt-get install -y curl"]},
+    ]
     unknown = load(str(HERE / "unknown/copy-loop.json"), LoadOptions(parameters={"targets": "[]"}))
     assert unknown.documents[0].resource["properties"]["distribute"] == []
 
