@@ -646,6 +646,8 @@ class _Loader:
                 self.nested(res, prefix, found, others, depth)
             elif rtype.lower() != RESOURCE_TYPE.lower():
                 others.add(rtype)
+            elif res.get("existing") is True:  # languageVersion 2.0: a reference to a template deployed elsewhere
+                others.add(f"{rtype} (existing, not deployed here)")
             else:
                 doc = self.document(res, prefix)
                 if symbolic and doc.name is None:

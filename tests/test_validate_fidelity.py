@@ -174,3 +174,8 @@ def test_class5_a_bare_resource_without_api_version_is_judged_for_every_accepted
     diags = validation.validate(doc).diagnostics
     wrong_case = [d for d in diags if d.code == "AIB051"]
     assert wrong_case and all(d.severity is Severity.WARNING for d in wrong_case)  # accepted before 2024-02-01
+
+
+def test_class4_an_existing_image_template_is_a_reference_not_a_template() -> None:
+    (diag,) = check("nested/existing-reference.json")
+    assert diag.code == "AIB003" and "existing, not deployed here" in diag.message
