@@ -44,8 +44,8 @@ EXPLANATIONS: dict[str, str] = {
     "`-p`, `--parameters` or the context options; `aibx run` refuses only the steps that need it. Each unknown "
     "value is reported once, at its first use, with the number of other places; no check that needs the value "
     "reports an error about it. The ARM lambda functions (`filter`, `map`, `reduce`, `sort`, `toObject`, "
-    "`shallowMerge`, `items`), `tryGet`, `uri` and property and variable copy loops (`copyIndex`) are evaluated; a `null` value "
-    "(Bicep's `null()`, a nullable parameter without a value) is a field not written.",
+    "`shallowMerge`, `items`), `tryGet`, `uri` and property and variable copy loops (`copyIndex`) are "
+    "evaluated; a `null` value (Bicep's `null()`, a nullable parameter without a value) is a field not written.",
     "AIB006": "An ARM expression that ARM itself would reject: a syntax error, an unknown parameter or variable, a "
     "wrong argument. ARM treats every string in `[...]` as an expression, so a shell test such as `[ -d /opt ]` "
     "must be written `[[ -d /opt ]`.",
