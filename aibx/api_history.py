@@ -101,3 +101,12 @@ def accepted_variants(definition: str | None, version: str) -> list[str]:
         for f in ACCEPTED_EARLY
         if f.definition == definition and f.name.startswith("variant:") and version in f.versions
     ]
+
+
+def accepted_fields(definition: str | None, version: str) -> list[str]:
+    """The fields of ``definition`` that ``version`` accepted beyond its swagger."""
+    return [
+        f.name
+        for f in ACCEPTED_EARLY
+        if f.definition == definition and not f.name.startswith("variant:") and version in f.versions
+    ]

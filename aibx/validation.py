@@ -514,7 +514,10 @@ class _Rules:
         variants = self.defs.get(base, {}).get("variants", {})
         def_name = next((d for v, d in variants.items() if v.lower() == step.kind.lower()), None)
         props = self.defs[def_name]["props"] if def_name else {}
-        return {p.lower(): p for p in props}
+        fields = {p.lower(): p for p in props}
+        for name in api_history.accepted_fields(def_name, self.version):  # accepted before its swagger said so
+            fields[name.lower()] = name
+        return fields
 
     def written_key(self, path: JsonPath, *names: str) -> str | None:
         """The key as written at ``path`` for the first of ``names`` present (any case)."""
