@@ -470,8 +470,7 @@ class _Loader:
 
     # ------------------------------------------------------------------------------------------- parameters
     def parameters(self, template: dict[str, object]) -> None:
-        declared_raw = template.get("parameters")
-        declared: dict[str, object] = declared_raw if isinstance(declared_raw, dict) else {}
+        declared = _declared_parameters(template)
         by_lower = {k.lower(): k for k in declared}
         self.result.names_known.update(declared)
         supplied: dict[str, _Supplied] = {}
@@ -531,7 +530,7 @@ class _Loader:
         secure = _ptype(spec).startswith("secure")
         shown = "the value" if secure else f"{_short(value)}"
         problems = []
-        expect = _TYPE_CHECKS.get(_ptype(spec))
+        expect = _TYPE_CHECKS.get(_ptype(spec)) if "type" in spec else None  # an unresolved $ref: no type known
         if expect and (not isinstance(value, expect[1]) or (expect[1] is int and isinstance(value, bool))):
             problems.append(f"{shown} is not {expect[0]} (the parameter is of type {spec.get('type')})")
         allowed = spec.get("allowedValues")
@@ -670,12 +669,11 @@ class _Loader:
         kind = options.get("scope") if isinstance(options, dict) else None
         outer = self.scope
         if isinstance(kind, str) and kind.lower() == "inner":
-            declared = inner.get("parameters")
             passed = props.get("parameters")
             variables = inner.get("variables")
             values = _NestedParameters(
                 self,
-                declared if isinstance(declared, dict) else {},
+                _declared_parameters(inner),
                 passed if isinstance(passed, dict) else {},
                 outer,
                 (*prefix, "properties"),
@@ -868,6 +866,28 @@ class _Loader:
 
 
 _EXAMPLES = {"int": "3", "bool": "true", "array": '["a","b"]', "object": '{"k":"v"}', "secureobject": '{"k":"v"}'}
+
+
+def _declared_parameters(template: dict[str, object]) -> dict[str, object]:
+    """The template's parameters, each with the type definition its ``$ref`` names (languageVersion 2.0 user-defined
+    types: ``{"$ref": "#/definitions/lockType"}``) merged in, so its type and ``nullable`` are known."""
+    raw = template.get("parameters")
+    definitions = template.get("definitions")
+    defs = definitions if isinstance(definitions, dict) else {}
+    out: dict[str, object] = {}
+    for name, spec in raw.items() if isinstance(raw, dict) else []:
+        for _ in range(8):  # a definition may itself be a $ref
+            ref = spec.get("$ref") if isinstance(spec, dict) else None
+            target = (
+                defs.get(ref[len("#/definitions/") :])
+                if isinstance(ref, str) and ref.startswith("#/definitions/")
+                else None
+            )
+            if not isinstance(spec, dict) or not isinstance(target, dict):
+                break
+            spec = {**target, **{k: v for k, v in spec.items() if k != "$ref"}}
+        out[name] = spec
+    return out
 
 
 def _ptype(spec: object) -> str:

@@ -179,3 +179,10 @@ def test_class5_a_bare_resource_without_api_version_is_judged_for_every_accepted
 def test_class4_an_existing_image_template_is_a_reference_not_a_template() -> None:
     (diag,) = check("nested/existing-reference.json")
     assert diag.code == "AIB003" and "existing, not deployed here" in diag.message
+
+
+def test_class4_parameters_typed_by_user_defined_types() -> None:
+    assert check("nested/typed-parameters.json") == []  # a $ref type is an object; a nullable one without value is null
+    (doc,) = load(str(HERE / "nested/typed-parameters.json")).documents
+    assert doc.resource["tags"] is None
+    assert len(doc.resource["identity"]["userAssignedIdentities"]) == 1
