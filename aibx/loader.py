@@ -380,6 +380,9 @@ class _NestedParameters(Mapping[str, object]):
         self.outer = outer
         self.inner = outer  # set to the inner scope once it exists
         self.props_path = props_path
+        # where the inner template's parameters are written: inline in this file, or a linked file (set by the caller)
+        self.defaults_loader = loader
+        self.defaults_path: JsonPath = (*props_path, "template")
         self.cache: dict[str, object] = {}
         self.busy: set[str] = set()
 
@@ -404,8 +407,8 @@ class _NestedParameters(Mapping[str, object]):
             elif isinstance(given, dict) and "reference" in given:
                 value = Unresolved(f"[parameters('{name}')]", "the value is a Key Vault reference, read by ARM")
             elif "defaultValue" in spec:
-                path = (*self.props_path, "template", "parameters", name, "defaultValue")
-                value = self.evaluate(spec["defaultValue"], self.inner, path)
+                path = (*self.defaults_path, "parameters", name, "defaultValue")
+                value = self.evaluate(spec["defaultValue"], self.inner, path, self.defaults_loader)
             elif spec.get("nullable") is True:
                 value = None
             else:
@@ -417,11 +420,11 @@ class _NestedParameters(Mapping[str, object]):
         self.cache[name] = value
         return value
 
-    def evaluate(self, value: object, scope: armexpr.Scope, path: JsonPath) -> object:
+    def evaluate(self, value: object, scope: armexpr.Scope, path: JsonPath, loader: _Loader | None = None) -> object:
         try:
             return armexpr.resolve_tree(value, scope)
         except armexpr.ExpressionError as exc:
-            self.loader.add("AIB006", str(exc), path)
+            (loader or self.loader).add("AIB006", str(exc), path)
             return Unresolved(f"[parameters('{path[-2]}')]", "its value is an invalid expression", reported=True)
 
 
@@ -440,6 +443,8 @@ class _Loader:
         self.secure_parameters: set[str] = set()
         self.unresolved_keys: dict[JsonPath, Unresolved] = {}
         self.bare_expressions_seen = 0
+        self.links: list[str] = []  # templateLink targets of nested deployments (other files)
+        self.visited: set[str] = {os.path.realpath(file)} if file != STDIN_NAME else set()  # linked files read
 
     def add(
         self,
@@ -618,8 +623,13 @@ class _Loader:
         self.collect(template, (), found, others, 0)
         if not found:
             listed = f" (it has {', '.join(sorted(others))})" if others else ""
+            linked = ""
+            if self.links:
+                linked = f"; its nested deployments link to {', '.join(self.links)}: validate the linked files"
             self.result.unrelated = True
-            self.add("AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}", ("resources",))
+            self.add(
+                "AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}{linked}", ("resources",)
+            )
             return
         self.result.documents += self.select(found)
 
@@ -664,7 +674,11 @@ class _Loader:
         props = res.get("properties")
         inner = props.get("template") if isinstance(props, dict) else None
         if not isinstance(props, dict) or not isinstance(inner, dict):
-            return  # a templateLink: the linked template is not here
+            link = props.get("templateLink") if isinstance(props, dict) else None
+            if isinstance(link, dict) and not self.linked(link, props, prefix, found, others, depth):
+                target = link.get("relativePath") or link.get("uri") or link.get("id")
+                self.links.append(_short(target, 100) if not isinstance(target, str) else target[:100])
+            return
         options = props.get("expressionEvaluationOptions")
         kind = options.get("scope") if isinstance(options, dict) else None
         outer = self.scope
@@ -688,6 +702,47 @@ class _Loader:
             self.collect(inner, (*prefix, "properties", "template"), found, others, depth + 1)
         finally:
             self.scope = outer
+
+    def linked(
+        self,
+        link: dict[str, object],
+        props: dict[str, object],
+        prefix: JsonPath,
+        found: list[Document],
+        others: set[str],
+        depth: int,
+    ) -> bool:
+        """A nested deployment's templateLink to a file in this template's folder (``relativePath``, or a URI built
+        from the deployment's own location and a relative path, as solution templates write it): check the image
+        templates in that file, with the parameters the deployment passes. False when the link leads elsewhere."""
+        path = _linked_path(self.file, link, self.visited)
+        if path is None:
+            return False
+        value, smap, diags = read_json(path)
+        self.result.diagnostics += diags
+        if smap is None or not isinstance(value, dict):
+            return smap is None  # a broken linked file was reported
+        self.visited.add(os.path.realpath(path))
+        child = _Loader(path, smap, self.options, self.result)
+        child.is_deployment = True
+        child.secrets, child.secret_names = self.secrets, self.secret_names
+        child.secure_parameters, child.links, child.visited = self.secure_parameters, self.links, self.visited
+        passed = props.get("parameters")
+        variables = value.get("variables")
+        values = _NestedParameters(
+            self,
+            _declared_parameters(value),
+            passed if isinstance(passed, dict) else {},
+            self.scope,
+            (*prefix, "properties"),
+        )
+        values.defaults_loader, values.defaults_path = child, ()
+        child.scope = armexpr.Scope(
+            parameters=values, variables=variables if isinstance(variables, dict) else {}, context=self.options.context
+        )
+        values.inner = child.scope
+        child.collect(value, (), found, others, depth + 1)
+        return True
 
     def bare(self, resource: dict[str, object]) -> None:
         self.parameters({})
@@ -866,6 +921,30 @@ class _Loader:
 
 
 _EXAMPLES = {"int": "3", "bool": "true", "array": '["a","b"]', "object": '{"k":"v"}', "secureobject": '{"k":"v"}'}
+
+
+_JSON_LITERAL = re.compile(r"'([^'\\]*\.json)(?:\?[^']*)?'", re.IGNORECASE)
+
+
+def _linked_path(file: str, link: dict[str, object], visited: set[str]) -> str | None:
+    """The file a templateLink names in the folder of ``file`` (never outside it), or None."""
+    if file == STDIN_NAME:
+        return None
+    relative = link.get("relativePath")
+    uri = link.get("uri")
+    if not isinstance(relative, str) and isinstance(uri, str):
+        if armexpr.is_expression(uri):  # uri(parameters('_artifactsLocation'), 'nested/aib.json') and the like
+            literals = _JSON_LITERAL.findall(uri)
+            relative = literals[-1] if literals else None
+        elif "://" not in uri:
+            relative = uri
+    if not isinstance(relative, str) or not relative or armexpr.is_expression(relative):
+        return None
+    folder = os.path.dirname(os.path.realpath(file))
+    target = os.path.realpath(os.path.join(folder, relative))
+    if os.path.commonpath([folder, target]) != folder or target in visited or not os.path.isfile(target):
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(file), relative))
 
 
 def _declared_parameters(template: dict[str, object]) -> dict[str, object]:

@@ -35,7 +35,8 @@ EXPLANATIONS: dict[str, str] = {
     "deployment without a `Microsoft.VirtualMachineImages/imageTemplates` resource, or the `properties` object "
     "alone; or a file that is not JSON at all but a Packer configuration (HCL2, or a legacy JSON template: "
     "`aibx translate FILE --to aib`), Bicep (`az bicep build`) or YAML, which the message names. Image templates "
-    "inside nested `Microsoft.Resources/deployments` (Bicep modules, solution templates) are found and checked. "
+    "inside nested `Microsoft.Resources/deployments` (Bicep modules, solution templates) are found and checked, "
+    "also in a linked template file inside the template's folder (never outside it). "
     "In a folder, such files are skipped and counted in the summary.",
     "AIB004": "A bare resource whose `type` is missing or not `Microsoft.VirtualMachineImages/imageTemplates`. "
     "Many published templates have it wrong; REST calls ignore it, ARM and Bicep need it.",

@@ -186,3 +186,14 @@ def test_class4_parameters_typed_by_user_defined_types() -> None:
     (doc,) = load(str(HERE / "nested/typed-parameters.json")).documents
     assert doc.resource["tags"] is None
     assert len(doc.resource["identity"]["userAssignedIdentities"]) == 1
+
+
+def test_class4_linked_templates_in_the_folder_are_followed_never_outside_it() -> None:
+    main = load(str(HERE / "linked/mainTemplate.json"))
+    (doc,) = main.documents  # "../nested/solution-template.json" is outside the folder: not read
+    assert doc.name == "linked-linux"  # passed by the solution template's deployment parameters
+    assert doc.file.endswith("nestedtemplates/image.json")
+    (warning,) = validation.validate(doc).diagnostics
+    assert (warning.code, warning.file, warning.line) == ("AIB015", doc.file, 21)
+    (relative,) = load(str(HERE / "linked/relative-path.json")).documents
+    assert relative.file == doc.file
