@@ -193,9 +193,11 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
 
 # ----------------------------------------------------------------------------------------------- schema pass
 class _Schema:
-    def __init__(self, doc: Document, version: str, diags: list[Diagnostic]) -> None:
+    def __init__(self, doc: Document, version: str, diags: list[Diagnostic], shown: str | None = None) -> None:
         self.doc = doc
         self.version = version
+        # the template's apiVersion, for messages (a feature accepted early is walked with a later version's schema)
+        self.shown = shown or version
         self.defs = SCHEMAS[version]
         self.strict = is_strict(version)
         self.diags = diags
@@ -210,7 +212,7 @@ class _Schema:
         """How this apiVersion treats a wrong-case or unknown name, for the end of a message."""
         if self.strict:
             return f"apiVersion {STRICT_SINCE} and later reject it"
-        return f"apiVersion {self.version} {consequence}; {STRICT_SINCE} and later reject it"
+        return f"apiVersion {self.shown} {consequence}; {STRICT_SINCE} and later reject it"
 
     def resolve(self, spec: dict) -> tuple[str | None, dict]:
         if spec.get("t") == "ref":
@@ -387,7 +389,7 @@ class _Schema:
             evidence = api_history.accepted_early(def_name, f"variant:{kind}", self.version)
             if evidence is not None:  # accepted before its swagger listed it: check it against that swagger
                 later = next(v for v in elsewhere if version_key(v) > version_key(self.version))
-                _Schema(self.doc, later, self.diags).walk(value, {"t": "ref", "ref": def_name}, path)
+                _Schema(self.doc, later, self.diags, self.shown).walk(value, {"t": "ref", "ref": def_name}, path)
                 return None
             self.later_field(f'{disc} "{kind}"', elsewhere, (*path, disc_key), key=False)
         else:
@@ -396,7 +398,7 @@ class _Schema:
             hint = f'; did you mean "{close}"?' if close else ""
             self.add(
                 "AIB057",
-                f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(known)}{hint}',
+                f'unknown {disc} "{_short(kind)}"; {self.shown} knows {", ".join(known)}{hint}',
                 (*path, disc_key),
             )
         return None
@@ -404,7 +406,7 @@ class _Schema:
     def later_field(self, what: str, elsewhere: list[str], path: JsonPath, *, key: bool) -> None:
         """A field or type that other apiVersions define. From 2024-02-01 on the service rejects it; before, it
         ignores an unknown field, and for a type no release note says either way: a warning."""
-        needs = f"{what} needs {_version_range(elsewhere)}; this template uses {self.version}"
+        needs = f"{what} needs {_version_range(elsewhere)}; this template uses {self.shown}"
         if self.strict:
             self.add("AIB058", f"{needs}, which rejects it", path, key=key)
         elif what.startswith('"'):
@@ -430,7 +432,8 @@ class _Schema:
                 later = next(v for v in elsewhere if version_key(v) > version_key(self.version))
                 props = SCHEMAS[later][def_name or ""]["props"]
                 canonical = next(p for p in props if p.lower() == key.lower())
-                _Schema(self.doc, later, self.diags).field(value, props[canonical], path, canonical, def_name)
+                schema = _Schema(self.doc, later, self.diags, self.shown)
+                schema.field(value, props[canonical], path, canonical, def_name)
                 return
             self.later_field(f'"{key}"', elsewhere, path, key=True)
             return
