@@ -249,6 +249,11 @@ _BICEP = re.compile(
     r"|using\s+'[^']*'|var\s+\w+\s*=|output\s+\w+\s+\w+\s*=|metadata\s+\w+\s*=|import\s+[{*'])",
     re.MULTILINE,
 )
+_TERRAFORM = re.compile(
+    r'^\s*(?:terraform\s*\{|provider\s+"[^"]+"\s*\{|resource\s+"[^"]+"\s+"[^"]+"\s*\{|module\s+"[^"]+"\s*\{)',
+    re.MULTILINE,
+)
+_HCL_ASSIGNMENT = re.compile(r'^\s*[A-Za-z_][\w-]*\s*=\s*(?:"|\[|\{|-?\d|true\b|false\b|\]|\}|$)|^\s*[\]}"\d,]')
 _YAML = re.compile(r"^(?:---\s*$|%YAML|-\s+\S|[A-Za-z_\"'][\w .\"'-]*:(?:\s|$))")
 _PACKER_JSON = (
     "this is a legacy JSON Packer template, not an AIB image template: "
@@ -263,6 +268,11 @@ def what_it_looks_like(text: str) -> str | None:
     if not lines or lines[0].lstrip()[:1] in ("{", "["):
         return None
     code = "\n".join(lines)
+    if _TERRAFORM.search(code):
+        return (
+            "this looks like a Terraform configuration; aibx reads AIB image templates as JSON "
+            "(a bare resource or an ARM deployment template), not Terraform"
+        )
     if _PACKER_HCL.search(code):
         return (
             "this is a Packer HCL2 configuration, not an AIB image template: "
@@ -272,6 +282,11 @@ def what_it_looks_like(text: str) -> str | None:
         return (
             "this looks like a Bicep file; aibx reads JSON: compile it with `az bicep build --file FILE` "
             "and validate the .json it writes"
+        )
+    if all(_HCL_ASSIGNMENT.match(ln) for ln in lines[:20]):
+        return (
+            "this looks like a Packer variables file (.pkrvars.hcl): give it to `aibx translate CONFIG --to aib "
+            "--var-file FILE` with the Packer configuration it belongs to"
         )
     if _YAML.match(lines[0].lstrip()) and sum(1 for ln in lines[:20] if ":" in ln or ln.lstrip().startswith("-")) > 1:
         return (

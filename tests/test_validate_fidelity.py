@@ -98,6 +98,8 @@ def test_class6_input_that_is_not_a_template_says_what_it_is_and_what_to_do() ->
         "legacy-packer.json": "aibx translate",
         "image.bicep": "az bicep build",
         "pipeline.yml": "YAML",
+        "values.pkrvars.hcl": "--var-file",
+        "main.tf": "Terraform",
     }
     for name, hint in expected.items():
         (diag,) = check(f"not-a-template/{name}")
