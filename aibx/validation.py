@@ -601,6 +601,11 @@ class _Rules:
         if isinstance(self.tpl.source, model.IsoSource):
             self.retired(api_history.RHEL_ISO_RETIRED, self.tpl.source.path)
 
+    def maybe_null(self, path: JsonPath, *names: str) -> bool:
+        """Whether one of the fields ``names`` at ``path`` is unknown, so it may turn out null (not given), as
+        ``[if(cond, 'x', null())]`` does."""
+        return any(isinstance(self.value_at((*path, self.written_key(path, n) or n)), Unresolved) for n in names)
+
     def value_at(self, path: JsonPath) -> object:
         node: object = self.doc.resource
         for part in path:
@@ -667,13 +672,18 @@ class _Rules:
             if "inline" not in fields and fields:
                 if not has_uri:
                     self.add("AIB010", f'{step.kind} in apiVersion {self.version} needs "{uri_name}"', step.path)
-            elif has_uri == has_inline:
+            elif has_uri == has_inline and not (has_uri and self.maybe_null(step.path, "scriptUri", "inline")):
                 which = "both were given" if has_uri else "neither was given"
                 self.add("AIB010", f"{step.kind} needs exactly one of {uri_name} and inline; {which}", step.path)
             written = self.written_key(step.path, "scriptUri", "script") or uri_name
             if has_uri and written.lower() in fields:  # a field of another apiVersion is AIB058 already
                 self.download(step.script_uri, (*step.path, written), step.sha256_checksum, "sha256checksum" in fields)
-        if isinstance(step, model.PowerShellStep) and step.run_as_system and not step.run_elevated:
+        if (
+            isinstance(step, model.PowerShellStep)
+            and step.run_as_system
+            and not step.run_elevated
+            and not self.maybe_null(step.path, "runElevated")
+        ):
             self.add("AIB012", 'requires "runElevated": true', (*step.path, "runAsSystem"), key=True)
         if isinstance(step, model.FileStep):
             self.file_step(step, fields)
@@ -811,7 +821,8 @@ class _Rules:
                     )
                 seen.setdefault(name.lower(), dist)
             if isinstance(dist, model.SharedImageDistributor):
-                if dist.replication_regions and dist.target_regions:
+                both = dist.replication_regions and dist.target_regions
+                if both and not self.maybe_null(dist.path, "replicationRegions", "targetRegions"):
                     self.add(
                         "AIB023",
                         "give targetRegions (current) or replicationRegions (deprecated), not both",
@@ -830,7 +841,8 @@ class _Rules:
         if not vnet:
             return
         path = ("properties", "vmProfile", "vnetConfig")
-        if vnet.proxy_vm_size and vnet.container_instance_subnet_id:
+        maybe_null = self.maybe_null(path, "proxyVmSize", "containerInstanceSubnetId")
+        if vnet.proxy_vm_size and vnet.container_instance_subnet_id and not maybe_null:
             self.add("AIB024", "proxyVmSize cannot be combined with containerInstanceSubnetId", path)
         if vnet.container_instance_subnet_id and not vnet.subnet_id:
             self.add("AIB024", "containerInstanceSubnetId requires subnetId (same VNet, another subnet)", path)

@@ -199,3 +199,11 @@ def test_class4_linked_templates_in_the_folder_are_followed_never_outside_it() -
     assert (warning.code, warning.file, warning.line) == ("AIB015", doc.file, 21)
     (relative,) = load(str(HERE / "linked/relative-path.json")).documents
     assert relative.file == doc.file
+
+
+def test_class5_a_value_that_may_turn_out_null_makes_no_definite_error() -> None:
+    # scriptUri may be null() (then inline alone is given); runElevated comes from a parameter without a value
+    assert not errors(check("unknown/maybe-null.json"))
+    given = {"scriptUri": "https://example.org/a.ps1", "elevated": "false"}
+    with_values = check("unknown/maybe-null.json", parameters=given)
+    assert sorted(d.code for d in errors(with_values)) == ["AIB010", "AIB012"]  # known now: both wrong
