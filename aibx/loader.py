@@ -667,7 +667,11 @@ class _Loader:
             if not isinstance(rtype, str):
                 continue
             if rtype.lower() == DEPLOYMENTS_TYPE.lower() and depth < MAX_NESTED_DEPLOYMENTS:
+                before = len(found)
                 self.nested(res, prefix, found, others, depth)
+                if self.condition_false(res, prefix):
+                    for doc in found[before:]:
+                        doc.deployed = False
             elif rtype.lower() != RESOURCE_TYPE.lower():
                 others.add(rtype)
             elif res.get("existing") is True:  # languageVersion 2.0: a reference to a template deployed elsewhere
@@ -677,7 +681,16 @@ class _Loader:
                 if symbolic and doc.name is None:
                     doc.name = symbolic
                 doc.symbolic_name = symbolic
+                doc.deployed = not self.condition_false(res, prefix)
                 found.append(doc)
+
+    def condition_false(self, res: dict[str, object], prefix: JsonPath) -> bool:
+        """Whether the resource's ``condition`` is false with these parameters (then ARM does not deploy it)."""
+        key = next((k for k in res if k.lower() == "condition"), None)
+        if key is None:
+            return False
+        value = self.resolve(res[key], (*prefix, key))
+        return value is False or (isinstance(value, str) and value.lower() == "false")
 
     def nested(
         self, res: dict[str, object], prefix: JsonPath, found: list[Document], others: set[str], depth: int

@@ -84,6 +84,14 @@ def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     written = doc.api_version_written
     if isinstance(written, Unresolved) or (written is None and not doc.in_deployment):
         diags = _whatever_the_version(doc, diags, os_override)  # the version is chosen at deployment or submission
+    if not doc.deployed:  # its condition is false: ARM skips it, and the service never sees it
+        note = " (not deployed with these parameters: its condition is false)"
+        diags = [
+            dataclasses.replace(d, severity=Severity.WARNING, message=d.message + note)
+            if d.severity is Severity.ERROR
+            else d
+            for d in diags
+        ]
     return Result(doc, tpl, version, _dedupe(diags))
 
 

@@ -207,3 +207,11 @@ def test_class5_a_value_that_may_turn_out_null_makes_no_definite_error() -> None
     given = {"scriptUri": "https://example.org/a.ps1", "elevated": "false"}
     with_values = check("unknown/maybe-null.json", parameters=given)
     assert sorted(d.code for d in errors(with_values)) == ["AIB010", "AIB012"]  # known now: both wrong
+
+
+def test_class4_a_resource_whose_condition_is_false_is_not_deployed() -> None:
+    skipped = check("nested/condition.json")
+    assert skipped and not errors(skipped)  # still reported, as warnings: ARM would not deploy it
+    assert "its condition is false" in skipped[0].message
+    deployed = check("nested/condition.json", parameters={"buildImage": "true"})
+    assert [d.code for d in errors(deployed)] == ["AIB054"]
