@@ -36,7 +36,9 @@ EXPLANATIONS: dict[str, str] = {
     "alone; or a file that is not JSON at all but a Packer configuration (HCL2, or a legacy JSON template: "
     "`aibx translate FILE --to aib`), Bicep (`az bicep build`) or YAML, which the message names. Image templates "
     "inside nested `Microsoft.Resources/deployments` (Bicep modules, solution templates) are found and checked, "
-    "also in a linked template file inside the template's folder (never outside it). "
+    "also in a linked template file inside the template's folder (never outside it). An image template marked "
+    "`existing` is a reference, not a template; one whose `condition` is false with the given parameters is still "
+    "checked, but its errors are warnings (ARM does not deploy it). "
     "In a folder, such files are skipped and counted in the summary.",
     "AIB004": "A bare resource whose `type` is missing or not `Microsoft.VirtualMachineImages/imageTemplates`. "
     "Many published templates have it wrong; REST calls ignore it, ARM and Bicep need it.",
