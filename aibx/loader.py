@@ -677,12 +677,31 @@ class _Loader:
             elif res.get("existing") is True:  # languageVersion 2.0: a reference to a template deployed elsewhere
                 others.add(f"{rtype} (existing, not deployed here)")
             else:
-                doc = self.document(res, prefix)
-                if symbolic and doc.name is None:
-                    doc.name = symbolic
-                doc.symbolic_name = symbolic
-                doc.deployed = not self.condition_false(res, prefix)
-                found.append(doc)
+                for index in self.copies(res, prefix):
+                    outer = self.scope
+                    if index is not None:  # one image template per iteration of the resource's copy loop
+                        loop = str(res["copy"]["name"])  # type: ignore[index]
+                        self.scope = dataclasses.replace(outer, copy_index={loop: index, **outer.copy_index})
+                    try:
+                        doc = self.document(res, prefix)
+                        doc.deployed = not self.condition_false(res, prefix)
+                    finally:
+                        self.scope = outer
+                    if symbolic and doc.name is None:
+                        doc.name = symbolic if index is None else f"{symbolic}[{index}]"
+                    doc.symbolic_name = symbolic
+                    found.append(doc)
+
+    def copies(self, res: dict[str, object], prefix: JsonPath) -> list[int | None]:
+        """The iterations of a resource copy loop (``"copy": {"name": N, "count": C}``): [0, 1, ...]; [None] for a
+        resource without one, or whose count is unknown (copyIndex() then stays unknown)."""
+        loop = res.get("copy")
+        if not (isinstance(loop, dict) and isinstance(loop.get("name"), str)):
+            return [None]
+        count = self.resolve(loop.get("count"), (*prefix, "copy", "count"))
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= armexpr.MAX_COPIES:
+            return [None]
+        return list(range(count))
 
     def condition_false(self, res: dict[str, object], prefix: JsonPath) -> bool:
         """Whether the resource's ``condition`` is false with these parameters (then ARM does not deploy it)."""

@@ -215,3 +215,11 @@ def test_class4_a_resource_whose_condition_is_false_is_not_deployed() -> None:
     assert "its condition is false" in skipped[0].message
     deployed = check("nested/condition.json", parameters={"buildImage": "true"})
     assert [d.code for d in errors(deployed)] == ["AIB054"]
+
+
+def test_class4_a_resource_copy_loop_makes_one_image_template_per_iteration() -> None:
+    docs = load(str(HERE / "nested/resource-loop.json")).documents
+    assert [d.name for d in docs] == ["ubuntu-jammy", "ubuntu-focal"]
+    assert [d.resource["properties"]["distribute"][0]["runOutputName"] for d in docs] == ["vhd-1", "vhd-2"]
+    (short,) = [d for doc in docs for d in validation.validate(doc).diagnostics]
+    assert short.code == "AIB015" and "3 minutes" in short.message  # only the second iteration is too short
