@@ -33,6 +33,7 @@ from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
 DEPLOYMENTS_TYPE = "Microsoft.Resources/deployments"
 MAX_NESTED_DEPLOYMENTS = 16  # ARM's own limit is deeper; real templates nest two or three
+MAX_CHECKED_COPIES = 50  # image templates of a resource copy loop checked one by one
 STDIN = "-"  # the path that means "read standard input"
 STDIN_NAME = "<stdin>"
 COMMAND_LINE = "<command line>"
@@ -699,8 +700,8 @@ class _Loader:
         if not (isinstance(loop, dict) and isinstance(loop.get("name"), str)):
             return [None]
         count = self.resolve(loop.get("count"), (*prefix, "copy", "count"))
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= armexpr.MAX_COPIES:
-            return [None]
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CHECKED_COPIES:
+            return [None]  # beyond MAX_CHECKED_COPIES the resource is checked once, which bounds the time taken
         return list(range(count))
 
     def condition_false(self, res: dict[str, object], prefix: JsonPath) -> bool:
