@@ -16,6 +16,7 @@ In both, ``<name>`` placeholders (Microsoft's quickstarts are meant for ``sed``)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -668,30 +669,39 @@ class _Loader:
             if not isinstance(rtype, str):
                 continue
             if rtype.lower() == DEPLOYMENTS_TYPE.lower() and depth < MAX_NESTED_DEPLOYMENTS:
-                before = len(found)
-                self.nested(res, prefix, found, others, depth)
-                if self.condition_false(res, prefix):
+                for index in self.copies(res, prefix):  # a module in a loop: one deployment per iteration
+                    before = len(found)
+                    with self.iteration(res, index):
+                        self.nested(res, prefix, found, others, depth)
+                        deployed = not self.condition_false(res, prefix)
                     for doc in found[before:]:
-                        doc.deployed = False
+                        doc.deployed = doc.deployed and deployed
             elif rtype.lower() != RESOURCE_TYPE.lower():
                 others.add(rtype)
             elif res.get("existing") is True:  # languageVersion 2.0: a reference to a template deployed elsewhere
                 others.add(f"{rtype} (existing, not deployed here)")
             else:
-                for index in self.copies(res, prefix):
-                    outer = self.scope
-                    if index is not None:  # one image template per iteration of the resource's copy loop
-                        loop = str(res["copy"]["name"])  # type: ignore[index]
-                        self.scope = dataclasses.replace(outer, copy_index={loop: index, **outer.copy_index})
-                    try:
+                for index in self.copies(res, prefix):  # one image template per iteration of a copy loop
+                    with self.iteration(res, index):
                         doc = self.document(res, prefix)
                         doc.deployed = not self.condition_false(res, prefix)
-                    finally:
-                        self.scope = outer
                     if symbolic and doc.name is None:
                         doc.name = symbolic if index is None else f"{symbolic}[{index}]"
                     doc.symbolic_name = symbolic
                     found.append(doc)
+
+    @contextlib.contextmanager
+    def iteration(self, res: dict[str, object], index: int | None) -> Iterator[None]:
+        """Evaluate with copyIndex() at ``index`` of the resource's copy loop (nothing changes for None)."""
+        outer = self.scope
+        if index is not None:
+            loop = res.get("copy")
+            name = str(loop.get("name")) if isinstance(loop, dict) else ""
+            self.scope = dataclasses.replace(outer, copy_index={name: index, **outer.copy_index})
+        try:
+            yield
+        finally:
+            self.scope = outer
 
     def copies(self, res: dict[str, object], prefix: JsonPath) -> list[int | None]:
         """The iterations of a resource copy loop (``"copy": {"name": N, "count": C}``): [0, 1, ...]; [None] for a

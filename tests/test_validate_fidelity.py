@@ -223,3 +223,12 @@ def test_class4_a_resource_copy_loop_makes_one_image_template_per_iteration() ->
     assert [d.resource["properties"]["distribute"][0]["runOutputName"] for d in docs] == ["vhd-1", "vhd-2"]
     (short,) = [d for doc in docs for d in validation.validate(doc).diagnostics]
     assert short.code == "AIB015" and "3 minutes" in short.message  # only the second iteration is too short
+
+
+def test_class4_a_module_in_a_loop_makes_one_deployment_per_iteration() -> None:
+    docs = load(str(HERE / "nested/module-loop.json")).documents
+    assert [(d.name, d.resource["properties"]["source"]["sku"]) for d in docs] == [
+        ("ubuntu-0", "22_04-lts"),
+        ("ubuntu-1", "20_04-lts"),
+    ]
+    assert check("nested/module-loop.json") == []
