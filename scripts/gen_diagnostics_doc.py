@@ -36,7 +36,8 @@ EXPLANATIONS: dict[str, str] = {
     "alone; or a file that is not JSON at all but a Packer configuration (HCL2, or a legacy JSON template: "
     "`aibx translate FILE --to aib`), Bicep (`az bicep build`) or YAML, which the message names. Image templates "
     "inside nested `Microsoft.Resources/deployments` (Bicep modules, solution templates) are found and checked, "
-    "also in a linked template file inside the template's folder (never outside it). An image template marked "
+    "also in a linked template file inside the template's folder (never outside it), once per iteration of a copy "
+    "loop (up to 50). An image template marked "
     "`existing` is a reference, not a template; one whose `condition` is false with the given parameters is still "
     "checked, but its errors are warnings (ARM does not deploy it). "
     "In a folder, such files are skipped and counted in the summary.",
