@@ -731,8 +731,10 @@ class _Loader:
         variables."""
         props = res.get("properties")
         inner = props.get("template") if isinstance(props, dict) else None
-        if not isinstance(props, dict) or not isinstance(inner, dict):
-            link = props.get("templateLink") if isinstance(props, dict) else None
+        if not isinstance(props, dict):
+            return
+        if not isinstance(inner, dict):
+            link = props.get("templateLink")
             if isinstance(link, dict) and not self.linked(link, props, prefix, found, others, depth):
                 target = link.get("relativePath") or link.get("uri") or link.get("id")
                 self.links.append(_short(target, 100) if not isinstance(target, str) else target[:100])
