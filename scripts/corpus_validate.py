@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -56,8 +57,6 @@ CLASSES: list[tuple[str, str]] = [
 
 def classify(report: dict) -> str:
     """The class of one verdict: valid (clean, or warnings only), or the class of its first error."""
-    import re
-
     errors = [d["code"] for d in report["diagnostics"] if d["severity"] == "error"]
     if not errors:
         return "valid, warnings only" if report["diagnostics"] else "valid, clean"
