@@ -38,6 +38,14 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # aibx builds no longer string (padLeft): ARM's whole request is limited to 4 MB
 MAX_BUILT_STRING = 4 * 1024 * 1024
 MAX_COPIES = 800  # ARM's limit on the count of a copy loop
+# Bounds on what one template may make aibx compute (issue 11: forty variables that each concat() the last twice ate
+# all memory). A value is at most MAX_BUILT_STRING characters and MAX_VALUE_ITEMS array items and object members,
+# counted through every level, and nests at most MAX_VALUE_DEPTH deep; all strings the functions of one template
+# build together are at most MAX_TOTAL_BUILT characters and items. ARM would refuse any of these (a 4 MB request).
+MAX_VALUE_ITEMS = 100_000
+MAX_VALUE_DEPTH = 128
+MAX_TOTAL_BUILT = 64 * 1024 * 1024
+_LIMIT_HINT = "ARM refuses a deployment over 4 MB; aibx stops there to keep its time and memory bounded"
 
 
 class ExpressionError(ValueError):
@@ -68,6 +76,28 @@ class Scope:
     copy_index: Mapping[str, int] = field(default_factory=dict)
     _resolving: set[str] = field(default_factory=set)
     _resolved_variables: dict[str, object] = field(default_factory=dict)
+    _built: int = 0  # characters and items the functions built so far (MAX_TOTAL_BUILT)
+
+
+def check_size(value: object) -> None:
+    """ExpressionError if ``value`` is bigger or deeper than aibx evaluates (see MAX_VALUE_ITEMS), counting a shared
+    part each time it appears, as anything writing the value would. Iterative, and its cost is bounded: it stops
+    at the first limit passed."""
+    items = chars = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            chars += len(v)
+            if chars > MAX_BUILT_STRING:
+                raise ExpressionError(f"a value of more than {MAX_BUILT_STRING:,} characters; {_LIMIT_HINT}")
+        elif isinstance(v, (list, dict)):
+            if depth >= MAX_VALUE_DEPTH:
+                raise ExpressionError(f"a value nested more than {MAX_VALUE_DEPTH} levels deep; {_LIMIT_HINT}")
+            items += len(v)
+            if items > MAX_VALUE_ITEMS:
+                raise ExpressionError(f"a value of more than {MAX_VALUE_ITEMS:,} items; {_LIMIT_HINT}")
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
 
 
 def is_expression(value: object) -> bool:
@@ -306,12 +336,20 @@ class _Evaluator:
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
+        if name in _BUILDERS:
+            check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
-            return func(self, *args)
+            result = func(self, *args)
         except _NotEvaluated as exc:
             return self.unresolved(f"{node.name}(): {exc}")
         except TypeError as exc:
             raise ExpressionError(f"{node.name}(): wrong number or kind of arguments ({exc})") from None
+        if name in _BUILDERS:
+            check_size(result)
+            self.scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
+            if self.scope._built > MAX_TOTAL_BUILT:
+                raise ExpressionError(f"the template's functions build more than {MAX_TOTAL_BUILT:,} characters")
+        return result
 
     # functions that need the scope
     def parameters(self, name: object) -> object:
@@ -550,7 +588,10 @@ def _replace(_ev: _Evaluator, value: object, old: object, new: object) -> str:
         raise ExpressionError("replace() takes three strings")
     if not old:
         raise ExpressionError("replace(): the string to replace is empty")
-    return value.replace(old, new)  # type: ignore[union-attr,arg-type]
+    assert isinstance(value, str) and isinstance(old, str) and isinstance(new, str)
+    if len(value) + value.count(old) * (len(new) - len(old)) > MAX_BUILT_STRING:
+        raise ExpressionError(f"replace() would build more than {MAX_BUILT_STRING:,} characters; {_LIMIT_HINT}")
+    return value.replace(old, new)
 
 
 def _split(_ev: _Evaluator, value: object, sep: object) -> list[str]:
@@ -958,8 +999,17 @@ def unique_string(*values: str) -> str:
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
 
+# functions whose result holds (copies of) their arguments, or grows from them
+_BUILDERS = {
+    "concat", "format", "string", "replace", "join", "padleft", "base64", "base64tostring", "uricomponent",
+    "uricomponenttostring", "json", "createarray", "array", "createobject", "union", "split", "tolower", "toupper",
+    "range", "flatten", "map", "filter", "sort", "reduce", "items", "toobject", "shallowmerge", "intersection",
+    "objectkeys", "uri",
+}  # fmt: skip
+
 # the function table, by lower-case name: each takes the evaluator first, then the evaluated arguments (a lambda
 # argument arrives as a Lambda). Shared with the Bicep evaluator: keep the signatures stable.
+
 _FUNCTIONS: dict[str, Callable[..., object]] = {
     "parameters": _Evaluator.parameters,
     "variables": _Evaluator.variables,

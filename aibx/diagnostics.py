@@ -78,6 +78,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB075": (E, "local file named by the template cannot be read or does not match its checksum"),
     "AIB076": (E, "nothing to translate, or the output cannot be written"),
     "AIB077": (W, "secret value written as a reference: supply it when building or deploying"),
+    "AIB078": (E, "local file outside the configuration's folder not read: pass --allow-local-files to read it"),
+    "AIB079": (W, "value from the environment written as a parameter or placeholder, not as its value"),
 }
 
 

@@ -153,6 +153,14 @@ EXPLANATIONS: dict[str, str] = {
     "Packer variable declared `sensitive = true` without a default (pass it with `-var NAME=VALUE` or "
     "`PKR_VAR_NAME`), an ARM `secureString` parameter with `--arm`, or a `<placeholder>` in a bare AIB resource "
     "(reported as dropped: `aibx validate -p NAME=VALUE`, or translate with `--arm`). See docs/translate.md.",
+    "AIB078": "`aibx translate --to aib`: a provisioner's `script`, `scripts` or file `source` names a local file or "
+    "folder outside the configuration's folder (an absolute path, `..`, a symlink out), which would be copied into "
+    "the template; a configuration's author is not trusted with your files, so it is not read and the provisioner "
+    "is dropped. Pass `--allow-local-files` for a configuration you trust. See docs/security.md.",
+    "AIB079": "`aibx translate --to aib`: a value that comes from your environment (`env()` in a variable default, "
+    "`{{env}}` in legacy JSON, `PKR_VAR_NAME`) would have been written into the output, so a reference is written "
+    "instead: a `secureString` parameter with `--arm` (approximated), or a `<placeholder>` in a bare AIB resource "
+    "(dropped: `aibx validate -p NAME=VALUE`). Pass `--allow-env-values` to write the values. See docs/translate.md.",
 }
 
 
