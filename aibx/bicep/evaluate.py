@@ -11,7 +11,6 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aibx import armexpr
@@ -52,20 +51,17 @@ def _find_key(obj: dict[str, object], name: str) -> str | None:
     return next((k for k in obj if k.lower() == name.lower()), None)
 
 
-class Closure:
-    """A lambda with the names it sees: called by map(), filter(), reduce() ..."""
+def make_lambda(f: BicepFile, node: syn.Lambda, env: dict[str, Val]) -> armexpr.Lambda:
+    """A Bicep lambda (or user-defined function) as ARM's ``Lambda``, which ARM's map(), filter(), reduce(),
+    sort(), toObject() ... call: the same functions for both languages."""
 
-    def __init__(self, node: syn.Lambda, env: dict[str, Val]) -> None:
-        self.node = node
-        self.env = env
+    def invoke(*values: object) -> object:
+        inner = dict(env)
+        for name, value in zip(node.params, values, strict=True):
+            inner[name] = Val(value, {(): node.pos})
+        return _Evaluator(f, inner).eval(node.body, ()).value
 
-    def call(self, ev: _Evaluator, *args: object) -> object:
-        if len(args) != len(self.node.params):
-            raise EvalError(f"the lambda takes {len(self.node.params)} arguments, got {len(args)}", self.node.pos)
-        env = dict(self.env)
-        for name, value in zip(self.node.params, args, strict=True):
-            env[name] = Val(value, {(): self.node.pos})
-        return _Evaluator(ev.f, env).eval(self.node.body, ()).value
+    return armexpr.Lambda(tuple(node.params), invoke)
 
 
 class _Evaluator:
@@ -153,7 +149,7 @@ class _Evaluator:
         return Val(nested_reference(self.f, node), {(): node.pos})
 
     def eval_lambda(self, node: syn.Lambda, path: JsonPath) -> Val:
-        return Val(Closure(node, self.env), {(): node.pos})
+        return Val(make_lambda(self.f, node, self.env), {(): node.pos})
 
     def eval_unsupported(self, node: syn.Unsupported, path: JsonPath) -> Val:
         return self.unresolved(node, f"aibx does not evaluate {node.what}; {_fallback()}")
@@ -291,7 +287,9 @@ class _Evaluator:
         declared = self.f.decls.get(node.name)
         if declared is not None and declared.kind == "func" and isinstance(declared.value, syn.Lambda):
             values = [self.eval(a, path).value for a in node.args]
-            return Val(Closure(declared.value, {}).call(self, *values), {(): node.pos})
+            if len(values) != len(declared.value.params):
+                raise EvalError(f"{node.name}() takes {len(declared.value.params)} argument(s)", node.pos)
+            return Val(make_lambda(self.f, declared.value, {})(*values), {(): node.pos})
         special = _SPECIAL.get(name)
         if special is not None:
             return special(self, node, path)
@@ -412,114 +410,6 @@ class _Evaluator:
     def fn_not_evaluated(self, node: syn.Call, path: JsonPath) -> Val:
         return self.unresolved(node, f"aibx does not evaluate {node.name}(); {_fallback()}")
 
-    def fn_lambda(self, node: syn.Call, path: JsonPath) -> Val:
-        """map, filter, reduce, sort, toObject, groupBy, mapValues: Bicep's lambda functions."""
-        name = node.name.lower()
-        values = [self.eval(a, path).value for a in node.args]
-        unknown = next((v for v in values if isinstance(v, Unresolved)), None)
-        if unknown is not None:
-            return Val(unknown, {(): node.pos})
-        try:
-            result = _LAMBDA_FUNCTIONS[name](self, *values)
-        except TypeError:
-            raise EvalError(f"{node.name}(): wrong number or kind of arguments", node.pos) from None
-        except _Unknown as exc:
-            return Val(exc.value, {(): node.pos})
-        return Val(result, {(): node.pos})
-
-
-class _Unknown(Exception):
-    def __init__(self, value: Unresolved) -> None:
-        self.value = value
-
-
-def _apply(ev: _Evaluator, fn: object, *args: object) -> object:
-    if not isinstance(fn, Closure):
-        raise TypeError("not a lambda")
-    out = fn.call(ev, *args)
-    if isinstance(out, Unresolved):
-        raise _Unknown(out)
-    return out
-
-
-def _items(value: object) -> list[object]:
-    if not isinstance(value, list):
-        raise TypeError("not an array")
-    if len(value) > MAX_LOOP_ITEMS:
-        raise TypeError("too many items")
-    return value
-
-
-def _map(ev: _Evaluator, values: object, fn: object) -> object:
-    return [_apply(ev, fn, v) for v in _items(values)]
-
-
-def _filter(ev: _Evaluator, values: object, fn: object) -> object:
-    return [v for v in _items(values) if _apply(ev, fn, v) is True]
-
-
-def _reduce(ev: _Evaluator, values: object, initial: object, fn: object) -> object:
-    acc = initial
-    for v in _items(values):
-        acc = _apply(ev, fn, acc, v)
-    return acc
-
-
-def _sort(ev: _Evaluator, values: object, fn: object) -> object:
-    import functools
-
-    def compare(a: object, b: object) -> int:
-        return -1 if _apply(ev, fn, a, b) is True else (1 if _apply(ev, fn, b, a) is True else 0)
-
-    return sorted(_items(values), key=functools.cmp_to_key(compare))
-
-
-def _to_object(ev: _Evaluator, values: object, key_fn: object, value_fn: object = None) -> object:
-    out: dict[str, object] = {}
-    for v in _items(values):
-        key = _apply(ev, key_fn, v)
-        if not isinstance(key, str):
-            raise TypeError("keys must be strings")
-        out[key] = _apply(ev, value_fn, v) if value_fn is not None else v
-    return out
-
-
-def _group_by(ev: _Evaluator, values: object, key_fn: object) -> object:
-    out: dict[str, list[object]] = {}
-    for v in _items(values):
-        key = _apply(ev, key_fn, v)
-        if not isinstance(key, str):
-            raise TypeError("keys must be strings")
-        out.setdefault(key, []).append(v)
-    return out
-
-
-def _map_values(ev: _Evaluator, obj: object, fn: object) -> object:
-    if not isinstance(obj, dict):
-        raise TypeError("not an object")
-    return {k: _apply(ev, fn, v) for k, v in obj.items()}
-
-
-def _shallow_merge(ev: _Evaluator, values: object) -> object:
-    out: dict[str, object] = {}
-    for v in _items(values):
-        if not isinstance(v, dict):
-            raise TypeError("not an object")
-        out.update(v)
-    return out
-
-
-_LAMBDA_FUNCTIONS: dict[str, Callable[..., object]] = {
-    "map": _map,
-    "filter": _filter,
-    "reduce": _reduce,
-    "sort": _sort,
-    "toobject": _to_object,
-    "groupby": _group_by,
-    "mapvalues": _map_values,
-    "shallowmerge": _shallow_merge,
-}
-
 
 _SPECIAL = {
     "any": _Evaluator.fn_any,
@@ -532,9 +422,6 @@ _SPECIAL = {
     "readenvironmentvariable": _Evaluator.fn_environment_variable,
     "getsecret": _Evaluator.fn_unknown,
     "externalinput": _Evaluator.fn_unknown,
-    **dict.fromkeys(
-        ("filter", "map", "reduce", "sort", "toobject", "groupby", "mapvalues", "shallowmerge"), _Evaluator.fn_lambda
-    ),
 }
 
 

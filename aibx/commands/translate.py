@@ -30,6 +30,8 @@ Fields the target cannot express make the translation lossy: exit 1 unless --all
 Unknown values become <placeholders> (AIB, set with aibx validate -p) or variables (Packer, -var).
 Secrets (secure ARM parameters, sensitive Packer variables) are never written: they become sensitive
 Packer variables, secureString parameters (--arm) or <placeholders> (a bare AIB template: lossy), AIB077.
+Nor are values from your environment (env(), {{env}}, PKR_VAR_NAME; AIB079) unless --allow-env-values,
+nor local files outside the configuration's folder (AIB078) unless --allow-local-files.
 
 exit status: 0 translated, 1 lossy (without --allow-lossy), 2 invalid input or usage
 """
@@ -73,11 +75,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="write the JSON document --format json prints to FILE as well (- is an old spelling of --format json)",
     )
     p.add_argument("--arm", action="store_true", help="--to aib: write an ARM deployment template around the resource")
-    p.add_argument(
-        "--allow-local-files",
-        action="store_true",
-        help="Bicep input: let loadTextContent() and modules read files outside the template's folder",
-    )
     g = p.add_argument_group("Packer input (--to aib)")
     g.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a Packer variable")
     g.add_argument("--var-file", action="append", default=[], metavar="FILE", help="a Packer variables file")
@@ -93,6 +90,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="publish local scripts and files under this URL: aibx writes them to the upload folder and "
         "refers to them with sha256 checksums (without it, small text files are inlined)",
+    )
+    g.add_argument(
+        "--allow-local-files",
+        action="store_true",
+        help="let the configuration's scripts and files be read from anywhere on this machine (absolute paths, "
+        "paths out of its folder) and copied into the translation; by default only files in its own folder are read "
+        "(Bicep input: the same for loadTextContent() and modules)",
+    )
+    g.add_argument(
+        "--allow-env-values",
+        action="store_true",
+        help="write values that come from your environment (env(), {{env}}, PKR_VAR_NAME) into the translation; by "
+        "default a parameter (--arm) or a <placeholder> stands there (AIB079)",
     )
     g.add_argument(
         "--upload-dir",
@@ -223,9 +233,13 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     outcome = _Outcome()
     if Path(args.path).is_dir() or packer_kind(args.path):
         return outcome.fail("AIB076", "this is a Packer configuration; translate it with --to aib", args.path)
-    if args.var or args.var_file or args.only or args.upload_base_uri or args.arm or args.upload_dir:
+    packer_only = (args.var, args.var_file, args.only, args.upload_base_uri, args.arm, args.upload_dir)
+    bicep_input = args.path.lower().endswith((".bicep", ".bicepparam"))
+    if any(packer_only) or (args.allow_local_files and not bicep_input) or args.allow_env_values:
         return outcome.fail(
-            "AIB076", "--var, --var-file, --only, --upload-base-uri, --upload-dir and --arm apply to --to aib"
+            "AIB076",
+            "--var, --var-file, --only, --upload-base-uri, --upload-dir, --arm, --allow-local-files and "
+            "--allow-env-values apply to --to aib",
         )
     loaded = load_templates(args, [args.path])
     # reading problems stop the translation; what AIB would reject in a readable template does not (the
@@ -291,8 +305,9 @@ def _variables(config: object) -> dict[str, object]:
     from aibx.translators.bicep_writer import PackerVariable
 
     sensitive = getattr(config, "sensitive_names", set())
+    secrets = getattr(config, "secrets", set())  # values from the environment are secrets too (AIB079)
     return {
-        name: PackerVariable(value, name in sensitive)
+        name: PackerVariable(value, name in sensitive or (isinstance(value, str) and value in secrets))
         for name, value in getattr(config, "variables", {}).items()
         if value is not None and not isinstance(value, Unresolved)
     }
@@ -322,7 +337,13 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         return outcome.fail("AIB008", f"--api-version {args.api_version}: known are {', '.join(API_VERSIONS)}")
     config = read_packer(
         path,
-        PackerInputs(variables=args.var, var_files=args.var_file, env=dict(os.environ), cwd=os.getcwd()),
+        PackerInputs(
+            variables=args.var,
+            var_files=args.var_file,
+            env=dict(os.environ),
+            cwd=os.getcwd(),
+            env_values=args.allow_env_values,
+        ),
     )
     outcome.diagnostics += config.diagnostics
     if has_errors(config.diagnostics):
@@ -334,6 +355,7 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         upload_base_uri=args.upload_base_uri,
         api_version=args.api_version or API_VERSIONS[-1],
         cwd=os.getcwd(),
+        allow_local_files=args.allow_local_files,
     )
     translations = packer_to_aib(config, options)
     if not translations:
