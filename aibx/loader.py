@@ -300,7 +300,7 @@ def what_it_looks_like(text: str) -> str | None:
         )
     if _BICEP.search(code) or lines[0].lstrip().startswith("@"):
         return (
-            "this looks like a Bicep file: name it FILE.bicep (or pipe it to `aibx validate -`) and aibx reads it "
+            "this looks like a Bicep file: give it a .bicep name (or pipe it to `aibx validate -`) and aibx reads it "
             "as Bicep; `az bicep build --file FILE` and the .json it writes work too"
         )
     if all(_HCL_ASSIGNMENT.match(ln) for ln in lines[:20]):
