@@ -459,7 +459,7 @@ def _execute(args, prepared, selected, target, connect_options, run_options) -> 
     return code
 
 
-def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
+def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int | Refusal:  # type: ignore[no-untyped-def]
     """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table.
     A host's log is opened when its turn comes and closed when it is done: descriptors stay proportional to
     --parallel, however many hosts (and the soft limit on open files is raised to the hard one first)."""

@@ -10,6 +10,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aibx.diagnostics import Diagnostic
     from aibx.loader import LoadOptions
     from aibx.model import OsType
@@ -158,7 +160,7 @@ def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
     return loaded
 
 
-def _warn_secure_parameters_on_the_command_line(parameters: dict[str, str], results: list[Result]) -> None:
+def _warn_secure_parameters_on_the_command_line(parameters: Mapping[str, str], results: list[Result]) -> None:
     """A secureString (or secureObject) value given with ``-p`` is in this process's command line, which every
     local user can read (``ps``, /proc/PID/cmdline): say so, once per name (never the value)."""
     import sys
