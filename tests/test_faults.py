@@ -102,6 +102,10 @@ def test_an_upload_cut_by_sigint_leaves_no_partial_file(ssh_target: SshTarget, t
     with source.open("wb") as f:
         f.truncate(256 * 1024 * 1024)  # sparse here; a few seconds of SFTP on loopback
     destination = ssh_target.host_path(f"{d}/big.bin")
+
+    def partial_size() -> int:  # the upload goes to a new file beside the destination, renamed over it at the end
+        return sum(p.stat().st_size for p in destination.parent.glob(".big.bin.aibx-*"))
+
     step = {"type": "File", "name": "big", "sourceUri": "file:big.bin", "destination": f"{d}/big.bin"}
     report = tmp_path / "report.json"
     proc = subprocess.Popen(
@@ -111,7 +115,7 @@ def test_an_upload_cut_by_sigint_leaves_no_partial_file(ssh_target: SshTarget, t
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not (destination.exists() and destination.stat().st_size > 0):
+    while not partial_size():
         assert time.monotonic() < deadline and proc.poll() is None, "the upload did not start"
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
@@ -119,7 +123,7 @@ def test_an_upload_cut_by_sigint_leaves_no_partial_file(ssh_target: SshTarget, t
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "Task exception" not in out
     assert json.loads(report.read_text())["steps"][1]["outcome"] == "interrupted", out
-    assert list(ssh_target.host_path(d).iterdir()) == []  # no truncated big.bin
+    assert list(ssh_target.host_path(d).iterdir()) == []  # no truncated big.bin, nor the file it was written to
 
 
 def in_mount_namespace(setup: str, command: list[str], after: str = "", **popen: object) -> subprocess.Popen[str]:

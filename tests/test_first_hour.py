@@ -517,12 +517,12 @@ def test_plan_shows_the_wrapper_once_and_every_script(tmp_path: Path) -> None:
     template = write_template(tmp_path, steps)
     plan = invoke("plan", template)
     assert plan.code == 0
-    assert plan.out.count("(umask 077; set -C; exec cat") == 1
+    assert plan.out.count('(umask 077; exec cat >"$f")') == 1
     assert plan.out.count("the wrapper shown in step [2]") == 2
     for name in ("one", "two", "three"):
         assert f"| echo {name}" in plan.out
     verbose = invoke("plan", template, "-v")
-    assert verbose.out.count("(umask 077; set -C; exec cat") == 3
+    assert verbose.out.count('(umask 077; exec cat >"$f")') == 3
 
 
 def test_an_interrupt_at_a_question_ends_the_run_with_130(tmp_path: Path) -> None:

@@ -113,9 +113,9 @@ def test_a_reboot_mid_step_is_survived_and_the_next_step_runs_on_the_new_boot(
     if cut:
         assert "did not run to completion" in log and "ended by a reboot before the command finished" in run.result.out
         # the step's temporary script, left behind by the cut, was removed after the reboot
-        script = re.search(r"update-kernel: exec f=(/tmp/aibx-\w+\.sh)", log)
+        script = re.search(r"update-kernel: exec d=(/tmp/aibx-\w+);", log)
         assert script and Path(script[1]).name not in target.host_path(f"{d}/tmp-listing").read_text()
-        assert f"update-kernel: exec rm -f {script[1]}" in log
+        assert f"update-kernel: exec rm -rf {script[1]}" in log
     else:
         assert "aibx: the script finished and the VM is shutting down" in run.result.out
         assert "the command finished, then the VM restarted" in log
@@ -238,10 +238,14 @@ def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_targ
     destination = target.host_path(f"{d}/big.bin")
     seen_partial: list[int] = []
 
+    def partial_size() -> int:  # the upload goes to a new file beside the destination, renamed over it at the end
+        sizes = [p.stat().st_size for p in destination.parent.glob(".big.bin.aibx-*")]
+        return sizes[0] if sizes else 0
+
     def reboot_mid_upload() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            size = destination.stat().st_size if destination.exists() else 0
+            size = partial_size()
             if 0 < size < len(data):
                 seen_partial.append(size)
                 target.reboot(down_s=0.5, refused_s=0.3)
@@ -266,6 +270,7 @@ def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_targ
     assert reboot["during"] == f"an upload to {d}/big.bin" and reboot["confirmed"] is True
     assert f"writing {d}/big.bin again, from the start" in run.result.err
     assert step(run, "payload")["reboots"] == 1 and step(run, "payload")["outcome"] == "succeeded"
+    assert [p.name for p in destination.parent.iterdir()] == ["big.bin"]  # the cut attempt's file is gone too
 
 
 # ----------------------------------------------------------------------------------------------- failures

@@ -382,7 +382,7 @@ def test_a_fleet_of_more_hosts_than_open_files_runs(ssh_target: SshTarget, tmp_p
     # each host its own temporary names (the plan was compiled once for all before: the 11 clashed in one /tmp)
     import re
 
-    scripts = {n: re.findall(r"/tmp/aibx-[0-9a-f]{16}\.sh", written[f"c-{n}.log"])[0] for n in real}
+    scripts = {n: re.findall(r"/tmp/aibx-[0-9a-f]{16}/script\.sh", written[f"c-{n}.log"])[0] for n in real}
     assert len(set(scripts.values())) == len(real)
 
 
@@ -395,3 +395,69 @@ def test_the_soft_limit_on_open_files_is_raised_to_the_hard_one() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "(4096, 4096) (4096, 4096)", done.stderr
+
+
+# ----------------------------------------------------------------------------------------------- item 4: File
+def file_step(tmp_path: Path, destination: str) -> Path:
+    (tmp_path / "payload.txt").write_text("from the template\n")
+    step = {"type": "File", "name": "copy", "sourceUri": "file:payload.txt", "destination": destination}
+    return write_template(tmp_path, [step])
+
+
+def test_a_file_destination_that_is_a_symlink_is_refused_over_ssh(ssh_target: SshTarget, tmp_path: Path) -> None:
+    """Another VM user plants /tmp/app.conf -> the login user's own file: the upload does not write through it
+    (before, it did, and the step "succeeded"). A destination that is a plain file is replaced, through a new file
+    renamed over it."""
+    victim = ssh_target.remote_dir("home") + "/precious"
+    ssh_target.host_path(victim).write_text("precious\n")
+    ssh_target.host_path("/tmp/app.conf").symlink_to(victim)
+    result = invoke("run", file_step(tmp_path, "/tmp/app.conf"), "--host", ssh_target.url, *ssh_auth(ssh_target),
+                    "--log", tmp_path / "c.log")  # fmt: skip
+    assert result.code == 1, result.text
+    assert f"/tmp/app.conf: is a symbolic link (to {victim}); aibx does not write through one" in result.err
+    assert ssh_target.host_path(victim).read_text() == "precious\n"
+    ssh_target.host_path("/tmp/app.conf").unlink()
+    ssh_target.host_path("/tmp/app.conf").write_text("old\n")
+    if os.geteuid() == 0:  # the login user's own file, as the first run would have left it
+        import pwd
+
+        user = pwd.getpwnam(ssh_target.user)
+        os.chown(ssh_target.host_path("/tmp/app.conf"), user.pw_uid, user.pw_gid)
+    result = invoke("run", file_step(tmp_path, "/tmp/app.conf"), "--host", ssh_target.url, *ssh_auth(ssh_target),
+                    "--log", tmp_path / "c.log")  # fmt: skip
+    assert result.code == 0, result.text
+    assert ssh_target.host_path("/tmp/app.conf").read_text() == "from the template\n"
+    assert [p.name for p in ssh_target.host_path("/tmp").iterdir() if ".aibx-" in p.name] == []
+
+
+def test_a_file_destination_that_is_a_symlink_is_refused_locally(tmp_path: Path) -> None:
+    victim = tmp_path / "precious"
+    victim.write_text("precious\n")
+    link = tmp_path / "app.conf"
+    link.symlink_to(victim)
+    folder = tmp_path / "template"
+    folder.mkdir()
+    result = invoke("run", file_step(folder, str(link)), "--host", "local", "--log", tmp_path / "c.log")
+    assert result.code == 1, result.text
+    assert f"is a symbolic link (to {victim}); aibx does not write through one" in result.err
+    assert victim.read_text() == "precious\n"
+
+
+def test_the_vm_follows_no_redirect_to_another_scheme_either(content_server: ContentServer, tmp_path: Path) -> None:
+    """With --fetch-on-target the VM's curl downloads: it is held to the same rule (--proto, --proto-redir)."""
+    from aibx.provisioners import posix
+    from tests.support.requirements import require_program
+
+    require_program("curl")
+    ftp = Listener()
+    marker = tmp_path / "ran"
+    try:
+        uri = content_server.redirect("/s.sh", f"ftp://127.0.0.1:{ftp.port}/s.sh")
+        fetched = str(tmp_path / "fetched")
+        script = posix.fetch_and_run_script(uri, None, fetched)
+        done = subprocess.run(["sh", "-e", "-c", script.decode()], capture_output=True, timeout=60)
+        assert done.returncode != 0 and not marker.exists()
+        assert b"Protocol" in done.stderr or b"protocol" in done.stderr, done.stderr
+        assert ftp.connections() == 0
+    finally:
+        ftp.close()

@@ -337,6 +337,7 @@ class _Reader:
                     self.add_secret(self.values[name], name)
         for value, source, where in from_env:
             self.add_environment_value(value, source, where)
+        self.config.variables = {name: self.values[name] for name in self.var_decls}
 
     def add_environment_value(self, value: Any, source: str, where: Location) -> None:
         """A value that came from the environment is a secret unless the user asked for values (env_values)."""

@@ -254,6 +254,7 @@ class _Reader:
                 self.error("AIB074", f'--var {name}: the template declares no variable "{name}"', file="<command line>")
                 continue
             self.values[name.strip()] = value
+        self.config.variables = {name: self.values[name] for name in declared if name in self.values}
         if not isinstance(sensitive, list) or not all(isinstance(name, str) for name in sensitive):
             self.error("AIB072", '"sensitive-variables" must be a list of variable names', ("sensitive-variables",))
             return

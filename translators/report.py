@@ -76,7 +76,7 @@ class Report:
     """What one translation did with each field or step of its input."""
 
     source: str  # the input file or folder
-    target: str  # "packer" or "aib"
+    target: str  # "packer", "aib" or "bicep"
     name: str = ""  # the template or build it describes
     output: str | None = None  # where the result was written (None: standard output)
     entries: list[Entry] = field(default_factory=list)
@@ -159,7 +159,8 @@ def format_reports(reports: Iterable[Report], style: Style | None = None) -> str
     for report in reports:
         arrow = report.output or "<stdout>"
         title = f"{report.source}" + (f" [{report.name}]" if report.name else "")
-        lines.append(f"{title} -> {arrow} ({'Packer HCL2' if report.target == 'packer' else 'AIB template'})")
+        kind = {"packer": "Packer HCL2", "bicep": "Bicep"}.get(report.target, "AIB template")
+        lines.append(f"{title} -> {arrow} ({kind})")
         width = max((len(e.subject) for e in report.entries), default=0)
         width = min(width, 48)
         for e in report.entries:

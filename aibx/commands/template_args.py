@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aibx.diagnostics import Diagnostic
     from aibx.loader import LoadOptions
     from aibx.model import OsType
     from aibx.validation import Result
 
 # what a folder argument expands to; dot-folders (.git, .venv) are not searched
-TEMPLATE_PATTERNS = ("*.json", "*.jsonc")
+TEMPLATE_PATTERNS = ("*.json", "*.jsonc", "*.bicep")
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +77,7 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         context=armexpr.DeploymentContext(
             subscription_id=args.subscription_id, resource_group=args.resource_group, location=args.location
         ),
+        allow_local_files=getattr(args, "allow_local_files", False),
     )
     return opts, diags
 

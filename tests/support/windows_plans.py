@@ -12,7 +12,7 @@ from aibx.provisioners import CompileContext, CompileOptions, compile_step
 
 
 def template_from(path: Path, os_override: model.OsType | None = None) -> model.ImageTemplate:
-    result = load(path, LoadOptions())
+    result = load(str(path), LoadOptions())
     assert result.documents, result.diagnostics
     return model.from_document(result.documents[0], os_override)
 
