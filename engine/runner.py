@@ -258,7 +258,7 @@ class Runner:
 
     def _deadline_message(self) -> str:
         minutes = self.options.timeout_seconds / 60
-        return f"the build timeout of {minutes:g} minutes expired (buildTimeoutInMinutes, or --timeout-minutes)"
+        return f"the build timeout of {minutes:g} minutes expired (buildTimeoutInMinutes, or --timeout)"
 
     def _refusals(self) -> str:
         """Steps that cannot run, found before anything is fetched or connected to."""
