@@ -185,9 +185,10 @@ def _bare_placeholder_hint(text: str, line: int, column: int) -> str:
     return f"; {m.group()} is a placeholder outside quotes: replace it with a JSON value (a string in quotes) first"
 
 
-def load(path: str, options: LoadOptions | None = None) -> LoadResult:
+def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> LoadResult:
     """Load the image templates in one file (``-`` for standard input; a ``.bicep`` or ``.bicepparam`` file is
     read as Bicep)."""
+    path = os.fspath(path)
     if path.lower().endswith((".bicep", ".bicepparam")):
         from aibx.bicep import load_bicep
 
