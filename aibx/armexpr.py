@@ -137,6 +137,8 @@ def evaluate(text: str, scope: Scope, *, original: str | None = None) -> object:
         result = _Evaluator(scope, original or f"[{text}]").eval(node)
     except RecursionError:  # variables that refer to variables, hundreds deep
         raise ExpressionError("the expression (or the variables it uses) is nested too deeply") from None
+    if isinstance(result, Lambda):
+        raise ExpressionError(f"a lambda is not a value: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only")
     if isinstance(result, Unresolved) and original is not None:
         return Unresolved(original, result.reason, result.reported)
     return result
@@ -332,6 +334,10 @@ class _Evaluator:
                 return cond
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
+        if name not in _LAMBDA_TAKERS and any(isinstance(a, Lambda) for a in args):
+            raise ExpressionError(
+                f"{node.name}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only"
+            )
         if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid", "lambdavariables"):
             for a in args:
                 if isinstance(a, Unresolved):
@@ -998,6 +1004,10 @@ def unique_string(*values: str) -> str:
     h = _arm_murmur64("-".join(values).encode("utf-8"))
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
+
+# the functions that take a lambda() argument (ARM allows one nowhere else)
+_LAMBDA_TAKERS = ("filter", "map", "reduce", "sort", "toobject", "groupby", "mapvalues")
+_LAMBDA_TAKERS_TEXT = "filter(), map(), reduce(), sort(), toObject(), groupBy() and mapValues()"
 
 # functions whose result holds (copies of) their arguments, or grows from them
 _BUILDERS = {
