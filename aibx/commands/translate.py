@@ -204,7 +204,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         return outcome.fail(
             "AIB076", "--var, --var-file, --only, --upload-base-uri, --upload-dir and --arm apply to --to aib"
         )
-    loaded = load_templates(args, [args.path])
+    loaded = load_templates(args, [args.path], open_parameters=True)
     # reading problems stop the translation; what AIB would reject in a readable template does not (the
     # translation shows exactly what it made of each field), so validation errors are shown as warnings
     outcome.diagnostics += loaded.diagnostics
