@@ -27,7 +27,7 @@ from aibx.translators.aib import NEWEST_API_VERSION
 from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef, text_of
 from aibx.translators.packer_provisioners import INLINE_LIMIT, StepMapper, provisioner_subject
 from aibx.translators.report import Location, Report
-from aibx.translators.to_packer import VALIDATION_MARK
+from aibx.translators.to_packer import GALLERY_STAGING_VARIABLE, VALIDATION_MARK
 
 _WAAGENT = re.compile(r"\bwaagent\b.*-deprovision")
 _WAAGENT_DEFAULT = re.compile(
@@ -108,7 +108,19 @@ def _selected(patterns: list[str], build: Build, source: SourceRef) -> bool:
 
 
 def _sane_name(text: str) -> str:
-    return _NOT_RUN_OUTPUT.sub("-", text).strip("-")[:64] or "output"
+    return _NOT_RUN_OUTPUT.sub("-", text).strip("-") or "output"
+
+
+def fit_name(name: str, limit: int = 64) -> str:
+    """``name`` in AIB's alphabet for names and run outputs (letters, digits, - _ .) and within ``limit``
+    characters: a longer one keeps its start and ends with a hash of the whole name, so it stays unique."""
+    sane = _sane_name(name)
+    if len(sane) <= limit and sane == name:
+        return name
+    if len(sane) <= limit:
+        return sane
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{sane[: limit - 7].rstrip('-_.')}-{digest}"
 
 
 # ----------------------------------------------------------------------------------------------- one source
@@ -131,7 +143,13 @@ class SourceTranslator:
             secure_locations=dict(config.sensitive_locations),
         )
         self.uploads: dict[str, Upload] = {}
-        self.tpl = model.ImageTemplate(file=config.path, name=source.name, api_version=options.api_version)
+        self.tpl = model.ImageTemplate(file=config.path, name=fit_name(source.name), api_version=options.api_version)
+        if self.tpl.name != source.name:
+            self.report.approximated(
+                f"source {source.full_name}",
+                f"template name {self.tpl.name}: AIB names have at most 64 letters, digits, - _ and .",
+                source.location,
+            )
         self.subscription: model.Text = ""
         self.username = "packer"
         self.used: set[str] = set()
@@ -443,12 +461,35 @@ class SourceTranslator:
         if vm != model.VmProfile():
             self.tpl.vm_profile = vm
 
+    def run_output(self, kind: str) -> str:
+        """The runOutputName of one output, NAME-KIND, within AIB's 64 characters (reported when shortened)."""
+        want = f"{_sane_name(self.source.name)}-{kind}"
+        name = fit_name(want)
+        if name != want:
+            self.report.approximated(
+                f"runOutputName {kind}", f"{name}: AIB's run output names have at most 64 characters ({want})"
+            )
+        return name
+
     def outputs(self) -> None:
         r, sec = self.report, self.sec
         base = _sane_name(self.source.name)
         mi_name = self.take("managed_image_name")
         mi_rg = self.take("managed_image_resource_group_name")
-        if mi_name is not None and (text_of(mi_name.value) or isinstance(mi_name.value, Unresolved)):
+        companion = (
+            mi_name is not None
+            and mi_name.origin == f"var.{GALLERY_STAGING_VARIABLE}"
+            and bool(sec.sections("shared_image_gallery_destination"))
+        )
+        if companion and mi_name is not None:
+            r.approximated(
+                self.subject("managed_image_name"),
+                "the managed image aibx writes for a gallery output (old azure plugins publish a gallery version "
+                "from one): AIB publishes the gallery version directly",
+                mi_name.location,
+            )
+        elif mi_name is not None and (text_of(mi_name.value) or isinstance(mi_name.value, Unresolved)):
+            run_output = self.run_output("managed-image")
             image_id = self.join(
                 "/subscriptions/",
                 self.subscription,
@@ -458,13 +499,11 @@ class SourceTranslator:
                 self.required("managed_image_name", mi_name),
             )
             self.tpl.distribute.append(
-                model.ManagedImageDistributor(
-                    image_id=image_id, location=self.tpl.location, run_output_name=f"{base}-managed-image"
-                )
+                model.ManagedImageDistributor(image_id=image_id, location=self.tpl.location, run_output_name=run_output)
             )
             r.mapped(
                 self.subject("managed_image_name"),
-                f"distribute ManagedImage (runOutputName {base}-managed-image)",
+                f"distribute ManagedImage (runOutputName {run_output})",
                 mi_name.location,
             )
         for key in (
@@ -493,10 +532,11 @@ class SourceTranslator:
         account = self.take("storage_account")
         vhd_rg = self.take("resource_group_name")
         if container is not None or account is not None:
-            self.tpl.distribute.append(model.VhdDistributor(run_output_name=f"{base}-vhd"))
+            run_output = self.run_output("vhd")
+            self.tpl.distribute.append(model.VhdDistributor(run_output_name=run_output))
             r.approximated(
                 self.subject("capture_container_name"),
-                f"distribute VHD (runOutputName {base}-vhd): AIB writes the VHD to its staging storage account "
+                f"distribute VHD (runOutputName {run_output}): AIB writes the VHD to its staging storage account "
                 "(set distribute[].uri to choose a blob)",
                 (container or account).location,  # type: ignore[union-attr]
             )
@@ -530,7 +570,7 @@ class SourceTranslator:
             "/images/",
             self.required("image_name", d.get("image_name")),
         )
-        dist = model.SharedImageDistributor(run_output_name=f"{base}-gallery-image")
+        dist = model.SharedImageDistributor(run_output_name=self.run_output("gallery-image"))
         if isinstance(version, str) and version:
             dist.gallery_image_id = self.join(gallery_id, "/versions/", version)
             r.mapped(self.subject("shared_image_gallery_destination"), "distribute SharedImage", d.location)

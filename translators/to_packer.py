@@ -39,6 +39,9 @@ VALIDATION_COMMENT = (
 )
 STAGE_COMMENT = "AIB stages its default deprovision script before the customizers; a customizer may replace it."
 DEPROVISION_COMMENT = "AIB's implicit last step: deprovision (runs the staged script, or a customizer's override)."
+# the variable naming the managed image written beside a gallery output (gallery_companion_image); the Packer →
+# AIB translation recognises it
+GALLERY_STAGING_VARIABLE = "gallery_staging_image_name"
 STAGE_NAME = "aibx: stage AIB's default deprovision script"
 DEPROVISION_NAME = "aibx: deprovision (AIB's implicit last step)"
 _PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_.\-]*)>")
@@ -54,6 +57,7 @@ OUTPUT_ATTRIBUTES = {
     "capture_container_name",
     "capture_name_prefix",
 }
+_CAPTURE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.]{0,23}")
 # stands for an open URI in the download idioms (the '?' makes the quoting functions quote it)
 OPEN_URI = "https://aibx.invalid/open?uri"
 OPEN_DESTINATION = "/aibx-open-destination?"
@@ -676,8 +680,31 @@ class ToPacker:
                     "Packer has no run outputs: it prints the artifact ID (a manifest post-processor records it)",
                     self.loc((*d.path, "runOutputName")),
                 )
+        for source in [self.source, *self.extra_outputs]:
+            self.gallery_companion_image(source)
         if not self.tpl.distribute:
             r.dropped("properties.distribute", "the template has no distribute target", self.loc(("properties",)))
+
+    def gallery_companion_image(self, source: Block) -> None:
+        """A gallery version alone is an output only for the azure plugin >= 1.4; before it (the builder inside
+        Packer <= 1.7) the version is published from a managed image. So a source writing a gallery version and
+        no managed image also writes one, in the gallery's resource group, that any Packer accepts."""
+        dest = next((b for b in source.blocks if b.type == "shared_image_gallery_destination"), None)
+        if dest is None or "managed_image_name" in source.attributes:
+            return
+        name = self.variable(
+            GALLERY_STAGING_VARIABLE,
+            "managed image Packer publishes the gallery version from (azure plugin < 1.4 needs one)",
+            default=f"{self.name}-gallery-staging"[:80],
+        )
+        source.set("managed_image_name", name)
+        source.set("managed_image_resource_group_name", dest.attributes.get("resource_group"))
+        self.report.approximated(
+            f"shared_image_gallery_destination ({source.labels[1]})",
+            "also a managed image, var.gallery_staging_image_name in the gallery's resource group: the azure-arm "
+            "builder before plugin 1.4 (Packer <= 1.7) publishes a gallery version from a managed image; with a "
+            "newer plugin the two lines may be removed",
+        )
 
     def output(self, d: model.Distributor, label: str) -> bool:
         if isinstance(d, model.ManagedImageDistributor):
@@ -762,7 +789,15 @@ class ToPacker:
                     "Packer does not number versions: pass -var image_version=X.Y.Z",
                     self.loc((*d.path, "versioning")),
                 )
-        if d.replication_regions is not None:
+        if not d.replication_regions and not d.target_regions and self.tpl.location is not None:
+            dest.set("replication_regions", [self.text(self.tpl.location, "location")])
+            r.approximated(
+                self.subject((*d.path, "replicationRegions")),
+                "none given: AIB replicates to the template's location, written as replication_regions (Packer "
+                "before azure plugin 2 needs it)",
+                self.loc(d.path),
+            )
+        elif d.replication_regions is not None:
             dest.set("replication_regions", [self.text(x, "replication_region") for x in d.replication_regions])
             r.mapped(
                 self.subject((*d.path, "replicationRegions")),
@@ -840,7 +875,7 @@ class ToPacker:
             "resource_group_name", self.variable("vhd_resource_group_name", "resource group of the storage account")
         )
         src.set("capture_container_name", container)
-        src.set("capture_name_prefix", prefix)
+        src.set("capture_name_prefix", self.capture_prefix(prefix))
         where = f"uri {redact_uri(d.uri)}" if isinstance(d.uri, str) else "no uri (AIB uses its staging storage)"
         self.report.approximated(
             label,
@@ -849,6 +884,18 @@ class ToPacker:
             self.loc(d.path),
         )
         return True
+
+    def capture_prefix(self, prefix: str | Expr) -> str | Expr:
+        """A capture_name_prefix Packer accepts (^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$), shortened deterministically."""
+        if not isinstance(prefix, str) or _CAPTURE_PREFIX.fullmatch(prefix):
+            return prefix
+        short = shorten(re.sub(r"[^A-Za-z0-9_.-]", "-", prefix).lstrip("_.-") or "aibx", 24)
+        self.report.approximated(
+            "capture_name_prefix",
+            f"{prefix!r} does not fit Packer's pattern for capture_name_prefix (24 characters, letters, digits, "
+            f"_ . -): shortened to {short!r}",
+        )
+        return short
 
     # ------------------------------------------------------------------------------------------- steps
     def provisioners(self) -> None:
@@ -1083,6 +1130,14 @@ class ToPacker:
         except ValueError:
             return str(path)
         return template([Expr("path.root"), "/" + rel.as_posix()])
+
+
+def shorten(name: str, limit: int) -> str:
+    """``name`` within ``limit`` characters, deterministically: its start, then a hash of the whole name."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - 7].rstrip('_.-')}-{digest}"
 
 
 def _fits(group: dict[str, model.Distributor], d: model.Distributor) -> bool:
