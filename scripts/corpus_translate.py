@@ -76,7 +76,7 @@ def run_aibx(argv: list[str]) -> tuple[int, str]:
     with redirect_stderr(err), redirect_stdout(io.StringIO()):
         try:
             code = aibx(argv)
-        except Exception as exc:  # noqa: BLE001 -- counted as an internal error
+        except Exception as exc:  # counted as an internal error
             code, _ = 70, err.write(f"aibx: internal error: {type(exc).__name__}: {exc}\n")
     return code, err.getvalue()
 
@@ -209,7 +209,7 @@ def roundtrip(original: Path, hcl: Path, folder: Path, tally: Tally) -> str:
     for result in results:
         tally.roundtrip_total += 1
         got = customizers(result)
-        kept = sum(1 for w, g in zip(want, got) if w == g) if len(got) == len(want) else 0
+        kept = sum(1 for w, g in zip(want, got, strict=True) if w == g) if len(got) == len(want) else 0
         tally.customizers += len(want)
         tally.customizers_kept += kept
         ok = kept == len(want)
