@@ -111,6 +111,10 @@ def _sane_name(text: str) -> str:
     return _NOT_RUN_OUTPUT.sub("-", text).strip("-") or "output"
 
 
+def _unknown_text(value: Unresolved) -> str:
+    return f"not known: {value.reason}"
+
+
 def fit_name(name: str, limit: int = 64) -> str:
     """``name`` in AIB's alphabet for names and run outputs (letters, digits, - _ .) and within ``limit``
     characters: a longer one keeps its start and ends with a hash of the whole name, so it stays unique."""
@@ -421,12 +425,15 @@ class SourceTranslator:
             vm.os_disk_size_gb = int(disk.value)
             r.mapped(self.subject("os_disk_size_gb"), "vmProfile.osDiskSizeGB", disk.location)
         extra = self.take("disk_additional_size")
-        if extra is not None and isinstance(extra.value, list):
+        if extra is not None and isinstance(extra.value, Unresolved):
+            r.dropped(self.subject("disk_additional_size"), _unknown_text(extra.value), extra.location)
+        elif extra is not None and isinstance(extra.value, list):
             self.tpl.additional_data_disks = [int(x) if str(x).isdigit() else None for x in extra.value]
             r.mapped(self.subject("disk_additional_size"), "additionalDataDisks", extra.location)
         ids = self.take("user_assigned_managed_identities")
-        if ids is not None and isinstance(ids.value, list) and ids.value:
-            vm.user_assigned_identities = [x for x in ids.value if isinstance(x, (str, Unresolved))]
+        if ids is not None and isinstance(ids.value, (list, Unresolved)) and ids.value:
+            values = self.open_list(ids.value, "user_assigned_managed_identities")
+            vm.user_assigned_identities = [x for x in values if isinstance(x, (str, Unresolved))]
             r.mapped(self.subject("user_assigned_managed_identities"), "vmProfile.userAssignedIdentities", ids.location)
         vnet = self.take("virtual_network_name")
         subnet = self.take("virtual_network_subnet_name")
@@ -460,6 +467,17 @@ class SourceTranslator:
                     r.dropped(self.subject(key), "needs virtual_network_name", attr.location)
         if vm != model.VmProfile():
             self.tpl.vm_profile = vm
+
+    def open_list(self, value: object, key: str) -> list[object]:
+        """A list setting; a list variable without a value is one open value (a <placeholder> to fill in with
+        the whole list's items), reported."""
+        if isinstance(value, Unresolved):
+            self.report.approximated(
+                self.subject(key),
+                f"a list without a value ({value.reason}): one placeholder {value.text}; give each item",
+            )
+            return [value]
+        return value if isinstance(value, list) else []
 
     def run_output(self, kind: str) -> str:
         """The runOutputName of one output, NAME-KIND, within AIB's 64 characters (reported when shortened)."""
@@ -583,7 +601,11 @@ class SourceTranslator:
             )
             r.mapped(self.subject("shared_image_gallery_destination"), "distribute SharedImage", d.location)
         storage = text_of(d.value("storage_account_type"))
-        regions = [x for x in (d.value("replication_regions") or []) if isinstance(x, (str, Unresolved))]
+        regions = [
+            x
+            for x in self.open_list(d.value("replication_regions"), "replication_regions")
+            if isinstance(x, (str, Unresolved))
+        ]
         targets = d.sections("target_region")
         count = replicas.value if replicas is not None else None
         if targets:
@@ -734,6 +756,15 @@ class SourceTranslator:
             if other.type == "packer":
                 r.approximated(
                     "packer {}", "required_plugins and version constraints: AIB brings its own Packer", other.location
+                )
+            elif other.type == "data":
+                label = " ".join([other.type, *other.labels])
+                r.approximated(
+                    label,
+                    "a data source is read when Packer builds (HCP Packer's registry, a cloud API): where the "
+                    f"configuration uses it, the AIB template has a placeholder <{'.'.join(other.labels)}...> to "
+                    "fill in",
+                    other.location,
                 )
             else:
                 label = " ".join([other.type, *other.labels])

@@ -179,7 +179,7 @@ class StepMapper:
             # a variable without a value is an open value (a <placeholder>), carried as such; a value only known
             # while Packer builds (build.*) is not
             if not isinstance(inline, list) or not all(isinstance(x, (str, Unresolved)) for x in inline):
-                self.done("dropped", "inline holds values only known while Packer builds: " + _unknown(inline))
+                self.done("dropped", "inline is not known before Packer builds: " + _unknown(inline))
                 return None
             return [("inline", None, None)]
         paths = [script] if script not in (None, "") else scripts
