@@ -30,10 +30,11 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hcl2
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.support
 
 from aibx.cli import main as aibx
 from aibx.loader import read_json
+from tests.support.packer import packer_validate
 
 # what a user of these configurations passes on the command line (their builds need it)
 RUNS: dict[str, list[tuple[list[str], list[str]]]] = {
@@ -95,62 +96,14 @@ def aib_valid(path: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- AIB → Packer
-def variable_values(text: str) -> list[str]:
-    """``-var`` arguments giving a plausible value to every variable without a default."""
-    out: list[str] = []
-    for var in hcl2.loads(text).get("variable", []):
-        for quoted, spec in var.items():
-            name = quoted.strip('"')
-            if "default" in spec:
-                continue
-            kind = str(spec.get("type", "string"))
-            if "bool" in kind:
-                value = "true"
-            elif "number" in kind:
-                value = "1"
-            elif "list" in kind:
-                value = '["x"]'
-            elif "version" in name.lower():
-                value = "1.0.0"
-            elif "subscription" in name.lower():
-                value = "00000000-0000-0000-0000-000000000000"
-            else:
-                value = "x1"
-            out += ["-var", f"{name}={value}"]
-    return out
-
-
 def packer_check(hcl: Path, scratch: Path) -> tuple[bool, bool, str]:
     """(packer fmt -check ok, packer validate ok, Packer's complaint) for one written file."""
     env = dict(os.environ, CHECKPOINT_DISABLE="1", HOME=str(scratch / "home"), PACKER_CACHE_DIR=str(scratch / "cache"))
     text = hcl.read_text()
     fmt = subprocess.run(["packer", "fmt", "-check", hcl.name], cwd=hcl.parent, env=env, capture_output=True)
-    doc = hcl2.loads(text)
-    folder = hcl.parent / "166"
-    folder.mkdir()
-    stripped = _strip_for_166(text)
-    (folder / "t.pkr.hcl").write_text(stripped)
-    argv = ["packer", "validate", *variable_values(text), "t.pkr.hcl"]
-    check = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True)
+    check = packer_validate(text, hcl.parent / "166", scratch)
     complaint = " ".join((check.stdout + check.stderr).split())[:200]
-    del doc
     return fmt.returncode == 0, check.returncode == 0, complaint
-
-
-def _strip_for_166(text: str) -> str:
-    """The text without its ``packer {}`` block and windows-update provisioners (Packer 1.6.6 has neither)."""
-    lines = text.split("\n")
-    out: list[str] = []
-    skip_depth = 0
-    for line in lines:
-        if skip_depth:
-            skip_depth += line.count("{") - line.count("}")
-            continue
-        if line.startswith("packer {") or line.strip() == 'provisioner "windows-update" {':
-            skip_depth = line.count("{") - line.count("}")
-            continue
-        out.append(line)
-    return "\n".join(out)
 
 
 def customizers(path: Path) -> list[tuple[str, str]]:

@@ -46,6 +46,10 @@ def normalise(tpl: model.ImageTemplate) -> dict[str, Any]:
         d.pop("runOutputName", None)
         d.pop("versioning", None)
         tags.update(d.pop("artifactTags", None) or {})
+        if d.get("storageAccountType") == "Standard_LRS":  # the default of AIB and Packer alike
+            del d["storageAccountType"]
+        if "replicationRegions" in d:  # the same as targetRegions with AIB's defaults (replication_regions)
+            d["targetRegions"] = [{"name": r} for r in d.pop("replicationRegions")]
         if d["type"] == "VHD":
             d.pop("uri", None)
         if d["type"] == "ManagedImage" and staging:

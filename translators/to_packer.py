@@ -49,6 +49,7 @@ _ARM_PARAMETER = re.compile(r"\[\s*parameters\(\s*'([A-Za-z0-9_.\-]+)'\s*\)\s*\]
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_-]")
 # what a source's output is made of: another output gets a source of its own without these (distribute())
 OUTPUT_ATTRIBUTES = {
+    "shared_image_gallery_replica_count",
     "managed_image_name",
     "managed_image_resource_group_name",
     "shared_gallery_image_version_exclude_from_latest",
@@ -653,7 +654,14 @@ class ToPacker:
             main = self.source
             if index:
                 while len(self.extra_outputs) < index:
-                    self.extra_outputs.append(Block("source", ["azure-arm", f"{self.name}_{d.kind.lower()}"]))
+                    taken = {self.name, *(b.labels[1] for b in self.extra_outputs)}
+                    name = f"{self.name}_{d.kind.lower()}"
+                    name = (
+                        next(f"{name}_{n}" for n in range(2, 100) if f"{name}_{n}" not in taken)
+                        if name in taken
+                        else name
+                    )
+                    self.extra_outputs.append(Block("source", ["azure-arm", name]))
                 self.source = self.extra_outputs[index - 1]
             try:
                 ok = self.output(d, label)
@@ -805,13 +813,16 @@ class ToPacker:
                 self.loc((*d.path, "replicationRegions")),
             )
         if d.storage_account_type is not None:
-            dest.set("storage_account_type", self.text(d.storage_account_type, "storage_account_type"))
+            if str(d.storage_account_type).lower() != "standard_lrs":  # Packer's default, and AIB's
+                dest.set("storage_account_type", self.text(d.storage_account_type, "storage_account_type"))
             r.mapped(
                 self.subject((*d.path, "storageAccountType")),
                 "storage_account_type",
                 self.loc((*d.path, "storageAccountType")),
             )
-        if d.target_regions is not None:
+        if d.target_regions and self.uniform_regions(d, dest):
+            pass
+        elif d.target_regions is not None:
             types = {str(t.storage_account_type) for t in d.target_regions if t.storage_account_type is not None}
             for t in d.target_regions:
                 region = dest.add(Block("target_region"))
@@ -854,6 +865,28 @@ class ToPacker:
                 "use_shallow_replication" if shallow else "full replication, Packer's default",
                 self.loc((*d.path, "replicationMode")),
             )
+        return True
+
+    def uniform_regions(self, d: model.SharedImageDistributor, dest: Block) -> bool:
+        """targetRegions with one replica count and one storage type are replication_regions (and
+        shared_image_gallery_replica_count), which every azure plugin reads; else False (target_region blocks)."""
+        regions = d.target_regions or []
+        counts = {t.replica_count for t in regions}
+        types = {str(t.storage_account_type).lower() for t in regions if t.storage_account_type is not None}
+        if len(counts) != 1 or types - {"standard_lrs"} or d.replication_regions:
+            return False
+        dest.set("replication_regions", [self.text(t.name, "target_region") for t in regions])
+        count = counts.pop()
+        if count is not None:
+            self.source.set("shared_image_gallery_replica_count", count)
+        path = (*d.path, "targetRegions")
+        self.report.mapped(
+            self.subject(path),
+            "replication_regions"
+            + (f" with shared_image_gallery_replica_count {count}" if count is not None else "")
+            + " (the same replica count and storage type in every region)",
+            self.loc(path),
+        )
         return True
 
     def vhd(self, d: model.VhdDistributor, label: str) -> bool:

@@ -245,6 +245,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
             outcome.failed = True
         texts.append((report, out_path, text))
     if outcome.failed:
+        outcome.notes = [n for n in outcome.notes if not n.endswith("it was translated anyway")]
         return outcome
     for report, out_path, text in texts:
         if out_path is None:
