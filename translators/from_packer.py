@@ -215,6 +215,7 @@ class SourceTranslator:
         self.tags()
         self.rest_of_source()
         self.steps()
+        self.unique_step_names()
         self.build_extras()
         self.report.approximated(
             "variables and locals",
@@ -225,6 +226,25 @@ class SourceTranslator:
         tr.template = self.tpl
         tr.uploads = list(self.uploads.values())
         return tr
+
+    def unique_step_names(self) -> None:
+        """AIB rejects two customizers (or validators) of the same name: a repeated name gets " (2)", " (3)"..."""
+        for steps in (self.tpl.customize, self.tpl.validate.in_vm_validations if self.tpl.validate else []):
+            self.unique_names(steps)
+
+    def unique_names(self, steps: list[model.Step]) -> None:
+        seen: set[str] = set()
+        for step in steps:
+            name = step.name
+            if not isinstance(name, str) or not name:
+                continue
+            if name.lower() in seen:
+                n = 2
+                while f"{name} ({n})".lower() in seen:
+                    n += 1
+                step.name = f"{name} ({n})"
+                self.report.approximated(f'customizer "{name}"', f"renamed {step.name}: AIB needs unique names")
+            seen.add(str(step.name).lower())
 
     def operating_system(self) -> None:
         attr = self.take("os_type")
@@ -352,11 +372,19 @@ class SourceTranslator:
             r.mapped(self.subject("shared_image_gallery"), "source SharedImageVersion", g.location)
         elif sec.get("image_url"):
             self.take("image_url")
-            r.dropped(self.subject("image_url"), "AIB cannot start from a VHD URL", self.loc("image_url"))
+            self.open_source_image()
+            r.dropped(
+                self.subject("image_url"),
+                "AIB cannot start from a VHD URL: make a managed image of the VHD (az image create --source URL) and "
+                "give its ID for the source placeholder <source_image_id>",
+                self.loc("image_url"),
+            )
         else:
+            self.open_source_image()
             r.dropped(
                 f"source.{self.source.full_name}",
-                "no source image (image_publisher, custom_managed_image_name or shared_image_gallery)",
+                "no source image (image_publisher, custom_managed_image_name or shared_image_gallery): the AIB "
+                "template's source is the placeholder <source_image_id>",
                 self.source.location,
             )
         for key in (
@@ -369,6 +397,13 @@ class SourceTranslator:
             "image_url",
         ):
             self.used.add(key)
+
+    def open_source_image(self) -> None:
+        """A source AIB can start from, left open: a managed image whose ID the user gives (so the template is
+        one aibx validate accepts, with the placeholder reported)."""
+        self.tpl.source = model.ManagedImageSource(
+            image_id=Unresolved("<source_image_id>", "the source image is open; pass -p source_image_id=VALUE")
+        )
 
     def placement(self) -> None:
         r = self.report
@@ -600,7 +635,7 @@ class SourceTranslator:
                 d.where("image_version"),
             )
             r.mapped(self.subject("shared_image_gallery_destination"), "distribute SharedImage", d.location)
-        storage = text_of(d.value("storage_account_type"))
+        storage = text_of(d.value("storage_account_type")) or None  # empty: AIB's default
         regions = [
             x
             for x in self.open_list(d.value("replication_regions"), "replication_regions")

@@ -217,6 +217,10 @@ class _Reader:
                 self.error("AIB072", 'each builder needs a "type"', ("builders", i))
                 continue
             name = b.get("name") if isinstance(b.get("name"), str) else b["type"]
+            rendered = self.value(name, ("builders", i, "name"))  # Packer renders builder names too
+            name = (
+                rendered.text if isinstance(rendered, Unresolved) else rendered if isinstance(rendered, str) else name
+            )
             sec = self.section("source", [b["type"], name], b, ("builders", i), {"type", "name"})
             sources.append(SourceRef(b["type"], name, sec, self.locate(("builders", i))))
         raw_provisioners = doc.get("provisioners") or []
