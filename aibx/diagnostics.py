@@ -23,11 +23,11 @@ E, W = Severity.ERROR, Severity.WARNING
 CODES: dict[str, tuple[Severity, str]] = {
     # reading the file
     "AIB001": (E, "file cannot be read"),
-    "AIB002": (E, "JSON syntax error"),
+    "AIB002": (E, "JSON syntax error, or Bicep syntax aibx cannot read"),
     "AIB003": (E, "no image template in the document"),
     "AIB004": (W, "resource `type` missing or not Microsoft.VirtualMachineImages/imageTemplates"),
     "AIB005": (W, "value cannot be resolved (parameter, expression or placeholder)"),
-    "AIB006": (E, "ARM template expression error"),
+    "AIB006": (E, "ARM template (or Bicep) expression error"),
     "AIB007": (E, "invalid parameter value or parameters file"),
     "AIB008": (W, "apiVersion missing or unknown; the newest is assumed"),
     "AIB009": (E, "resource selection (--resource) does not match"),
@@ -56,6 +56,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB032": (W, "`sourceValidationOnly` skips the build: customizers do not run"),
     "AIB033": (W, "ARM expression in a bare resource: it is sent as written, not evaluated"),
     "AIB034": (W, "key written twice in one object; only the last value counts"),
+    "AIB035": (E, "no user-assigned identity: AIB requires one whatever the apiVersion (since 2020-05-26)"),
+    "AIB036": (E, "retired: the service no longer accepts it (RHEL ISO source, apiVersion before 2019-05-01-preview)"),
     # schema (generated from the swagger files)
     "AIB050": (E, "unknown field"),
     "AIB051": (E, "field name in the wrong case"),
@@ -76,6 +78,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB075": (E, "local file named by the template cannot be read or does not match its checksum"),
     "AIB076": (E, "nothing to translate, or the output cannot be written"),
     "AIB077": (W, "secret value written as a reference: supply it when building or deploying"),
+    "AIB078": (E, "local file outside the configuration's folder not read: pass --allow-local-files to read it"),
+    "AIB079": (W, "value from the environment written as a parameter or placeholder, not as its value"),
 }
 
 

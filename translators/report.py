@@ -75,7 +75,7 @@ class Report:
     """What one translation did with each field or step of its input."""
 
     source: str  # the input file or folder
-    target: str  # "packer" or "aib"
+    target: str  # "packer", "aib" or "bicep"
     name: str = ""  # the template or build it describes
     output: str | None = None  # where the result was written (None: standard output)
     entries: list[Entry] = field(default_factory=list)
@@ -88,6 +88,8 @@ class Report:
     secure_names: set[str] = field(default_factory=set)
     # where each of them is declared, when known
     secure_locations: dict[str, Location] = field(default_factory=dict)
+    # the secret sources that are environment variables (values from env(), {{env}}, PKR_VAR_NAME)
+    environment_sources: set[str] = field(default_factory=set)
 
     def add(
         self, status: Status, subject: str, detail: str, location: Location = NOWHERE, code: str | None = None
@@ -164,7 +166,8 @@ def format_reports(reports: Iterable[Report], style=None) -> str:
     for report in reports:
         arrow = report.output or "<stdout>"
         title = f"{report.source}" + (f" [{report.name}]" if report.name else "")
-        lines.append(f"{title} -> {arrow} ({'Packer HCL2' if report.target == 'packer' else 'AIB template'})")
+        kind = {"packer": "Packer HCL2", "bicep": "Bicep"}.get(report.target, "AIB template")
+        lines.append(f"{title} -> {arrow} ({kind})")
         width = max((len(e.subject) for e in report.entries), default=0)
         width = min(width, 48)
         for e in report.entries:

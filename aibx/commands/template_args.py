@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from aibx.validation import Result
 
 # what a folder argument expands to; dot-folders (.git, .venv) are not searched
-TEMPLATE_PATTERNS = ("*.json", "*.jsonc")
+TEMPLATE_PATTERNS = ("*.json", "*.jsonc", "*.bicep")
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +72,7 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         context=armexpr.DeploymentContext(
             subscription_id=args.subscription_id, resource_group=args.resource_group, location=args.location
         ),
+        allow_local_files=getattr(args, "allow_local_files", False),
     )
     return opts, diags
 
