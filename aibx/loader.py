@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aibx import armexpr
 from aibx.diagnostics import Diagnostic, Severity, closest, format_path, make
-from aibx.document import Document, Unresolved
+from aibx.document import Document, OpenValue, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
@@ -67,11 +67,6 @@ class LoadOptions:
     # format()) as a variable of its own
     open_parameters: bool = False
     allow_local_files: bool = False  # Bicep's loadTextContent() may read outside the template's folder
-
-
-class OpenValue(str):
-    """The text ``<name>`` standing for a string parameter without a value (LoadOptions.open_parameters): a
-    placeholder that stays one wherever expressions carry it, in code fields too."""
 
 
 # what an open deployment context (open_context) calls the values Azure supplies at deployment

@@ -46,6 +46,7 @@ def report_of(path: Path) -> dict:
 
 def customizers(path: Path) -> list[tuple[str, str | None]]:
     doc, _smap, _diags = read_json(str(path))
+    assert isinstance(doc, dict)
     resources = doc.get("resources", [doc])
     [resource] = [r for r in resources if str(r.get("type", "")).endswith("imageTemplates")]
     return [(c["type"], c.get("name")) for c in resource["properties"].get("customize", [])]
@@ -86,6 +87,18 @@ def test_unknown_values_become_packer_variables_never_dropped_steps(capsys, tmp_
         "fetch-and-run",
         "config",
     ]
+
+
+def test_no_branch_is_chosen_and_no_text_cut_on_a_parameter_without_a_value(capsys, tmp_path: Path) -> None:
+    """if(equals(parameters('x'), ...)) and substring(parameters('x'), ...) are open as a whole: a variable of
+    their own, never the else branch or a cut placeholder."""
+    out = tmp_path / "t.pkr.hcl"
+    code, _out, err = translate(capsys, str(FIDELITY / "c08-open-conditions.json"), "--to", "packer", "-o", str(out))
+    assert code == 0, err
+    text = out.read_text()
+    assert re.search(r"image_offer += var\.image_offer", text) and '= "ubuntu-24_04-lts"' not in text
+    assert "<ima>" not in text and "echo <ima" not in text and "var.x_inline" in text
+    assert re.search(r"managed_image_name += var\.imageName", text)
 
 
 # ----------------------------------------------------------------------------------------------- class 9

@@ -289,7 +289,7 @@ class StepMapper:
             step = model.ShellStep(name=self.name, inline=[*idioms.shell_exports(env), *lines])
             self.done("mapped", "Shell inline" + (" (environment_vars as export lines)" if env else ""))
             return [step]
-        if inline and self.open_lines(lines):
+        if inline and lines is not None and self.open_lines(lines):
             return []
         upload = self.parent.options.upload_base_uri
         if plain_exec and codes_list == [0] and not inline and not env and upload:
