@@ -243,7 +243,7 @@ class ToPacker:
         return self.text(Unresolved(value, unresolved.reason), fallback)  # type: ignore[return-value]
 
     def parse_id(
-        self, value: model.Text | None, open_shape: str | None = None
+        self, value: model.Text | None, open_shape: str | None = None, path: JsonPath = ()
     ) -> tuple[azure_ids.ResourceId | None, Unresolved | None]:
         """The parts of a resource ID. An ID the template left wholly open (``<imageId>``, a parameter without a
         value, an expression only Azure can evaluate) is read as ``open_shape``, an ID whose parts are
@@ -254,8 +254,9 @@ class ToPacker:
         rid = azure_ids.parse(text)
         if rid is None and isinstance(value, Unresolved) and open_shape is not None:
             self.report.approximated(
-                f"{value.text} (open)",
+                self.subject(path) if path else value.text,
                 f"the template leaves this resource ID open ({value.reason}): its parts are Packer variables",
+                self.loc(path) if path else NOWHERE,
             )
             return azure_ids.parse(open_shape), Unresolved(open_shape, value.reason)
         return rid, value if isinstance(value, Unresolved) else None
@@ -350,8 +351,8 @@ class ToPacker:
         src.set("use_azure_cli_auth", Expr("var.use_azure_cli_auth"))
         src.set("subscription_id", Expr("var.subscription_id"))
         if tpl.staging_resource_group is not None:
-            rid, unresolved = self.parse_id(tpl.staging_resource_group, OPEN_STAGING_GROUP)
             path = ("properties", "stagingResourceGroup")
+            rid, unresolved = self.parse_id(tpl.staging_resource_group, OPEN_STAGING_GROUP, path)
             if rid and rid.resource_group:
                 src.set(
                     "build_resource_group_name",
@@ -467,7 +468,7 @@ class ToPacker:
                 detail += ", plan_info"
             r.mapped(self.subject(path) + " (PlatformImage)", detail, self.loc(path))
         elif isinstance(s, model.ManagedImageSource):
-            rid, unresolved = self.parse_id(s.image_id, OPEN_SOURCE_IMAGE)
+            rid, unresolved = self.parse_id(s.image_id, OPEN_SOURCE_IMAGE, (*path, "imageId"))
             if rid and rid.resource_group and rid.get("images") and rid.subscription:
                 self.use_subscription(self.id_part(rid.subscription, unresolved, "subscription_id"))
                 src.set("custom_managed_image_name", self.id_part(rid.get("images") or "", unresolved, "source_image"))
@@ -484,7 +485,7 @@ class ToPacker:
             else:
                 r.dropped(self.subject(path) + " (ManagedImage)", "imageId is not a managed image ID", self.loc(path))
         elif isinstance(s, model.SharedImageVersionSource):
-            rid, unresolved = self.parse_id(s.image_version_id, OPEN_SOURCE_VERSION)
+            rid, unresolved = self.parse_id(s.image_version_id, OPEN_SOURCE_VERSION, (*path, "imageVersionId"))
             if rid and rid.subscription and rid.resource_group and rid.get("galleries") and rid.get("images"):
                 sig = src.add(Block("shared_image_gallery"))
                 sig.set("subscription", self.id_part(rid.subscription, unresolved, "source_subscription"))
@@ -549,7 +550,7 @@ class ToPacker:
             return
         vpath = (*base, "vnetConfig")
         if vnet.subnet_id is not None:
-            rid, unresolved = self.parse_id(vnet.subnet_id, OPEN_SUBNET)
+            rid, unresolved = self.parse_id(vnet.subnet_id, OPEN_SUBNET, (*vpath, "subnetId"))
             if rid and rid.resource_group and rid.get("virtualNetworks") and rid.get("subnets"):
                 src.set(
                     "virtual_network_name",
@@ -738,7 +739,7 @@ class ToPacker:
 
     def managed_image(self, d: model.ManagedImageDistributor, label: str) -> bool:
         r, src = self.report, self.source
-        rid, unresolved = self.parse_id(d.image_id, OPEN_MANAGED_IMAGE)
+        rid, unresolved = self.parse_id(d.image_id, OPEN_MANAGED_IMAGE, (*d.path, "imageId"))
         if not (rid and rid.subscription and rid.resource_group and rid.get("images")):
             r.dropped(label, "imageId is not a managed image ID", self.loc(d.path))
             return False
@@ -759,7 +760,7 @@ class ToPacker:
 
     def shared_image(self, d: model.SharedImageDistributor, label: str) -> bool:
         r, src = self.report, self.source
-        rid, unresolved = self.parse_id(d.gallery_image_id, OPEN_GALLERY_IMAGE)
+        rid, unresolved = self.parse_id(d.gallery_image_id, OPEN_GALLERY_IMAGE, (*d.path, "galleryImageId"))
         if not (rid and rid.subscription and rid.resource_group and rid.get("galleries") and rid.get("images")):
             r.dropped(label, "galleryImageId is not a gallery image ID", self.loc(d.path))
             return False
