@@ -127,6 +127,7 @@ def test_outputs_one_source_cannot_write_get_sources_of_their_own(capsys, tmp_pa
     [
         ("c10-no-output.json", "Packer needs an output"),
         ("c10-iso-source.json", "Packer needs an image to start from"),
+        ("c10-vhd-from-gallery.json", "Packer needs an output"),  # no VHD from a gallery or managed image source
     ],
 )
 def test_no_packer_file_without_an_image_or_an_output(capsys, tmp_path: Path, fixture: str, why: str) -> None:

@@ -651,6 +651,17 @@ class ToPacker:
             if isinstance(d, model.UnknownDistributor):
                 r.dropped(label, f"unknown distribute type {d.type_name!r}", self.loc(d.path))
                 continue
+            if isinstance(d, model.VhdDistributor) and isinstance(
+                self.tpl.source, (model.ManagedImageSource, model.SharedImageVersionSource)
+            ):
+                r.dropped(
+                    label,
+                    "Packer's azure-arm builder writes a VHD only from a platform image (or a VHD), not from a "
+                    "managed image or gallery version: write a managed image and export its disk (az disk create "
+                    "--source IMAGE, then az disk grant-access)",
+                    self.loc(d.path),
+                )
+                continue
             index = next((i for i, g in enumerate(groups) if _fits(g, d)), len(groups))
             main = self.source
             if index:
