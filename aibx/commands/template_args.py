@@ -10,6 +10,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aibx.diagnostics import Diagnostic
     from aibx.loader import LoadOptions
     from aibx.model import OsType
@@ -161,4 +163,22 @@ def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameter
         for doc in result.documents:
             loaded.results.append(validation.validate(doc, override))
     loaded.diagnostics += unused_assignments(opts.parameters, load_results)
+    _warn_secure_parameters_on_the_command_line(opts.parameters, loaded.results)
     return loaded
+
+
+def _warn_secure_parameters_on_the_command_line(parameters: Mapping[str, str], results: list[Result]) -> None:
+    """A secureString (or secureObject) value given with ``-p`` is in this process's command line, which every
+    local user can read (``ps``, /proc/PID/cmdline): say so, once per name (never the value)."""
+    import sys
+
+    secure = {name.lower() for r in results for name in r.document.secure_parameters}
+    for name in parameters:
+        if name.lower() in secure:
+            print(
+                f"aibx: warning: -p {name}=...: {name} is a secure parameter, and the command line is visible to "
+                "every user of this machine (ps); give it in a parameters file only you can read (--parameters "
+                "FILE), written for example from an environment variable by your CI job",
+                file=sys.stderr,
+            )
+            secure.discard(name.lower())

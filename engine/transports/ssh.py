@@ -10,7 +10,8 @@
   ``reconnect()`` (after a reboot) accepts only the very key the first connection accepted.
 * Auth: the ``identity`` file, the keys ssh-agent holds, the default keys (``~/.ssh/id_*``, ``IdentityFile``) and a
   password (given by the caller, never read from the command line). ``~/.ssh/config`` (aliases, HostName, Port,
-  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh.
+  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh, except ``ForwardAgent``: the agent is never
+  forwarded to the VM.
 * A command that does not end by itself (timeout, cancellation) is stopped with SIGTERM to its process group
   (OpenSSH's ``signal`` channel request), then SIGKILL.
 """
@@ -23,6 +24,7 @@ import errno
 import io
 import os
 import posixpath
+import secrets
 import signal
 import socket
 from pathlib import Path
@@ -111,6 +113,7 @@ class SshTransport(Transport):
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
         self.windows = options.remote_os == "windows"
         self.service = "SSH"
+        self._upload_token = secrets.token_hex(6)  # part of the names uploads are written under before the rename
 
     # ------------------------------------------------------------------------------------------ connecting
     async def connect(self) -> None:
@@ -131,6 +134,9 @@ class SshTransport(Transport):
             "keepalive_interval": opts.keepalive_interval,
             "keepalive_count_max": opts.keepalive_count_max,
             "config": opts.ssh_config if opts.ssh_config is not None else (),
+            # never forward ssh-agent, whatever ~/.ssh/config says (ForwardAgent yes): a template's commands would
+            # sign with your keys for as long as the run lasts
+            "agent_forwarding": False,
         }
         if pinned is not None:
             # the same key as at the first connect, offered as a plain key (not a certificate for it)
@@ -401,10 +407,21 @@ class SshTransport(Transport):
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         block = sftp.limits.max_write_len or 32768
+        # Linux: never through a symlink. A link at the path is refused; the bytes go to a new file beside it
+        # (an exclusive create, which follows nothing) renamed over the path, which replaces whatever was planted
+        # there meanwhile instead of following it
+        write_path = remote_path
+        if not self.windows:
+            await self._refuse_a_symlink(sftp, remote_path, shown)
+            folder, name = posixpath.split(remote_path)
+            # random for this run, the same for every attempt: an upload a reboot cut short leaves its partial file
+            # under this name, removed before the next attempt
+            write_path = posixpath.join(folder, f".{name[:100]}.aibx-{self._upload_token}")
+            await _remove_regular_file(sftp, write_path)
         try:
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
-            f = await sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs())
+            f = await sftp.open(write_path, "wb" if self.windows else "xb", attrs or asyncssh.SFTPAttrs())
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
@@ -427,17 +444,38 @@ class SshTransport(Transport):
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await f.close()
                 # never leave a truncated file that looks like the real one
-                removed = await _remove_regular_file(sftp, remote_path)
+                removed = await _remove_regular_file(sftp, write_path)
                 raise RemoteFileError(shown, reason + ("; the partial file was removed" if removed else "")) from None
             await f.close()
+            if write_path != remote_path:
+                try:
+                    await sftp.posix_rename(write_path, remote_path)
+                except asyncssh.SFTPError:
+                    await _remove_regular_file(sftp, write_path)
+                    raise
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncio.CancelledError:  # an interrupt or the deadline: the partial file goes too (best effort)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(_discard(f, sftp, remote_path)), CANCELLED_UPLOAD_CLEANUP)
+                await asyncio.wait_for(asyncio.shield(_discard(f, sftp, write_path)), CANCELLED_UPLOAD_CLEANUP)
             raise
+
+    async def _refuse_a_symlink(self, sftp: asyncssh.SFTPClient, path: str, shown: str) -> None:
+        try:
+            attrs = await sftp.lstat(path)
+        except (asyncssh.SFTPError, asyncssh.Error, OSError):
+            return  # nothing there (or nothing to tell): the write itself says what is wrong
+        if attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK:
+            target = ""
+            with contextlib.suppress(asyncssh.Error, OSError):
+                target = f" (to {await sftp.readlink(path)})"
+            raise RemoteFileError(
+                shown,
+                f"is a symbolic link{target}; aibx does not write through one: name the file it points to as the "
+                "destination if that is the one you mean",
+            )
 
     async def _explain(
         self, sftp: asyncssh.SFTPClient, path: str, shown: str, exc: asyncssh.SFTPError
