@@ -526,9 +526,10 @@ class SourceTranslator:
             )
         return name
 
-    def outputs(self) -> None:
+    def managed_image_output(self) -> None:
+        """managed_image_name / _resource_group_name: a ManagedImage target, unless it is the image aibx's own
+        AIB → Packer output writes beside a gallery output."""
         r, sec = self.report, self.sec
-        base = _sane_name(self.source.name)
         mi_name = self.take("managed_image_name")
         mi_rg = self.take("managed_image_resource_group_name")
         companion = (
@@ -561,6 +562,11 @@ class SourceTranslator:
                 f"distribute ManagedImage (runOutputName {run_output})",
                 mi_name.location,
             )
+
+    def outputs(self) -> None:
+        r, sec = self.report, self.sec
+        base = _sane_name(self.source.name)
+        self.managed_image_output()
         for key in (
             "managed_image_storage_account_type",
             "managed_image_zone_resilient",

@@ -809,6 +809,28 @@ class ToPacker:
                     "Packer does not number versions: pass -var image_version=X.Y.Z",
                     self.loc((*d.path, "versioning")),
                 )
+        self.gallery_replication(d, dest)
+        if d.exclude_from_latest is not None:
+            src.set("shared_gallery_image_version_exclude_from_latest", d.exclude_from_latest)
+            r.mapped(
+                self.subject((*d.path, "excludeFromLatest")),
+                "shared_gallery_image_version_exclude_from_latest",
+                self.loc((*d.path, "excludeFromLatest")),
+            )
+        if d.replication_mode is not None:
+            shallow = str(d.replication_mode).lower() == "shallow"
+            if shallow:
+                dest.set("use_shallow_replication", True)
+            r.mapped(
+                self.subject((*d.path, "replicationMode")),
+                "use_shallow_replication" if shallow else "full replication, Packer's default",
+                self.loc((*d.path, "replicationMode")),
+            )
+        return True
+
+    def gallery_replication(self, d: model.SharedImageDistributor, dest: Block) -> None:
+        """Where the gallery version is replicated: replication_regions, target_region blocks, storage type."""
+        r = self.report
         if not d.replication_regions and not d.target_regions and self.tpl.location is not None:
             dest.set("replication_regions", [self.text(self.tpl.location, "location")])
             r.approximated(
@@ -861,23 +883,6 @@ class ToPacker:
                     "(per-region storage types are lost)",
                     self.loc(tpath),
                 )
-        if d.exclude_from_latest is not None:
-            src.set("shared_gallery_image_version_exclude_from_latest", d.exclude_from_latest)
-            r.mapped(
-                self.subject((*d.path, "excludeFromLatest")),
-                "shared_gallery_image_version_exclude_from_latest",
-                self.loc((*d.path, "excludeFromLatest")),
-            )
-        if d.replication_mode is not None:
-            shallow = str(d.replication_mode).lower() == "shallow"
-            if shallow:
-                dest.set("use_shallow_replication", True)
-            r.mapped(
-                self.subject((*d.path, "replicationMode")),
-                "use_shallow_replication" if shallow else "full replication, Packer's default",
-                self.loc((*d.path, "replicationMode")),
-            )
-        return True
 
     def uniform_regions(self, d: model.SharedImageDistributor, dest: Block) -> bool:
         """targetRegions with one replica count and one storage type are replication_regions (and
