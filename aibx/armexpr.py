@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin
 
-from aibx.document import Unresolved
+from aibx.document import OpenValue, Unresolved
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -332,6 +332,8 @@ class _Evaluator:
             cond = self.eval(node.args[0])
             if isinstance(cond, Unresolved):
                 return cond
+            if isinstance(cond, OpenValue):
+                return self.unresolved("if() on a value nobody gave (a parameter without a value)")
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
         if name not in _LAMBDA_TAKERS and any(isinstance(a, Lambda) for a in args):
@@ -342,6 +344,8 @@ class _Evaluator:
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
+        if name not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+            return self.unresolved(f"{node.name}() of a value nobody gave (a parameter without a value)")
         if name in _BUILDERS:
             check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
@@ -1129,6 +1133,26 @@ FUNCTIONS = _FUNCTIONS  # public name for other evaluators (Bicep)
 
 # ----------------------------------------------------------------------------------------------- shared library
 # Bicep compiles to these functions, so aibx's Bicep reader (aibx/bicep/) calls them here: one library.
+# functions that only build text from their arguments: an OpenValue (``<name>``) passes through them whole
+_CARRY_OPEN = {
+    "parameters",
+    "variables",
+    "concat",
+    "format",
+    "string",
+    "tolower",
+    "toupper",
+    "trim",
+    "uri",
+    "resourceid",
+    "subscriptionresourceid",
+    "tenantresourceid",
+    "extensionresourceid",
+    "createobject",
+    "createarray",
+    "array",
+    "coalesce",
+}
 _SCOPE_FUNCTIONS = ("parameters", "variables", "if", "lambda", "lambdavariables", "copyindex")
 
 
@@ -1146,6 +1170,8 @@ def call_function(name: str, args: list[object], scope: Scope, original: str) ->
     unknown = next((a for a in args if isinstance(a, Unresolved)), None)
     if unknown is not None and key not in ("subscription", "resourcegroup", "resourceid"):
         return unknown
+    if key not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+        return ev.unresolved(f"{name}() of a value nobody gave (a parameter without a value)")
     if key in _BUILDERS:
         check_size(args)
     try:
