@@ -401,6 +401,11 @@ class ToPacker:
                 f"Packer has no build timeout: run `timeout {minutes}m packer build .` (noted on the build block)",
                 self.loc(("properties", "buildTimeoutInMinutes")),
             )
+        self._service_options()
+
+    def _service_options(self) -> None:
+        """errorHandling, autoRun, optimize and validate: what the AIB service does around a build."""
+        tpl, r = self.tpl, self.report
         eh = tpl.error_handling
         if eh is not None:
             path = ("properties", "errorHandling")
