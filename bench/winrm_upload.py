@@ -88,13 +88,14 @@ def serve(conn, auth: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- the clients
 def upload_aibx(port: int, auth: str, data: bytes) -> None:
+    from aibx.engine.transports import parse_target
     from aibx.engine.transports.winrm import WinRMOptions, WinRMTransport
 
     async def go() -> None:
-        t = WinRMTransport.from_url(
-            f"winrm://aibx@127.0.0.1:{port}",
-            WinRMOptions(auth=auth, password_env="P", allow_unencrypted=True),
-            environ={"P": PASSWORD},
+        t = WinRMTransport(
+            parse_target(f"winrm://aibx@127.0.0.1:{port}"),
+            WinRMOptions(auth=auth, allow_unencrypted=True),
+            password=PASSWORD,
         )
         await t.connect()
         await t.put(data, DEST)

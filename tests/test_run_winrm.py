@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from aibx.engine.transports import ConnectOptions, create_transport, parse_target
+from aibx.engine.transports.options import WinRMOptions
 from aibx.engine.transports.winrm import DEFAULT_MAX_ENVELOPE_SIZE, upload_chunk_size
 from tests.support.cli import RecordedRun, invoke
 from tests.support.http_server import ContentServer
@@ -605,7 +606,7 @@ def test_restart_check_that_fails_twice_then_succeeds(make_winrm_host, tmp_path:
         return Reply("ready\r\n")
 
     host.on("Test-AibxReady", check)
-    options = ConnectOptions(password=CANARY, connect_timeout=5, remote_os="windows", extra={"auth": "ntlm"})
+    options = ConnectOptions(password=CANARY, connect_timeout=5, transport=(WinRMOptions(auth="ntlm"),))
     target = parse_target(f"winrm://{USER}@127.0.0.1:{host.port}")
     step = {"restartCheckCommand": "powershell -Command Test-AibxReady", "restartTimeout": "1m"}
     outcome = run_restart(tmp_path, lambda: create_transport(target, options), str(target), step)

@@ -235,8 +235,9 @@ def test_a_secure_parameter_on_the_command_line_is_warned_about(tmp_path: Path) 
 
 def test_ntlm_over_plain_http_is_said_not_to_authenticate_the_vm() -> None:
     from aibx.engine.transports import ConnectOptions, create_transport, parse_target
+    from aibx.engine.transports.options import WinRMOptions
 
-    options = ConnectOptions(password="x", remote_os="windows", extra={"auth": "ntlm"})
+    options = ConnectOptions(password="x", transport=(WinRMOptions(auth="ntlm"),))
     plain = create_transport(parse_target("winrm://admin@127.0.0.1:5985"), options)
     assert (
         "NTLM over plain HTTP (winrm://) encrypts the messages but does not authenticate the VM" in plain.connect_note

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from aibx import powershell as ps
+from aibx.engine.transports import parse_target
 from aibx.engine.transports.base import ConnectError, ConnectionLost
 from aibx.engine.transports.winrm import WinRMOptions, WinRMTransport
 from aibx.plan import Exec, StepPlan, Upload, WindowsUpdate
@@ -34,10 +35,10 @@ class Outcome:
 
 
 def transport(host: WinRMHost) -> WinRMTransport:
-    return WinRMTransport.from_url(
-        f"winrm://aibx@127.0.0.1:{host.port}",
-        WinRMOptions(password_env="P", receive_timeout=1, read_timeout=5),
-        environ={"P": PASSWORD},
+    return WinRMTransport(
+        parse_target(f"winrm://aibx@127.0.0.1:{host.port}"),
+        WinRMOptions(receive_timeout=1, read_timeout=5),
+        password=PASSWORD,
     )
 
 

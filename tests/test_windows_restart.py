@@ -17,6 +17,7 @@ import pytest
 from aibx.engine.events import Reconnected
 from aibx.engine.transports import ConnectOptions, create_transport, parse_target
 from aibx.engine.transports.base import Transport
+from aibx.engine.transports.options import SshOptions, WinRMOptions
 from tests.support.windows_restart import run_restart
 from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, WinRMHost
@@ -29,7 +30,7 @@ def ssh_factory(target) -> Callable[[], Transport]:  # type: ignore[no-untyped-d
     options = ConnectOptions(
         identity=str(target.client_key),
         known_hosts=str(target.known_hosts),
-        remote_os="windows",
+        transport=(SshOptions(windows=True),),
         keepalive_interval=1,
     )
     return lambda: create_transport(parse_target(target.url), options)
@@ -88,7 +89,7 @@ def winrm_factory(host: WinRMHost) -> Callable[[], Transport]:
     options = ConnectOptions(
         password=PASSWORD,
         connect_timeout=5,
-        extra={"auth": "basic", "allow_unencrypted": True, "receive_timeout": 1, "read_timeout": 5},
+        transport=(WinRMOptions(auth="basic", allow_unencrypted=True, receive_timeout=1, read_timeout=5),),
     )
     return lambda: create_transport(parse_target(f"winrm://aibx@127.0.0.1:{host.port}"), options)
 

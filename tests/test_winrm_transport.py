@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from aibx.engine.transports import ConnectOptions, TargetError, descriptor, parse_target
 from aibx.engine.transports.base import ConnectError, ConnectionLost, RemoteFileError
+from aibx.engine.transports.options import read_password
 from aibx.engine.transports.winrm import (
     DEFAULT_MAX_ENVELOPE_SIZE,
     WinRMConfigError,
@@ -26,15 +28,16 @@ from aibx.engine.transports.winrm import (
 from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, TlsMaterial, WinRMHost
 
-ENV = {"AIBX_TEST_WINRM_PASSWORD": PASSWORD}
 PACKER_CHUNK = ((8000 - len(r"C:\Windows\Temp\file.bin")) // 4) * 3  # winrmcp's chunk for this path
 
 
-def transport(host: WinRMHost, user: str = "aibx", environ: dict[str, str] | None = None, **opts) -> WinRMTransport:
+def transport(host: WinRMHost, user: str = "aibx", password: str | None = PASSWORD, **opts) -> WinRMTransport:
     scheme = "winrms" if host.tls else "winrm"
-    opts.setdefault("password_env", "AIBX_TEST_WINRM_PASSWORD")
-    return WinRMTransport.from_url(
-        f"{scheme}://{user}@127.0.0.1:{host.port}", WinRMOptions(**opts), environ=environ or ENV
+    return WinRMTransport(
+        parse_target(f"{scheme}://{user}@127.0.0.1:{host.port}"),
+        WinRMOptions(**opts),
+        password=password,
+        password_env="AIBX_TEST_WINRM_PASSWORD",  # the variable's name, for hints
     )
 
 
@@ -62,71 +65,85 @@ class Collector:
 
 
 # ----------------------------------------------------------------------------------------------- targets, options
+def winrm_target(url: str) -> WinRMTarget:
+    """What --host reads (``parse_target``, the one URL parser), resolved to the WinRM endpoint."""
+    t = parse_target(url)
+    return WinRMTarget.from_target(t.scheme, t.host, t.port, t.user)
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("winrm://vm1", ("winrm", "vm1", 5985, None)),
         ("winrms://admin@vm1", ("winrms", "vm1", 5986, "admin")),
-        ("WINRM://admin@10.0.0.4:15985", ("winrm", "10.0.0.4", 15985, "admin")),
+        ("winrm://admin@10.0.0.4:15985", ("winrm", "10.0.0.4", 15985, "admin")),
         ("winrms://CONTOSO%5Cadmin@[::1]:5986", ("winrms", "::1", 5986, "CONTOSO\\admin")),
         ("winrm://admin%40contoso.com@vm1", ("winrm", "vm1", 5985, "admin@contoso.com")),
     ],
 )
 def test_target_urls(url: str, expected: tuple) -> None:
-    t = WinRMTarget.parse(url)
+    t = winrm_target(url)
     assert (t.scheme, t.host, t.port, t.user) == expected
     assert t.endpoint.endswith("/wsman")
 
 
 def test_target_display_and_endpoint() -> None:
-    t = WinRMTarget.parse("winrms://CONTOSO%5Cadmin@[::1]")
+    t = winrm_target("winrms://CONTOSO%5Cadmin@[::1]")
     assert t.endpoint == "https://[::1]:5986/wsman"
     assert t.display() == "winrms://CONTOSO\\admin@[::1]:5986"
 
 
 @pytest.mark.parametrize("url", ["ssh://vm1", "winrm://", "winrm://vm1/other", "winrm://vm1:notaport", "vm1"])
 def test_bad_target_urls(url: str) -> None:
-    with pytest.raises(WinRMConfigError):
-        WinRMTarget.parse(url)
+    with pytest.raises((TargetError, WinRMConfigError)):
+        winrm_target(url)
 
 
 def test_password_in_url_refused_without_echoing_it() -> None:
-    with pytest.raises(WinRMConfigError) as e:
-        WinRMTarget.parse("winrm://admin:S3cret-in-url@vm1")
+    with pytest.raises(TargetError) as e:
+        winrm_target("winrm://admin:S3cret-in-url@vm1")
     assert "S3cret-in-url" not in str(e.value)
     assert "--password-env" in str(e.value)
 
 
 def test_basic_over_http_refused_unless_allowed() -> None:
     with pytest.raises(WinRMConfigError) as e:
-        WinRMTransport.from_url("winrm://admin@vm1", WinRMOptions(auth="basic", password_env="P"), environ={"P": "x"})
+        WinRMTransport(parse_target("winrm://admin@vm1"), WinRMOptions(auth="basic"), password="x")
     assert "unencrypted" in str(e.value) and "winrms://" in str(e.value)
-    WinRMTransport.from_url(
-        "winrm://admin@vm1", WinRMOptions(auth="basic", password_env="P", allow_unencrypted=True), environ={"P": "x"}
-    )
-    WinRMTransport.from_url("winrms://admin@vm1", WinRMOptions(auth="basic", password_env="P"), environ={"P": "x"})
+    WinRMTransport(parse_target("winrm://admin@vm1"), WinRMOptions(auth="basic", allow_unencrypted=True), password="x")
+    WinRMTransport(parse_target("winrms://admin@vm1"), WinRMOptions(auth="basic"), password="x")
 
 
 @pytest.mark.parametrize(
-    ("url", "opts", "environ", "message"),
+    ("url", "opts", "password", "message"),
     [
-        ("winrm://admin@vm1", {"password_env": "NOPE"}, {}, "NOPE is not set"),
-        ("winrm://admin@vm1", {}, {}, "needs a password"),
-        ("winrm://vm1", {"password_env": "P"}, {"P": "x"}, "needs a user name"),
-        ("winrm://admin@vm1", {"auth": "digest", "password_env": "P"}, {"P": "x"}, "unknown WinRM auth"),
-        ("winrm://admin@vm1", {"auth": "certificate"}, {}, "needs HTTPS"),
-        ("winrms://admin@vm1", {"auth": "certificate"}, {}, "client certificate"),
-        ("winrms://a@vm1", {"password_env": "P", "ca_file": "/nonexistent.pem"}, {"P": "x"}, "CA file not found"),
+        ("winrm://admin@vm1", {}, None, "needs a password"),
+        ("winrm://vm1", {}, "x", "needs a user name"),
+        ("winrm://admin@vm1", {"auth": "digest"}, "x", "unknown WinRM auth"),
+        ("winrm://admin@vm1", {"auth": "certificate"}, None, "needs HTTPS"),
+        ("winrms://admin@vm1", {"auth": "certificate"}, None, "client certificate"),
+        ("winrms://a@vm1", {"ca_file": "/nonexistent.pem"}, "x", "CA file not found"),
     ],
 )
-def test_option_errors(url: str, opts: dict, environ: dict, message: str) -> None:
+def test_option_errors(url: str, opts: dict, password: str | None, message: str) -> None:
     with pytest.raises(WinRMConfigError) as e:
-        WinRMTransport.from_url(url, WinRMOptions(**opts), environ=environ)
+        WinRMTransport(parse_target(url), WinRMOptions(**opts), password=password)
+    assert message in str(e.value)
+    # the descriptor's check, which aibx run applies before anything connects, refuses the same settings
+    options = ConnectOptions(password=password, transport=(WinRMOptions(**opts),))
+    check = descriptor("winrm").check
+    assert check is not None
+    with pytest.raises(WinRMConfigError) as e:
+        check(parse_target(url), options)
     assert message in str(e.value)
 
 
+def test_password_is_read_from_the_environment_in_one_place() -> None:
+    assert read_password("P", {"P": "x"}) == "x" and read_password("NOPE", {}) is None
+
+
 def test_password_never_in_repr() -> None:
-    t = WinRMTransport.from_url("winrm://admin@vm1", WinRMOptions(password_env="P"), environ={"P": "Pa55-repr"})
+    t = WinRMTransport(parse_target("winrm://admin@vm1"), WinRMOptions(), password="Pa55-repr")
     assert "Pa55-repr" not in repr(t) and "Pa55-repr" not in str(vars(t).get("target"))
 
 
@@ -154,7 +171,7 @@ def test_run_over_https(winrms_host: WinRMHost, winrm_tls: TlsMaterial, auth: st
     extra = {"client_cert": str(winrm_tls.client_cert), "client_key": str(winrm_tls.client_key)}
     opts = {"auth": auth, "ca_file": str(winrm_tls.ca_cert), **(extra if auth == "certificate" else {})}
     if auth == "certificate":
-        opts["password_env"] = None
+        opts["password"] = None
     out = Collector()
     code = run(connected(transport(winrms_host, **opts), lambda t: t.run("hostname", on_output=out)))
     assert (code, out.text("stdout")) == (0, "WIN-AIBX\r\n")
@@ -277,7 +294,7 @@ def test_cancellation_stops_the_remote_command(winrm_host: WinRMHost) -> None:
 def test_wrong_password_is_an_auth_error_naming_the_method(winrm_host: WinRMHost, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "Wr0ng-Secret-Value"
-    t = transport(winrm_host, environ={"AIBX_TEST_WINRM_PASSWORD": secret})
+    t = transport(winrm_host, password=secret)
     with pytest.raises(ConnectError) as e:
         run(t.connect())
     err = e.value
@@ -316,14 +333,14 @@ def test_untrusted_certificate_is_a_tls_error(winrms_host: WinRMHost, winrm_tls:
 
 
 def test_https_to_an_http_port_and_back(winrm_host: WinRMHost, winrms_host: WinRMHost) -> None:
-    wrong = WinRMTransport.from_url(
-        f"winrms://aibx@127.0.0.1:{winrm_host.port}", WinRMOptions(password_env="P"), environ={"P": PASSWORD}
+    wrong = WinRMTransport(
+        parse_target(f"winrms://aibx@127.0.0.1:{winrm_host.port}"), WinRMOptions(), password=PASSWORD
     )
     with pytest.raises(ConnectError) as e:
         run(wrong.connect())
     assert e.value.kind == "tls" and "winrm://" in e.value.hint
-    wrong = WinRMTransport.from_url(
-        f"winrm://aibx@127.0.0.1:{winrms_host.port}", WinRMOptions(password_env="P"), environ={"P": PASSWORD}
+    wrong = WinRMTransport(
+        parse_target(f"winrm://aibx@127.0.0.1:{winrms_host.port}"), WinRMOptions(), password=PASSWORD
     )
     with pytest.raises(ConnectError) as e:
         run(wrong.connect())
@@ -334,7 +351,7 @@ def test_refused() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t = WinRMTransport.from_url(f"winrm://aibx@127.0.0.1:{port}", WinRMOptions(password_env="P"), environ={"P": "x"})
+    t = WinRMTransport(parse_target(f"winrm://aibx@127.0.0.1:{port}"), WinRMOptions(), password="x")
     with pytest.raises(ConnectError) as e:
         run(t.connect())
     assert e.value.kind == "refused" and str(port) in e.value.hint
@@ -344,10 +361,10 @@ def test_silent_listener_times_out() -> None:
     with socket.socket() as s:  # accepts TCP (backlog) and never answers
         s.bind(("127.0.0.1", 0))
         s.listen(4)
-        t = WinRMTransport.from_url(
-            f"winrm://aibx@127.0.0.1:{s.getsockname()[1]}",
-            WinRMOptions(password_env="P", connect_timeout=1, receive_timeout=1, read_timeout=1.5),
-            environ={"P": "x"},
+        t = WinRMTransport(
+            parse_target(f"winrm://aibx@127.0.0.1:{s.getsockname()[1]}"),
+            WinRMOptions(connect_timeout=1, receive_timeout=1, read_timeout=1.5),
+            password="x",
         )
         with pytest.raises(ConnectError) as e:
             run(t.connect())
@@ -557,9 +574,9 @@ def test_run_after_close_is_connection_lost(winrm_host: WinRMHost) -> None:
 def test_optional_auth_methods_say_what_to_install(auth: str, extra: str) -> None:
     import winrm.transport
 
-    make = lambda: WinRMTransport.from_url(  # noqa: E731
-        "winrm://admin@vm1", WinRMOptions(auth=auth, password_env="P"), environ={"P": "x"}
-    )
+    def make() -> WinRMTransport:
+        return WinRMTransport(parse_target("winrm://admin@vm1"), WinRMOptions(auth=auth), password="x")
+
     if getattr(winrm.transport, extra):
         assert make().auth == auth
     else:

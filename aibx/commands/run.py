@@ -20,6 +20,7 @@ from aibx.pipeline import Prepared, RunSettings, execute, prepare, usage_error
 
 if TYPE_CHECKING:
     from aibx.engine.fleet import HostEntry
+    from aibx.engine.transports import ConnectOptions
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,38 +126,20 @@ def _check_hosts(args: argparse.Namespace, prepared: Prepared, hosts: list[HostE
 def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepared) -> RunSettings | Refusal:
     from aibx.engine.runner import RunOptions
     from aibx.engine.selection import Selection
-    from aibx.engine.transports import ConnectOptions, create_transport
     from aibx.model import MAX_BUILD_TIMEOUT_MINUTES
 
     template = prepared.result.template
     timeout_seconds = flags.durations.get("--timeout") or 60.0 * min(
         template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES
     )
-    names = {descriptor(h.target.scheme).name for h in flags.hosts}
-    extra: dict[str, object] = {}
-    for d in DESCRIPTORS:
-        if d.name in names and d.flags:
-            extra.update({key: getattr(args, dest) for _, dest, key in d.flags})
-            if args.password_env:
-                extra["password_env"] = args.password_env
-    if extra and not extra.get("auth"):
-        extra["auth"] = "ntlm"
-    options = ConnectOptions(
-        identity=os.path.expanduser(args.identity) if args.identity else None,
-        password=flags.password,
-        known_hosts=args.known_hosts,
-        accept_new_host_key=args.accept_new_host_key,
-        ssh_config=[args.ssh_config] if args.ssh_config else None,
-        connect_timeout=flags.durations["--connect-timeout"],
-        keepalive_interval=flags.durations["--keepalive"],
-        remote_os=template.os_type.value.lower(),
-        extra=extra,
-    )
+    options = _connect_options(args, flags, template.os_type.value.lower())
     if flags.password:
         prepared.redact.add(flags.password)
     for host in flags.hosts:  # settings a transport refuses (a WinRM auth without its password, ...) are usage errors
+        check = descriptor(host.target.scheme).check
         try:
-            create_transport(host.target, options)
+            if check is not None:
+                check(host.target, options)
         except InvalidSettings as exc:
             return usage_error(f"{host.text}: {exc}")
     run_options = RunOptions(
@@ -177,4 +160,26 @@ def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepar
         timestamps=args.timestamps,
         step_through=args.step_through,
         ask_on_error=args.on_error == "ask",
+    )
+
+
+def _connect_options(args: argparse.Namespace, flags: run_flags.Flags, os_name: str) -> ConnectOptions:
+    """How to reach the hosts: the common settings, and the typed options of each transport they use, which its
+    descriptor makes from its flags."""
+    from aibx.engine.transports import ConnectOptions
+
+    names = {descriptor(h.target.scheme).name for h in flags.hosts}
+    values = vars(args)
+    return ConnectOptions(
+        identity=os.path.expanduser(args.identity) if args.identity else None,
+        password=flags.password,
+        password_env=args.password_env,
+        known_hosts=args.known_hosts,
+        accept_new_host_key=args.accept_new_host_key,
+        ssh_config=[args.ssh_config] if args.ssh_config else None,
+        connect_timeout=flags.durations["--connect-timeout"],
+        keepalive_interval=flags.durations["--keepalive"],
+        transport=tuple(
+            options for d in DESCRIPTORS if d.name in names and (options := d.options_from(values, os_name)) is not None
+        ),
     )

@@ -16,6 +16,7 @@ from aibx.commands.output_paths import output_path_problem
 from aibx.commands.plan import add_compile_options
 from aibx.commands.template_args import add_template_options
 from aibx.engine.transports import DESCRIPTORS, descriptor
+from aibx.engine.transports.options import read_password
 from aibx.pipeline import usage_error
 
 if TYPE_CHECKING:
@@ -335,7 +336,7 @@ def read_flags(args: argparse.Namespace) -> Flags | Refusal:
         return usage_error(problem)
     password = None
     if args.password_env:
-        password = os.environ.get(args.password_env)
+        password = read_password(args.password_env)
         if password is None:
             # the NAME of a variable; anything else may be the password itself, typed there by mistake: not shown
             shown = args.password_env if re.fullmatch(r"[A-Z][A-Z0-9_]*", args.password_env) else "..."

@@ -1,19 +1,31 @@
 """Transports: one module per way of reaching a VM, behind ``base.Transport``.
 
-``parse_target("aibxtest@vm:2222")`` reads what the user typed after ``--host``; ``create_transport`` picks the
-transport for its scheme from ``DESCRIPTORS``. Adding a way to reach a VM is one descriptor there (and its module):
-its URL schemes, the OSes it serves, its own command-line flags and how they become its options. The descriptors
-are data, so the command line reads them without importing the transports (pywinrm, asyncssh) themselves.
+``parse_target("aibxtest@vm:2222")`` reads what the user typed after ``--host`` (the one URL parser);
+``create_transport`` picks the transport for its scheme from ``DESCRIPTORS``. Adding a way to reach a VM is one
+descriptor there (and its module): its URL schemes, the OSes it serves, its typed options (``options.py``), its own
+command-line flags and how they become those options, and the check that refuses settings which cannot work. The
+descriptors are data, so the command line reads them without importing the transports (pywinrm, asyncssh).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 from aibx.engine.transports.base import Transport
+from aibx.engine.transports.options import (
+    SshOptions,
+    WinRMOptions,
+    WinRMTarget,
+    check_winrm,
+    ssh_options,
+    winrm_options,
+)
+
+_Options = TypeVar("_Options")
 
 
 @dataclass(frozen=True)
@@ -24,15 +36,38 @@ class TransportDescriptor:
     schemes: tuple[str, ...]  # what --host may start with (scheme://); "local" is the word local
     factory: str  # "module:callable" taking (Target, ConnectOptions) and returning the Transport
     serves: tuple[str, ...]  # the OSes whose templates it runs: "linux", "windows"
-    # its own command-line flags: (flag, the argparse dest, the ConnectOptions.extra key)
+    options: type | None = None  # its typed options, one of ConnectOptions.transport (options.py)
+    # how the values of its flags (by options field name) and the template's OS ("linux", "windows") become them
+    make_options: Callable[[Mapping[str, object], str], object] | None = None
+    # its own command-line flags: (flag, the argparse dest, the options field it sets)
     flags: tuple[tuple[str, str, str], ...] = ()
     files: tuple[str, ...] = ()  # those of its flags that name a file that must exist
     alone: bool = False  # cannot be one of several hosts
     wrong_os: str = ""  # why it cannot run a template of an OS it does not serve ({host}: the target as typed)
+    # refuses settings that cannot work (raises aibx.errors.InvalidSettings), without connecting or creating it
+    check: Callable[[Target, ConnectOptions], None] | None = None
+
+    def options_from(self, flags: Mapping[str, object], os_name: str) -> object | None:
+        """This transport's options from the values of the command line's flags (by argparse dest)."""
+        if self.make_options is None:
+            return None
+        return self.make_options({field: flags.get(dest) for _, dest, field in self.flags}, os_name)
+
+
+def _check_winrm(target: Target, options: ConnectOptions) -> None:
+    endpoint = WinRMTarget.from_target(target.scheme, target.host, target.port, target.user)
+    check_winrm(endpoint, options.of(WinRMOptions), options.password)
 
 
 DESCRIPTORS: tuple[TransportDescriptor, ...] = (
-    TransportDescriptor("ssh", ("ssh",), "aibx.engine.transports.ssh:SshTransport", ("linux", "windows")),
+    TransportDescriptor(
+        "ssh",
+        ("ssh",),
+        "aibx.engine.transports.ssh:SshTransport",
+        ("linux", "windows"),
+        options=SshOptions,
+        make_options=ssh_options,
+    ),
     TransportDescriptor(
         "local",
         ("local",),
@@ -46,6 +81,8 @@ DESCRIPTORS: tuple[TransportDescriptor, ...] = (
         ("winrm", "winrms"),
         "aibx.engine.transports.winrm:transport_for_target",
         ("windows",),
+        options=WinRMOptions,
+        make_options=winrm_options,
         flags=(
             ("--winrm-auth", "winrm_auth", "auth"),
             ("--winrm-ca", "winrm_ca", "ca_file"),
@@ -56,6 +93,7 @@ DESCRIPTORS: tuple[TransportDescriptor, ...] = (
         ),
         files=("--winrm-ca", "--winrm-client-cert", "--winrm-client-key"),
         wrong_os="{host} is a WinRM target, for Windows VMs (use ssh:// for Linux)",
+        check=_check_winrm,
     ),
 )
 # scheme -> "module:callable"; a target without a scheme is ssh, the word "local" is this machine
@@ -99,7 +137,8 @@ class ConnectOptions:
     """How to reach and trust the VM; each transport uses the fields that apply to it."""
 
     identity: str | None = None  # private key file (-i)
-    password: str | None = None  # from --password-env; never from the command line
+    password: str | None = None  # from --password-env (read by options.read_password); never from the command line
+    password_env: str | None = None  # the name of that variable, for hints
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts
     accept_new_host_key: bool = False  # trust an unknown host key on first use and record it
     ssh_config: list[str] | None = None  # None: ~/.ssh/config
@@ -107,8 +146,11 @@ class ConnectOptions:
     keepalive_interval: float = 10.0  # a dead peer (a VM reset, a cut network) is noticed after
     keepalive_count_max: int = 3  # interval * count_max seconds, whatever runs
     stop_grace: float = 3.0  # after asking a remote process to stop, before killing it
-    remote_os: str = "linux"  # "linux" or "windows": how to ask the VM for its boot identity
-    extra: dict[str, object] = field(default_factory=dict)  # scheme-specific settings (winrm: WinRMOptions fields)
+    transport: tuple[object, ...] = ()  # each transport's own typed options (SshOptions, WinRMOptions, ...)
+
+    def of(self, kind: type[_Options]) -> _Options:
+        """The options of type ``kind`` among ``transport``, or its defaults."""
+        return next((o for o in self.transport if isinstance(o, kind)), None) or kind()
 
 
 # user:password@ in what was typed after --host (the password must not be echoed in the error either)

@@ -42,6 +42,7 @@ from aibx.engine.transports.base import (
     RemoteFileError,
     Transport,
 )
+from aibx.engine.transports.options import SshOptions
 
 READ_CHUNK = 64 * 1024
 # SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
@@ -110,7 +111,7 @@ class SshTransport(Transport):
         self._sftp: asyncssh.SFTPClient | None = None
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
-        self.windows = options.remote_os == "windows"
+        self.windows = options.of(SshOptions).windows
         self.service = "SSH"
         self._upload_token = secrets.token_hex(6)  # part of the names uploads are written under before the rename
 
@@ -360,7 +361,7 @@ class SshTransport(Transport):
         process.close()
 
     async def boot_identity(self) -> str | None:
-        """Linux: the kernel's boot_id; Windows (``remote_os="windows"``): LastBootUpTime, through PowerShell."""
+        """Linux: the kernel's boot_id; Windows (``SshOptions(windows=True)``): LastBootUpTime, through PowerShell."""
         command = powershell.encoded_command_line(powershell.BOOT_IDENTITY_SCRIPT) if self.windows else BOOT_ID_COMMAND
         code, text = await self._output_of(command)
         lines = text.splitlines()

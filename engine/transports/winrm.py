@@ -22,18 +22,16 @@ import contextlib
 import hashlib
 import logging
 import math
-import os
 import re
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, cast
 
-from aibx import errors, powershell
+from aibx import powershell
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
@@ -43,16 +41,35 @@ from aibx.engine.transports.base import (
     Transport,
     TransportError,
 )
+from aibx.engine.transports.options import (
+    AUTH_METHODS,
+    DEFAULT_AUTH,
+    DEFAULT_MAX_ENVELOPE_SIZE,
+    DEFAULT_PORTS,
+    WINRM_SCHEMES,
+    WinRMConfigError,
+    WinRMOptions,
+    WinRMTarget,
+    check_winrm,
+)
+
+if TYPE_CHECKING:
+    from aibx.engine.transports import ConnectOptions, Target
+
+__all__ = [
+    "AUTH_METHODS",
+    "DEFAULT_AUTH",
+    "DEFAULT_MAX_ENVELOPE_SIZE",
+    "DEFAULT_PORTS",
+    "WinRMConfigError",
+    "WinRMOptions",
+    "WinRMTarget",
+]
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ("winrm", "winrms")
-DEFAULT_PORTS = {"winrm": 5985, "winrms": 5986}
-AUTH_METHODS = ("ntlm", "kerberos", "credssp", "basic", "certificate")
-DEFAULT_AUTH = "ntlm"
+SCHEMES = WINRM_SCHEMES
 
-# WinRM's default MaxEnvelopeSizekb is 500 on current Windows and 150 on WinRM 2.0; 150 KiB works everywhere
-DEFAULT_MAX_ENVELOPE_SIZE = 153600
 # room for the SOAP header and the Send body around the base64 of one stdin chunk (pywinrm's is ~1.5 KiB)
 _ENVELOPE_OVERHEAD = 4096
 
@@ -66,85 +83,6 @@ UPLOAD_SCRIPT = "Receive-AibxFile.ps1"
 DOWNLOAD_SCRIPT = "Send-AibxFile.ps1"
 
 
-class WinRMConfigError(TransportError, errors.InvalidSettings):
-    """The target or the options cannot work (a usage error, exit code 2): wrong URL, a missing password
-    variable, Basic over plain HTTP, an auth method whose library is not installed."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}\nhint: {self.hint}" if self.hint else self.message
-
-
-@dataclass(frozen=True)
-class WinRMTarget:
-    scheme: str
-    host: str
-    port: int
-    user: str | None = None
-
-    @property
-    def https(self) -> bool:
-        return self.scheme == "winrms"
-
-    @property
-    def endpoint(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.https else 'http'}://{host}:{self.port}/wsman"
-
-    def display(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{self.user}@" if self.user else ""
-        return f"{self.scheme}://{user}{host}:{self.port}"
-
-    @classmethod
-    def parse(cls, url: str) -> WinRMTarget:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as e:
-            raise WinRMConfigError(f"not a WinRM target: {_redact_url(url)} ({e})") from None
-        scheme = parts.scheme.lower()
-        if scheme not in SCHEMES:
-            raise WinRMConfigError(
-                f"not a WinRM target: {_redact_url(url)}", "write winrm://[user@]host[:port] or winrms://…"
-            )
-        if parts.password is not None:
-            raise WinRMConfigError(
-                "a password in the target URL is not accepted (it would show in process lists and logs)",
-                "put it in an environment variable and pass --password-env VAR",
-            )
-        if not parts.hostname:
-            raise WinRMConfigError(f"no host in {_redact_url(url)}")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise WinRMConfigError(f"unexpected path or query in {_redact_url(url)}", "the endpoint is always /wsman")
-        user = unquote(parts.username) if parts.username else None
-        return cls(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], user or None)
-
-
-def _redact_url(url: str) -> str:
-    return re.sub(r"//([^/@]*):[^/@]*@", r"//\1:…@", url)
-
-
-@dataclass
-class WinRMOptions:
-    auth: str = DEFAULT_AUTH
-    password_env: str | None = None  # name of the environment variable holding the password
-    ca_file: str | None = None  # PEM bundle to verify the VM's certificate (winrms)
-    insecure_skip_tls_verify: bool = False
-    allow_unencrypted: bool = False  # Basic over plain HTTP
-    client_cert: str | None = None  # certificate auth: PEM certificate and key
-    client_key: str | None = None
-    connect_timeout: float = 30.0  # TCP + TLS + authentication
-    receive_timeout: int = 5  # seconds one Receive may wait on the VM (WS-Man OperationTimeout)
-    read_timeout: float = 60.0  # no answer to a request for this long: the connection is dead
-    max_envelope_size: int = DEFAULT_MAX_ENVELOPE_SIZE
-    codepage: int = 65001  # UTF-8 output from the shell
-
-
 def stdin_chunk_size(max_envelope_size: int) -> int:
     """Bytes of stdin one Send can carry: the envelope holds their base64."""
     return ((max_envelope_size - _ENVELOPE_OVERHEAD) // 4) * 3
@@ -156,47 +94,35 @@ def upload_chunk_size(max_envelope_size: int) -> int:
 
 
 class WinRMTransport(Transport):
-    """``Transport`` over WinRM. Construct with ``from_url``; the password is read from the environment once."""
+    """``Transport`` over WinRM, for a ``transports.Target`` of scheme winrm or winrms (``parse_target`` reads it)."""
 
     service = "WinRM"
 
     def __init__(
         self,
-        target: WinRMTarget,
+        target: Target,
         options: WinRMOptions | None = None,
         *,
-        environ: Mapping[str, str] | None = None,
         password: str | None = None,
+        password_env: str | None = None,
     ) -> None:
         self.options = options = options or WinRMOptions()
-        self.spec = target
-        self.target = target.display()
-        environ = os.environ if environ is None else environ
-        auth = options.auth.lower()
-        if auth not in AUTH_METHODS:
-            raise WinRMConfigError(f"unknown WinRM auth {options.auth!r}", f"use one of {', '.join(AUTH_METHODS)}")
-        self.auth = auth
+        self.spec = spec = WinRMTarget.from_target(target.scheme, target.host, target.port, target.user)
+        self.target = spec.display()
         self._password: str | None = password
-        if options.password_env:
-            value = environ.get(options.password_env)
-            if not value:
-                raise WinRMConfigError(
-                    f"environment variable {options.password_env} is not set or empty",
-                    f"export {options.password_env}=… before running aibx",
-                )
-            self._password = value
-        self._check_options()
-        if target.https and options.insecure_skip_tls_verify:
+        self._password_env = password_env  # the variable's name, for hints
+        self.auth = check_winrm(spec, options, password)
+        if spec.https and options.insecure_skip_tls_verify:
             self.connect_note = (
                 "the VM's TLS certificate is not verified (--insecure-skip-tls-verify): anyone on the way can read "
                 "and change what is sent"
             )
-        elif self.auth == "basic" and not target.https:
+        elif self.auth == "basic" and not spec.https:
             self.connect_note = (
                 "Basic authentication over plain HTTP (--allow-unencrypted): the password and everything else "
                 "travel unencrypted"
             )
-        elif self.auth == "ntlm" and not target.https:
+        elif self.auth == "ntlm" and not spec.https:
             self.connect_note = (
                 "NTLM over plain HTTP (winrm://) encrypts the messages but does not authenticate the VM: whoever "
                 "answers at that address gets the commands and files; use winrms:// (with --winrm-ca) to verify it"
@@ -206,56 +132,8 @@ class WinRMTransport(Transport):
         self._shell_id: str | None = None
         self._closed = False
 
-    @classmethod
-    def from_url(cls, url: str, options: WinRMOptions | None = None, **kwargs: object) -> WinRMTransport:
-        return cls(WinRMTarget.parse(url), options, **kwargs)  # type: ignore[arg-type]
-
     def __repr__(self) -> str:
         return f"WinRMTransport({self.target!r}, auth={self.auth!r})"
-
-    def _check_options(self) -> None:
-        o, t = self.options, self.spec
-        if self.auth == "basic" and not t.https and not o.allow_unencrypted:
-            raise WinRMConfigError(
-                "Basic authentication over plain HTTP would send the password and everything else unencrypted",
-                "use winrms:// (HTTPS), or --winrm-auth ntlm (encrypts the messages), "
-                "or --allow-unencrypted for a throw-away test VM",
-            )
-        if self.auth == "certificate":
-            if not t.https:
-                raise WinRMConfigError("certificate authentication needs HTTPS", "use winrms://")
-            if not (o.client_cert and o.client_key):
-                raise WinRMConfigError("certificate authentication needs a client certificate and its key")
-        elif self.auth == "kerberos":
-            from winrm.transport import HAVE_KERBEROS
-
-            if not HAVE_KERBEROS:
-                raise WinRMConfigError(
-                    "Kerberos authentication needs pywinrm's kerberos support",
-                    "pip install 'pywinrm[kerberos]' and get a ticket with kinit",
-                )
-        else:
-            if self.auth == "credssp":
-                from winrm.transport import HAVE_CREDSSP
-
-                if not HAVE_CREDSSP:
-                    raise WinRMConfigError(
-                        "CredSSP authentication needs pywinrm's credssp support", "pip install 'pywinrm[credssp]'"
-                    )
-            if not t.user:
-                raise WinRMConfigError(
-                    f"{self.auth} authentication needs a user name", f"write {t.scheme}://USER@{t.host}"
-                )
-            if self._password is None:
-                raise WinRMConfigError(
-                    f"{self.auth} authentication needs a password", "pass --password-env VAR (the variable's name)"
-                )
-        if o.insecure_skip_tls_verify and o.ca_file:
-            raise WinRMConfigError("a CA file and skipping certificate verification contradict each other")
-        if o.ca_file and not Path(o.ca_file).is_file():
-            raise WinRMConfigError(f"CA file not found: {o.ca_file}")
-        if o.receive_timeout < 1 or o.read_timeout <= o.receive_timeout:
-            raise WinRMConfigError("read_timeout must exceed receive_timeout, which must be at least 1 s")
 
     # ------------------------------------------------------------------------------------------- plumbing
     def _scrub(self, text: str) -> str:
@@ -344,7 +222,7 @@ class WinRMTransport(Transport):
             elif self.auth == "certificate":
                 hint = "map the client certificate to a local user (winrm create winrm/config/service/certmapping)"
             else:
-                hint = f"check the user name and the password in ${self.options.password_env or 'VAR'}"
+                hint = f"check the user name and the password in ${self._password_env or 'VAR'}"
                 if "\\" not in (t.user or "") and "@" not in (t.user or ""):
                     hint += r"; a domain user is written DOMAIN%5Cuser or user%40domain"
             return ConnectError("auth", self.target, detail, hint)
@@ -674,22 +552,11 @@ class WinRMTransport(Transport):
         self._drop_protocol()
 
 
-def transport_for_target(target: object, options: object) -> WinRMTransport:
-    """The ``SCHEMES`` factory for ``winrm://`` and ``winrms://``: a ``transports.Target`` and ``ConnectOptions``
-    (password, connect timeout; ``extra`` holds ``WinRMOptions`` fields such as ``auth`` or ``ca_file``)."""
-    import dataclasses
-
-    from aibx.engine.transports import ConnectOptions, Target
-
-    assert isinstance(target, Target) and isinstance(options, ConnectOptions)
-    known = {f.name for f in dataclasses.fields(WinRMOptions)}
-    unknown = sorted(set(options.extra) - known)
-    if unknown:
-        raise WinRMConfigError(f"unknown WinRM option(s): {', '.join(unknown)}")
-    settings: dict[str, object] = {"connect_timeout": options.connect_timeout, **options.extra}
-    user = unquote(target.user or "") or None
-    spec = WinRMTarget(target.scheme, target.host or "", target.port or DEFAULT_PORTS[target.scheme], user)
-    return WinRMTransport(spec, WinRMOptions(**settings), password=options.password)  # type: ignore[arg-type]
+def transport_for_target(target: Target, options: ConnectOptions) -> WinRMTransport:
+    """The descriptor's factory for ``winrm://`` and ``winrms://``: the common ``ConnectOptions`` (password,
+    connect timeout) and its ``WinRMOptions``."""
+    settings = replace(options.of(WinRMOptions), connect_timeout=options.connect_timeout)
+    return WinRMTransport(target, settings, password=options.password, password_env=options.password_env)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
