@@ -30,9 +30,10 @@ if TYPE_CHECKING:
     from aibx.engine.events import Event, EventBus, Notice
     from aibx.engine.fetch import SharedFetcher
     from aibx.engine.fleet import HostEntry, HostRun
-    from aibx.engine.runner import RunOptions
+    from aibx.engine.run_report import RunReport
+    from aibx.engine.runner import Pilot, RunOptions
     from aibx.engine.selection import SelectedPlan
-    from aibx.engine.transports import ConnectOptions, Target
+    from aibx.engine.transports import ConnectOptions
     from aibx.plan import Plan
     from aibx.provisioners import CompileOptions
     from aibx.redaction import Redactor
@@ -148,123 +149,157 @@ class RunSettings:
     ask_on_error: bool = False  # --on-error ask: ask after a failed step
 
 
-def execute(settings: RunSettings, prepared: Prepared, selected: SelectedPlan) -> int | Refusal:
-    """Run the selected steps on every host: one host with the console's status line, several as a fleet."""
-    if len(settings.hosts) == 1:
-        return _execute_one(settings, prepared, selected, settings.hosts[0].target)
-    return _execute_fleet(settings, prepared, selected)
-
-
 def usage_error(message: str) -> Refusal:
     text = f"aibx run: {message}"
     print(text, file=sys.stderr)
     return Refusal(ExitCode.USAGE, [text])
 
 
-def _execute_one(settings: RunSettings, prepared: Prepared, selected: SelectedPlan, target: Target) -> int | Refusal:
-    from aibx.commands import json_output
-    from aibx.engine.console_view import ConsoleView
-    from aibx.engine.customization_log import CustomizationLog
-    from aibx.engine.events import EventBus
-    from aibx.engine.run_report import RunReport
+def execute(settings: RunSettings, prepared: Prepared, selected: SelectedPlan) -> int | Refusal:
+    """Run the selected steps on every host. One host is a fleet of one: the same path, with the console's status
+    line, ``--log`` and ``--report`` as they are; several get prefixed lines, a log each and the summary table."""
+    from aibx.engine.fleet import Fleet, HostRun, per_host_paths, raise_open_files_limit
     from aibx.engine.runner import Runner
+    from aibx.engine.selection import select
     from aibx.engine.transports import create_transport
 
-    try:
-        log = CustomizationLog(settings.log)
-    except OSError as exc:
-        return usage_error(f"--log {settings.log}: {exc.strerror or exc}")
-    files = [f"log: {settings.log}" + (f" (the previous run's: {log.previous})" if log.previous else "")]
-    bus = EventBus(prepared.redact)
-    if settings.report:
-        files.append(f"report: {settings.report}")
-    console = ConsoleView(
-        sys.stderr if settings.json_mode else None, files=tuple(files), timestamps=settings.timestamps
-    )
-    report = RunReport(settings.report)
-    bus.subscribe(console)
-    bus.subscribe(log)
-    bus.subscribe(report)
-    connect = settings.connect
-    pilot = None
-    if settings.step_through or settings.ask_on_error:
-        from aibx.pilot import TerminalPilot
+    single = len(settings.hosts) == 1
+    paths = [Path(settings.log)] if single else per_host_paths(settings.log, settings.hosts)
+    runs = [HostRun(entry, log_path=path) for entry, path in zip(settings.hosts, paths, strict=True)]
+    if not single:
+        for folder in sorted({os.path.dirname(os.path.abspath(host.log_path or "")) for host in runs}):
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+                return usage_error(f"--log {settings.log}: cannot write the hosts' logs in {folder}")
+        raise_open_files_limit()
+    with ExitStack() as files:
+        output = _RunOutput(settings, prepared, runs, files)
+        problem = output.open_hosts()
+        if problem:
+            return usage_error(problem)
 
-        pilot = TerminalPilot(
-            str(target), [console], step_through=settings.step_through, ask_on_error=settings.ask_on_error
-        )
-    runner = Runner(
-        selected, lambda: create_transport(target, connect), bus, settings.run, target=str(target), pilot=pilot
-    )
+        def make_runner(host: HostRun) -> Runner:
+            # a fleet's hosts each get their own random temporary names: the plan was compiled once, for all, before
+            plan = selected if single else select(prepared.compile_again(), settings.selection)
+            output.open_log(host)
+            target = host.entry.target
+            return Runner(
+                plan,
+                lambda: create_transport(target, settings.connect),
+                output.buses[host.entry],
+                settings.run,
+                target=str(target),
+                shared_fetcher=output.fetcher,
+                pilot=output.pilot,
+            )
 
-    async def main() -> int:
-        ticker = asyncio.create_task(_tick([console]))
+        fleet = Fleet(runs, settings.parallel, make_runner)
+        fleet.on_internal_error = _raise if single else _internal_error
+        fleet.on_host_done = output.close_log
+        output.start(fleet.parallel)
+
+        async def main() -> int:
+            ticker = asyncio.create_task(_tick(output.views))
+            try:
+                return await fleet.run()
+            finally:
+                ticker.cancel()
+
+        code = int(ExitCode.INTERRUPTED)
         try:
-            result = await runner.run()
-            return result.exit_code
+            code = run_interruptible(main, fleet.interrupt, output.tell)
         finally:
-            ticker.cancel()
-
-    try:
-        code = run_interruptible(main, runner.interrupt, lambda message: bus.emit(_notice(str(target), message)))
-    finally:
-        log.close()
-    if settings.json_mode:
-        document = report.document()
-        if not report.finished:  # aborted at once (a second Ctrl-C): no RunFinished came
-            document.update(outcome="interrupted", exitCode=code)
-        json_output.write(document)
-    return code
+            output.finish(code, fleet.parallel)
+        output.write_json(code, fleet.parallel)
+        return code
 
 
-class _FleetOutput:
-    """What a fleet shows and writes: one console view and one log per host (prefixed lines), a view for what
-    concerns every host (fetching, said once and logged for each), the fleet report. A host's log is opened when its
-    turn comes and closed when it is done: descriptors stay proportional to --parallel, however many hosts."""
+class _RunOutput:
+    """What a run shows and writes; the one place that builds each host's event bus, console view, log and report.
 
-    def __init__(self, settings: RunSettings, prepared: Prepared, runs: list[HostRun], logs: ExitStack) -> None:
+    One host: the console with its status line (on standard error in JSON mode), ``--log`` opened before anything
+    runs (the previous run's kept), ``--report`` written by the host's report. Several: a console view and a log per
+    host (prefixed lines; a log is opened when its host's turn comes and closed when it is done, so descriptors stay
+    proportional to --parallel), a view for what concerns every host (fetching, said once and logged for each), one
+    download of each file for all, the summary table and the fleet report."""
+
+    def __init__(self, settings: RunSettings, prepared: Prepared, runs: list[HostRun], files: ExitStack) -> None:
         from aibx.engine.console_view import ConsoleView
         from aibx.engine.events import EventBus
         from aibx.engine.run_report import FleetReport
 
-        self.say = sys.stderr if settings.json_mode else sys.stdout  # standard output is JSON's
+        self.settings, self.prepared, self.runs, self.files = settings, prepared, runs, files
+        self.single = len(runs) == 1
+        self.say = sys.stderr if settings.json_mode else sys.stdout  # a fleet's lines; standard output is JSON's
         self.report = FleetReport(settings.report, settings.template, settings.run.command_line)
+        self.host_reports: dict[HostEntry, RunReport] = {}
         self.host_logs: list[DeferredLog] = []
         self.logs_of: dict[HostEntry, DeferredLog] = {}
-        self.timestamps = settings.timestamps
-        fleet_view = ConsoleView(self.say, status_line=False, timestamps=settings.timestamps)
-        self.fleet_bus = EventBus(prepared.redact, [fleet_view, self._to_every_log])
-        self.views = [fleet_view]
         self.buses: dict[HostEntry, EventBus] = {}
-        self.prepared, self.runs, self.logs = prepared, runs, logs
+        self.views: list[ConsoleView] = []
+        self.pilot: Pilot | None = None
+        self.fetcher: SharedFetcher | None = None
+        if not self.single:
+            fleet_view = ConsoleView(self.say, status_line=False, timestamps=settings.timestamps)
+            self.fleet_bus = EventBus(prepared.redact, [fleet_view, self._to_every_log])
+            self.views.append(fleet_view)
+            self.fetcher = self._shared_fetcher(settings.run)
 
     def _to_every_log(self, event: Event) -> None:
         for log in self.host_logs:
             log(event)
 
-    def open_hosts(self) -> None:
-        from aibx.engine.console_view import ConsoleView
+    def open_hosts(self) -> str:
+        """Each host's bus, view, log and report; what makes the run impossible (a --log that cannot be written)."""
         from aibx.engine.customization_log import DeferredLog
-        from aibx.engine.events import EventBus
-        from aibx.engine.run_report import RunReport
 
         for host in self.runs:
             log = self.logs_of[host.entry] = DeferredLog(str(host.log_path))
-            self.logs.callback(log.close)
+            self.files.callback(log.close)
             self.host_logs.append(log)
-            prefix = f"[{host.entry.text}] "
+            if self.single:
+                try:
+                    log.open()
+                except OSError as exc:
+                    return f"--log {self.settings.log}: {exc.strerror or exc}"
+            self._open_host(host, log)
+        return ""
+
+    def _open_host(self, host: HostRun, log: DeferredLog) -> None:
+        from aibx.engine.console_view import ConsoleView
+        from aibx.engine.events import EventBus
+        from aibx.engine.run_report import RunReport
+
+        settings = self.settings
+        if self.single:
+            previous = log.log.previous if log.log is not None else None
+            shown = [f"log: {settings.log}" + (f" (the previous run's: {previous})" if previous else "")]
+            if settings.report:
+                shown.append(f"report: {settings.report}")
+            where = sys.stderr if settings.json_mode else None
+            console = ConsoleView(where, files=tuple(shown), timestamps=settings.timestamps)
+            report = RunReport(settings.report)
+        else:
             console = ConsoleView(
                 self.say,
                 status_line=False,
                 files=(f"log: {host.log_path}",),
-                prefix=prefix,
-                timestamps=self.timestamps,
+                prefix=f"[{host.entry.text}] ",
+                timestamps=settings.timestamps,
             )
-            self.views.append(console)
-            bus = self.buses[host.entry] = EventBus(self.prepared.redact, [console, log])
             report = RunReport(None)
-            bus.subscribe(report)
             self.report.add(host.entry.text, report, str(host.log_path))
+        self.views.append(console)
+        self.host_reports[host.entry] = report
+        self.buses[host.entry] = EventBus(self.prepared.redact, [console, log, report])
+        if self.single and (settings.step_through or settings.ask_on_error):
+            from aibx.pilot import TerminalPilot
+
+            self.pilot = TerminalPilot(
+                str(host.entry.target),
+                [console],
+                step_through=settings.step_through,
+                ask_on_error=settings.ask_on_error,
+            )
 
     def open_log(self, host: HostRun) -> None:
         try:
@@ -275,7 +310,52 @@ class _FleetOutput:
     def close_log(self, host: HostRun) -> None:
         self.logs_of[host.entry].close()
 
-    def fetcher(self, run_options: RunOptions) -> SharedFetcher:
+    def start(self, parallel: int) -> None:
+        if not self.single:
+            print(
+                f"aibx: {self.settings.template} on {len(self.runs)} hosts, at most {parallel} at a time",
+                file=self.say,
+                flush=True,
+            )
+
+    def tell(self, message: str) -> None:
+        """What an interrupt says: in the host's output for one host, on standard error for a fleet."""
+        if self.single:
+            self.buses[self.runs[0].entry].emit(_notice(str(self.runs[0].entry.target), message))
+        else:
+            print(message, file=sys.stderr)
+
+    def finish(self, code: int, parallel: int) -> None:
+        """The end, whichever way the run ended: one host's log is closed; a fleet's summary table and report."""
+        from aibx.engine.fleet import outcome_counts, summary_table
+
+        if self.single:
+            for log in self.host_logs:
+                log.close()
+            return
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in outcome_counts(self.runs).items())
+        summary = f"\n{len(self.runs)} hosts: {counts}; exit status {code}\n" + summary_table(self.runs)
+        print(summary, end="", file=self.say, flush=True)
+        if self.settings.report:
+            self.report.write(code, parallel)
+            print(f"report: {self.settings.report}", file=self.say)
+
+    def write_json(self, code: int, parallel: int) -> None:
+        """--format json: one host's report, or the fleet's."""
+        from aibx.commands import json_output
+
+        if not self.settings.json_mode:
+            return
+        if not self.single:
+            json_output.write(self.report.document(code, parallel))
+            return
+        report = self.host_reports[self.runs[0].entry]
+        document = report.document()
+        if not report.finished:  # aborted at once (a second Ctrl-C): no RunFinished came
+            document.update(outcome="interrupted", exitCode=code)
+        json_output.write(document)
+
+    def _shared_fetcher(self, run_options: RunOptions) -> SharedFetcher:
         """One download of each script and file for every host."""
         from aibx.engine.events import Notice
         from aibx.engine.fetch import ContentFetcher, SharedFetcher
@@ -285,7 +365,7 @@ class _FleetOutput:
             return lambda message: self.fleet_bus.emit(Notice("fleet", message=message, level=level))
 
         fetch_dir = Path(tempfile.mkdtemp(prefix="aibx-fleet-"))
-        self.logs.callback(shutil.rmtree, fetch_dir, True)
+        self.files.callback(shutil.rmtree, fetch_dir, True)
         return SharedFetcher(
             ContentFetcher(
                 fetch_dir,
@@ -299,67 +379,9 @@ class _FleetOutput:
         )
 
 
-def _execute_fleet(settings: RunSettings, prepared: Prepared, selected: SelectedPlan) -> int | Refusal:
-    """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table."""
-    from aibx.commands import json_output
-    from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, raise_open_files_limit, summary_table
-    from aibx.engine.runner import Runner
-    from aibx.engine.selection import select
-    from aibx.engine.transports import create_transport
-
-    paths = per_host_paths(settings.log, settings.hosts)
-    runs = [HostRun(entry, log_path=path) for entry, path in zip(settings.hosts, paths, strict=True)]
-    for folder in sorted({os.path.dirname(os.path.abspath(host.log_path or "")) for host in runs}):
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-            return usage_error(f"--log {settings.log}: cannot write the hosts' logs in {folder}")
-    raise_open_files_limit()
-    with ExitStack() as logs:
-        output = _FleetOutput(settings, prepared, runs, logs)
-        fetcher = output.fetcher(settings.run)
-        output.open_hosts()
-
-        def make_runner(host: HostRun) -> Runner:
-            # this host's own random temporary names: the plan was compiled once, for all, before
-            host_selected = select(prepared.compile_again(), settings.selection)
-            output.open_log(host)
-            target = host.entry.target
-            return Runner(
-                host_selected,
-                lambda: create_transport(target, settings.connect),
-                output.buses[host.entry],
-                settings.run,
-                target=str(target),
-                shared_fetcher=fetcher,
-            )
-
-        fleet = Fleet(runs, settings.parallel, make_runner)
-        fleet.on_internal_error = _internal_error
-        fleet.on_host_done = output.close_log
-        say = output.say
-        print(
-            f"aibx: {settings.template} on {len(runs)} hosts, at most {fleet.parallel} at a time", file=say, flush=True
-        )
-
-        async def main() -> int:
-            ticker = asyncio.create_task(_tick(output.views))
-            try:
-                return await fleet.run()
-            finally:
-                ticker.cancel()
-
-        code = int(ExitCode.INTERRUPTED)
-        try:
-            code = run_interruptible(main, fleet.interrupt, lambda message: print(message, file=sys.stderr))
-        finally:
-            counts = ", ".join(f"{n} {outcome}" for outcome, n in outcome_counts(runs).items())
-            summary = f"\n{len(runs)} hosts: {counts}; exit status {code}\n" + summary_table(runs)
-            print(summary, end="", file=say, flush=True)
-            if settings.report:
-                output.report.write(code, fleet.parallel)
-                print(f"report: {settings.report}", file=say)
-        if settings.json_mode:
-            json_output.write(output.report.document(code, fleet.parallel))
-        return code
+def _raise(host: HostRun, exc: BaseException) -> None:
+    """One host: a bug in aibx is not one host's failure among others; it goes up as it is."""
+    raise exc
 
 
 def _internal_error(host: HostRun, exc: BaseException) -> None:
