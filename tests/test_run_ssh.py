@@ -17,12 +17,15 @@ import pytest
 
 from aibx.model import OsType
 from aibx.provisioners.deprovision import default_script
+from tests.support.agent_modes import ssh_agent_mode  # noqa: F401
 from tests.support.cli import RecordedRun, invoke
 from tests.support.requirements import require_program, require_root
 from tests.support.sshd import IS_ROOT, PortBlackhole, SshTarget
 from tests.support.templates import shell, write_template
 
 ROOT = Path(__file__).resolve().parent.parent
+# every test twice: with the SSH transport's command agent and with one exec channel per command
+pytestmark = pytest.mark.usefixtures("ssh_agent_mode")
 
 
 class Run(RecordedRun):

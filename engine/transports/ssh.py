@@ -31,7 +31,7 @@ from typing import BinaryIO
 import asyncssh
 
 from aibx import powershell
-from aibx.engine.transports import ConnectOptions, Target
+from aibx.engine.transports import ConnectOptions, Target, ssh_agent
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
@@ -107,6 +107,12 @@ class SshTransport(Transport):
         self.target = str(target)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
+        # the command agent (ssh_agent.py): started in the background at connect, used once it is ready
+        self._agent: ssh_agent.Agent | None = None
+        self._agent_start: asyncio.Task[ssh_agent.Agent | None] | None = None
+        # the SFTP session, started in the background at connect (its three round trips overlap the boot id's)
+        self._sftp_start: asyncio.Task[asyncssh.SFTPClient] | None = None
+        self._boot_probe_pending = False  # the first command after connect (the boot id) is still to come
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
         self.windows = options.remote_os == "windows"
@@ -187,6 +193,12 @@ class SshTransport(Transport):
             self.connect_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
         if self._host_key is None:
             self._host_key = self._conn.get_server_host_key()
+        self._sftp_start = asyncio.ensure_future(self._conn.start_sftp_client())
+        self._sftp_start.add_done_callback(_retrieve)
+        if not self.windows and ssh_agent.enabled():
+            # while the runner reads the boot id and stages files on their own channels
+            self._agent_start = asyncio.ensure_future(ssh_agent.Agent.start(self._conn, opts.stop_grace))
+            self._boot_probe_pending = True
 
     async def _open_socket(self, kwargs: dict[str, object], deadline: float) -> socket.socket | None:
         """The TCP connection to the host ``~/.ssh/config`` names, tried again every ``TCP_ATTEMPT_SECONDS`` while
@@ -231,6 +243,7 @@ class SshTransport(Transport):
 
     def _abandon(self) -> None:
         self._sftp = None
+        self._drop_background()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.abort()
@@ -284,6 +297,81 @@ class SshTransport(Transport):
         stdin: bytes | Path | None = None,
         on_output: OutputCallback | None = None,
         timeout: float | None = None,
+    ) -> int:
+        agent = await self._ready_agent(command)
+        data = ssh_agent.read_stdin(stdin) if agent is not None else None
+        if agent is not None and data is not None:
+            async with agent.lock:
+                return await self._run_on_agent(agent, command, data, on_output, timeout)
+        return await self._run_on_channel(command, stdin, on_output, timeout)
+
+    async def _ready_agent(self, command: str) -> ssh_agent.Agent | None:
+        """The agent, when it can take ``command`` now; None for an exec channel. The first command after connect
+        (the boot id) does not wait for the agent: it runs alongside the agent's start, on its own channel; later
+        commands wait for the start to end (bounded by ssh_agent.START_SECONDS)."""
+        start = self._agent_start
+        if start is not None:
+            if not start.done():
+                if self._boot_probe_pending:
+                    self._boot_probe_pending = False
+                    return None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(start)
+            self._agent_start = None
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                self._agent = start.result()
+        agent = self._agent
+        if agent is None or not agent.usable or agent.lock.locked() or not ssh_agent.accepts(command):
+            return None
+        return agent
+
+    async def _run_on_agent(
+        self,
+        agent: ssh_agent.Agent,
+        command: str,
+        stdin: bytes,
+        on_output: OutputCallback | None,
+        timeout: float | None,
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            return await asyncio.wait_for(agent.run(command, stdin, on_output), timeout)
+        except asyncio.TimeoutError:
+            await agent.stop()
+            raise TimeoutError(f"command still running after {timeout:g} s") from None
+        except ssh_agent.AgentGone as gone:
+            if not gone.started:  # it never ran: over an exec channel (which tells a dead connection exactly)
+                left = None if timeout is None else max(timeout - (loop.time() - began), 0.001)
+                return await self._run_on_channel(command, stdin, on_output, left)
+            if gone.code is not None:  # the agent was killed with the command (a reboot's SIGTERM to all)
+                return gone.code
+            because = f" ({gone.reason})" if gone.reason else ""
+            raise ConnectionLost(f"the connection to {self.target} dropped{because}") from None
+        except (asyncssh.Error, OSError) as exc:
+            agent.usable = False
+            raise ConnectionLost(f"the connection to {self.target} dropped ({_reason(exc)})") from None
+        except BaseException:  # cancelled (interrupt) or a failing callback: stop what runs
+            await agent.stop()
+            raise
+
+    def _drop_background(self) -> None:
+        if self._sftp_start is not None:
+            self._sftp_start.cancel()
+            self._sftp_start = None
+        if self._agent_start is not None:
+            self._agent_start.cancel()
+            self._agent_start = None
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    async def _run_on_channel(
+        self,
+        command: str,
+        stdin: bytes | Path | None,
+        on_output: OutputCallback | None,
+        timeout: float | None,
     ) -> int:
         conn = self._require()
         try:
@@ -379,8 +467,12 @@ class SshTransport(Transport):
     # ------------------------------------------------------------------------------------------ files
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
+            starting, self._sftp_start = self._sftp_start, None
             try:
-                self._sftp = await self._require().start_sftp_client()
+                if starting is not None and not starting.cancelled():
+                    self._sftp = await starting
+                else:
+                    self._sftp = await self._require().start_sftp_client()
             except (asyncssh.Error, OSError) as exc:
                 raise ConnectionLost(f"cannot start SFTP on {self.target}: {_reason(exc)}") from None
         return self._sftp
@@ -416,11 +508,9 @@ class SshTransport(Transport):
                         await _pipelined_write(f, src, block, data.stat().st_size, on_progress)
                 else:
                     await _pipelined_write(f, io.BytesIO(data), block, len(data), on_progress)
-                if mode is not None and not self.windows:
-                    await f.chmod(mode)
-                # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
-                with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-                    await f.fsync()
+                # the mode, and on the VM's disk before the step counts as done (a reset right after it cannot lose
+                # the file): both requests in flight at once, one round trip
+                await _chmod_and_fsync(f, mode if not self.windows else None)
             except asyncssh.SFTPError as exc:
                 size = data.stat().st_size if isinstance(data, Path) else len(data)
                 reason = await _write_failure(f, size, exc)
@@ -470,6 +560,7 @@ class SshTransport(Transport):
             raise RemoteFileError(remote_path, exc.reason) from None
 
     async def close(self) -> None:
+        self._drop_background()
         if self._sftp is not None:
             self._sftp.exit()
             self._sftp = None
@@ -550,6 +641,22 @@ async def _pipelined_write(
                 if not request.cancelled():
                     request.exception()
         raise
+
+
+async def _chmod_and_fsync(f: asyncssh.SFTPClientFile, mode: int | None) -> None:
+    """Set the mode (when given) and fsync, both requests sent before either answer comes back; the first error
+    is raised (a server without fsync@openssh.com is fine)."""
+    requests = [asyncio.ensure_future(f.chmod(mode))] if mode is not None else []
+    requests.append(asyncio.ensure_future(f.fsync()))  # sent after the chmod (tasks start in order)
+    for outcome in await asyncio.gather(*requests, return_exceptions=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncssh.SFTPOpUnsupported):
+            raise outcome
+
+
+def _retrieve(task: asyncio.Task[asyncssh.SFTPClient]) -> None:
+    """A background start nobody awaited (the run ended first) must not log an unretrieved exception."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _write_failure(f: asyncssh.SFTPClientFile, size: int, exc: asyncssh.SFTPError) -> str:
