@@ -503,14 +503,20 @@ class SshTransport(Transport):
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         try:
             try:
-                if isinstance(data, Path):
+                # then the mode, and on the VM's disk before the step counts as done (a reset right after it cannot
+                # lose the file); a file of one block goes in one round trip with both, a larger one in two
+                settle = mode if not self.windows else None
+                size = data.stat().st_size if isinstance(data, Path) else len(data)
+                if size <= block:
+                    chunk = data.read_bytes() if isinstance(data, Path) else data
+                    await _write_chmod_fsync(f, chunk, settle, on_progress)
+                elif isinstance(data, Path):
                     with data.open("rb") as src:
-                        await _pipelined_write(f, src, block, data.stat().st_size, on_progress)
+                        await _pipelined_write(f, src, block, size, on_progress)
+                    await _write_chmod_fsync(f, None, settle)
                 else:
-                    await _pipelined_write(f, io.BytesIO(data), block, len(data), on_progress)
-                # the mode, and on the VM's disk before the step counts as done (a reset right after it cannot lose
-                # the file): both requests in flight at once, one round trip
-                await _chmod_and_fsync(f, mode if not self.windows else None)
+                    await _pipelined_write(f, io.BytesIO(data), block, size, on_progress)
+                    await _write_chmod_fsync(f, None, settle)
             except asyncssh.SFTPError as exc:
                 size = data.stat().st_size if isinstance(data, Path) else len(data)
                 reason = await _write_failure(f, size, exc)
@@ -643,14 +649,23 @@ async def _pipelined_write(
         raise
 
 
-async def _chmod_and_fsync(f: asyncssh.SFTPClientFile, mode: int | None) -> None:
-    """Set the mode (when given) and fsync, both requests sent before either answer comes back; the first error
-    is raised (a server without fsync@openssh.com is fine)."""
-    requests = [asyncio.ensure_future(f.chmod(mode))] if mode is not None else []
-    requests.append(asyncio.ensure_future(f.fsync()))  # sent after the chmod (tasks start in order)
+async def _write_chmod_fsync(
+    f: asyncssh.SFTPClientFile, chunk: bytes | None, mode: int | None, on_progress: ProgressCallback | None = None
+) -> None:
+    """Write ``chunk`` at offset 0 (when given), set the mode (when given) and fsync: every request sent before any
+    answer comes back (the server takes them in order), so one round trip. The first error is raised (a server
+    without fsync@openssh.com is fine)."""
+    requests: list[asyncio.Future[object]] = []
+    if chunk:
+        requests.append(asyncio.ensure_future(f.write(chunk, 0)))
+    if mode is not None:
+        requests.append(asyncio.ensure_future(f.chmod(mode)))
+    requests.append(asyncio.ensure_future(f.fsync()))  # tasks start in the order they were made
     for outcome in await asyncio.gather(*requests, return_exceptions=True):
         if isinstance(outcome, BaseException) and not isinstance(outcome, asyncssh.SFTPOpUnsupported):
             raise outcome
+    if chunk and on_progress is not None:
+        on_progress(len(chunk), len(chunk))
 
 
 def _retrieve(task: asyncio.Task[asyncssh.SFTPClient]) -> None:
