@@ -188,3 +188,21 @@ def test_round_trips_per_step_through_the_latency_proxy(
         eleven = round_trips(ssh_target, proxy, tmp_path, 11, agent)
     per_step = (eleven - one) / 10
     assert least <= per_step <= most, (one, eleven)
+
+
+def test_a_server_with_two_sessions_at_most_still_runs_every_step(make_ssh_target, tmp_path: Path) -> None:
+    """MaxSessions 2: the boot id probe gets its channel first; SFTP and the agent share what is left (the agent
+    falls back to exec channels when it finds no session), and steps and files still go through."""
+    target = make_ssh_target(config_overrides="MaxSessions 2")
+    d = target.remote_dir("sessions")
+    (tmp_path / "payload.txt").write_text("payload\n")
+    steps = [
+        shell("one", f"echo one > {d}/one"),
+        {"type": "File", "name": "file", "sourceUri": "file:payload.txt", "destination": f"{d}/payload.txt"},
+        shell("two", f"cat {d}/payload.txt"),
+    ]
+    result = invoke("run", write_template(tmp_path, steps), "--host", target.url, "-i", target.client_key,
+                    "--known-hosts", target.known_hosts, "--log", tmp_path / "log")  # fmt: skip
+    assert result.code == 0, result.text
+    assert target.host_path(f"{d}/one").read_text() == "one\n"
+    assert "two | payload" in result.out

@@ -112,7 +112,7 @@ class SshTransport(Transport):
         self._agent_start: asyncio.Task[ssh_agent.Agent | None] | None = None
         # the SFTP session, started in the background at connect (its three round trips overlap the boot id's)
         self._sftp_start: asyncio.Task[asyncssh.SFTPClient] | None = None
-        self._boot_probe_pending = False  # the first command after connect (the boot id) is still to come
+        self._background_due = False  # the SFTP session and the agent are still to be started
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
         self.windows = options.remote_os == "windows"
@@ -193,12 +193,7 @@ class SshTransport(Transport):
             self.connect_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
         if self._host_key is None:
             self._host_key = self._conn.get_server_host_key()
-        self._sftp_start = asyncio.ensure_future(self._conn.start_sftp_client())
-        self._sftp_start.add_done_callback(_retrieve)
-        if not self.windows and ssh_agent.enabled():
-            # while the runner reads the boot id and stages files on their own channels
-            self._agent_start = asyncio.ensure_future(ssh_agent.Agent.start(self._conn, opts.stop_grace))
-            self._boot_probe_pending = True
+        self._background_due = True  # started with the first command or file (see _start_background)
 
     async def _open_socket(self, kwargs: dict[str, object], deadline: float) -> socket.socket | None:
         """The TCP connection to the host ``~/.ssh/config`` names, tried again every ``TCP_ATTEMPT_SECONDS`` while
@@ -309,11 +304,11 @@ class SshTransport(Transport):
         """The agent, when it can take ``command`` now; None for an exec channel. The first command after connect
         (the boot id) does not wait for the agent: it runs alongside the agent's start, on its own channel; later
         commands wait for the start to end (bounded by ssh_agent.START_SECONDS)."""
+        first = self._start_background()
         start = self._agent_start
         if start is not None:
             if not start.done():
-                if self._boot_probe_pending:
-                    self._boot_probe_pending = False
+                if first:
                     return None
                 with contextlib.suppress(Exception):
                     await asyncio.shield(start)
@@ -355,7 +350,22 @@ class SshTransport(Transport):
             await agent.stop()
             raise
 
+    def _start_background(self) -> bool:
+        """Start the SFTP session and the agent, once per connection, at the first command or file; True when
+        this call started them. They start after the caller's own channel is asked for (tasks run at the loop's
+        next turn), so a server with a low MaxSessions gives the first command its channel, and what does not fit
+        falls back: the agent to exec channels, SFTP to a start at first use."""
+        if not self._background_due or self._conn is None:
+            return False
+        self._background_due = False
+        self._sftp_start = asyncio.ensure_future(self._conn.start_sftp_client())
+        self._sftp_start.add_done_callback(_retrieve)
+        if not self.windows and ssh_agent.enabled():
+            self._agent_start = asyncio.ensure_future(ssh_agent.Agent.start(self._conn, self.options.stop_grace))
+        return True
+
     def _drop_background(self) -> None:
+        self._background_due = False
         if self._sftp_start is not None:
             self._sftp_start.cancel()
             self._sftp_start = None
@@ -467,11 +477,13 @@ class SshTransport(Transport):
     # ------------------------------------------------------------------------------------------ files
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
+            self._start_background()
             starting, self._sftp_start = self._sftp_start, None
             try:
                 if starting is not None and not starting.cancelled():
-                    self._sftp = await starting
-                else:
+                    with contextlib.suppress(asyncssh.ChannelOpenError):  # no session left then: once more now
+                        self._sftp = await starting
+                if self._sftp is None:
                     self._sftp = await self._require().start_sftp_client()
             except (asyncssh.Error, OSError) as exc:
                 raise ConnectionLost(f"cannot start SFTP on {self.target}: {_reason(exc)}") from None
