@@ -206,3 +206,32 @@ def test_a_server_with_two_sessions_at_most_still_runs_every_step(make_ssh_targe
     assert result.code == 0, result.text
     assert target.host_path(f"{d}/one").read_text() == "one\n"
     assert "two | payload" in result.out
+
+
+# ---------------------------------------------------------------------------------------------- a lighter start
+def test_importing_the_ssh_transport_starts_no_process() -> None:
+    """asyncssh's search for liboqs would run ldconfig, gcc and ld at every start (asyncssh_import.py)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import subprocess, sys\n"
+        "started = []\n"
+        "real = subprocess.Popen.__init__\n"
+        "def spy(self, args, *a, **k):\n"
+        "    started.append(args)\n"
+        "    real(self, args, *a, **k)\n"
+        "subprocess.Popen.__init__ = spy\n"
+        "import aibx.engine.transports.ssh\n"
+        "print(started)\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_library_search_finds_shared_objects_only() -> None:
+    from aibx.engine.transports.asyncssh_import import find_library_in_dirs
+
+    libc = find_library_in_dirs("c")
+    assert libc is not None and Path(libc).name.startswith("libc.so.")  # not the libc.so linker script
+    assert find_library_in_dirs("aibx-no-such-library") is None

@@ -28,10 +28,9 @@ import socket
 from pathlib import Path
 from typing import BinaryIO
 
-import asyncssh
-
 from aibx import powershell
 from aibx.engine.transports import ConnectOptions, Target, ssh_agent
+from aibx.engine.transports.asyncssh_import import asyncssh
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,

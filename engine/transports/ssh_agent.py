@@ -25,8 +25,7 @@ import signal
 from importlib import resources
 from pathlib import Path
 
-import asyncssh
-
+from aibx.engine.transports.asyncssh_import import asyncssh
 from aibx.engine.transports.base import OutputCallback
 
 READ_CHUNK = 64 * 1024
