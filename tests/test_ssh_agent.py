@@ -235,3 +235,37 @@ def test_the_library_search_finds_shared_objects_only() -> None:
     libc = find_library_in_dirs("c")
     assert libc is not None and Path(libc).name.startswith("libc.so.")  # not the libc.so linker script
     assert find_library_in_dirs("aibx-no-such-library") is None
+
+
+def test_a_small_upload_sends_write_chmod_and_fsync_in_that_order_before_any_answer(
+    ssh_target: SshTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One round trip for the bytes, the mode and the fsync: all three requests go out at once, in order (the
+    fsync after the write, or the file would not be on disk)."""
+    import logging
+
+    import asyncssh
+
+    d = ssh_target.remote_dir("upload")
+
+    async def body(transport: SshTransport) -> None:
+        asyncssh.set_sftp_log_level(logging.DEBUG)
+        asyncssh.set_debug_level(2)
+        try:
+            with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+                await transport.put(b"hello\n", f"{d}/small", 0o640)
+        finally:
+            asyncssh.set_sftp_log_level(logging.WARNING)
+            asyncssh.set_debug_level(1)
+
+    on(ssh_target, body)
+    assert ssh_target.host_path(f"{d}/small").read_bytes() == b"hello\n"
+    assert ssh_target.host_path(f"{d}/small").stat().st_mode & 0o777 == 0o640
+    events = [
+        word
+        for record in caplog.records
+        for word in ("Sending write", "Sending fsetstat", "Sending fsync", "Received OK", "Sending close")
+        if record.getMessage().startswith(word) or f"] {word}" in record.getMessage()
+    ]
+    assert events[:6] == ["Sending write", "Sending fsetstat", "Sending fsync", "Received OK", "Received OK",
+                          "Received OK"]  # fmt: skip

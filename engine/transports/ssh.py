@@ -507,7 +507,9 @@ class SshTransport(Transport):
         try:
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
-            f = await sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs())
+            # block_size=0: each write is one request, sent when its coroutine starts (asyncssh's own splitting
+            # would send it from tasks of its own, after requests made later, such as the fsync)
+            f = await sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs(), block_size=0)
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
