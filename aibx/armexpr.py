@@ -11,11 +11,13 @@ the reason.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urljoin
 
 from aibx.document import Unresolved
 
@@ -35,6 +37,15 @@ MAX_NESTING = 64  # function calls inside function calls; ARM templates rarely g
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # aibx builds no longer string (padLeft): ARM's whole request is limited to 4 MB
 MAX_BUILT_STRING = 4 * 1024 * 1024
+MAX_COPIES = 800  # ARM's limit on the count of a copy loop
+# Bounds on what one template may make aibx compute (issue 11: forty variables that each concat() the last twice ate
+# all memory). A value is at most MAX_BUILT_STRING characters and MAX_VALUE_ITEMS array items and object members,
+# counted through every level, and nests at most MAX_VALUE_DEPTH deep; all strings the functions of one template
+# build together are at most MAX_TOTAL_BUILT characters and items. ARM would refuse any of these (a 4 MB request).
+MAX_VALUE_ITEMS = 100_000
+MAX_VALUE_DEPTH = 128
+MAX_TOTAL_BUILT = 64 * 1024 * 1024
+_LIMIT_HINT = "ARM refuses a deployment over 4 MB; aibx stops there to keep its time and memory bounded"
 
 
 class ExpressionError(ValueError):
@@ -61,8 +72,32 @@ class Scope:
     parameters: Mapping[str, object] = field(default_factory=dict)
     variables: Mapping[str, object] = field(default_factory=dict)
     context: DeploymentContext = field(default_factory=DeploymentContext)
+    # the current iteration of each property copy loop (copyIndex('name')), by loop name
+    copy_index: Mapping[str, int] = field(default_factory=dict)
     _resolving: set[str] = field(default_factory=set)
     _resolved_variables: dict[str, object] = field(default_factory=dict)
+    _built: int = 0  # characters and items the functions built so far (MAX_TOTAL_BUILT)
+
+
+def check_size(value: object) -> None:
+    """ExpressionError if ``value`` is bigger or deeper than aibx evaluates (see MAX_VALUE_ITEMS), counting a shared
+    part each time it appears, as anything writing the value would. Iterative, and its cost is bounded: it stops
+    at the first limit passed."""
+    items = chars = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            chars += len(v)
+            if chars > MAX_BUILT_STRING:
+                raise ExpressionError(f"a value of more than {MAX_BUILT_STRING:,} characters; {_LIMIT_HINT}")
+        elif isinstance(v, (list, dict)):
+            if depth >= MAX_VALUE_DEPTH:
+                raise ExpressionError(f"a value nested more than {MAX_VALUE_DEPTH} levels deep; {_LIMIT_HINT}")
+            items += len(v)
+            if items > MAX_VALUE_ITEMS:
+                raise ExpressionError(f"a value of more than {MAX_VALUE_ITEMS:,} items; {_LIMIT_HINT}")
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
 
 
 def is_expression(value: object) -> bool:
@@ -216,10 +251,54 @@ def _int64_literal(digits: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class Lambda:
+    """An ARM ``lambda('x', 'y', body)`` value: ``invoke`` computes the body for one set of arguments.
+
+    The ARM functions that take a lambda (filter, map, reduce, sort, toObject) only call it, so any evaluator can
+    make one: aibx's ARM evaluator binds ``lambdaVariables()``, a Bicep evaluator its own lambda variables."""
+
+    params: tuple[str, ...]
+    invoke: Callable[..., object]
+
+    def __call__(self, *args: object) -> object:
+        if len(args) < len(self.params):
+            raise ExpressionError(f"the lambda takes {len(self.params)} argument(s), got {len(args)}")
+        return self.invoke(*args[: len(self.params)])
+
+
 class _Evaluator:
     def __init__(self, scope: Scope, original: str) -> None:
         self.scope = scope
         self.original = original
+        # the lambda variables in effect, innermost last (per evaluation: nothing is shared between expressions)
+        self.frames: list[dict[str, object]] = []
+
+    def make_lambda(self, args: list[object]) -> Lambda:
+        if len(args) < 2:
+            raise ExpressionError("lambda() takes parameter names and a body")
+        names = [self.eval(a) for a in args[:-1]]
+        if not all(isinstance(n, str) and n for n in names):
+            raise ExpressionError("lambda(): the parameter names must be strings")
+        body = args[-1]
+        params = tuple(str(n) for n in names)
+
+        def invoke(*values: object) -> object:
+            self.frames.append(dict(zip(params, values, strict=True)))
+            try:
+                return self.eval(body)
+            finally:
+                self.frames.pop()
+
+        return Lambda(params, invoke)
+
+    def lambdavariables(self, name: object) -> object:
+        if not isinstance(name, str):
+            raise ExpressionError("lambdaVariables() takes a variable name")
+        for frame in reversed(self.frames):
+            if name in frame:
+                return frame[name]
+        raise ExpressionError(f"lambdaVariables('{name}') is used outside a lambda that declares it")
 
     def unresolved(self, reason: str) -> Unresolved:
         return Unresolved(self.original, reason)
@@ -243,6 +322,8 @@ class _Evaluator:
             return self.unresolved(f"{node.name}() {reason}")
         if func is None:
             return self.unresolved(f"aibx does not evaluate the function {node.name}()")
+        if name == "lambda":  # lazy: the body is evaluated by the function that calls it
+            return self.make_lambda(node.args)
         if name == "if":  # lazy: only the branch taken is evaluated
             if len(node.args) != 3:
                 raise ExpressionError("if() takes 3 arguments")
@@ -251,16 +332,24 @@ class _Evaluator:
                 return cond
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
-        if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid"):
+        if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid", "lambdavariables"):
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
+        if name in _BUILDERS:
+            check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
-            return func(self, *args)
+            result = func(self, *args)
         except _NotEvaluated as exc:
             return self.unresolved(f"{node.name}(): {exc}")
         except TypeError as exc:
             raise ExpressionError(f"{node.name}(): wrong number or kind of arguments ({exc})") from None
+        if name in _BUILDERS:
+            check_size(result)
+            self.scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
+            if self.scope._built > MAX_TOTAL_BUILT:
+                raise ExpressionError(f"the template's functions build more than {MAX_TOTAL_BUILT:,} characters")
+        return result
 
     # functions that need the scope
     def parameters(self, name: object) -> object:
@@ -283,20 +372,49 @@ class _Evaluator:
         if not isinstance(name, str):
             raise ExpressionError("variables() takes a variable name")
         variables = self.scope.variables
-        match = next((k for k in variables if k.lower() == name.lower()), None)
-        if match is None:
+        match = next((k for k in variables if k.lower() == name.lower() and k.lower() != "copy"), None)
+        loop = _variable_loop(variables, name) if match is None else None
+        if match is None and loop is None:
             raise ExpressionError(f"the template has no variable '{name}'{_did_you_mean(name, variables)}")
-        if match in self.scope._resolved_variables:
-            return self.scope._resolved_variables[match]
-        if match in self.scope._resolving:
-            raise ExpressionError(f"variable '{match}' refers to itself")
-        self.scope._resolving.add(match)
+        key = match if match is not None else f"copy:{name.lower()}"
+        if key in self.scope._resolved_variables:
+            return self.scope._resolved_variables[key]
+        if key in self.scope._resolving:
+            raise ExpressionError(f"variable '{match or name}' refers to itself")
+        self.scope._resolving.add(key)
         try:
-            value = resolve_tree(variables[match], self.scope)
+            value = resolve_tree(variables[match], self.scope) if match is not None else self.variable_copies(loop)
         finally:
-            self.scope._resolving.discard(match)
-        self.scope._resolved_variables[match] = value
+            self.scope._resolving.discard(key)
+        self.scope._resolved_variables[key] = value
         return value
+
+    def variable_copies(self, loop: dict[str, object] | None) -> object:
+        """ARM variable iteration: ``"copy": [{"name": N, "count": C, "input": X}]`` in ``variables``."""
+        assert loop is not None
+        name = str(loop["name"])
+        count = resolve_tree(loop.get("count"), self.scope)
+        if isinstance(count, Unresolved):
+            return Unresolved(self.original, f"the number of {name} is unknown: {count.reason}", count.reported)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COPIES:
+            raise ExpressionError(f"the count of the variable loop '{name}' must be an integer from 0 to 800")
+        values = []
+        for i in range(count):
+            inner = dataclasses.replace(
+                self.scope, copy_index={**self.scope.copy_index, name: i}, _resolved_variables={}
+            )
+            values.append(resolve_tree(loop.get("input"), inner))
+        return values
+
+    def copyindex(self, *args: object) -> object:
+        """copyIndex(), copyIndex(offset), copyIndex('loop') or copyIndex('loop', offset)."""
+        name = next((a for a in args if isinstance(a, str)), None)
+        offsets = [a for a in args if not isinstance(a, str)]
+        offset = _integer("copyIndex", offsets[0]) if offsets else 0
+        for key, index in self.scope.copy_index.items():
+            if name is None or key.lower() == name.lower():
+                return index + offset
+        return self.unresolved("copyIndex() of a resource copy loop: aibx checks the resource as written, once")
 
     def subscription(self) -> object:
         sub = self.scope.context.subscription_id
@@ -350,6 +468,17 @@ class _PartialObject(dict):
     def __missing__(self, key: str) -> object:
         hint = "--location" if key == "location" else "--subscription-id"
         return self.ev.unresolved(f"resourceGroup().{key} is unknown; pass {hint}")
+
+
+def _variable_loop(variables: Mapping[str, object], name: str) -> dict[str, object] | None:
+    """The entry of ``variables["copy"]`` (variable iteration) that defines ``name``."""
+    loops = next((v for k, v in variables.items() if k.lower() == "copy"), None)
+    if not isinstance(loops, list):
+        return None
+    for loop in loops:
+        if isinstance(loop, dict) and isinstance(loop.get("name"), str) and loop["name"].lower() == name.lower():
+            return loop
+    return None
 
 
 def _did_you_mean(name: str, names: Mapping[str, object]) -> str:
@@ -459,7 +588,10 @@ def _replace(_ev: _Evaluator, value: object, old: object, new: object) -> str:
         raise ExpressionError("replace() takes three strings")
     if not old:
         raise ExpressionError("replace(): the string to replace is empty")
-    return value.replace(old, new)  # type: ignore[union-attr,arg-type]
+    assert isinstance(value, str) and isinstance(old, str) and isinstance(new, str)
+    if len(value) + value.count(old) * (len(new) - len(old)) > MAX_BUILT_STRING:
+        raise ExpressionError(f"replace() would build more than {MAX_BUILT_STRING:,} characters; {_LIMIT_HINT}")
+    return value.replace(old, new)
 
 
 def _split(_ev: _Evaluator, value: object, sep: object) -> list[str]:
@@ -634,6 +766,63 @@ def _uri_component_to_string(_ev: _Evaluator, value: object) -> str:
     return unquote(value)
 
 
+def _range(_ev: _Evaluator, start: object, count: object) -> list[int]:
+    first, n = _integer("range", start), _integer("range", count)
+    if n < 0 or n > 10000:  # ARM's limit
+        raise ExpressionError("range(): the count must be from 0 to 10000")
+    return list(range(first, first + n))
+
+
+def _flatten(_ev: _Evaluator, values: object) -> list[object]:
+    out: list[object] = []
+    for item in _array_arg("flatten", values):
+        if not isinstance(item, list):
+            raise ExpressionError("flatten() takes an array of arrays")
+        out += item
+    return out
+
+
+def _object_keys(_ev: _Evaluator, value: object) -> list[str]:
+    if not isinstance(value, dict):
+        raise ExpressionError("objectKeys() takes an object")
+    return list(value)
+
+
+def _intersection(_ev: _Evaluator, first: object, *others: object) -> object:
+    if isinstance(first, dict) and all(isinstance(o, dict) for o in others):
+        return {k: v for k, v in first.items() if all(k in o and o[k] == v for o in others)}  # type: ignore[operator,index]
+    if isinstance(first, list) and all(isinstance(o, list) for o in others):
+        out: list[object] = []
+        for x in first:
+            if x not in out and all(x in o for o in others):  # type: ignore[operator]
+                out.append(x)
+        return out
+    raise ExpressionError("intersection() takes objects or arrays, all of one kind")
+
+
+def _try_get(_ev: _Evaluator, value: object, *keys: object) -> object:
+    """tryGet(object, key, ...): the value at the keys (an array takes an index), or null where one is missing."""
+    for key in keys:
+        if isinstance(value, dict) and isinstance(key, str):
+            value = next((v for k, v in value.items() if k.lower() == key.lower()), None)
+        elif isinstance(value, list) and isinstance(key, int) and not isinstance(key, bool):
+            value = value[key] if -len(value) <= key < len(value) else None
+        elif value is None:
+            return None
+        else:
+            raise ExpressionError("tryGet() takes an object (or array) and keys (or indexes)")
+    return value
+
+
+def _uri(_ev: _Evaluator, base: object, relative: object) -> str:
+    """ARM's uri(): ``relative`` resolved against ``base`` (RFC 3986, as .NET's Uri(Uri, string) does)."""
+    if not isinstance(base, str) or not isinstance(relative, str):
+        raise ExpressionError("uri() takes two strings")
+    if "://" not in base:
+        raise ExpressionError(f"uri(): {base[:60]!r} is not an absolute URI")
+    return urljoin(base, relative)
+
+
 def _union(_ev: _Evaluator, *args: object) -> object:
     if args and all(isinstance(a, dict) for a in args):
         merged: dict[str, object] = {}
@@ -664,6 +853,96 @@ def _unique_string(_ev: _Evaluator, *args: object) -> str:
     if not args or not all(isinstance(a, str) for a in args):
         raise ExpressionError("uniqueString() takes one or more strings")
     return unique_string(*args)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------- lambdas
+def _lambda_arg(name: str, value: object, count: int) -> Lambda:
+    if not isinstance(value, Lambda):
+        raise ExpressionError(f"{name}() takes a lambda as its last argument")
+    if len(value.params) > count:
+        raise ExpressionError(f"{name}(): the lambda takes at most {count} parameter(s)")
+    return value
+
+
+def _array_arg(name: str, value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ExpressionError(f"{name}() takes an array")
+    return value
+
+
+def _filter(_ev: object, values: object, predicate: object) -> object:
+    items, test = _array_arg("filter", values), _lambda_arg("filter", predicate, 2)
+    out = []
+    for i, item in enumerate(items):
+        keep = test(item, i)
+        if isinstance(keep, Unresolved):
+            return keep
+        if not isinstance(keep, bool):
+            raise ExpressionError("filter(): the lambda must return true or false")
+        if keep:
+            out.append(item)
+    return out
+
+
+def _map(_ev: object, values: object, mapping: object) -> list[object]:
+    items, func = _array_arg("map", values), _lambda_arg("map", mapping, 2)
+    return [func(item, i) for i, item in enumerate(items)]
+
+
+def _reduce(_ev: object, values: object, initial: object, step: object) -> object:
+    items, func = _array_arg("reduce", values), _lambda_arg("reduce", step, 3)
+    acc = initial
+    for i, item in enumerate(items):
+        acc = func(acc, item, i)
+        if isinstance(acc, Unresolved):
+            return acc
+    return acc
+
+
+def _sort(_ev: object, values: object, less: object) -> object:
+    items, func = list(_array_arg("sort", values)), _lambda_arg("sort", less, 2)
+    unknown: list[Unresolved] = []
+
+    def compare(a: object, b: object) -> int:
+        before = func(a, b)
+        if isinstance(before, Unresolved):
+            unknown.append(before)
+            return 0
+        if not isinstance(before, bool):
+            raise ExpressionError("sort(): the lambda must return true or false")
+        return -1 if before else (1 if func(b, a) is True else 0)
+
+    result = sorted(items, key=functools.cmp_to_key(compare))
+    return unknown[0] if unknown else result
+
+
+def _to_object(_ev: object, values: object, key: object, value: object = None) -> object:
+    items, key_of = _array_arg("toObject", values), _lambda_arg("toObject", key, 1)
+    value_of = _lambda_arg("toObject", value, 1) if value is not None else None
+    out: dict[str, object] = {}
+    for item in items:
+        k = key_of(item)
+        if isinstance(k, Unresolved):
+            return k
+        if not isinstance(k, str):
+            raise ExpressionError("toObject(): the key lambda must return a string")
+        out[k] = value_of(item) if value_of else item
+    return out
+
+
+def _shallow_merge(_ev: object, values: object) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for item in _array_arg("shallowMerge", values):
+        if not isinstance(item, dict):
+            raise ExpressionError("shallowMerge() takes an array of objects")
+        merged.update(item)
+    return merged
+
+
+def _items(_ev: object, value: object) -> list[dict[str, object]]:
+    if not isinstance(value, dict):
+        raise ExpressionError("items() takes an object")
+    return [{"key": k, "value": value[k]} for k in sorted(value, key=str.lower)]
 
 
 # ----------------------------------------------------------------------------------------------- uniqueString
@@ -720,6 +999,17 @@ def unique_string(*values: str) -> str:
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
 
+# functions whose result holds (copies of) their arguments, or grows from them
+_BUILDERS = {
+    "concat", "format", "string", "replace", "join", "padleft", "base64", "base64tostring", "uricomponent",
+    "uricomponenttostring", "json", "createarray", "array", "createobject", "union", "split", "tolower", "toupper",
+    "range", "flatten", "map", "filter", "sort", "reduce", "items", "toobject", "shallowmerge", "intersection",
+    "objectkeys", "uri",
+}  # fmt: skip
+
+# the function table, by lower-case name: each takes the evaluator first, then the evaluated arguments (a lambda
+# argument arrives as a Lambda). Shared with the Bicep evaluator: keep the signatures stable.
+
 _FUNCTIONS: dict[str, Callable[..., object]] = {
     "parameters": _Evaluator.parameters,
     "variables": _Evaluator.variables,
@@ -751,6 +1041,13 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "padleft": _pad_left,
     "base64": _base64,
     "base64tostring": _base64_to_string,
+    "uri": _uri,
+    "tryget": _try_get,
+    "range": _range,
+    "flatten": _flatten,
+    "objectkeys": _object_keys,
+    "intersection": _intersection,
+    "copyindex": _Evaluator.copyindex,
     "uricomponent": _uri_component,
     "uricomponenttostring": _uri_component_to_string,
     "uniquestring": _unique_string,
@@ -777,6 +1074,15 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "createobject": _create_object,
     "union": _union,
     "coalesce": _coalesce,
+    "lambda": lambda *_: None,  # handled lazily in eval()
+    "lambdavariables": _Evaluator.lambdavariables,
+    "filter": _filter,
+    "map": _map,
+    "reduce": _reduce,
+    "sort": _sort,
+    "toobject": _to_object,
+    "shallowmerge": _shallow_merge,
+    "items": _items,
     "true": lambda _ev: True,
     "false": lambda _ev: False,
     "null": lambda _ev: None,
@@ -807,3 +1113,5 @@ _NEEDS_AZURE: dict[str, str | None] = {
     # ARM's guid() is a name-based UUID whose exact construction no published test vector lets aibx verify
     "guid": "is computed by Azure Resource Manager; pass the resulting value with -p",
 }
+
+FUNCTIONS = _FUNCTIONS  # public name for other evaluators (Bicep)

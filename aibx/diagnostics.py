@@ -56,6 +56,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB032": (W, "`sourceValidationOnly` skips the build: customizers do not run"),
     "AIB033": (W, "ARM expression in a bare resource: it is sent as written, not evaluated"),
     "AIB034": (W, "key written twice in one object; only the last value counts"),
+    "AIB035": (E, "no user-assigned identity: AIB requires one whatever the apiVersion (since 2020-05-26)"),
+    "AIB036": (E, "retired: the service no longer accepts it (RHEL ISO source, apiVersion before 2019-05-01-preview)"),
     # schema (generated from the swagger files)
     "AIB050": (E, "unknown field"),
     "AIB051": (E, "field name in the wrong case"),
@@ -76,6 +78,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "AIB075": (E, "local file named by the template cannot be read or does not match its checksum"),
     "AIB076": (E, "nothing to translate, or the output cannot be written"),
     "AIB077": (W, "secret value written as a reference: supply it when building or deploying"),
+    "AIB078": (E, "local file outside the configuration's folder not read: pass --allow-local-files to read it"),
+    "AIB079": (W, "value from the environment written as a parameter or placeholder, not as its value"),
 }
 
 

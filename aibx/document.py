@@ -53,6 +53,8 @@ class Document:
     # True for a resource of an ARM deployment template (its expressions were evaluated), False for a bare
     # resource (sent to AIB as written)
     in_deployment: bool = False
+    # False when the resource's "condition" (or its nested deployment's) is false: ARM does not deploy it
+    deployed: bool = True
 
     def full_path(self, path: JsonPath) -> JsonPath:
         return (*self.prefix, *path)

@@ -16,6 +16,8 @@ In both, ``<name>`` placeholders (Microsoft's quickstarts are meant for ``sed``)
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -30,6 +32,9 @@ from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
+DEPLOYMENTS_TYPE = "Microsoft.Resources/deployments"
+MAX_NESTED_DEPLOYMENTS = 16  # ARM's own limit is deeper; real templates nest two or three
+MAX_CHECKED_COPIES = 50  # image templates of a resource copy loop checked one by one
 STDIN = "-"  # the path that means "read standard input"
 STDIN_NAME = "<stdin>"
 COMMAND_LINE = "<command line>"
@@ -150,7 +155,8 @@ def parse_json(text: str, file: str) -> tuple[object, SourceMap | None, list[Dia
     try:
         value, smap = parse(text)
     except JsonSyntaxError as exc:
-        return None, None, [make("AIB002", exc.message, file=file, line=exc.line, column=exc.column)]
+        message = exc.message + _bare_placeholder_hint(text, exc.line, exc.column)
+        return None, None, [make("AIB002", message, file=file, line=exc.line, column=exc.column)]
     diags = []
     for path, offset in smap.duplicates:
         line, column = smap.line_col(offset)
@@ -167,6 +173,17 @@ def parse_json(text: str, file: str) -> tuple[object, SourceMap | None, list[Dia
     return value, smap, diags
 
 
+def _bare_placeholder_hint(text: str, line: int, column: int) -> str:
+    """A ``<name>`` placeholder outside quotes (``"defaultValue": <name>``) is meant for sed; say so."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    m = _PLACEHOLDER.match(lines[line - 1], max(column - 1, 0))
+    if not m:
+        return ""
+    return f"; {m.group()} is a placeholder outside quotes: replace it with a JSON value (a string in quotes) first"
+
+
 def load(path: str, options: LoadOptions | None = None) -> LoadResult:
     """Load the image templates in one file (``-`` for standard input)."""
     text, diags = read_text(path)
@@ -180,6 +197,11 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
     options = options or LoadOptions()
     result = LoadResult()
     value, smap, diags = parse_json(text, file)
+    if smap is None:
+        looks = what_it_looks_like(text)
+        if looks is not None:  # not JSON at all: say what it is and what to do, not where JSON failed
+            result.diagnostics.append(make("AIB003", looks.replace("FILE", file), file=file, line=1, column=1))
+            return result
     result.diagnostics += diags
     if smap is None:
         return result
@@ -194,6 +216,10 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
                 column=1,
             )
         )
+        return result
+    if _is_packer_json(value):
+        result.unrelated = True
+        result.diagnostics.append(make("AIB003", _PACKER_JSON.replace("FILE", file), file=file, line=1, column=1))
         return result
     if _is_parameters_file(value):
         result.unrelated = True
@@ -213,6 +239,67 @@ def load_text(text: str, file: str, options: LoadOptions | None = None) -> LoadR
     else:
         loader.bare(value)
     return result
+
+
+_PACKER_HCL = re.compile(
+    r'^\s*(?:packer\s*\{|source\s+"[^"]+"\s+"[^"]+"\s*\{|build\s*\{|variable\s+"[^"]+"\s*\{|locals\s*\{'
+    r'|data\s+"[^"]+"\s+"[^"]+"\s*\{|required_plugins\s*\{)',
+    re.MULTILINE,
+)
+_BICEP = re.compile(
+    r"^\s*(?:resource\s+\w+\s+'[^']+@[^']+'|module\s+\w+\s+'[^']+'|param\s+\w+\s+[\w.]+|targetScope\s*="
+    r"|using\s+'[^']*'|var\s+\w+\s*=|output\s+\w+\s+\w+\s*=|metadata\s+\w+\s*=|import\s+[{*'])",
+    re.MULTILINE,
+)
+_TERRAFORM = re.compile(
+    r'^\s*(?:terraform\s*\{|provider\s+"[^"]+"\s*\{|resource\s+"[^"]+"\s+"[^"]+"\s*\{|module\s+"[^"]+"\s*\{)',
+    re.MULTILINE,
+)
+_HCL_ASSIGNMENT = re.compile(r'^\s*[A-Za-z_][\w-]*\s*=\s*(?:"|\[|\{|-?\d|true\b|false\b|\]|\}|$)|^\s*[\]}"\d,]')
+_YAML = re.compile(r"^(?:---\s*$|%YAML|-\s+\S|[A-Za-z_\"'][\w .\"'-]*:(?:\s|$))")
+_PACKER_JSON = (
+    "this is a legacy JSON Packer template, not an AIB image template: "
+    "`aibx translate FILE --to aib` turns it into one (then validate that)"
+)
+
+
+def what_it_looks_like(text: str) -> str | None:
+    """For a file that is not JSON: what it looks like and what to do, or None when it looks like broken JSON."""
+    body = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
+    lines = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith(("//", "#"))]
+    if not lines or lines[0].lstrip()[:1] in ("{", "["):
+        return None
+    code = "\n".join(lines)
+    if _TERRAFORM.search(code):
+        return (
+            "this looks like a Terraform configuration; aibx reads AIB image templates as JSON "
+            "(a bare resource or an ARM deployment template), not Terraform"
+        )
+    if _PACKER_HCL.search(code):
+        return (
+            "this is a Packer HCL2 configuration, not an AIB image template: "
+            "`aibx translate FILE --to aib` turns it into one (then validate that)"
+        )
+    if _BICEP.search(code) or lines[0].lstrip().startswith("@"):
+        return (
+            "this looks like a Bicep file; aibx reads JSON: compile it with `az bicep build --file FILE` "
+            "and validate the .json it writes"
+        )
+    if all(_HCL_ASSIGNMENT.match(ln) for ln in lines[:20]):
+        return (
+            "this looks like a Packer variables file (.pkrvars.hcl): give it to `aibx translate CONFIG --to aib "
+            "--var-file FILE` with the Packer configuration it belongs to"
+        )
+    if _YAML.match(lines[0].lstrip()) and sum(1 for ln in lines[:20] if ":" in ln or ln.lstrip().startswith("-")) > 1:
+        return (
+            "this looks like YAML; aibx reads AIB templates as JSON (a bare resource or an ARM deployment template): "
+            "convert it to JSON, or if it is a pipeline, validate the template file it names"
+        )
+    return None
+
+
+def _is_packer_json(value: dict[str, object]) -> bool:
+    return isinstance(value.get("builders"), list) and not any(k in value for k in ("resources", "properties"))
 
 
 def _is_parameters_file(value: dict[str, object]) -> bool:
@@ -284,10 +371,78 @@ class _ParameterValues(Mapping[str, object]):
                 )
             finally:
                 self.busy.discard(name)
+        elif spec.get("nullable") is True:
+            value = None  # languageVersion 2.0: a nullable parameter without a value is null
         else:
             value = Unresolved(f"[parameters('{name}')]", f"parameter '{name}' has no value; pass -p {name}=VALUE")
         self.cache[name] = value
         return value
+
+
+class _NestedParameters(Mapping[str, object]):
+    """The parameters of a nested deployment's inner-scope template: the values its ``parameters`` pass (evaluated
+    in the outer template), else the inner ``defaultValue`` (evaluated in the inner template), else Unresolved."""
+
+    def __init__(
+        self,
+        loader: _Loader,
+        declared: dict[str, object],
+        passed: dict[str, object],
+        outer: armexpr.Scope,
+        props_path: JsonPath,
+    ) -> None:
+        self.loader = loader
+        self.declared = declared
+        self.passed = passed
+        self.outer = outer
+        self.inner = outer  # set to the inner scope once it exists
+        self.props_path = props_path
+        # where the inner template's parameters are written: inline in this file, or a linked file (set by the caller)
+        self.defaults_loader = loader
+        self.defaults_path: JsonPath = (*props_path, "template")
+        self.cache: dict[str, object] = {}
+        self.busy: set[str] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.declared)
+
+    def __len__(self) -> int:
+        return len(self.declared)
+
+    def __getitem__(self, name: str) -> object:
+        if name in self.cache:
+            return self.cache[name]
+        if name in self.busy:
+            raise armexpr.ExpressionError(f"the default value of parameter '{name}' refers to itself")
+        spec = self.declared[name]
+        spec = spec if isinstance(spec, dict) else {}
+        given = next((v for k, v in self.passed.items() if k.lower() == name.lower()), None)
+        self.busy.add(name)
+        try:
+            if isinstance(given, dict) and "value" in given:
+                value = self.evaluate(given["value"], self.outer, (*self.props_path, "parameters", name, "value"))
+            elif isinstance(given, dict) and "reference" in given:
+                value = Unresolved(f"[parameters('{name}')]", "the value is a Key Vault reference, read by ARM")
+            elif "defaultValue" in spec:
+                path = (*self.defaults_path, "parameters", name, "defaultValue")
+                value = self.evaluate(spec["defaultValue"], self.inner, path, self.defaults_loader)
+            elif spec.get("nullable") is True:
+                value = None
+            else:
+                value = Unresolved(
+                    f"[parameters('{name}')]", f"the nested deployment passes no value for its parameter '{name}'"
+                )
+        finally:
+            self.busy.discard(name)
+        self.cache[name] = value
+        return value
+
+    def evaluate(self, value: object, scope: armexpr.Scope, path: JsonPath, loader: _Loader | None = None) -> object:
+        try:
+            return armexpr.resolve_tree(value, scope)
+        except armexpr.ExpressionError as exc:
+            (loader or self.loader).add("AIB006", str(exc), path)
+            return Unresolved(f"[parameters('{path[-2]}')]", "its value is an invalid expression", reported=True)
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -305,6 +460,8 @@ class _Loader:
         self.secure_parameters: set[str] = set()
         self.unresolved_keys: dict[JsonPath, Unresolved] = {}
         self.bare_expressions_seen = 0
+        self.links: list[str] = []  # templateLink targets of nested deployments (other files)
+        self.visited: set[str] = {os.path.realpath(file)} if file != STDIN_NAME else set()  # linked files read
 
     def add(
         self,
@@ -335,8 +492,7 @@ class _Loader:
 
     # ------------------------------------------------------------------------------------------- parameters
     def parameters(self, template: dict[str, object]) -> None:
-        declared_raw = template.get("parameters")
-        declared: dict[str, object] = declared_raw if isinstance(declared_raw, dict) else {}
+        declared = _declared_parameters(template)
         by_lower = {k.lower(): k for k in declared}
         self.result.names_known.update(declared)
         supplied: dict[str, _Supplied] = {}
@@ -391,12 +547,12 @@ class _Loader:
 
     def check_parameter(self, name: str, spec: dict, value: object, origin: _Supplied | None) -> None:
         """ARM's checks of a parameter value: type, allowedValues, minValue/maxValue, minLength/maxLength."""
-        if isinstance(value, Unresolved):
+        if isinstance(value, Unresolved) or (value is None and spec.get("nullable") is True):
             return
         secure = _ptype(spec).startswith("secure")
         shown = "the value" if secure else f"{_short(value)}"
         problems = []
-        expect = _TYPE_CHECKS.get(_ptype(spec))
+        expect = _TYPE_CHECKS.get(_ptype(spec)) if "type" in spec else None  # an unresolved $ref: no type known
         if expect and (not isinstance(value, expect[1]) or (expect[1] is int and isinstance(value, bool))):
             problems.append(f"{shown} is not {expect[0]} (the parameter is of type {spec.get('type')})")
         allowed = spec.get("allowedValues")
@@ -479,33 +635,174 @@ class _Loader:
             variables=variables if isinstance(variables, dict) else {},
             context=self.options.context,
         )
-        resources = template["resources"]
+        found: list[Document] = []
+        others: set[str] = set()
+        self.collect(template, (), found, others, 0)
+        if not found:
+            listed = f" (it has {', '.join(sorted(others))})" if others else ""
+            linked = ""
+            if self.links:
+                linked = f"; its nested deployments link to {', '.join(self.links)}: validate the linked files"
+            self.result.unrelated = True
+            self.add(
+                "AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}{linked}", ("resources",)
+            )
+            return
+        self.result.documents += self.select(found)
+
+    def collect(
+        self, template: dict[str, object], base: JsonPath, found: list[Document], others: set[str], depth: int
+    ) -> None:
+        """The image templates among ``template``'s resources, and inside its nested deployments."""
+        resources = template.get("resources")
         entries: list[tuple[JsonPath, object, str | None]] = []
         if isinstance(resources, list):
-            entries = [(("resources", i), r, None) for i, r in enumerate(resources)]
+            entries = [((*base, "resources", i), r, None) for i, r in enumerate(resources)]
         elif isinstance(resources, dict):  # languageVersion 2.0: symbolic names
-            entries = [(("resources", k), r, k) for k, r in resources.items()]
-        found: list[Document] = []
+            entries = [((*base, "resources", k), r, k) for k, r in resources.items()]
         for prefix, res, symbolic in entries:
             if not isinstance(res, dict):
                 continue
             rtype = res.get("type")
             if armexpr.is_expression(rtype):
                 rtype = self.resolve(rtype, (*prefix, "type"))
-            if not (isinstance(rtype, str) and rtype.lower() == RESOURCE_TYPE.lower()):
+            if not isinstance(rtype, str):
                 continue
-            doc = self.document(res, prefix)
-            if symbolic and doc.name is None:
-                doc.name = symbolic
-            doc.symbolic_name = symbolic
-            found.append(doc)
-        if not found:
-            others = sorted({str(r.get("type")) for _, r, _ in entries if isinstance(r, dict) and r.get("type")})
-            listed = f" (it has {', '.join(others)})" if others else ""
-            self.result.unrelated = True
-            self.add("AIB003", f"the ARM deployment template has no {RESOURCE_TYPE} resource{listed}", ("resources",))
+            if rtype.lower() == DEPLOYMENTS_TYPE.lower() and depth < MAX_NESTED_DEPLOYMENTS:
+                for index in self.copies(res, prefix):  # a module in a loop: one deployment per iteration
+                    before = len(found)
+                    with self.iteration(res, index):
+                        self.nested(res, prefix, found, others, depth)
+                        deployed = not self.condition_false(res, prefix)
+                    for doc in found[before:]:
+                        doc.deployed = doc.deployed and deployed
+            elif rtype.lower() != RESOURCE_TYPE.lower():
+                others.add(rtype)
+            elif res.get("existing") is True:  # languageVersion 2.0: a reference to a template deployed elsewhere
+                others.add(f"{rtype} (existing, not deployed here)")
+            else:
+                for index in self.copies(res, prefix):  # one image template per iteration of a copy loop
+                    with self.iteration(res, index):
+                        doc = self.document(res, prefix)
+                        doc.deployed = not self.condition_false(res, prefix)
+                    if symbolic and doc.name is None:
+                        doc.name = symbolic if index is None else f"{symbolic}[{index}]"
+                    doc.symbolic_name = symbolic
+                    found.append(doc)
+
+    @contextlib.contextmanager
+    def iteration(self, res: dict[str, object], index: int | None) -> Iterator[None]:
+        """Evaluate with copyIndex() at ``index`` of the resource's copy loop (nothing changes for None)."""
+        outer = self.scope
+        if index is not None:
+            loop = res.get("copy")
+            name = str(loop.get("name")) if isinstance(loop, dict) else ""
+            self.scope = dataclasses.replace(outer, copy_index={name: index, **outer.copy_index})
+        try:
+            yield
+        finally:
+            self.scope = outer
+
+    def copies(self, res: dict[str, object], prefix: JsonPath) -> list[int | None]:
+        """The iterations of a resource copy loop (``"copy": {"name": N, "count": C}``): [0, 1, ...]; [None] for a
+        resource without one, or whose count is unknown (copyIndex() then stays unknown)."""
+        loop = res.get("copy")
+        if not (isinstance(loop, dict) and isinstance(loop.get("name"), str)):
+            return [None]
+        count = self.resolve(loop.get("count"), (*prefix, "copy", "count"))
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CHECKED_COPIES:
+            return [None]  # beyond MAX_CHECKED_COPIES the resource is checked once, which bounds the time taken
+        return list(range(count))
+
+    def condition_false(self, res: dict[str, object], prefix: JsonPath) -> bool:
+        """Whether the resource's ``condition`` is false with these parameters (then ARM does not deploy it)."""
+        key = next((k for k in res if k.lower() == "condition"), None)
+        if key is None:
+            return False
+        value = self.resolve(res[key], (*prefix, key))
+        return value is False or (isinstance(value, str) and value.lower() == "false")
+
+    def nested(
+        self, res: dict[str, object], prefix: JsonPath, found: list[Document], others: set[str], depth: int
+    ) -> None:
+        """A Microsoft.Resources/deployments resource with an inline template (Bicep modules, solution templates).
+        Scope "inner": the inner template has its own parameters, given by the outer one's ``parameters``, and its
+        own variables. Scope "outer" (the default): its expressions see the outer template's parameters and
+        variables."""
+        props = res.get("properties")
+        inner = props.get("template") if isinstance(props, dict) else None
+        if not isinstance(props, dict):
             return
-        self.result.documents += self.select(found)
+        if not isinstance(inner, dict):
+            link = props.get("templateLink")
+            if isinstance(link, dict) and not self.linked(link, props, prefix, found, others, depth):
+                target = link.get("relativePath") or link.get("uri") or link.get("id")
+                self.links.append(_short(target, 100) if not isinstance(target, str) else target[:100])
+            return
+        options = props.get("expressionEvaluationOptions")
+        kind = options.get("scope") if isinstance(options, dict) else None
+        outer = self.scope
+        if isinstance(kind, str) and kind.lower() == "inner":
+            passed = props.get("parameters")
+            variables = inner.get("variables")
+            values = _NestedParameters(
+                self,
+                _declared_parameters(inner),
+                passed if isinstance(passed, dict) else {},
+                outer,
+                (*prefix, "properties"),
+            )
+            self.scope = armexpr.Scope(
+                parameters=values,
+                variables=variables if isinstance(variables, dict) else {},
+                context=self.options.context,
+            )
+            values.inner = self.scope
+        try:
+            self.collect(inner, (*prefix, "properties", "template"), found, others, depth + 1)
+        finally:
+            self.scope = outer
+
+    def linked(
+        self,
+        link: dict[str, object],
+        props: dict[str, object],
+        prefix: JsonPath,
+        found: list[Document],
+        others: set[str],
+        depth: int,
+    ) -> bool:
+        """A nested deployment's templateLink to a file in this template's folder (``relativePath``, or a URI built
+        from the deployment's own location and a relative path, as solution templates write it): check the image
+        templates in that file, with the parameters the deployment passes. False when the link leads elsewhere."""
+        path = _linked_path(self.file, link, self.visited)
+        if path is None:
+            return False
+        value, smap, diags = read_json(path)
+        self.result.diagnostics += diags
+        if smap is None or not isinstance(value, dict):
+            return smap is None  # a broken linked file was reported
+        self.visited.add(os.path.realpath(path))
+        child = _Loader(path, smap, self.options, self.result)
+        child.is_deployment = True
+        child.secrets, child.secret_names = self.secrets, self.secret_names
+        child.secure_parameters, child.links, child.visited = self.secure_parameters, self.links, self.visited
+        passed = props.get("parameters")
+        variables = value.get("variables")
+        values = _NestedParameters(
+            self,
+            _declared_parameters(value),
+            passed if isinstance(passed, dict) else {},
+            self.scope,
+            (*prefix, "properties"),
+        )
+        values.defaults_loader, values.defaults_path = child, ()
+        child.scope = armexpr.Scope(
+            parameters=values, variables=variables if isinstance(variables, dict) else {}, context=self.options.context
+        )
+        values.inner = child.scope
+        child.collect(value, (), found, others, depth + 1)
+        return True
 
     def bare(self, resource: dict[str, object]) -> None:
         self.parameters({})
@@ -572,11 +869,43 @@ class _Loader:
         if isinstance(value, dict):
             out: dict[str, object] = {}
             for k, v in value.items():
+                if k.lower() == "copy" and isinstance(v, list) and self.is_deployment:
+                    out.update(self.property_copies(v, (*path, k)))  # (a resource's own "copy" is an object)
+                    continue
                 out[self.resolve_key(k, (*path, k))] = self.resolve(v, (*path, k))
             return out
         if isinstance(value, list):
             return [self.resolve(v, (*path, i)) for i, v in enumerate(value)]
         return value
+
+    def property_copies(self, loops: list[object], path: JsonPath) -> dict[str, object]:
+        """ARM property iteration: ``"copy": [{"name": N, "count": C, "input": X}]`` makes the property N, an array
+        of C values of X, each evaluated with copyIndex('N')."""
+        out: dict[str, object] = {}
+        for i, loop in enumerate(loops):
+            where = (*path, i)
+            if not (isinstance(loop, dict) and isinstance(loop.get("name"), str) and "input" in loop):
+                self.add("AIB006", 'a property copy loop needs "name", "count" and "input"', where)
+                continue
+            name = loop["name"]
+            count = self.resolve(loop.get("count"), (*where, "count"))
+            if isinstance(count, Unresolved):
+                out[name] = Unresolved(count.text, f"the number of {name} is unknown: {count.reason}", count.reported)
+                continue
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= armexpr.MAX_COPIES:
+                self.add("AIB006", f"the count of {name} must be an integer from 0 to 800", (*where, "count"))
+                out[name] = Unresolved(f"[copy {name}]", "its count is invalid", reported=True)
+                continue
+            outer = self.scope
+            values = []
+            for n in range(count):
+                self.scope = dataclasses.replace(outer, copy_index={**outer.copy_index, name: n})
+                try:
+                    values.append(self.resolve(loop["input"], (*where, "input")))
+                finally:
+                    self.scope = outer
+            out[name] = values
+        return out
 
     def resolve_string(self, value: str, path: JsonPath) -> object:
         code = _in_code_field(path)
@@ -652,6 +981,52 @@ class _Loader:
 
 
 _EXAMPLES = {"int": "3", "bool": "true", "array": '["a","b"]', "object": '{"k":"v"}', "secureobject": '{"k":"v"}'}
+
+
+_JSON_LITERAL = re.compile(r"'([^'\\]*\.json)(?:\?[^']*)?'", re.IGNORECASE)
+
+
+def _linked_path(file: str, link: dict[str, object], visited: set[str]) -> str | None:
+    """The file a templateLink names in the folder of ``file`` (never outside it), or None."""
+    if file == STDIN_NAME:
+        return None
+    relative = link.get("relativePath")
+    uri = link.get("uri")
+    if not isinstance(relative, str) and isinstance(uri, str):
+        if armexpr.is_expression(uri):  # uri(parameters('_artifactsLocation'), 'nested/aib.json') and the like
+            literals = _JSON_LITERAL.findall(uri)
+            relative = literals[-1] if literals else None
+        elif "://" not in uri:
+            relative = uri
+    if not isinstance(relative, str) or not relative or armexpr.is_expression(relative):
+        return None
+    folder = os.path.dirname(os.path.realpath(file))
+    target = os.path.realpath(os.path.join(folder, relative))
+    if os.path.commonpath([folder, target]) != folder or target in visited or not os.path.isfile(target):
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(file), relative))
+
+
+def _declared_parameters(template: dict[str, object]) -> dict[str, object]:
+    """The template's parameters, each with the type definition its ``$ref`` names (languageVersion 2.0 user-defined
+    types: ``{"$ref": "#/definitions/lockType"}``) merged in, so its type and ``nullable`` are known."""
+    raw = template.get("parameters")
+    definitions = template.get("definitions")
+    defs = definitions if isinstance(definitions, dict) else {}
+    out: dict[str, object] = {}
+    for name, spec in raw.items() if isinstance(raw, dict) else []:
+        for _ in range(8):  # a definition may itself be a $ref
+            ref = spec.get("$ref") if isinstance(spec, dict) else None
+            target = (
+                defs.get(ref[len("#/definitions/") :])
+                if isinstance(ref, str) and ref.startswith("#/definitions/")
+                else None
+            )
+            if not isinstance(spec, dict) or not isinstance(target, dict):
+                break
+            spec = {**target, **{k: v for k, v in spec.items() if k != "$ref"}}
+        out[name] = spec
+    return out
 
 
 def _ptype(spec: object) -> str:

@@ -12,12 +12,13 @@ warnings, with "did you mean" for near misses.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from aibx import model
+from aibx import api_history, model
 from aibx.diagnostics import Diagnostic, Severity, closest, format_path
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
@@ -44,6 +45,7 @@ _NOT_SENT_TO_AIB = ARM_RESOURCE_KEYS - {"name", "type"}
 # keys of the REST body that the swagger marks read-only yet every resource carries
 _ENVELOPE_KEYS = {"id", "name", "type"}
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_Value = object  # a JSON value (the name "object" is shadowed by _Schema.object)
 
 
 def version_key(v: str) -> tuple[str, int]:
@@ -77,16 +79,72 @@ class Result:
 def validate(doc: Document, os_override: model.OsType | None = None) -> Result:
     diags: list[Diagnostic] = []
     version = _api_version(doc, diags)
+    tpl, checked = _check(doc, version, os_override)
+    diags += checked
+    written = doc.api_version_written
+    if isinstance(written, Unresolved) or (written is None and not doc.in_deployment):
+        diags = _whatever_the_version(doc, diags, os_override)  # the version is chosen at deployment or submission
+    if not doc.deployed:  # its condition is false: ARM skips it, and the service never sees it
+        note = " (not deployed with these parameters: its condition is false)"
+        diags = [
+            dataclasses.replace(d, severity=Severity.WARNING, message=d.message + note)
+            if d.severity is Severity.ERROR
+            else d
+            for d in diags
+        ]
+    return Result(doc, tpl, version, _dedupe(diags))
+
+
+def _check(
+    doc: Document, version: str, os_override: model.OsType | None
+) -> tuple[model.ImageTemplate, list[Diagnostic]]:
+    diags: list[Diagnostic] = []
     _Schema(doc, version, diags).walk(doc.resource, {"t": "ref", "ref": ROOT}, ())
-    for path, value in sorted(doc.unresolved.items(), key=lambda kv: str(kv[0])):
-        if value.reported or (path and path[0] in _NOT_SENT_TO_AIB):
-            continue
-        is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
-        diags.append(doc.diagnostic("AIB005", value.reason, path, key=is_key))
+    diags += _unknown_values(doc)
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
-    return Result(doc, tpl, version, _dedupe(diags))
+    return tpl, diags
+
+
+def _whatever_the_version(doc: Document, diags: list[Diagnostic], os_override: model.OsType | None) -> list[Diagnostic]:
+    """The apiVersion is unknown (a parameter without a value): an error found with the newest version stays an
+    error only where every apiVersion the service accepts today finds one; elsewhere it depends on the unknown
+    value, and is a warning."""
+    accepted = [v for v in API_VERSIONS if version_key(v) >= version_key(api_history.RETIRED_VERSIONS_BEFORE)]
+    everywhere = {d.json_path for d in diags if d.severity is Severity.ERROR}
+    for version in accepted:
+        if version != NEWEST and everywhere:
+            found = _check(doc, version, os_override)[1]
+            everywhere &= {d.json_path for d in found if d.severity is Severity.ERROR}
+    out = []
+    for d in diags:
+        if d.severity is Severity.ERROR and d.json_path not in everywhere:
+            note = f" (with apiVersion {NEWEST}; not with every apiVersion, and this template's is unknown)"
+            d = dataclasses.replace(d, severity=Severity.WARNING, message=d.message + note)
+        out.append(d)
+    return out
+
+
+def _unknown_values(doc: Document) -> list[Diagnostic]:
+    """One AIB005 per unknown value (the same reason, such as a parameter without a value, is reported once, at
+    its first use, with the number of other places). Checks that need the value skip it."""
+    by_reason: dict[str, list[tuple[JsonPath, Unresolved]]] = {}
+    for path, value in doc.unresolved.items():
+        if value.reported or (path and path[0] in _NOT_SENT_TO_AIB):
+            continue
+        by_reason.setdefault(value.reason, []).append((path, value))
+    out = []
+    for reason, uses in by_reason.items():
+        uses.sort(key=lambda use: doc.source_map.locate(doc.full_path(use[0]))[0])
+        path, value = uses[0]
+        is_key = bool(path) and value.text == path[-1]  # an unresolved property name, such as "<imgBuilderId>"
+        more = len(uses) - 1
+        if more:
+            second = format_path(doc.full_path(uses[1][0]))
+            reason += f" (used in {more} more place{'s' * (more > 1)}: {second}{', …' * (more > 1)})"
+        out.append(doc.diagnostic("AIB005", reason, path, key=is_key))
+    return out
 
 
 def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -143,9 +201,11 @@ def _api_version(doc: Document, diags: list[Diagnostic]) -> str:
 
 # ----------------------------------------------------------------------------------------------- schema pass
 class _Schema:
-    def __init__(self, doc: Document, version: str, diags: list[Diagnostic]) -> None:
+    def __init__(self, doc: Document, version: str, diags: list[Diagnostic], shown: str | None = None) -> None:
         self.doc = doc
         self.version = version
+        # the template's apiVersion, for messages (a feature accepted early is walked with a later version's schema)
+        self.shown = shown or version
         self.defs = SCHEMAS[version]
         self.strict = is_strict(version)
         self.diags = diags
@@ -160,7 +220,7 @@ class _Schema:
         """How this apiVersion treats a wrong-case or unknown name, for the end of a message."""
         if self.strict:
             return f"apiVersion {STRICT_SINCE} and later reject it"
-        return f"apiVersion {self.version} {consequence}; {STRICT_SINCE} and later reject it"
+        return f"apiVersion {self.shown} {consequence}; {STRICT_SINCE} and later reject it"
 
     def resolve(self, spec: dict) -> tuple[str | None, dict]:
         if spec.get("t") == "ref":
@@ -251,6 +311,8 @@ class _Schema:
         lower = {k.lower(): k for k in props}
         for key, item in value.items():
             child = (*path, key)
+            if item is None:
+                continue  # null: the service reads it as a field not written (Bicep writes null() for "not set")
             if key in props:
                 self.field(item, props[key], child, key, def_name)
             elif def_name == ROOT and key in ARM_RESOURCE_KEYS:
@@ -269,9 +331,9 @@ class _Schema:
             elif "map" in spec:
                 self.walk(item, spec["map"], child)
             else:
-                self.unknown(key, props, child, def_name)
+                self.unknown(key, item, props, child, def_name)
         for req in spec.get("required", []):
-            written = next((k for k in value if k.lower() == req.lower()), None)
+            written = next((k for k in value if k.lower() == req.lower() and value[k] is not None), None)
             if written is None:
                 self.add("AIB054", f'"{req}" is required', path)
             elif value[written] == "":
@@ -332,34 +394,56 @@ class _Schema:
             if def_name in SCHEMAS[v] and kind.lower() in {x.lower() for x in SCHEMAS[v][def_name].get("variants", {})}
         ]
         if elsewhere:
-            self.add(
-                "AIB058",
-                f'{disc} "{kind}" needs {_version_range(elsewhere)}; this template uses {self.version}',
-                (*path, disc_key),
-            )
+            evidence = api_history.accepted_early(def_name, f"variant:{kind}", self.version)
+            if evidence is not None:  # accepted before its swagger listed it: check it against that swagger
+                later = next(v for v in elsewhere if version_key(v) > version_key(self.version))
+                _Schema(self.doc, later, self.diags, self.shown).walk(value, {"t": "ref", "ref": def_name}, path)
+                return None
+            self.later_field(f'{disc} "{kind}"', elsewhere, (*path, disc_key), key=False)
         else:
-            close = closest(kind, variants, 0.5)
+            known = sorted([*variants, *api_history.accepted_variants(def_name, self.version)])
+            close = closest(kind, known, 0.5)
             hint = f'; did you mean "{close}"?' if close else ""
             self.add(
                 "AIB057",
-                f'unknown {disc} "{_short(kind)}"; {self.version} knows {", ".join(variants)}{hint}',
+                f'unknown {disc} "{_short(kind)}"; {self.shown} knows {", ".join(known)}{hint}',
                 (*path, disc_key),
             )
         return None
 
-    def unknown(self, key: str, props: dict[str, dict], path: JsonPath, def_name: str | None) -> None:
+    def later_field(self, what: str, elsewhere: list[str], path: JsonPath, *, key: bool) -> None:
+        """A field or type that other apiVersions define. From 2024-02-01 on the service rejects it; before, it
+        ignores an unknown field, and for a type no release note says either way: a warning."""
+        needs = f"{what} needs {_version_range(elsewhere)}; this template uses {self.shown}"
+        if self.strict:
+            self.add("AIB058", f"{needs}, which rejects it", path, key=key)
+        elif what.startswith('"'):
+            self.add("AIB058", f"{needs}, which ignores it: it has no effect", path, key=key, severity=Severity.WARNING)
+        else:
+            self.add(
+                "AIB058",
+                f"{needs}; neither its swagger nor a release note says it accepts it, so the service may reject it",
+                path,
+                key=key,
+                severity=Severity.WARNING,
+            )
+
+    def unknown(self, key: str, value: _Value, props: dict[str, dict], path: JsonPath, def_name: str | None) -> None:
         elsewhere = [
             v
             for v in API_VERSIONS
             if def_name in SCHEMAS[v] and key.lower() in {p.lower() for p in SCHEMAS[v][def_name].get("props", {})}
         ]
         if elsewhere:
-            self.add(
-                "AIB058",
-                f'"{key}" needs {_version_range(elsewhere)}; this template uses {self.version}',
-                path,
-                key=True,
-            )
+            evidence = api_history.accepted_early(def_name, key, self.version)
+            if evidence is not None:  # accepted before its swagger listed it: check it against that swagger
+                later = next(v for v in elsewhere if version_key(v) > version_key(self.version))
+                props = SCHEMAS[later][def_name or ""]["props"]
+                canonical = next(p for p in props if p.lower() == key.lower())
+                schema = _Schema(self.doc, later, self.diags, self.shown)
+                schema.field(value, props[canonical], path, canonical, def_name)
+                return
+            self.later_field(f'"{key}"', elsewhere, path, key=True)
             return
         if def_name == ROOT and key.lower() in {k.lower() for k in self.defs["ImageTemplateProperties"]["props"]}:
             hint = '; it belongs inside "properties"'
@@ -420,6 +504,7 @@ class _Rules:
         self.template_name()
         self.build_timeout()
         self.identity()
+        self.service_today()
         self.source()
         self.unique_names(tpl.customize, "customizer")
         if tpl.validate:
@@ -440,7 +525,10 @@ class _Rules:
         variants = self.defs.get(base, {}).get("variants", {})
         def_name = next((d for v, d in variants.items() if v.lower() == step.kind.lower()), None)
         props = self.defs[def_name]["props"] if def_name else {}
-        return {p.lower(): p for p in props}
+        fields = {p.lower(): p for p in props}
+        for name in api_history.accepted_fields(def_name, self.version):  # accepted before its swagger said so
+            fields[name.lower()] = name
+        return fields
 
     def written_key(self, path: JsonPath, *names: str) -> str | None:
         """The key as written at ``path`` for the first of ``names`` present (any case)."""
@@ -492,15 +580,50 @@ class _Rules:
             )
 
     def identity(self) -> None:
+        raw = next((v for k, v in self.doc.resource.items() if k.lower() == "identity"), None)
         ident = self.tpl.identity
-        if not ident or ident.type != "UserAssigned":
+        if isinstance(raw, Unresolved) or (ident and isinstance(ident.type, Unresolved)):
+            return  # unknown until deployment: AIB005 says so
+        if not ident or not isinstance(ident.type, str) or ident.type.lower() != "userassigned":
+            if raw is None and "identity" in self.defs[ROOT].get("required", []):
+                return  # the schema of this apiVersion requires it: AIB054 says so
+            where: JsonPath = ("identity",) if raw is not None else ()
+            self.retired(api_history.IDENTITY_REQUIRED, where)
             return
         path = ("identity", self.written_key(("identity",), "userAssignedIdentities") or "userAssignedIdentities")
+        if isinstance(self.value_at(path), Unresolved):
+            return  # computed at deployment (a reduce() or a parameter): AIB005 says so
         count = len(ident.user_assigned_identities)
         if count > 1:
             self.add("AIB031", f"{count} identities given; AIB supports exactly one", path)
         elif count == 0:
             self.add("AIB031", "UserAssigned names no identity; give the resource id of exactly one", path)
+
+    def retired(self, rule: api_history.Retirement, path: JsonPath) -> None:
+        self.add(rule.code, rule.what, path)
+
+    def service_today(self) -> None:
+        """What the service refuses today whatever the apiVersion (aibx/api_history.py)."""
+        if version_key(self.version) < version_key(api_history.RETIRED_VERSIONS_BEFORE):
+            self.retired(api_history.OLD_PREVIEW_RETIRED, ("apiVersion",))
+        if isinstance(self.tpl.source, model.IsoSource):
+            self.retired(api_history.RHEL_ISO_RETIRED, self.tpl.source.path)
+
+    def maybe_null(self, path: JsonPath, *names: str) -> bool:
+        """Whether one of the fields ``names`` at ``path`` is unknown, so it may turn out null (not given), as
+        ``[if(cond, 'x', null())]`` does."""
+        return any(isinstance(self.value_at((*path, self.written_key(path, n) or n)), Unresolved) for n in names)
+
+    def value_at(self, path: JsonPath) -> object:
+        node: object = self.doc.resource
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                return None
+        return node
 
     def source(self) -> None:
         src = self.tpl.source
@@ -557,13 +680,18 @@ class _Rules:
             if "inline" not in fields and fields:
                 if not has_uri:
                     self.add("AIB010", f'{step.kind} in apiVersion {self.version} needs "{uri_name}"', step.path)
-            elif has_uri == has_inline:
+            elif has_uri == has_inline and not (has_uri and self.maybe_null(step.path, "scriptUri", "inline")):
                 which = "both were given" if has_uri else "neither was given"
                 self.add("AIB010", f"{step.kind} needs exactly one of {uri_name} and inline; {which}", step.path)
             written = self.written_key(step.path, "scriptUri", "script") or uri_name
             if has_uri and written.lower() in fields:  # a field of another apiVersion is AIB058 already
                 self.download(step.script_uri, (*step.path, written), step.sha256_checksum, "sha256checksum" in fields)
-        if isinstance(step, model.PowerShellStep) and step.run_as_system and not step.run_elevated:
+        if (
+            isinstance(step, model.PowerShellStep)
+            and step.run_as_system
+            and not step.run_elevated
+            and not self.maybe_null(step.path, "runElevated")
+        ):
             self.add("AIB012", 'requires "runElevated": true', (*step.path, "runAsSystem"), key=True)
         if isinstance(step, model.FileStep):
             self.file_step(step, fields)
@@ -701,7 +829,8 @@ class _Rules:
                     )
                 seen.setdefault(name.lower(), dist)
             if isinstance(dist, model.SharedImageDistributor):
-                if dist.replication_regions and dist.target_regions:
+                both = dist.replication_regions and dist.target_regions
+                if both and not self.maybe_null(dist.path, "replicationRegions", "targetRegions"):
                     self.add(
                         "AIB023",
                         "give targetRegions (current) or replicationRegions (deprecated), not both",
@@ -720,7 +849,8 @@ class _Rules:
         if not vnet:
             return
         path = ("properties", "vmProfile", "vnetConfig")
-        if vnet.proxy_vm_size and vnet.container_instance_subnet_id:
+        maybe_null = self.maybe_null(path, "proxyVmSize", "containerInstanceSubnetId")
+        if vnet.proxy_vm_size and vnet.container_instance_subnet_id and not maybe_null:
             self.add("AIB024", "proxyVmSize cannot be combined with containerInstanceSubnetId", path)
         if vnet.container_instance_subnet_id and not vnet.subnet_id:
             self.add("AIB024", "containerInstanceSubnetId requires subnetId (same VNet, another subnet)", path)

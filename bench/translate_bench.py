@@ -11,7 +11,13 @@ Baselines:
     fixtures (Packer's own JSON → HCL2 translator), one process each, as Packer is used.
 
 Rounds interleave all measurements so background load hits them alike. Prints a Markdown table.
-Usage: python bench/translate_bench.py [--rounds 20]
+
+``--big``: one Packer config whose only provisioner is one inline line holding a base64 blob of 0.25, 1 and 4 MB,
+translated to AIB (read, evaluate, recognise aibx's own idioms, write the JSON), beside the baseline of python-hcl2
+parsing the same text (``parses_to_tree``, which any reading of the file pays). Linear work keeps both the ratio to
+the baseline and the time per MB the same at every size (issue 11: the idiom recogniser was quadratic).
+
+Usage: python bench/translate_bench.py [--rounds 20] [--big]
 """
 
 from __future__ import annotations
@@ -54,7 +60,10 @@ def timed(fn) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--big", action="store_true", help="only the one-big-inline-line measurement")
     args = parser.parse_args()
+    if args.big:
+        return big_line(max(3, args.rounds // 4))
     import hcl2
 
     # cold: the first translation in the process (parser tables load on first use)
@@ -109,6 +118,56 @@ def main() -> int:
         print(f"| {name} | {med:.1f} | {min(values):.1f} | {med / base:.2f}× |")
     print()
     print(json.dumps({k: round(statistics.median(v), 2) for k, v in {**samples, **tool}.items() if v}))
+    return 0
+
+
+def big_line_config(megabytes: float) -> str:
+    """A Packer HCL2 config with one inline line that holds ``megabytes`` of base64 text."""
+    import base64
+
+    blob = base64.b64encode(os.urandom(int(megabytes * 1024 * 1024 * 3 / 4))).decode()
+    return (
+        'source "azure-arm" "big" {\n  os_type = "Linux"\n  location = "westus"\n  image_publisher = "Canonical"\n'
+        '  image_offer = "ubuntu-24_04-lts"\n  image_sku = "server"\n  managed_image_name = "big"\n'
+        '  managed_image_resource_group_name = "rg"\n}\n'
+        'build {\n  sources = ["source.azure-arm.big"]\n  provisioner "shell" {\n'
+        f'    inline = ["echo {blob} | base64 -d > /tmp/blob"]\n  }}\n}}\n'
+    )
+
+
+def big_line(rounds: int) -> int:
+    import hcl2
+
+    from aibx.translators import AibOptions, PackerInputs, aib_document, packer_to_aib, read_packer
+
+    sizes = (0.25, 1.0, 4.0)
+    samples: dict[float, dict[str, list[float]]] = {mb: {"aibx": [], "hcl2": []} for mb in sizes}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for mb in sizes:
+            paths[mb] = Path(tmp) / f"big-{mb}.pkr.hcl"
+            paths[mb].write_text(big_line_config(mb))
+
+        def translate(path: Path) -> None:
+            config = read_packer(str(path), PackerInputs(env={}, cwd=tmp))
+            assert not config.diagnostics, config.diagnostics
+            (t,) = packer_to_aib(config, AibOptions(cwd=tmp))
+            json.dumps(aib_document(t.template, t.report))
+
+        for _ in range(rounds):
+            for mb in sizes:
+                text = paths[mb].read_text()
+                samples[mb]["aibx"].append(timed(lambda p=paths[mb]: translate(p)))
+                samples[mb]["hcl2"].append(timed(lambda t=text: hcl2.parses_to_tree(t)))
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}; {rounds} rounds")  # fmt: skip
+    print()
+    print("| inline line | aibx translate --to aib, median ms | python-hcl2 parse (baseline), median ms "
+          "| aibx / baseline | aibx ms per MB |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for mb in sizes:
+        ours, base = statistics.median(samples[mb]["aibx"]), statistics.median(samples[mb]["hcl2"])
+        print(f"| {mb:g} MB | {ours:.0f} | {base:.0f} | {ours / base:.2f}× | {ours / mb:.0f} |")
     return 0
 
 

@@ -51,6 +51,7 @@ from aibx.engine.events import (
     Connecting,
     ConnectionDropped,
     Event,
+    EventBus,
     Notice,
     Outcome,
     Output,
@@ -1089,7 +1090,9 @@ class _OutputCollector:
         # stdout lines starting with ``capture`` are kept in ``captured`` instead of being shown (a result line)
         self.capture = capture
         self.captured: list[str] = []
-        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        # long lines are cut where the bus's redactor sees no secret (issue 11: a secret cut in two was unmasked)
+        guard = runner.emit.redactor if isinstance(runner.emit, EventBus) else None
+        self.splitters = {"stdout": LineSplitter(guard=guard), "stderr": LineSplitter(guard=guard)}
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.last_stdout: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.shutdown_marker = shutdown_marker

@@ -8,6 +8,10 @@ with its verdict, apiVersion, operating system and the codes reported, then the 
     python scripts/corpus_validate.py                          # shared/corpus/aib beside the checkout
     python scripts/corpus_validate.py PATH... [-- AIBX-OPTIONS]
 
+Every template is counted in the corpus (the whole folder, recursively); the summary then groups the verdicts by
+the issue-10 classes the diagnostics belong to (API version history, service-wide rules, later-version fields,
+nested deployments, unknown values, input that is not a template), so a change shows which class moved.
+
 Exit status: 0 when every run ended with exit status 0 or 2 and nothing on stderr, 1 otherwise.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +43,38 @@ def templates(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         out += sorted(p.rglob("*.json")) if p.is_dir() else [p]
+    return out
+
+
+# the class of a verdict, from its diagnostics: the first class whose test matches
+CLASSES: list[tuple[str, str]] = [
+    ("not a template (AIB001-AIB003)", r"AIB00[123]"),
+    ("service-wide rule (AIB035, AIB036)", r"AIB03[56]"),
+    ("apiVersion history (AIB058)", r"AIB058"),
+    ("other errors", r".*"),
+]
+
+
+def classify(report: dict) -> str:
+    """The class of one verdict: valid (clean, or warnings only), or the class of its first error."""
+    errors = [d["code"] for d in report["diagnostics"] if d["severity"] == "error"]
+    if not errors:
+        return "valid, warnings only" if report["diagnostics"] else "valid, clean"
+    for name, pattern in CLASSES:
+        if any(re.fullmatch(pattern, code) for code in errors):
+            return "invalid: " + name
+    return "invalid: other errors"
+
+
+def features(report: dict) -> list[str]:
+    """What of the issue-10 work the verdict used: nested deployments, unknown values, later-version fields."""
+    out = []
+    if any(".properties.template." in (t.get("resource") or "") for t in report["templates"]):
+        out.append("nested deployment")
+    if any(d["code"] == "AIB005" for d in report["diagnostics"]):
+        out.append("unknown values")
+    if any(d["code"] == "AIB058" and d["severity"] == "warning" for d in report["diagnostics"]):
+        out.append("later-version field (warning)")
     return out
 
 
@@ -70,6 +107,8 @@ def main() -> int:
         return 1
 
     rows = []
+    classes: Counter[str] = Counter()
+    used: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     failures = []
     slowest = 0.0
@@ -80,6 +119,8 @@ def main() -> int:
             failures.append(f"{path.name}: exit {code}, stderr: {stderr.strip()[:300]!r}")
             rows.append((path.name, f"**crash (exit {code})**", "", "", "", ""))
             continue
+        classes[classify(report)] += 1
+        used.update(features(report))
         codes = Counter(d["code"] for d in report["diagnostics"])
         totals.update(codes)
         errors, warnings = report["summary"]["errors"], report["summary"]["warnings"]
@@ -105,6 +146,15 @@ def main() -> int:
         f"{len(rows)} templates: {valid} valid, {len(rows) - valid - len(failures)} invalid, "
         f"{len(failures)} crashed. Slowest run {slowest:.2f} s."
     )
+    print()
+    print("| verdict, by class | templates |")
+    print("|---|---|")
+    for name, n in sorted(classes.items()):
+        print(f"| {name} | {n} |")
+    if failures:
+        print(f"| internal error (crash) | {len(failures)} |")
+    for name, n in sorted(used.items()):
+        print(f"| (used: {name}) | {n} |")
     print()
     print("| code | count |")
     print("|---|---|")

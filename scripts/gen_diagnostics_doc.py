@@ -33,12 +33,23 @@ EXPLANATIONS: dict[str, str] = {
     "the parser stopped; a missing comma is pointed out.",
     "AIB003": "The JSON holds no image template: not an object, an ARM parameters file named as a template, a "
     "deployment without a `Microsoft.VirtualMachineImages/imageTemplates` resource, or the `properties` object "
-    "alone. In a folder, such files are skipped and counted in the summary.",
+    "alone; or a file that is not JSON at all but a Packer configuration (HCL2, or a legacy JSON template: "
+    "`aibx translate FILE --to aib`), Bicep (`az bicep build`) or YAML, which the message names. Image templates "
+    "inside nested `Microsoft.Resources/deployments` (Bicep modules, solution templates) are found and checked, "
+    "also in a linked template file inside the template's folder (never outside it), once per iteration of a copy "
+    "loop (up to 50). An image template marked "
+    "`existing` is a reference, not a template; one whose `condition` is false with the given parameters is still "
+    "checked, but its errors are warnings (ARM does not deploy it). "
+    "In a folder, such files are skipped and counted in the summary.",
     "AIB004": "A bare resource whose `type` is missing or not `Microsoft.VirtualMachineImages/imageTemplates`. "
     "Many published templates have it wrong; REST calls ignore it, ARM and Bicep need it.",
     "AIB005": "A value only Azure knows before deployment (`reference()`, `utcNow()`, `resourceGroup()` without "
     "`--resource-group`), a parameter without a value, or a `<placeholder>` nobody substituted. Pass it with "
-    "`-p`, `--parameters` or the context options; `aibx run` refuses only the steps that need it.",
+    "`-p`, `--parameters` or the context options; `aibx run` refuses only the steps that need it. Each unknown "
+    "value is reported once, at its first use, with the number of other places; no check that needs the value "
+    "reports an error about it. The ARM lambda functions (`filter`, `map`, `reduce`, `sort`, `toObject`, "
+    "`shallowMerge`, `items`), `tryGet`, `uri` and property and variable copy loops (`copyIndex`) are "
+    "evaluated; a `null` value (Bicep's `null()`, a nullable parameter without a value) is a field not written.",
     "AIB006": "An ARM expression that ARM itself would reject: a syntax error, an unknown parameter or variable, a "
     "wrong argument. ARM treats every string in `[...]` as an expression, so a shell test such as `[ -d /opt ]` "
     "must be written `[[ -d /opt ]`.",
@@ -47,7 +58,9 @@ EXPLANATIONS: dict[str, str] = {
     "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",
     "AIB008": "The `apiVersion` is missing, unresolved or unknown, so aibx checks against the newest; an unknown "
     "written version (or `--api-version`) is an error. Bare resources used with REST name the version in the URL; "
-    "give `--api-version` to check against it.",
+    "give `--api-version` to check against it. When the version is unresolved (a parameter without a value) or "
+    "left to the submission (a bare resource without one), an error found with the newest stays an error only "
+    "where every apiVersion the service accepts today finds one; the others become warnings that say so.",
     "AIB009": "`--resource NAME` matches no image template of the file (by name, symbolic name or `resources[N]`).",
     "AIB010": "Shell and PowerShell customizers and validators need exactly one of `scriptUri` (`script` before "
     "2019-05-01-preview) and `inline` (swagger: \"Exactly one of 'scriptUri' or 'inline' can be specified\").",
@@ -88,6 +101,12 @@ EXPLANATIONS: dict[str, str] = {
     "AIB033": "A bare resource goes to AIB as written (REST, `az resource create`): no ARM evaluates `[...]`, so the "
     "expression arrives literally. Evaluate it in a deployment template, or write the value.",
     "AIB034": "JSON allows a key twice in one object, but only the later value counts: the earlier one is lost.",
+    "AIB035": "A template is checked against the service as it runs today: since 2020-05-26 AIB accepts no "
+    "template without a user-assigned identity, whatever its apiVersion. Create one, grant it access, and name it "
+    "in `identity.userAssignedIdentities`. Sources: aibx/api_history.py.",
+    "AIB036": "Something the service accepted once and no longer does, whatever the apiVersion: RHEL ISO sources "
+    "(since 2020-03-31; use a RHEL Bring Your Own Subscription PlatformImage) and apiVersions before "
+    "2019-05-01-preview (since 2020-05-26). Sources: aibx/api_history.py.",
     "AIB050": 'A field the apiVersion does not define, with "did you mean" for near misses (`aritfactTags`). From '
     "2024-02-01 the service rejects it; older versions ignore it, so it silently has no effect (a warning). "
     "ARM deployment keys (`dependsOn`, ...) in a bare resource are flagged for 2024-02-01 and later.",
@@ -102,7 +121,13 @@ EXPLANATIONS: dict[str, str] = {
     "letters, digits, `-`, `_` (and `.` from 2019-05-01-preview), at most 64 characters.",
     "AIB057": "A source, customizer, validator, distributor or versioning type no apiVersion knows.",
     "AIB058": "A field or type that exists, but not in this apiVersion: `script` and ISO sources (removed), "
-    "`targetRegions` and `versioning` (2022-07-01), `errorHandling` (2023-07-01), and so on.",
+    "`targetRegions` and `versioning` (2022-07-01), `errorHandling` (2023-07-01), and so on. An error from "
+    "2024-02-01 on, where the service rejects unknown fields; before, a warning: the service ignores an unknown "
+    "field (it has no effect), and for a type of another version the evidence is too thin to call it an error. "
+    "Features that 2019-05-01-preview accepted before a swagger listed them (`runElevated`, `sha256Checksum`, "
+    "`osDiskSizeGB`, `vnetConfig`, the WindowsUpdate customizer: the quickstarts' release notes of December 2019 "
+    "and March 2020) are not reported, and are checked against the swagger that lists them "
+    "(aibx/api_history.py names each source).",
     "AIB059": "A read-only field (`exactVersion`, `provisioningState`, ...), typical of `az image builder show` "
     "output: the service sets it and ignores what is written.",
     "AIB070": "`aibx translate`: the target format has no field with the same meaning, so the closest faithful "
@@ -128,6 +153,14 @@ EXPLANATIONS: dict[str, str] = {
     "Packer variable declared `sensitive = true` without a default (pass it with `-var NAME=VALUE` or "
     "`PKR_VAR_NAME`), an ARM `secureString` parameter with `--arm`, or a `<placeholder>` in a bare AIB resource "
     "(reported as dropped: `aibx validate -p NAME=VALUE`, or translate with `--arm`). See docs/translate.md.",
+    "AIB078": "`aibx translate --to aib`: a provisioner's `script`, `scripts` or file `source` names a local file or "
+    "folder outside the configuration's folder (an absolute path, `..`, a symlink out), which would be copied into "
+    "the template; a configuration's author is not trusted with your files, so it is not read and the provisioner "
+    "is dropped. Pass `--allow-local-files` for a configuration you trust. See docs/security.md.",
+    "AIB079": "`aibx translate --to aib`: a value that comes from your environment (`env()` in a variable default, "
+    "`{{env}}` in legacy JSON, `PKR_VAR_NAME`) would have been written into the output, so a reference is written "
+    "instead: a `secureString` parameter with `--arm` (approximated), or a `<placeholder>` in a bare AIB resource "
+    "(dropped: `aibx validate -p NAME=VALUE`). Pass `--allow-env-values` to write the values. See docs/translate.md.",
 }
 
 

@@ -21,7 +21,7 @@ from aibx import model
 from aibx.document import Unresolved
 from aibx.loader import RESOURCE_TYPE
 from aibx.swagger_tables import API_VERSIONS, ROOT, SCHEMAS
-from aibx.translators.report import NOWHERE, Report, Status
+from aibx.translators.report import NOWHERE, Location, Report, Status
 from aibx.translators.secrets import Reference, SecretFinder, variable_name
 
 NEWEST_API_VERSION = API_VERSIONS[-1]
@@ -252,6 +252,8 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
 
     def placeholder(source: str) -> Placeholder:
         name = used.setdefault(source, variable_name(source))
+        if _from_environment(source, report):
+            return Placeholder(name, f"value of the environment variable {source} (not written)", secure=True)
         return Placeholder(name, f"secret: value of the Packer variable {source} (sensitive)", secure=True)
 
     def pieces(text: str) -> list[str | Placeholder]:
@@ -277,7 +279,9 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
         if (f'variable "{source}" (sensitive)', "AIB077") in reported:
             continue
         declared = report.secure_locations.get(re.split(r"[.\[]", source, maxsplit=1)[0], NOWHERE)
-        if arm:
+        if _from_environment(source, report):
+            _report_environment_value(report, source, name, declared, arm=arm)
+        elif arm:
             report.add(
                 Status.APPROXIMATED,
                 f'variable "{source}" (sensitive)',
@@ -298,6 +302,24 @@ def protect_secrets(resource: dict[str, Any], report: Report, *, arm: bool) -> d
                 code="AIB077",
             )
     return protected
+
+
+def _from_environment(source: str, report: Report) -> bool:
+    return re.split(r"[.\[]", source, maxsplit=1)[0] in report.environment_sources
+
+
+def _report_environment_value(report: Report, source: str, name: str, declared: Location, *, arm: bool) -> None:
+    """AIB079: a value from the user's environment, written as a parameter (--arm) or a placeholder."""
+    subject = f'environment variable "{source}"'
+    if (subject, "AIB079") in {(e.subject, e.code) for e in report.entries}:
+        return
+    where = f"[parameters('{name}')], a secureString parameter" if arm else f"the placeholder <{name}>"
+    detail = (
+        f"its value comes from your environment, not from the configuration, so it is not written: {where} "
+        f"stands there; pass it when deploying ({'--parameters' if arm else 'aibx validate -p'} {name}=VALUE), or "
+        "translate with --allow-env-values to write the value"
+    )
+    report.add(Status.APPROXIMATED if arm else Status.DROPPED, subject, detail, declared, code="AIB079")
 
 
 def _unresolved_parts(u: Unresolved, secure: Collection[str]) -> list[str | Placeholder]:

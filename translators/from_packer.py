@@ -60,6 +60,7 @@ class AibOptions:
     api_version: str = NEWEST_API_VERSION
     cwd: str = "."
     inline_limit: int = INLINE_LIMIT
+    allow_local_files: bool = False  # read local files outside the configuration's folder
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class SourceTranslator:
             secret_sources=dict(config.secret_names),
             secure_names=set(config.sensitive_names),
             secure_locations=dict(config.sensitive_locations),
+            environment_sources=set(config.environment_sources),
         )
         self.uploads: dict[str, Upload] = {}
         self.tpl = model.ImageTemplate(file=config.path, name=source.name, api_version=options.api_version)

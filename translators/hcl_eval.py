@@ -60,6 +60,61 @@ class BuildValue:
         return f"build.{self.name}"
 
 
+# Bounds on what one configuration may make aibx compute (issue 11: forty locals that each double the last, or
+# hundreds of nested brackets, ate all memory or ended in RecursionError). Past one, evaluation stops with an
+# EvalError naming the file and line; docs/security.md and docs/reliability.md list them.
+MAX_DEPTH = 256  # evaluations nested inside each other: each bracket, call, template and local reference counts
+MAX_STRING = 16 * 1024 * 1024  # characters of one string (AIB and ARM refuse a request over 4 MB anyway)
+MAX_VALUE_ITEMS = 100_000  # list items and object members in one value, counted through every level
+MAX_VALUE_CHARS = 64 * 1024 * 1024  # characters of all strings in one value, counted each time they appear
+MAX_BUILT = 256 * 1024 * 1024  # characters of strings and items of lists built while reading one configuration
+MAX_STEPS = 2_000_000  # expressions evaluated while reading one configuration
+LIMIT_HINT = "simplify the configuration; aibx stops there to keep its time and memory bounded"
+
+
+@dataclass
+class Limits:
+    """What evaluation has used so far; one object shared by a context and all its children."""
+
+    depth: int = 0
+    steps: int = 0
+    built: int = 0
+
+    def build(self, size: int, node: Tree | Token | None = None) -> None:
+        """Count a string of ``size`` characters about to be built."""
+        if size > MAX_STRING:
+            raise EvalError(
+                f"a string of {size:,} characters, more than aibx builds ({MAX_STRING:,}); {LIMIT_HINT}", node
+            )
+        self.built += size
+        if self.built > MAX_BUILT:
+            raise EvalError(
+                f"more than {MAX_BUILT:,} characters of strings built in all; {LIMIT_HINT}",
+                node,
+            )
+
+
+def check_size(value: Any, node: Tree | Token | None = None) -> None:
+    """EvalError if ``value`` nests deeper than MAX_DEPTH or is bigger than MAX_VALUE_ITEMS items or
+    MAX_VALUE_CHARS characters, counting a shared part each time it appears (as anything writing the value would).
+    Iterative, and stops at the first limit passed: its cost is bounded whatever the value."""
+    items = chars = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            chars += len(v)
+        elif isinstance(v, (list, dict)):
+            if depth >= MAX_DEPTH:
+                raise EvalError(f"a value nested more than {MAX_DEPTH} levels deep; {LIMIT_HINT}", node)
+            items += len(v)
+            if items > MAX_VALUE_ITEMS:
+                raise EvalError(f"a value of more than {MAX_VALUE_ITEMS:,} items; {LIMIT_HINT}", node)
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+        if chars > MAX_VALUE_CHARS:
+            raise EvalError(f"a value of more than {MAX_VALUE_CHARS:,} characters; {LIMIT_HINT}", node)
+
+
 @dataclass
 class Context:
     variables: Mapping[str, Any] = field(default_factory=dict)
@@ -71,6 +126,7 @@ class Context:
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     names: dict[str, Any] = field(default_factory=dict)  # iterators of for expressions / dynamic blocks
     allow_env: bool = True
+    limits: Limits = field(default_factory=Limits)
 
     def child(self, **names: Any) -> Context:
         ctx = Context(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -102,7 +158,17 @@ def evaluate(node: Tree | Token, ctx: Context) -> Any:
     handler = _HANDLERS.get(node.data)
     if handler is None:
         raise EvalError(f"{node.data.replace('_', ' ')} is not supported", node)
-    return handler(node, ctx)
+    limits = ctx.limits
+    limits.steps += 1
+    if limits.steps > MAX_STEPS:
+        raise EvalError(f"more than {MAX_STEPS:,} expressions evaluated; {LIMIT_HINT}", node)
+    if limits.depth >= MAX_DEPTH:
+        raise EvalError(f"expressions nested more than {MAX_DEPTH} levels deep; {LIMIT_HINT}", node)
+    limits.depth += 1
+    try:
+        return handler(node, ctx)
+    finally:
+        limits.depth -= 1
 
 
 def _expr_term(node: Tree, ctx: Context) -> Any:
@@ -186,7 +252,7 @@ def _string(node: Tree, ctx: Context) -> Any:
                 parts.append(_Interp(evaluate(_children(child)[0], ctx), child))
             else:
                 raise EvalError("template directives (%{ ... }) are not supported", child)
-    return join_template(parts)
+    return join_template(parts, ctx.limits)
 
 
 @dataclass
@@ -195,7 +261,7 @@ class _Interp:
     node: Tree | Token | None
 
 
-def join_template(parts: list[Any]) -> Any:
+def join_template(parts: list[Any], limits: Limits | None = None) -> Any:
     """Join literal text and interpolated values; a template that is one interpolation keeps the value's type."""
     if len(parts) == 1 and isinstance(parts[0], _Interp):
         return parts[0].value
@@ -212,6 +278,8 @@ def join_template(parts: list[Any]) -> Any:
                 text.append(to_string(v, p.node))
         else:
             text.append(p)
+    if limits is not None:
+        limits.build(sum(map(len, text)), next((p.node for p in parts if isinstance(p, _Interp)), None))
     joined = "".join(text)
     if unknown:
         return Unresolved(joined, describe_unknown(unknown[0]))
@@ -267,7 +335,7 @@ def evaluate_template(text: str, ctx: Context, line: int = 0) -> Any:
                 raise EvalError(f"cannot parse ${{{piece}}}: {_first_line(exc)}", line=line) from None
             attribute = next(tree.find_data("attribute"))
             parts.append(_Interp(evaluate(attribute.children[-1], ctx), None))
-    return join_template(parts)
+    return join_template(parts, ctx.limits)
 
 
 def split_template(text: str) -> list[tuple[str, str]]:
@@ -574,8 +642,15 @@ def _function_call(node: Tree, ctx: Context) -> Any:
     for a in args:
         if not is_known(a) and name != "coalesce":
             raise EvalError(f"{name}() needs known arguments: {describe_unknown(a)}", node)
+    if name in _BUILDERS:
+        check_size(args, node)  # what these build is about as big as their arguments: bound it first
     try:
-        return fn(ctx, *args)
+        result = fn(ctx, *args)
+        if isinstance(result, str):
+            ctx.limits.build(len(result), node)
+        elif isinstance(result, (list, dict)):
+            ctx.limits.build(len(result), node)  # items copied count as characters built
+        return result
     except EvalError as exc:
         if not exc.line:
             exc.line, exc.column = position(node)
@@ -583,6 +658,9 @@ def _function_call(node: Tree, ctx: Context) -> Any:
     except (TypeError, ValueError, ArithmeticError, re.error) as exc:
         raise EvalError(f"{name}(): {exc}", node) from None
 
+
+# functions whose result holds (copies of) their arguments
+_BUILDERS = {"concat", "merge", "join", "format", "replace", "regex_replace", "split"}
 
 _HANDLERS: dict[str, Callable[[Tree, Context], Any]] = {
     "expr_term": lambda n, c: _paren(n, c) if _is_paren(n) else _expr_term(n, c),
@@ -806,14 +884,23 @@ def go_replacement(template: str, pattern: Any = None) -> str:
 
 def _fn_regex_replace(ctx: Context, text: Any, pattern: Any, replacement: Any) -> str:
     compiled = go_regex(to_string(pattern))
-    return compiled.sub(go_replacement(to_string(replacement), compiled), to_string(text))
+    return _regex_sub(ctx, compiled, to_string(replacement), to_string(text))
+
+
+def _regex_sub(ctx: Context, compiled: re.Pattern[str], rep: str, s: str) -> str:
+    # each match becomes rep, whose $references copy parts of that match: all of them together copy at most the
+    # whole text once per reference in rep. Bound the result before building it
+    matches = sum(1 for _ in compiled.finditer(s))
+    ctx.limits.build(len(s) + matches * len(rep) + rep.count("$") * len(s))
+    return compiled.sub(go_replacement(rep, compiled), s)
 
 
 def _fn_replace(ctx: Context, text: Any, search: Any, replacement: Any) -> str:
     s, find, rep = to_string(text), to_string(search), to_string(replacement)
     if len(find) > 1 and find.startswith("/") and find.endswith("/"):
-        compiled = go_regex(find[1:-1])
-        return compiled.sub(go_replacement(rep, compiled), s)
+        return _regex_sub(ctx, go_regex(find[1:-1]), rep, s)
+    count = s.count(find) if find else len(s) + 1
+    ctx.limits.build(len(s) + count * max(len(rep) - len(find), 0))
     return s.replace(find, rep)
 
 

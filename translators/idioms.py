@@ -123,21 +123,45 @@ def windows_fetch_file(uri: str, destination: str, sha256: str | None) -> list[s
 
 def _linux_download_params(lines: list[str]) -> tuple[str, str, str | None] | None:
     """(uri, target, sha256) of a linux_download_lines() prefix, or None."""
-    try:
-        words = shlex.split(lines[0]) if lines else []
-    except ValueError:
-        return None
-    if len(words) < 7 or words[:5] != ["curl", "-fsSL", "--retry", "5", "-o"]:
+    words = _quoted_words(lines[0], 7) if lines else None
+    if words is None or words[:5] != ["curl", "-fsSL", "--retry", "5", "-o"]:
         return None
     target, uri = words[5], words[6]
     sha = None
     if len(lines) > 1 and lines[1].startswith("echo ") and lines[1].endswith(" | sha256sum -c -"):
-        try:
-            echoed = shlex.split(lines[1])[1]
-        except (ValueError, IndexError):
+        echoed = _quoted_words(lines[1], 2)
+        if echoed is None:
             return None
-        sha = echoed.split("  ", 1)[0]
+        sha = echoed[1].split("  ", 1)[0]
     return uri, target, sha
+
+
+# one word as sh_quote (shlex.quote) writes it: safe characters, '…' and "'" pieces
+_QUOTED_WORD = re.compile(r"""(?:[\w@%+=:,./-]+|'[^']*'|"'")+""", re.ASCII)
+_QUOTED_PIECE = re.compile(r"[\w@%+=:,./-]+|'[^']*'|\"'\"", re.ASCII)
+
+
+def _unquoted(piece: re.Match[str]) -> str:
+    text = piece.group()
+    return text[1:-1] if text[0] in "'\"" else text
+
+
+def _quoted_words(line: str, count: int) -> list[str] | None:
+    """The first ``count`` words of ``line`` if it starts with words as sh_quote writes them, separated by single
+    spaces; else None. Linear in what it reads (``shlex.split`` of a megabyte line takes many seconds)."""
+    words: list[str] = []
+    pos = 0
+    while len(words) < count:
+        m = _QUOTED_WORD.match(line, pos)
+        if m is None:
+            return None
+        words.append("".join(_unquoted(piece) for piece in _QUOTED_PIECE.finditer(m.group())))
+        pos = m.end()
+        if len(words) < count:
+            if line[pos : pos + 1] != " ":
+                return None
+            pos += 1
+    return words
 
 
 def _windows_download_params(lines: list[str]) -> tuple[str, str, str | None] | None:

@@ -1,6 +1,7 @@
 """Reading the local files a configuration or template names (scripts, files to upload, ``file:`` sources).
 
-Only regular files are read: a path such as ``/dev/zero`` or a named pipe would never end (or block), and a
+Files outside the configuration's folder are read only when the user allows it (``outside_folder``). Only regular
+files are read: a path such as ``/dev/zero`` or a named pipe would never end (or block), and a
 folder is the caller's business. Every problem, a name too long or holding a NUL byte included, is a
 ``LocalFileError`` with a reason fit for a report, never an exception from the operating system.
 """
@@ -30,6 +31,18 @@ def is_folder(path: Path) -> bool:
         return stat.S_ISDIR(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def outside_folder(path: Path, folder: Path) -> str | None:
+    """Why ``path`` is not inside ``folder`` once symlinks and ``..`` are resolved, or None when it is. A
+    configuration from someone else could otherwise name ``~/.ssh/id_ed25519`` and have it copied into the
+    translation: such a file is read only with ``--allow-local-files``."""
+    try:
+        base, real = os.path.realpath(folder), os.path.realpath(path)
+        inside = os.path.commonpath([base, real]) == base
+    except (OSError, ValueError):
+        return "cannot be resolved"
+    return None if inside else f"is outside the configuration's folder {base}"
 
 
 def read_local_file(path: Path) -> bytes:

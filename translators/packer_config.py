@@ -116,4 +116,7 @@ class PackerConfig:
     sensitive_names: set[str] = field(default_factory=set)
     # where each of them is declared (HCL2)
     sensitive_locations: dict[str, Location] = field(default_factory=dict)
+    # secrets that are values from the environment (env(), {{env}}, PKR_VAR_NAME): the names they are registered
+    # under (the environment variable's), so the translation says so; their locations are in sensitive_locations
+    environment_sources: set[str] = field(default_factory=set)
     diagnostics: list[Diagnostic] = field(default_factory=list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +38,9 @@ class PackerInputs:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     now: datetime | None = None
     cwd: str = "."
+    # write values from the environment (env(), {{env}}, PKR_VAR_NAME) into the translation as they are; by default
+    # they are secrets: a parameter or placeholder stands where they would be (--allow-env-values)
+    env_values: bool = False
 
     def clock(self) -> datetime:
         if self.now is not None:
@@ -46,6 +49,29 @@ class PackerInputs:
         if epoch and epoch.isdigit():
             return datetime.fromtimestamp(int(epoch), timezone.utc)
         return datetime.now(timezone.utc)
+
+
+class EnvironmentReads(Mapping[str, str]):
+    """The environment, remembering which variables were read (and their values) since ``take()``."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.read: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        value = self.env[name]
+        self.read[name] = value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
+
+    def take(self) -> dict[str, str]:
+        read, self.read = self.read, {}
+        return read
 
 
 def parse_file(path: str) -> tuple[Tree | None, str | None, int, int]:
@@ -257,7 +283,10 @@ class _Reader:
 
     # ------------------------------------------------------------------------------------------- variables
     def assign_variables(self, autos: list[str]) -> None:
-        defaults_ctx = Context(path_root=self.root, path_cwd=self.inputs.cwd, env=self.inputs.env, now=self.ctx.now)
+        env = EnvironmentReads(self.inputs.env)
+        # values from the environment, registered as secrets last: a sensitive variable's own name wins
+        from_env: list[tuple[Any, str, Location]] = []
+        defaults_ctx = Context(path_root=self.root, path_cwd=self.inputs.cwd, env=env, now=self.ctx.now)
         types: dict[str, Tree | None] = {}
         for name, (file, _block, attrs) in self.var_decls.items():
             types[name] = attrs.get("type")
@@ -267,14 +296,17 @@ class _Reader:
                 except EvalError as exc:
                     self.eval_error(exc, file, f"variable.{name}.default")
                     self.values[name] = None
+                where = Location(file, *hcl_eval.position(attrs["default"]))
+                from_env += [(value, env_name, where) for env_name, value in env.take().items()]
             else:
                 self.values[name] = _unset(name)
-        for name in self.var_decls:
+        for name, (file, block, _attrs) in self.var_decls.items():
             env_value = self.inputs.env.get(f"PKR_VAR_{name}")
             if env_value is not None and undecodable(env_value):
                 self.error("AIB074", f"PKR_VAR_{name}: not UTF-8 text", "<environment>")
             elif env_value is not None:
                 self.assign(name, env_value, types[name], f"PKR_VAR_{name}", "<environment>")
+                from_env.append((self.values[name], f"PKR_VAR_{name}", Location(file, *hcl_eval.position(block))))
         for f in [*autos, *self.inputs.var_files]:
             self.read_var_file(f, types)
         for item in self.inputs.variables:
@@ -289,6 +321,7 @@ class _Reader:
             self.assign(name, value, types[name], f"--var {name}", "<command line>")
         for name, (file, block, attrs) in self.var_decls.items():
             try:
+                hcl_eval.check_size(self.values[name], block)
                 self.values[name] = hcl_eval.convert(self.values[name], types[name], block)
             except EvalError as exc:
                 self.eval_error(exc, file, f"variable.{name}")
@@ -302,6 +335,16 @@ class _Reader:
                     self.config.sensitive_names.add(name)
                     self.config.sensitive_locations[name] = Location(file, *hcl_eval.position(block))
                     self.add_secret(self.values[name], name)
+        for value, source, where in from_env:
+            self.add_environment_value(value, source, where)
+
+    def add_environment_value(self, value: Any, source: str, where: Location) -> None:
+        """A value that came from the environment is a secret unless the user asked for values (env_values)."""
+        if self.inputs.env_values or value in (None, ""):
+            return
+        self.add_secret(value, source)
+        self.config.environment_sources.add(source)
+        self.config.sensitive_locations.setdefault(source, where)
 
     def add_secret(self, value: Any, where: str) -> None:
         if isinstance(value, str) and value:
@@ -393,6 +436,7 @@ class _Reader:
         try:
             _file, expr = self.local_exprs[name]
             value = evaluate(expr, self.ctx)
+            hcl_eval.check_size(value, expr)
         finally:
             self.local_busy.discard(name)
         self.local_values[name] = value
@@ -417,6 +461,7 @@ class _Reader:
                 name, expr = _attr_parts(item)
                 try:
                     value = evaluate(expr, ctx)
+                    hcl_eval.check_size(value, expr)
                 except EvalError as exc:
                     self.eval_error(exc, file, f"{path}.{name}")
                     continue
@@ -569,7 +614,15 @@ def _unset(name: str) -> Unresolved:
 
 def read_config(path: str, inputs: PackerInputs | None = None) -> PackerConfig:
     """Read a Packer HCL2 file or folder; problems are diagnostics in the result, never exceptions."""
-    return _Reader(path, inputs or PackerInputs()).read()
+    reader = _Reader(path, inputs or PackerInputs())
+    try:
+        return reader.read()
+    except RecursionError:  # a walk over the parse tree of input nested past Python's stack (hcl_eval.MAX_DEPTH)
+        config = PackerConfig(path=path, format="hcl2", root=reader.root)
+        config.diagnostics.append(
+            make("AIB072", f"the configuration is nested too deeply to read; {hcl_eval.LIMIT_HINT}", file=path)
+        )
+        return config
 
 
 # ----------------------------------------------------------------------------------------------- writing

@@ -17,7 +17,7 @@ from typing import Any
 from aibx.document import Unresolved
 from aibx.jsonc import JsonPath, SourceMap
 from aibx.loader import read_json, undecodable
-from aibx.translators.hcl_eval import BuildValue
+from aibx.translators.hcl_eval import LIMIT_HINT, MAX_STRING, BuildValue
 from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef
 from aibx.translators.packer_hcl import PackerInputs
 from aibx.translators.report import Location
@@ -105,6 +105,11 @@ class _Reader:
             else:
                 out.append(str(value))
         out.append(text[pos:])
+        size = sum(map(len, out))
+        if size > MAX_STRING:  # variables that each repeat the one before: bounded as in HCL
+            raise TemplateError(
+                f"a string of {size:,} characters, more than aibx builds ({MAX_STRING:,}); {LIMIT_HINT}"
+            )
         joined = "".join(out)
         return Unresolved(joined, reason) if reason else joined
 
@@ -127,6 +132,11 @@ class _Reader:
             value = self.inputs.env.get(name, "")
             if undecodable(value):
                 raise TemplateError(f"{{{{env `{name}`}}}}: the environment variable is not UTF-8 text")
+            if value and not self.inputs.env_values:  # a secret unless asked for (--allow-env-values)
+                self.config.secrets.add(value)
+                self.config.secret_names.setdefault(value, name)
+                self.config.environment_sources.add(name)
+                self.config.sensitive_locations.setdefault(name, self.locate(path))
             return value
         if body == "timestamp":
             return str(int(self.now.timestamp()))

@@ -22,8 +22,9 @@ from aibx import model
 from aibx.document import Unresolved
 from aibx.translators import idioms
 from aibx.translators.hcl_eval import BuildValue
-from aibx.translators.local_files import LocalFileError, is_folder, read_local_file
+from aibx.translators.local_files import LocalFileError, is_folder, outside_folder, read_local_file
 from aibx.translators.packer_config import Section, text_of, truthy
+from aibx.translators.report import Status
 
 if TYPE_CHECKING:
     from aibx.translators.from_packer import SourceTranslator
@@ -187,6 +188,8 @@ class StepMapper:
         out: list[tuple[str, bytes | None, Path | None]] = []
         for raw in paths:
             local = self.parent.local_file(raw)
+            if not self.may_read(raw, local):
+                return None
             try:
                 data = read_local_file(local)
             except LocalFileError as exc:
@@ -214,6 +217,22 @@ class StepMapper:
                     return None
                 env[k] = v
         return env
+
+    def may_read(self, raw: str, local: Path) -> bool:
+        """Whether aibx may read this local file (or folder) into the translation: one inside the configuration's
+        folder, or any with --allow-local-files. A configuration's author is not trusted with the user's files
+        (AIB078, the provisioner dropped)."""
+        if self.parent.options.allow_local_files:
+            return True
+        problem = outside_folder(local, Path(self.parent.config.root))
+        if problem is None:
+            return True
+        detail = (
+            f"{raw} {problem}: not read, since whatever it names would be copied into the template; pass "
+            "--allow-local-files if you trust this configuration"
+        )
+        self.report.add(Status.DROPPED, self.subject, detail, self.p.location, code="AIB078")
+        return False
 
     def fits_inline(self, data: bytes, raw: str) -> bool:
         if len(data) > self.parent.options.inline_limit:
@@ -487,6 +506,8 @@ class StepMapper:
             if target.endswith(("/", "\\")) or len(paths) > 1:
                 sep = "\\" if self.windows else "/"
                 target = target.rstrip("/\\") + sep + local.name
+            if not self.may_read(raw, local):
+                return []
             if is_folder(local):
                 steps = self.directory(raw, local, destination)
                 if steps is None:

@@ -85,6 +85,8 @@ class Report:
     secure_names: set[str] = field(default_factory=set)
     # where each of them is declared, when known
     secure_locations: dict[str, Location] = field(default_factory=dict)
+    # the secret sources that are environment variables (values from env(), {{env}}, PKR_VAR_NAME)
+    environment_sources: set[str] = field(default_factory=set)
 
     def add(
         self, status: Status, subject: str, detail: str, location: Location = NOWHERE, code: str | None = None

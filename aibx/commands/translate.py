@@ -27,6 +27,8 @@ Fields the target cannot express make the translation lossy: exit 1 unless --all
 Unknown values become <placeholders> (AIB, set with aibx validate -p) or variables (Packer, -var).
 Secrets (secure ARM parameters, sensitive Packer variables) are never written: they become sensitive
 Packer variables, secureString parameters (--arm) or <placeholders> (a bare AIB template: lossy), AIB077.
+Nor are values from your environment (env(), {{env}}, PKR_VAR_NAME; AIB079) unless --allow-env-values,
+nor local files outside the configuration's folder (AIB078) unless --allow-local-files.
 
 exit status: 0 translated, 1 lossy (without --allow-lossy), 2 invalid input or usage
 """
@@ -81,6 +83,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="publish local scripts and files under this URL: aibx writes them to the upload folder and "
         "refers to them with sha256 checksums (without it, small text files are inlined)",
+    )
+    g.add_argument(
+        "--allow-local-files",
+        action="store_true",
+        help="let the configuration's scripts and files be read from anywhere on this machine (absolute paths, "
+        "paths out of its folder) and copied into the translation; by default only files in its own folder are read",
+    )
+    g.add_argument(
+        "--allow-env-values",
+        action="store_true",
+        help="write values that come from your environment (env(), {{env}}, PKR_VAR_NAME) into the translation; by "
+        "default a parameter (--arm) or a <placeholder> stands there (AIB079)",
     )
     g.add_argument(
         "--upload-dir",
@@ -200,9 +214,12 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     outcome = _Outcome()
     if Path(args.path).is_dir() or packer_kind(args.path):
         return outcome.fail("AIB076", "this is a Packer configuration; translate it with --to aib", args.path)
-    if args.var or args.var_file or args.only or args.upload_base_uri or args.arm or args.upload_dir:
+    packer_only = (args.var, args.var_file, args.only, args.upload_base_uri, args.arm, args.upload_dir)
+    if any(packer_only) or args.allow_local_files or args.allow_env_values:
         return outcome.fail(
-            "AIB076", "--var, --var-file, --only, --upload-base-uri, --upload-dir and --arm apply to --to aib"
+            "AIB076",
+            "--var, --var-file, --only, --upload-base-uri, --upload-dir, --arm, --allow-local-files and "
+            "--allow-env-values apply to --to aib",
         )
     loaded = load_templates(args, [args.path])
     # reading problems stop the translation; what AIB would reject in a readable template does not (the
@@ -279,7 +296,13 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         return outcome.fail("AIB008", f"--api-version {args.api_version}: known are {', '.join(API_VERSIONS)}")
     config = read_packer(
         path,
-        PackerInputs(variables=args.var, var_files=args.var_file, env=dict(os.environ), cwd=os.getcwd()),
+        PackerInputs(
+            variables=args.var,
+            var_files=args.var_file,
+            env=dict(os.environ),
+            cwd=os.getcwd(),
+            env_values=args.allow_env_values,
+        ),
     )
     outcome.diagnostics += config.diagnostics
     if has_errors(config.diagnostics):
@@ -291,6 +314,7 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         upload_base_uri=args.upload_base_uri,
         api_version=args.api_version or API_VERSIONS[-1],
         cwd=os.getcwd(),
+        allow_local_files=args.allow_local_files,
     )
     translations = packer_to_aib(config, options)
     if not translations:
