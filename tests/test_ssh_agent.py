@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from aibx.engine.transports import ConnectOptions, parse_target
+from aibx.engine.transports.base import RemoteFileError
 from aibx.engine.transports.ssh import SshTransport
 from aibx.engine.transports.ssh_agent import Agent, _EndScanner, accepts, read_stdin
 from tests.support.cli import invoke
@@ -249,6 +252,7 @@ def test_a_small_upload_sends_write_chmod_and_fsync_in_that_order_before_any_ans
     d = ssh_target.remote_dir("upload")
 
     async def body(transport: SshTransport) -> None:
+        (await agent_of(transport)).usable = False  # over SFTP (a small file goes through the agent otherwise)
         asyncssh.set_sftp_log_level(logging.DEBUG)
         asyncssh.set_debug_level(2)
         try:
@@ -269,3 +273,34 @@ def test_a_small_upload_sends_write_chmod_and_fsync_in_that_order_before_any_ans
     ]
     assert events[:6] == ["Sending write", "Sending fsetstat", "Sending fsync", "Received OK", "Received OK",
                           "Received OK"]  # fmt: skip
+
+
+def test_a_small_file_goes_up_through_the_agent_as_sftp_would_write_it(ssh_target: SshTarget) -> None:
+    d = ssh_target.remote_dir("put")
+    existing = ssh_target.host_path(f"{d}/existing")
+
+    async def body(transport: SshTransport) -> None:
+        agent = await agent_of(transport)
+        seen: list[tuple[int, int]] = []
+        await transport.put(b"private\n", f"{d}/private", 0o600, on_progress=lambda n, total: seen.append((n, total)))
+        assert seen == [(8, 8)]
+        existing.write_bytes(b"a longer old content\n")
+        if os.geteuid() == 0:  # the login user's file, as one an earlier step left
+            user = pwd.getpwnam(ssh_target.user)
+            os.chown(existing, user.pw_uid, user.pw_gid)
+        await transport.put(b"new\n", f"{d}/existing", 0o640)
+        await transport.put(b"umask\n", f"{d}/plain")  # no mode: the session's umask, as SFTP creates it
+        # what the agent cannot do falls back to SFTP, which explains it the same way with or without the agent
+        with pytest.raises(RemoteFileError, match=r"parent directory .* does not exist"):
+            await transport.put(b"x", f"{d}/missing/file", 0o600)
+        with pytest.raises(RemoteFileError, match="is a directory"):
+            await transport.put(b"x", d, 0o600)
+        assert agent.usable and transport._agent is agent
+
+    on(ssh_target, body)
+    private = ssh_target.host_path(f"{d}/private")
+    assert private.read_bytes() == b"private\n" and private.stat().st_mode & 0o777 == 0o600
+    assert existing.read_bytes() == b"new\n" and existing.stat().st_mode & 0o777 == 0o640
+    assert ssh_target.host_path(f"{d}/plain").stat().st_mode & 0o777 == 0o644
+    assert not ssh_target.host_path(f"{d}/missing").exists()
+    assert sum("sftp" in s for s in ssh_target.sessions_started()) == 1

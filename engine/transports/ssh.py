@@ -501,6 +501,8 @@ class SshTransport(Transport):
         *,
         on_progress: ProgressCallback | None = None,
     ) -> None:
+        if await self._put_through_agent(data, remote_path, mode, on_progress):
+            return
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         block = sftp.limits.max_write_len or 32768
@@ -547,6 +549,29 @@ class SshTransport(Transport):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(_discard(f, sftp, remote_path)), CANCELLED_UPLOAD_CLEANUP)
             raise
+
+    async def _put_through_agent(
+        self, data: bytes | Path, remote_path: str, mode: int | None, on_progress: ProgressCallback | None
+    ) -> bool:
+        """A small file in one round trip through the agent (written, given its mode, synced to disk) instead of
+        SFTP's three (open, write with chmod and fsync, close). False when the agent cannot take it or the command
+        fails (a missing folder, a full disk, ...): SFTP then writes it and says exactly what went wrong."""
+        if self.windows or "\n" in remote_path:
+            return False
+        payload = ssh_agent.small_file(data)
+        if payload is None:
+            return False
+        command = ssh_agent.put_command(remote_path, mode)
+        agent = await self._ready_agent(command)
+        if agent is None:
+            return False
+        async with agent.lock:
+            code = await self._run_on_agent(agent, command, payload, None, None)
+        if code != 0:
+            return False
+        if on_progress is not None and payload:
+            on_progress(len(payload), len(payload))
+        return True
 
     async def _explain(
         self, sftp: asyncssh.SFTPClient, path: str, shown: str, exc: asyncssh.SFTPError

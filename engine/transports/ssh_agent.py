@@ -36,6 +36,8 @@ START_SECONDS = 5.0
 PREAMBLE_LIMIT = 64 * 1024
 # stdin larger than this goes over an exec channel (streamed) rather than through the agent (held in memory)
 STDIN_LIMIT = 16 * 1024 * 1024
+# a file up to this size goes up through the agent (one round trip) rather than over SFTP (three, and streamed)
+PUT_LIMIT = 256 * 1024
 _STATUS = re.compile(rb"-?\d+")
 
 
@@ -221,6 +223,25 @@ class Agent:
         with contextlib.suppress(asyncssh.Error, OSError):
             self.process.stdin.write_eof()
         self.process.close()
+
+
+def put_command(path: str, mode: int | None) -> str:
+    """The command that writes its stdin to ``path`` as SFTP's open, write, fchmod and fsync would: an existing
+    file is truncated, a new one gets the session's umask, or with ``mode`` is created private and then given
+    ``mode``; the bytes are on disk before it succeeds. On failure the transport writes the file over SFTP."""
+    target = shlex.quote(path)
+    write = f"cat >{target}" if mode is None else f"(umask 077; exec cat >{target}) && chmod {mode:o} {target}"
+    return f"{write} && sync -- {target}"
+
+
+def small_file(data: bytes | Path) -> bytes | None:
+    """The bytes of ``data`` when it is small enough for the agent (PUT_LIMIT), else None."""
+    if isinstance(data, bytes):
+        return data if len(data) <= PUT_LIMIT else None
+    try:
+        return data.read_bytes() if data.stat().st_size <= PUT_LIMIT else None
+    except OSError:
+        return None
 
 
 def read_stdin(stdin: bytes | Path | None) -> bytes | None:
