@@ -39,7 +39,6 @@ from aibx.engine.transports.base import (
     RemoteFileError,
     Transport,
 )
-from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT as WINDOWS_BOOT_IDENTITY_SCRIPT
 
 READ_CHUNK = 64 * 1024
 # SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
@@ -453,7 +452,11 @@ class SshTransport(Transport):
 
     async def boot_identity(self) -> str | None:
         """Linux: the kernel's boot_id; Windows (``remote_os="windows"``): LastBootUpTime, through PowerShell."""
-        command = powershell.encoded_command_line(WINDOWS_BOOT_IDENTITY_SCRIPT) if self.windows else BOOT_ID_COMMAND
+        command = BOOT_ID_COMMAND
+        if self.windows:  # imported here: a Linux run does not load the WinRM transport
+            from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT
+
+            command = powershell.encoded_command_line(BOOT_IDENTITY_SCRIPT)
         code, text = await self._output_of(command)
         lines = text.splitlines()
         return lines[-1].strip() if code == 0 and lines and lines[-1].strip() else None
