@@ -229,9 +229,11 @@ def put_command(path: str, mode: int | None) -> str:
     """The command that writes its stdin to ``path`` as SFTP's open, write, fchmod and fsync would: an existing
     file is truncated, a new one gets the session's umask, or with ``mode`` is created private and then given
     ``mode``; the bytes are on disk before it succeeds. On failure the transport writes the file over SFTP."""
-    target = shlex.quote(path)
-    write = f"cat >{target}" if mode is None else f"(umask 077; exec cat >{target}) && chmod {mode:o} {target}"
-    return f"{write} && sync -- {target}"
+    f = '"$f"'
+    write = f"cat >{f}" if mode is None else f"(umask 077; exec cat >{f}) && chmod {mode:o} {f}"
+    # stopped (an interrupt): no partial file is left, as SFTP's cancelled upload removes its own
+    traps = "".join(f"trap 'rm -f {f}; exit {128 + n}' {sig}; " for sig, n in (("HUP", 1), ("INT", 2), ("TERM", 15)))
+    return f"f={shlex.quote(path)}; {traps}{write} && sync -- {f}"
 
 
 def small_file(data: bytes | Path) -> bytes | None:
