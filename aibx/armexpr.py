@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin
 
-from aibx.document import Unresolved
+from aibx.document import OpenValue, Unresolved
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -137,6 +137,8 @@ def evaluate(text: str, scope: Scope, *, original: str | None = None) -> object:
         result = _Evaluator(scope, original or f"[{text}]").eval(node)
     except RecursionError:  # variables that refer to variables, hundreds deep
         raise ExpressionError("the expression (or the variables it uses) is nested too deeply") from None
+    if isinstance(result, Lambda):
+        raise ExpressionError(f"a lambda is not a value: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only")
     if isinstance(result, Unresolved) and original is not None:
         return Unresolved(original, result.reason, result.reported)
     return result
@@ -330,12 +332,20 @@ class _Evaluator:
             cond = self.eval(node.args[0])
             if isinstance(cond, Unresolved):
                 return cond
+            if isinstance(cond, OpenValue):
+                return self.unresolved("if() on a value nobody gave (a parameter without a value)")
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
+        if name not in _LAMBDA_TAKERS and any(isinstance(a, Lambda) for a in args):
+            raise ExpressionError(
+                f"{node.name}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only"
+            )
         if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid", "lambdavariables"):
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
+        if name not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+            return self.unresolved(f"{node.name}() of a value nobody gave (a parameter without a value)")
         if name in _BUILDERS:
             check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
@@ -999,6 +1009,10 @@ def unique_string(*values: str) -> str:
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
 
+# the functions that take a lambda() argument (ARM allows one nowhere else)
+_LAMBDA_TAKERS = ("filter", "map", "reduce", "sort", "toobject", "groupby", "mapvalues")
+_LAMBDA_TAKERS_TEXT = "filter(), map(), reduce(), sort(), toObject(), groupBy() and mapValues()"
+
 # functions whose result holds (copies of) their arguments, or grows from them
 _BUILDERS = {
     "concat", "format", "string", "replace", "join", "padleft", "base64", "base64tostring", "uricomponent",
@@ -1115,3 +1129,95 @@ _NEEDS_AZURE: dict[str, str | None] = {
 }
 
 FUNCTIONS = _FUNCTIONS  # public name for other evaluators (Bicep)
+
+
+# ----------------------------------------------------------------------------------------------- shared library
+# Bicep compiles to these functions, so aibx's Bicep reader (aibx/bicep/) calls them here: one library.
+# functions that only build text from their arguments: an OpenValue (``<name>``) passes through them whole
+_CARRY_OPEN = {
+    "parameters",
+    "variables",
+    "concat",
+    "format",
+    "string",
+    "tolower",
+    "toupper",
+    "trim",
+    "uri",
+    "resourceid",
+    "subscriptionresourceid",
+    "tenantresourceid",
+    "extensionresourceid",
+    "createobject",
+    "createarray",
+    "array",
+    "coalesce",
+}
+_SCOPE_FUNCTIONS = ("parameters", "variables", "if", "lambda", "lambdavariables", "copyindex")
+
+
+def call_function(name: str, args: list[object], scope: Scope, original: str) -> object:
+    """Call the ARM function ``name`` on arguments already evaluated (a lambda as a ``Lambda``), with the limits
+    ARM expressions have. An Unresolved argument, a function only Azure can compute, or one aibx does not know
+    gives an Unresolved carrying ``original``; a misuse raises ExpressionError."""
+    ev = _Evaluator(scope, original)
+    key = name.lower()
+    if key in _NEEDS_AZURE:
+        return ev.unresolved(f"{name}() {_NEEDS_AZURE[key] or 'is only known to Azure at deployment'}")
+    func = _FUNCTIONS.get(key)
+    if func is None or key in _SCOPE_FUNCTIONS:
+        return ev.unresolved(f"aibx does not evaluate the function {name}()")
+    unknown = next((a for a in args if isinstance(a, Unresolved)), None)
+    if unknown is not None and key not in ("subscription", "resourcegroup", "resourceid"):
+        return unknown
+    if key not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+        return ev.unresolved(f"{name}() of a value nobody gave (a parameter without a value)")
+    if key in _BUILDERS:
+        check_size(args)
+    try:
+        result = func(ev, *args)
+    except _NotEvaluated as exc:
+        return ev.unresolved(f"{name}(): {exc}")
+    except TypeError as exc:
+        raise ExpressionError(f"{name}(): wrong number or kind of arguments ({exc})") from None
+    if key in _BUILDERS:
+        check_size(result)
+        scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
+        if scope._built > MAX_TOTAL_BUILT:
+            raise ExpressionError(f"the template's functions build more than {MAX_TOTAL_BUILT:,} characters")
+    return result
+
+
+def _group_by(_ev: object, values: object, key: object) -> object:
+    items, key_of = _array_arg("groupBy", values), _lambda_arg("groupBy", key, 1)
+    out: dict[str, list[object]] = {}
+    for item in items:
+        k = key_of(item)
+        if isinstance(k, Unresolved):
+            return k
+        if not isinstance(k, str):
+            raise ExpressionError("groupBy(): the key lambda must return a string")
+        out.setdefault(k, []).append(item)
+    return out
+
+
+def _map_values(_ev: object, value: object, mapping: object) -> object:
+    if not isinstance(value, dict):
+        raise ExpressionError("mapValues() takes an object")
+    func = _lambda_arg("mapValues", mapping, 1)
+    return {k: func(v) for k, v in value.items()}
+
+
+# lambda functions the table above lacks (Bicep templates use them)
+_FUNCTIONS.update({"groupby": _group_by, "mapvalues": _map_values})
+_BUILDERS.update({"groupby", "mapvalues"})
+
+
+def access(target: object, key: object) -> object:
+    """``target.key`` or ``target[key]`` as ARM evaluates it (property names case-insensitively)."""
+    return _access(target, key)
+
+
+def to_string(value: object) -> str:
+    """A value in a string, as ARM's string() and Bicep's interpolation write it."""
+    return _string(value)

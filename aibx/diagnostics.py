@@ -23,11 +23,11 @@ E, W = Severity.ERROR, Severity.WARNING
 CODES: dict[str, tuple[Severity, str]] = {
     # reading the file
     "AIB001": (E, "file cannot be read"),
-    "AIB002": (E, "JSON syntax error"),
+    "AIB002": (E, "JSON syntax error, or Bicep syntax aibx cannot read"),
     "AIB003": (E, "no image template in the document"),
     "AIB004": (W, "resource `type` missing or not Microsoft.VirtualMachineImages/imageTemplates"),
     "AIB005": (W, "value cannot be resolved (parameter, expression or placeholder)"),
-    "AIB006": (E, "ARM template expression error"),
+    "AIB006": (E, "ARM template (or Bicep) expression error"),
     "AIB007": (E, "invalid parameter value or parameters file"),
     "AIB008": (W, "apiVersion missing or unknown; the newest is assumed"),
     "AIB009": (E, "resource selection (--resource) does not match"),

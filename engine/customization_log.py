@@ -33,6 +33,43 @@ def timestamp(when: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+class DeferredLog:
+    """A host's log in a fleet: opened when the host's turn comes (``open``) and closed when its run ends
+    (``close``), so a fleet holds descriptors for at most ``--parallel`` logs, not one per host. Events before the
+    log is open (the fleet's shared downloads, reported to every host) are kept, at most ``MAX_PENDING``, and
+    written first; events after it is closed are dropped."""
+
+    MAX_PENDING = 1000
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.log: CustomizationLog | None = None
+        self.pending: list[Event] = []
+        self.closed = False
+
+    def open(self) -> None:
+        """Open the file (OSError if it cannot be written) and write what came before."""
+        if self.log is None and not self.closed:
+            self.log = CustomizationLog(self.path)
+            for event in self.pending:
+                self.log(event)
+            self.pending.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.pending.clear()
+        if self.log is not None:
+            self.log.close()
+
+    def __call__(self, event: Event) -> None:
+        if self.closed:
+            return
+        if self.log is not None:
+            self.log(event)
+        elif len(self.pending) < self.MAX_PENDING:
+            self.pending.append(event)
+
+
 class CustomizationLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -4,6 +4,9 @@
 computing the sha256 on the way, and refuses the result if it does not match ``sha256Checksum``. Transient
 download errors (connection failures, timeouts, HTTP 408, 429 and 5xx) are retried with exponential backoff, ten
 tries in all as AIB does. The URI is only ever shown without its query (SAS tokens live there).
+
+Redirects are followed to https, and to plain http only from an http URI (which was warned about already): a
+redirect to any other scheme (ftp:, file:, ...) or from https down to http is refused (``_SchemeKeepingRedirects``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +43,31 @@ class ChecksumMismatch(FetchError):
 
 class _Transient(Exception):
     pass
+
+
+class RedirectRefused(FetchError):
+    """A redirect to a scheme aibx does not download from, or from https down to plain http."""
+
+
+class _SchemeKeepingRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to http, https and ftp alike; this one follows https anywhere, and http only when
+    the URI the template named was http itself."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        first = getattr(req, "aibx_first_scheme", urllib.parse.urlsplit(req.full_url).scheme.lower())
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        shown = f"{redact_uri(req.full_url)} redirects ({code}) to {redact_uri(newurl)}"
+        if scheme == "http" and first == "https":
+            raise RedirectRefused(
+                f"{shown}: from https down to plain http, which anyone on the way could read or change; refused "
+                "(name the http URI in the template if plain http is acceptable: it is then fetched with a warning)"
+            )
+        if scheme not in ("https", "http"):
+            raise RedirectRefused(f"{shown}: aibx follows redirects only to https (or http from http); refused")
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.aibx_first_scheme = first  # type: ignore[attr-defined]
+        return new
 
 
 @dataclass
@@ -152,7 +181,8 @@ class ContentFetcher:
     def _download_once(self, uri: str, target: Path, progress: Callable[[int, int | None], None] | None = None) -> str:
         request = urllib.request.Request(uri, headers={"User-Agent": f"aibx/{__version__}"})
         try:
-            with urllib.request.urlopen(request, timeout=self.policy.timeout) as response, target.open("wb") as dst:
+            opener = urllib.request.build_opener(_SchemeKeepingRedirects())  # proxies as the environment says now
+            with opener.open(request, timeout=self.policy.timeout) as response, target.open("wb") as dst:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 on_chunk = (lambda done: progress(done, total)) if progress is not None else None

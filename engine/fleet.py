@@ -35,6 +35,21 @@ SEVERITY: tuple[int, ...] = (
 )
 
 
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files (RLIMIT_NOFILE) to the hard limit, as a big fleet may need more than the
+    usual 1024 (each running host holds a connection, its log and a few more); returns (soft, hard) after."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            return soft, hard
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def worst_exit_code(codes: Iterable[int]) -> int:
     """The fleet's exit code: the worst of its hosts' by ``SEVERITY`` (0 for no hosts); an unknown code ranks
     just below an internal error."""
@@ -136,6 +151,8 @@ class Fleet:
         self.make_runner = make_runner
         self.interrupted = False
         self.on_internal_error: Callable[[HostRun, BaseException], None] = lambda host, exc: None
+        # called when a host's run has ended, whichever way (its files are closed there)
+        self.on_host_done: Callable[[HostRun], None] = lambda host: None
 
     def interrupt(self) -> None:
         """Ctrl-C: every running host stops its step; hosts not started yet never start."""
@@ -153,8 +170,8 @@ class Fleet:
                     host.result = RunResult(Outcome.INTERRUPTED, int(ExitCode.INTERRUPTED), "interrupted before start")
                     return
                 host.started = time.time()
-                host.runner = runner = self.make_runner(host)
                 try:
+                    host.runner = runner = self.make_runner(host)
                     host.result = await runner.run()
                 except Exception as exc:  # a bug in aibx: this host ends, the others go on
                     host.result = RunResult(
@@ -163,6 +180,7 @@ class Fleet:
                     self.on_internal_error(host, exc)
                 finally:
                     host.ended = time.time()
+                    self.on_host_done(host)
 
         await asyncio.gather(*(one(h) for h in self.hosts))
         return worst_exit_code(h.exit_code for h in self.hosts)

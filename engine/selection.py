@@ -2,8 +2,9 @@
 
 Names are the customizers' and validators' labels (their ``name``, or ``Shell #2`` for an unnamed one). Staging the
 deprovisioning script belongs to a run from the beginning only: after ``--from`` or with ``--only``, an earlier run
-staged it and a customizer may have replaced it since, so it is left alone. The deprovision step itself runs with
-``--generalize`` whatever the selection.
+staged it and a customizer may have replaced it since, so it is left alone. ``--skip`` may name the staging step
+(``stage deprovisioning script``); then the step that removes the staged script at the end of a run without
+``--generalize`` is left out too. The deprovision step itself runs with ``--generalize`` whatever the selection.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from aibx.plan import Plan, StepPlan
 
 SELECTABLE_PHASES = ("customize", "validate")
+STAGE_PHASE = "stage"
+UNSTAGE_PHASE = "unstage"
 
 
 class SelectionError(ValueError):
@@ -53,22 +56,29 @@ class SelectedPlan:
 
 def select(plan: Plan, selection: Selection) -> SelectedPlan:
     names = [s.name for s in plan.steps if s.phase in SELECTABLE_PHASES]
+    staging = [s.name for s in plan.steps if s.phase == STAGE_PHASE]
     for option, wanted in (
         ("--from", [selection.from_name] if selection.from_name else []),
         ("--only", selection.only),
         ("--skip", selection.skip),
     ):
-        unknown = [n for n in wanted if n not in names]
+        known = names + staging if option == "--skip" else names
+        unknown = [n for n in wanted if n not in known]
         if unknown:
-            listed = ", ".join(repr(n) for n in names) or "none"
+            listed = ", ".join(repr(n) for n in known) or "none"
             raise SelectionError(f"{option} {unknown[0]!r}: no such customizer or validator (the steps are: {listed})")
     out = SelectedPlan(plan)
+    skipped_staging = any(name in selection.skip for name in staging)
     reached = selection.from_name is None
     for step in plan.steps:
         reason = None
-        if step.phase == "stage":
-            if not selection.from_beginning:
+        if step.phase == STAGE_PHASE:
+            if skipped_staging:
+                reason = "--skip"
+            elif not selection.from_beginning:
                 reason = "already staged by an earlier run (--from/--only): left as the customizers made it"
+        elif step.phase == UNSTAGE_PHASE and skipped_staging:
+            reason = f"--skip {staging[0]!r}: the staged script is left alone"
         elif step.phase in SELECTABLE_PHASES:
             reached = reached or step.name == selection.from_name
             if not reached:

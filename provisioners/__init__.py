@@ -33,7 +33,9 @@ class CompileOptions:
     deprovision_timeout_seconds: float = 20 * 60.0  # the deprovision step's own limit (the Sysprep wait)
     fetch_on_target: bool = False  # let the VM download scriptUri/sourceUri itself, as AIB does
     allow_any_destination: bool = False  # File on Linux outside /tmp
-    base_dir: str = "."  # where relative file: URIs are resolved (the template's folder)
+    # where relative file: URIs are resolved (the template's folder); None: it has none (read from standard input),
+    # so file: URIs need allow_local_files
+    base_dir: str | None = "."
     allow_local_files: bool = False  # file: URIs may name any local file, not only those in base_dir
     # random part of remote temp-file names; tests pass a fixed one for golden output
     random_name: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
@@ -43,7 +45,7 @@ class CompileOptions:
 class CompileContext:
     template: model.ImageTemplate
     options: CompileOptions
-    phase: str = "customize"  # "stage", "customize", "validate" or "deprovision"
+    phase: str = "customize"  # "stage", "customize", "validate", "deprovision" or "unstage"
 
     @property
     def os_type(self) -> model.OsType:
@@ -90,7 +92,8 @@ def unresolved_fields(step: model.Step, fields: dict[str, str]) -> list[str]:
 
 
 def compile_plan(template: model.ImageTemplate, options: CompileOptions | None = None) -> Plan:
-    """Every step in run order: stage the deprovision script, customizers, validators, deprovision."""
+    """Every step in run order: stage the deprovision script, customizers, validators, deprovision (or, on
+    Linux without ``generalize``, removing the staged script)."""
     from aibx.provisioners import deprovision
 
     options = options or CompileOptions()
@@ -103,4 +106,6 @@ def compile_plan(template: model.ImageTemplate, options: CompileOptions | None =
         plan.steps += [compile_step(s, vctx) for s in template.validate.in_vm_validations]
     if options.generalize:
         plan.steps.append(deprovision.run(CompileContext(template, options, "deprovision")))
+    elif template.os_type is not model.OsType.WINDOWS:
+        plan.steps.append(deprovision.unstage(CompileContext(template, options, "unstage")))
     return plan

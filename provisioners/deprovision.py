@@ -47,22 +47,74 @@ def default_script(os_type: model.OsType) -> bytes:
     return resources.files("aibx").joinpath("data", name).read_bytes()
 
 
+STAGE_STEP = "stage deprovisioning script"
+UNSTAGE_STEP = "remove the staged deprovisioning script"
+
+
 def stage(ctx: CompileContext) -> StepPlan:
+    """AIB's first, hidden step: the default deprovisioning script at its well-known path, before the customizers
+    (which may replace or edit it). On Linux the path is in the shared /tmp: a file another user left there (or a
+    symlink) is refused with its owner and what to do, never written through (see ``linux_stage_command``)."""
     path = ctx.template.deprovision_path
-    plan = StepPlan(name="stage deprovisioning script", kind="Deprovision", phase="stage")
-    # 0644 on Linux: never writable by others, as it later runs with sudo (Windows ignores the mode)
-    mode = None if ctx.os_type is model.OsType.WINDOWS else 0o644
-    plan.actions.append(
-        Upload(
-            path,
-            Content(data=default_script(ctx.os_type)),
-            mode=mode,
-            description="AIB's default deprovisioning script",
+    plan = StepPlan(name=STAGE_STEP, kind="Deprovision", phase="stage")
+    if ctx.os_type is model.OsType.WINDOWS:
+        plan.actions.append(
+            Upload(path, Content(data=default_script(ctx.os_type)), description="AIB's default deprovisioning script")
         )
-    )
-    plan.notes.append(f"customizers may replace {path}; it runs last only with --generalize")
+    else:
+        plan.actions.append(
+            Exec(
+                linux_stage_command(path),
+                stdin=Content(data=default_script(ctx.os_type)),
+                description=f"write AIB's default deprovisioning script to {path} (new, mode 0644, yours)",
+            )
+        )
+    generalize = "it runs last (--generalize)" if ctx.options.generalize else "it runs last only with --generalize"
+    plan.notes.append(f"customizers may replace {path}; {generalize}")
     if ctx.os_type is not model.OsType.WINDOWS:
+        if not ctx.options.generalize:
+            plan.notes.append(f"removed at the end of the run (step {UNSTAGE_STEP!r})")
         plan.keeps.append(KeptFile(path, f"test -f {shlex.quote(path)}", lost_after_reboot_message(path)))
+    plan.notes.append(f"leave this step out with --skip {shlex.quote(STAGE_STEP)}")
+    return plan
+
+
+def linux_stage_command(path: str) -> str:
+    """Write stdin to ``path`` as a file of the connecting user, mode 0644 (it later runs with sudo, so never
+    writable by others). A symlink, a directory, or a file of another user (an earlier run as root leaves a
+    root-owned one, which the sticky /tmp lets nobody else remove) is refused with the owner and the fix; a file of
+    the user's own is replaced. The bytes go to a new private file (``mktemp``: an exclusive create) beside it,
+    renamed over the path: a rename never follows what is planted there meanwhile."""
+    fix = f"remove it (sudo rm -f $f), run as that user, or leave this step out with --skip '{STAGE_STEP}'"
+    return (
+        f"f={shlex.quote(path)}; t=; "
+        f'no() {{ echo "aibx: cannot stage $f: $1; {fix}" >&2; exit 1; }}; '
+        'if [ -h "$f" ]; then no "it is a symbolic link (to $(readlink "$f"))"; fi; '
+        'if [ -d "$f" ]; then no "it is a directory"; fi; '
+        'if [ -e "$f" ] && [ ! -O "$f" ]; then no "it exists and belongs to '
+        '$(stat -c %U "$f" 2>/dev/null || echo another user), not to $(id -un) '
+        '(left by an earlier run as that user?)"; fi; '
+        "trap 'rm -f \"$t\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+        't=$(mktemp "$f.aibx-XXXXXXXXXX") || no "cannot create a file beside it"; '
+        'cat >"$t" && chmod 644 "$t" && mv -f "$t" "$f" || no "cannot write it"'
+    )
+
+
+def unstage(ctx: CompileContext) -> StepPlan:
+    """Without --generalize nothing runs the staged Linux script: remove it at the end, so that the shared /tmp
+    keeps no file in the way of another user's run. Only a regular file of the connecting user is removed (one a
+    customizer replaced with sudo is left, with a line saying so); it never fails the run."""
+    path = ctx.template.deprovision_path
+    plan = StepPlan(name=UNSTAGE_STEP, kind="Deprovision", phase="unstage")
+    command = (
+        f"f={shlex.quote(path)}; "
+        'if [ -f "$f" ] && [ ! -h "$f" ]; then '
+        'if [ -O "$f" ]; then rm -f "$f"; else '
+        'echo "aibx: left $f: it belongs to $(stat -c %U "$f" 2>/dev/null || echo another user)" >&2; fi; fi; '
+        "exit 0"
+    )
+    plan.actions.append(Exec(command, description=f"remove {path}: nothing runs it without --generalize"))
+    plan.notes.append("left out with --generalize, or when the staging step is skipped")
     return plan
 
 

@@ -46,9 +46,8 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
         if windows:
             plan.blocked.append("--fetch-on-target: downloading on a Windows VM is not supported yet; run without it")
             return plan
-        random_part = ctx.options.random_name()
-        script_path = posix.temp_path(random_part, ".sh")
-        part_path = posix.temp_path(random_part, ".part")
+        folder = posix.temp_dir(ctx.options.random_name())  # private: made by the wrapper, removed after
+        script_path, part_path = f"{folder}/script.sh", f"{folder}/part"
         script = posix.fetch_to_file_script(uri, checksum, destination, part_path)
         plan.actions.append(
             Exec(
@@ -58,9 +57,7 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
                 f"moves it to {destination}",
             )
         )
-        plan.on_interrupt.append(
-            Exec(posix.remove_files(script_path, part_path), description="remove the temporary files")
-        )
+        plan.on_interrupt.append(Exec(posix.remove_dir(folder), description="remove the temporary files"))
         return plan
     assert source.content is not None
     plan.actions.append(Upload(destination, source.content))

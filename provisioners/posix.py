@@ -1,9 +1,10 @@
 """POSIX shell commands the Linux customizers share.
 
 Every Linux script runs through one small wrapper (``run_stdin_script``): the script travels on the command's
-standard input, the wrapper writes it to a new owner-only file with an unpredictable name under /tmp (never
-following or overwriting an existing file), runs it with no standard input, removes it and exits with the script's
-status. Upload, execution and clean-up therefore take one SSH channel, one round trip per step, and the same
+standard input, the wrapper makes a new private directory with an unpredictable name under /tmp (``mkdir -m 700``:
+an exclusive create that never follows or reuses anything already there), writes the script into it, runs it with
+no standard input, removes the directory and exits with the script's status. Upload, execution and clean-up
+therefore take one SSH channel, one round trip per step, and the same
 command works unchanged through the local transport.
 """
 
@@ -36,6 +37,11 @@ def temp_path(random_part: str, suffix: str) -> str:
     return posixpath.join(TEMP_DIR, f"aibx-{random_part}{suffix}")
 
 
+def temp_dir(random_part: str) -> str:
+    """A step's private directory (made by ``run_stdin_script``): its script and any file it downloads live in it."""
+    return posixpath.join(TEMP_DIR, f"aibx-{random_part}")
+
+
 def inline_script(lines: Sequence[str]) -> bytes:
     """AIB's (Packer's) inline semantics: one script, ``#!/bin/sh -e``, every element on its own line."""
     return "".join(f"{line}\n" for line in (INLINE_SHEBANG, *lines)).encode()
@@ -44,14 +50,16 @@ def inline_script(lines: Sequence[str]) -> bytes:
 def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdown: bool = False) -> str:
     """The command that writes its stdin to ``path``, runs it, removes it and exits with the script's status.
 
-    A path that exists already (a planted file or symlink) is refused before anything is written. ``umask 077`` and
-    ``set -C`` (no-clobber) make the file new and private; they apply in a subshell that becomes ``cat`` (no extra
-    process), so the script itself runs with the session's own umask, as under AIB and Packer (with 077 a ``sudo
-    mkdir -p /opt/app`` would make a directory only root can enter). A file that cannot be written whole (a full
-    disk) is removed, never run; the traps remove it when the process group is signalled (interrupt, timeout) and
-    exit the way a signalled shell would. Without an ``interpreter`` the file is made executable and run by its own
-    ``#!`` line (a scriptUri's); with one (inline lines, whose shebang aibx wrote) it is run by that interpreter,
-    which saves a process and works on a /tmp mounted noexec.
+    ``path``'s directory (``temp_dir``) is made first with ``mkdir -m 700``, which fails on anything already there
+    (a planted directory, file, fifo or symlink, dangling or not): nothing is written and the wrapper exits 125. In a
+    directory only the login user can enter, the script file cannot be raced (a shell's no-clobber still opens a
+    fifo or device planted between a check and the open). ``umask 077`` applies in a subshell that becomes ``cat``
+    (no extra process), so the script itself runs with the session's own umask, as under AIB and Packer (with 077 a
+    ``sudo mkdir -p /opt/app`` would make a directory only root can enter). A file that cannot be written whole (a
+    full disk) is removed, never run; the traps remove the directory when the process group is signalled
+    (interrupt, timeout) and exit the way a signalled shell would. Without an ``interpreter`` the file is made
+    executable and run by its own ``#!`` line (a scriptUri's); with one (inline lines, whose shebang aibx wrote) it
+    is run by that interpreter, which saves a process and works on a /tmp mounted noexec.
 
     ``watch_shutdown`` (a script that may restart the VM): after a successful script the wrapper asks systemd
     whether the VM is going down (``shutdown -r now`` and ``systemctl reboot`` return before the reboot cuts the
@@ -66,20 +74,23 @@ def run_stdin_script(path: str, interpreter: str | None = None, *, watch_shutdow
         if watch_shutdown
         else ""
     )
+    d = '"$d"'
     return (
-        f"f={shlex.quote(path)}; "
-        f"trap 'rm -f {f}; exit 129' HUP; trap 'rm -f {f}; exit 130' INT; trap 'rm -f {f}; exit 143' TERM; "
-        f'if [ -e {f} ] || [ -h {f} ]; then echo "aibx: cannot create $f: it exists" >&2; '
-        f"exit {CANNOT_CREATE_EXIT}; fi; "
-        f"(umask 077; set -C; exec cat >{f}) || {{ if [ -f {f} ]; then rm -f {f}; "
-        f'echo "aibx: cannot write the script to $f (removed it)" >&2; else echo "aibx: cannot create $f" >&2; fi; '
-        f"exit {CANNOT_CREATE_EXIT}; }}; "
-        f"{run} </dev/null; rc=$?; rm -f {f}; {watch}exit $rc"
+        f"d={shlex.quote(posixpath.dirname(path))}; f={shlex.quote(path)}; "
+        f'mkdir -m 700 {d} || {{ echo "aibx: cannot create $d" >&2; exit {CANNOT_CREATE_EXIT}; }}; '
+        f"trap 'rm -rf {d}; exit 129' HUP; trap 'rm -rf {d}; exit 130' INT; trap 'rm -rf {d}; exit 143' TERM; "
+        f"(umask 077; exec cat >{f}) || {{ rm -rf {d}; "
+        f'echo "aibx: cannot write the script to $f (removed it)" >&2; exit {CANNOT_CREATE_EXIT}; }}; '
+        f"{run} </dev/null; rc=$?; rm -rf {d}; {watch}exit $rc"
     )
 
 
 def remove_files(*paths: str) -> str:
     return "rm -f " + " ".join(shlex.quote(p) for p in paths)
+
+
+def remove_dir(path: str) -> str:
+    return "rm -rf " + shlex.quote(path)
 
 
 def _heredoc_value(name: str, value: str) -> str:
@@ -90,10 +101,13 @@ def _heredoc_value(name: str, value: str) -> str:
 def download_commands(url: str, sha256: str | None, dest_var: str) -> list[str]:
     """Lines of a POSIX script that download ``url`` into the file named by ``$dest_var`` on the VM, with curl or
     wget (10 tries, as AIB), and check its sha256. The URL is read from a here-document, not the command line."""
+    # redirects as aibx's own fetcher follows them: to https, or to http only from an http URL (curl)
+    allowed = "=https" if url.lower().startswith("https:") else "=http,https"
     lines = [
         _heredoc_value("url", url),
         "if command -v curl >/dev/null 2>&1; then",
-        f'  printf \'url = "%s"\\n\' "$url" | curl --config - -fsSL --retry 10 --retry-connrefused -o "${dest_var}"',
+        f'  printf \'url = "%s"\\n\' "$url" | curl --config - -fsSL --proto {allowed} --proto-redir {allowed} '
+        f'--retry 10 --retry-connrefused -o "${dest_var}"',
         "elif command -v wget >/dev/null 2>&1; then",
         f'  printf \'%s\\n\' "$url" | wget -q --tries=10 -O "${dest_var}" -i -',
         "else",

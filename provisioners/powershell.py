@@ -14,8 +14,10 @@ task whatever happened. Command lines use ``-File`` with plain paths, so they me
 OpenSSH's default) and PowerShell; ``-File`` also keeps stderr as text where ``-EncodedCommand`` would turn it
 into CLIXML.
 
-On Linux (an aibx extension; AIB has no PowerShell on Linux) the same runner goes to /tmp and runs under
-``pwsh``, with ``sudo -n`` for runElevated; without pwsh the step fails with a message saying so.
+On Linux (an aibx extension; AIB has no PowerShell on Linux) the same runner and the script go into a new private
+directory ``/tmp/aibx-ps-<id>`` and run under ``pwsh``, with ``sudo -n`` for runElevated, in one command that
+removes the directory whichever way it ends (``linux_run_command``); without pwsh the step fails with a message
+saying so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aibx import powershell as ps
 from aibx.document import Unresolved
 from aibx.plan import Action, Content, Exec, StepPlan, Upload
 from aibx.provisioners import CompileContext, sources
+from aibx.provisioners.posix import CANNOT_CREATE_EXIT
 
 RUNNER = "Invoke-AibxScript.ps1"
 WINDOWS_TEMP = "C:\\Windows\\Temp"
@@ -37,6 +40,33 @@ def windows_paths(prefix: str, name: str) -> tuple[str, str]:
     """(script, runner) paths under C:\\Windows\\Temp for one step."""
     base = f"{WINDOWS_TEMP}\\{prefix}-{name}"
     return f"{base}.ps1", f"{base}-run.ps1"
+
+
+LINUX_RUNNER_END = "AIBX_RUNNER_END"
+
+
+def linux_run_command(folder: str, sudo: str) -> str:
+    """PowerShell on Linux in one command, as the Shell wrapper: a new private directory (``mkdir -m 700`` fails on
+    anything already there, a planted symlink included), the runner from a here-document and the script from
+    standard input written into it, pwsh run on them, and the directory removed when the command ends, whichever
+    way (exit, or a hang-up, interrupt or termination signal: the client gone, Ctrl-C, the deadline)."""
+    runner = ps.package_script_bytes(RUNNER).decode("utf-8")
+    assert f"\n{LINUX_RUNNER_END}" not in runner and runner.endswith("\n")
+    missing = (
+        "command -v pwsh >/dev/null 2>&1 || { echo 'aibx: this PowerShell step needs pwsh (PowerShell 7) on "
+        "the VM: https://learn.microsoft.com/powershell/scripting/install/installing-powershell-on-linux' >&2; "
+        f"exit {PWSH_MISSING_EXIT}; }}; "
+    )
+    return (
+        f"{missing}d={folder}; "
+        'mkdir -m 700 "$d" || { echo "aibx: cannot create the private directory $d" >&2; '
+        f"exit {CANNOT_CREATE_EXIT}; }}; "
+        "trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; "
+        f"cat >\"$d/run.ps1\" <<'{LINUX_RUNNER_END}'\n{runner}{LINUX_RUNNER_END}\n"
+        'cat >"$d/script.ps1" || { echo "aibx: cannot write the script to $d" >&2; '
+        f"exit {CANNOT_CREATE_EXIT}; }}; "
+        f'{sudo}pwsh {ps.POWERSHELL_FLAGS} -File "$d/run.ps1" -ScriptPath "$d/script.ps1" </dev/null; rc=$?; exit $rc'
+    )
 
 
 def runner_upload(path: str) -> Upload:
@@ -149,26 +179,17 @@ def compile_step(step: model.PowerShellStep, ctx: CompileContext) -> StepPlan:
         plan.actions = actions
         plan.cleanup = [windows_cleanup([script, runner], task or None, script if task else None)]
     else:
-        script, runner = f"{LINUX_TEMP}/aibx-ps-{name}.ps1", f"{LINUX_TEMP}/aibx-ps-{name}-run.ps1"
+        folder = f"{LINUX_TEMP}/aibx-ps-{name}"
         sudo = "sudo -n " if run_as != "None" else ""
-        check = (
-            "command -v pwsh >/dev/null 2>&1 || { echo 'aibx: this PowerShell step needs pwsh (PowerShell 7) on "
-            "the VM: https://learn.microsoft.com/powershell/scripting/install/installing-powershell-on-linux' >&2; "
-            f"exit {PWSH_MISSING_EXIT}; }}; "
-        )
         plan.actions = [
-            # owner-only: the script may hold secrets (pwsh reads it as the user, or as root with sudo)
-            Upload(script, content, mode=0o600, description=what),
-            Upload(
-                runner, Content(data=ps.package_script_bytes(RUNNER)), mode=0o600, description=f"aibx/data/{RUNNER}"
-            ),
             Exec(
-                f"{check}{sudo}pwsh {ps.POWERSHELL_FLAGS} -File {runner} -ScriptPath {script}",
+                linux_run_command(folder, sudo),
+                stdin=content,
                 valid_exit_codes=codes,
-                description="run the script with pwsh" + (" as root (sudo -n)" if sudo else ""),
-            ),
+                description=f"run {what} with pwsh" + (" as root (sudo -n)" if sudo else ""),
+            )
         ]
-        plan.cleanup = [Exec(f"rm -f {script} {runner}", description="remove the step's files")]
+        plan.on_interrupt = [Exec(f"rm -rf {folder}", description="remove the step's private directory")]
         plan.notes.append("PowerShell on Linux is an aibx extension (AIB runs PowerShell on Windows only)")
     plan.notes.append(f"valid exit codes: {', '.join(str(c) for c in codes)}")
     return plan

@@ -32,9 +32,8 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
         plan.blocked.append('give exactly one of "inline" and "scriptUri"')
         return plan
 
-    random_part = ctx.options.random_name()
-    script_path = posix.temp_path(random_part, ".sh")
-    temp_files = [script_path]
+    folder = posix.temp_dir(ctx.options.random_name())  # private: made by the wrapper, removed after
+    script_path = f"{folder}/script.sh"
     interpreter = None
     if has_inline:
         interpreter = posix.INLINE_INTERPRETER
@@ -53,8 +52,7 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
         if source.note:
             plan.notes.append(source.note)
         if source.remote and ctx.options.fetch_on_target:
-            fetched_path = posix.temp_path(random_part, ".fetched")
-            temp_files.append(fetched_path)
+            fetched_path = f"{folder}/fetched"
             stdin = Content(data=posix.fetch_and_run_script(uri, checksum, fetched_path))
             checks = "checks it and runs it" if checksum else "runs it"
             description = f"the VM downloads {redact_uri(uri)}, {checks}"
@@ -74,5 +72,5 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             shutdown_marker=posix.SHUTDOWN_MARKER if watch else "",
         )
     )
-    plan.on_interrupt.append(Exec(posix.remove_files(*temp_files), description="remove the temporary script"))
+    plan.on_interrupt.append(Exec(posix.remove_dir(folder), description="remove the temporary script"))
     return plan

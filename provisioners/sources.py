@@ -34,8 +34,10 @@ ALLOW_LOCAL_FILES_FLAG = "--allow-local-files"
 
 
 def resolve(
-    uri: str, sha256: str | None, base_dir: str, *, script: bool = False, allow_local_files: bool = False
+    uri: str, sha256: str | None, base_dir: str | None, *, script: bool = False, allow_local_files: bool = False
 ) -> Source:
+    """``base_dir`` None: the template has no folder of its own (it came from standard input), so no ``file:`` URI
+    is read without ``allow_local_files`` (and with it, a relative one is read from the working directory)."""
     if any(c.isspace() for c in uri):
         return Source(blocked=f"{redact_uri(uri)!r} contains white space; percent-encode it")
     if any(c in _NOT_IN_URIS or ord(c) < 0x20 or c == "\x7f" for c in uri):
@@ -60,8 +62,13 @@ def resolve(
         if not path:
             return Source(blocked="file URI without a path")
         absolute = os.path.isabs(path)
+        if base_dir is None and not allow_local_files:
+            return Source(
+                blocked=f"{uri!r}: the template came from standard input, so it has no folder of its own and its "
+                f"file: URIs could name any file here; they are read only with {ALLOW_LOCAL_FILES_FLAG}"
+            )
         if not absolute:
-            path = os.path.join(base_dir, path) if base_dir not in ("", ".") else path
+            path = os.path.join(base_dir, path) if base_dir not in (None, "", ".") else path
         if not allow_local_files:
             problem = _outside_template_folder(path, absolute, base_dir)
             if problem:
@@ -72,7 +79,7 @@ def resolve(
     return Source(blocked=f"aibx cannot fetch {scheme}: URIs (https, http and file are supported)")
 
 
-def _outside_template_folder(path: str, absolute: bool, base_dir: str) -> str | None:
+def _outside_template_folder(path: str, absolute: bool, base_dir: str | None) -> str | None:
     """Why a ``file:`` path may not be read without ``--allow-local-files``, or None when it stays in the
     template's folder (after resolving symlinks and ``..``)."""
     hint = (

@@ -42,7 +42,8 @@ def default_corpus() -> Path:
 def templates(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
-        out += sorted(p.rglob("*.json")) if p.is_dir() else [p]
+        patterns = ("*.json", "*.bicep", "*.bicepparam")
+        out += sorted(f for pattern in patterns for f in p.rglob(pattern)) if p.is_dir() else [p]
     return out
 
 

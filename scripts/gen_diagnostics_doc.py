@@ -30,7 +30,9 @@ LINE = re.compile(r"^(?P<where>.*?): (?P<severity>error|warning)\[(?P<code>AIB\d
 EXPLANATIONS: dict[str, str] = {
     "AIB001": "The file does not exist, is not readable, or is not UTF-8 text.",
     "AIB002": "The file is not JSON as ARM reads it (comments and trailing commas are fine). The position is where "
-    "the parser stopped; a missing comma is pointed out.",
+    "the parser stopped; a missing comma is pointed out. In a `.bicep` file: syntax the Bicep grammar aibx uses "
+    "cannot read, named with its line; an error when it is inside the image template, a warning elsewhere (the "
+    "template is read without it). `az bicep build` and the ARM JSON it writes are the fallback.",
     "AIB003": "The JSON holds no image template: not an object, an ARM parameters file named as a template, a "
     "deployment without a `Microsoft.VirtualMachineImages/imageTemplates` resource, or the `properties` object "
     "alone; or a file that is not JSON at all but a Packer configuration (HCL2, or a legacy JSON template: "
@@ -52,7 +54,8 @@ EXPLANATIONS: dict[str, str] = {
     "evaluated; a `null` value (Bicep's `null()`, a nullable parameter without a value) is a field not written.",
     "AIB006": "An ARM expression that ARM itself would reject: a syntax error, an unknown parameter or variable, a "
     "wrong argument. ARM treats every string in `[...]` as an expression, so a shell test such as `[ -d /opt ]` "
-    "must be written `[[ -d /opt ]`.",
+    "must be written `[[ -d /opt ]`. In a `.bicep` file: an expression Bicep would reject, such as `'a' + 1` or "
+    "a property the object does not have (`.?` reads an optional one).",
     "AIB007": "A parameter value ARM would reject (type, `allowedValues`, `minValue`/`maxValue`, "
     "`minLength`/`maxLength`), a parameters-file entry the template does not declare, a malformed parameters "
     "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",
@@ -134,16 +137,19 @@ EXPLANATIONS: dict[str, str] = {
     "equivalent was written (for example a scriptUri becomes an inline download that checks the sha256 before it "
     "runs). The translation report (`--report-json`) carries this code on each such entry, with how.",
     "AIB071": "`aibx translate`: the target format cannot express this field or step at all, and the report says "
-    "why (for example a Packer `shell-local` provisioner, or template-resource `tags` in Packer). A translation "
-    "with such an entry is lossy: exit status 1 unless `--allow-lossy`.",
+    "why (for example a Packer `shell-local` provisioner, or a managed image in another region). A translation "
+    "with such an entry is lossy: exit status 1 unless `--allow-lossy`. As an error (exit 2, nothing written): "
+    "the Packer file would have no image to start from (an ISO source) or no output (no distribute target Packer "
+    "can write), which Packer refuses; or a secret could not be kept out of the output.",
     "AIB072": "`aibx translate --to aib`: the Packer configuration cannot be read: an HCL syntax error, an unknown "
     "source named in a build, an attribute at the top level, or a JSON template without `builders`.",
-    "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function aibx does not support "
-    "(the message lists the supported ones), a template function other than `user`, `env`, `timestamp`, "
-    "`template_dir` and `build` in legacy JSON, a data source, or a type error.",
+    "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function Packer does not have "
+    "either (the message lists the ones aibx evaluates; Packer's others give open values), a legacy JSON template "
+    "function aibx does not know, or a type error.",
     "AIB074": "`aibx translate --to aib`: a variable problem: `--var` or a variables file names a variable the "
-    "configuration does not declare, a value does not convert to the declared type, or (a warning) a legacy "
-    "`{{user}}` variable does not exist and is empty, as in Packer.",
+    "configuration neither declares nor uses (a legacy `{{user}}` variable used but not declared is a required "
+    "one, as in Packer), a value does not convert to the declared type, or a value without which the build "
+    "cannot be selected (`only`/`except`) is missing.",
     "AIB075": "`aibx translate --to packer`: a `file:` scriptUri or sourceUri (a file next to the template) cannot "
     "be read, or its content does not match `sha256Checksum`; Packer would upload it without checking.",
     "AIB076": "`aibx translate`: nothing to translate (no source matches `--only`), several templates but no `-o "

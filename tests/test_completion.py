@@ -65,7 +65,7 @@ def test_the_script_parses(shell: str, tmp_path: Path) -> None:
         ("aibx tr", ["translate"]),
         ("aibx validate --str", ["--strict"]),
         ("aibx validate --format ", ["text", "json"]),
-        ("aibx translate x.json --to ", ["packer", "aib"]),
+        ("aibx translate x.json --to ", ["packer", "aib", "bicep"]),
         ("aibx translate x.json --format ", ["text", "json"]),
         ("aibx run t.json --format ", ["text", "json"]),
         ("aibx run t.json --form", ["--format"]),

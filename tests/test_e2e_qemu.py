@@ -83,7 +83,9 @@ def test_a_golden_image_template_runs_end_to_end_with_a_reboot_and_deprovisionin
     boots_before = golden_vm.boot_count()
     waagent_calls_before = len(golden_vm.waagent_calls())
 
-    result, report, log = aibx_run(golden_vm, GOLDEN, tmp_path, "-p", f"artifactsBaseUri={artifacts}", "--generalize")
+    result, report, log = aibx_run(
+        golden_vm, GOLDEN, tmp_path, "-p", f"artifactsBaseUri={artifacts}", "--generalize", "--yes"
+    )
 
     # exit code and report: every step ran and succeeded, in order, the deprovisioning last
     assert result.code == 0, result.text
@@ -162,7 +164,7 @@ def test_a_step_failing_after_the_reboot_stops_the_run_before_deprovisioning(gol
     waagent_calls_before = len(golden_vm.waagent_calls())
     golden_vm.run("rm -f ~/harden-ssh-ran ~/validate-image-ran")
 
-    result, report, log = aibx_run(golden_vm, FAILING, tmp_path, "--generalize")
+    result, report, log = aibx_run(golden_vm, FAILING, tmp_path, "--generalize", "--yes")
 
     assert result.code == 1, result.text
     assert (report["outcome"], report["exitCode"]) == ("failed", 1)

@@ -127,7 +127,7 @@ def test_a_fleet_of_16_with_one_failing(make_fleet, tmp_path: Path) -> None:
     # every line of output says which host it is from
     out = result.out
     for target in fleet.targets:
-        assert f"[{target.url}] ==> [2/4] prepare (Shell)" in out
+        assert f"[{target.url}] ==> [2/5] prepare (Shell)" in out
         assert f"[{target.url}] prepare | preparing" in out
     assert f"[{failing.url}] aibx: run failed" in result.err
     assert f"[{failing.url}] check | E: package foo is broken on this VM" in out
@@ -138,15 +138,15 @@ def test_a_fleet_of_16_with_one_failing(make_fleet, tmp_path: Path) -> None:
     assert lines[1].split() == ["host", "outcome", "steps", "ok", "reboots", "time", "exit"]
     rows = {line.split()[0]: line for line in lines[2:] if line.startswith("ssh://")}
     assert len(rows) == 16
-    assert rows[failing.url].split()[1:4] == ["failed", "2/4", "0"]
+    assert rows[failing.url].split()[1:4] == ["failed", "2/5", "0"]
     assert "step 'check' failed: exit code 1" in rows[failing.url]
-    assert all(rows[t.url].split()[1:3] == ["succeeded", "4/4"] for t in fleet.targets if t is not failing)
+    assert all(rows[t.url].split()[1:3] == ["succeeded", "5/5"] for t in fleet.targets if t is not failing)
     # one log per host
     for target, path in zip(fleet.targets, per_host_paths(str(tmp_path / "customization.log"),
                                                           [parse_host_text(t.url, "x") for t in fleet.targets]),
                             strict=True):  # fmt: skip
         log = path.read_text()
-        assert f"target {target.url}" in log and "step 4/4 'finish'" in log
+        assert f"target {target.url}" in log and "step 4/5 'finish'" in log
     assert not (tmp_path / "customization.log").exists()
     # one report, an entry per host
     report = json.loads(report_path.read_text())
@@ -177,9 +177,9 @@ def test_the_worst_host_decides_and_hosts_mix_from_both_options(make_fleet, tmp_
     summary = result.out[result.out.index("3 hosts: ") :]
     assert summary.startswith("3 hosts: 1 succeeded, 1 failed, 1 connect failed; exit status 3\n")
     ok, broken, off = (re.escape(t.url) for t in fleet.targets)
-    assert re.search(rf"^{ok} +succeeded +4/4 +0 +\S+ +0$", summary, re.M), summary
-    assert re.search(rf"^{broken} +failed +2/4 +0 +\S+ +1  step 'check' failed: exit code 1", summary, re.M)
-    assert re.search(rf"^{off} +connect failed +0/4 +0 +\S+ +3  cannot connect to .*connection refused", summary, re.M)
+    assert re.search(rf"^{ok} +succeeded +5/5 +0 +\S+ +0$", summary, re.M), summary
+    assert re.search(rf"^{broken} +failed +2/5 +0 +\S+ +1  step 'check' failed: exit code 1", summary, re.M)
+    assert re.search(rf"^{off} +connect failed +0/5 +0 +\S+ +3  cannot connect to .*connection refused", summary, re.M)
     assert (tmp_path / f"x-{file_safe(fleet.targets[2].url)}.log").read_text().count("connect failed") >= 1
 
 
@@ -253,7 +253,7 @@ def test_interrupting_a_fleet_stops_every_host(make_fleet, tmp_path: Path) -> No
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
-        while console.read_text().count("==> [2/2] long") < 2:
+        while console.read_text().count("==> [2/3] long") < 2:
             assert time.monotonic() < deadline, console.read_text()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)

@@ -94,14 +94,15 @@ def test_validate(tmp_path: Path) -> None:
 def test_plan_and_its_refusal(tmp_path: Path) -> None:
     data = document(invoke("plan", QUICKSTART, "--format", "json"))
     assert set(data) == COMMON | DOCUMENTED["aibx plan (and aibx run --dry-run)"][0]
-    assert data["os"] == "Linux" and [s["index"] for s in data["steps"]] == [1, 2, 3, 4]
+    assert data["os"] == "Linux" and [s["index"] for s in data["steps"]] == [1, 2, 3, 4, 5]
     refusal = assert_refusal(invoke("plan", bad_template(tmp_path), "--format", "json"), "plan")
     assert {d["code"] for d in refusal["diagnostics"]} == {"AIB054"}
     assert all(d["file"] == str(tmp_path / "bad.json") and d["line"] for d in refusal["diagnostics"])
 
 
 # ----------------------------------------------------------------------------------------------- translate
-LOSSY = TRANSLATE / "aib" / "linux-platform.json"  # its resource tags have no place in Packer
+# a managed image in another region than the build's: Packer cannot (its resource tags are merely not applicable)
+LOSSY = TRANSLATE / "fidelity" / "c07-other-region.json"
 
 
 def test_translate_to_standard_output_puts_the_translation_in_the_document() -> None:
@@ -118,15 +119,17 @@ def test_translate_to_standard_output_puts_the_translation_in_the_document() -> 
     [dropped] = [e for e in report["entries"] if e["status"] == "dropped"]
     assert dropped == {
         "status": "dropped",
-        "subject": "tags",
-        "detail": "tags of the image-template resource: Packer has no template resource",
+        "subject": "properties.distribute[0].location",
+        "detail": "Packer creates the managed image in the build region; copy it to another region afterwards",
         "code": "AIB071",
         "file": str(LOSSY),
-        "line": 6,
-        "column": 11,
+        "line": 11,
+        "column": 190,
     }
+    [not_applicable] = [e for e in report["entries"] if e["status"] == "not-applicable"]
+    assert not_applicable["subject"] == "tags" and "code" not in not_applicable
     assert all(e["code"] == "AIB070" for e in report["entries"] if e["status"] == "approximated")
-    assert "dropped      tags" in done.err  # the human report, on standard error as always
+    assert "dropped      properties.distribute[0].location" in done.err  # the human report, on standard error
 
 
 def test_translate_to_a_file_names_it_and_report_json_writes_the_same_document(tmp_path: Path) -> None:
@@ -172,10 +175,10 @@ def test_run_local_prints_the_report_and_nothing_else_on_standard_output(tmp_pat
     )
     data = document(done)
     assert done.code == 0, done.err
-    check_run_report(data, "local", ["succeeded"] * 4)
+    check_run_report(data, "local", ["succeeded"] * 5)
     assert data["outcome"] == "succeeded" and data["reboots"] == [] and isinstance(data["warnings"], list)
     assert json.loads(saved.read_text()) == data  # --report writes the same document
-    assert "==> [2/4] write-build-info" in done.err and "check-files | quickstart validation passed" in done.err
+    assert "==> [2/5] write-build-info" in done.err and "check-files | quickstart validation passed" in done.err
 
 
 def test_run_failure_and_refusals_keep_their_exit_codes(tmp_path: Path) -> None:
@@ -198,7 +201,7 @@ def test_run_dry_run_prints_the_plan_document(tmp_path: Path) -> None:
     assert done.code == 0
     runs = {s["name"]: s["runs"] for s in data["steps"]}
     assert runs == {"stage deprovisioning script": False, "write-build-info": False, "copy-motd": True,
-                    "check-files": True}  # fmt: skip
+                    "check-files": True, "remove the staged deprovisioning script": True}  # fmt: skip
 
 
 def test_run_over_ssh(ssh_target, tmp_path: Path) -> None:
@@ -210,7 +213,7 @@ def test_run_over_ssh(ssh_target, tmp_path: Path) -> None:
     )  # fmt: skip
     data = document(done)
     assert done.code == 0, done.err
-    check_run_report(data, ssh_target.url, ["succeeded", "succeeded"])
+    check_run_report(data, ssh_target.url, ["succeeded"] * 3)
     assert data["bootId"] == ssh_target.boot_id
     assert "hello | said hello" in done.err
 
@@ -226,7 +229,7 @@ def test_run_on_a_fleet(make_fleet, tmp_path: Path) -> None:
     assert data["totals"] == {"hosts": 2, "succeeded": 2} and data["parallel"] == 10
     assert [h["host"] for h in data["hosts"]] == [t.url for t in fleet.targets]
     for host in data["hosts"]:
-        assert host["outcome"] == "succeeded" and [s["outcome"] for s in host["steps"]] == ["succeeded"] * 2
+        assert host["outcome"] == "succeeded" and [s["outcome"] for s in host["steps"]] == ["succeeded"] * 3
     assert "2 hosts: 2 succeeded; exit status 0" in done.err  # the summary table goes to standard error
 
 

@@ -62,6 +62,7 @@ def test_plan_json_is_data(monkeypatch: pytest.MonkeyPatch) -> None:
         "write-build-info",
         "copy-motd",
         "check-files",
+        "remove the staged deprovisioning script",
     ]
     shell = plan["steps"][1]["actions"][0]
     assert shell["type"] == "exec" and shell["stdin"]["text"].startswith("#!/bin/sh -e\n")

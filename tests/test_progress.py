@@ -273,5 +273,5 @@ def test_a_long_silent_step_is_said_to_be_still_running(host: Host, tmp_path: Pa
     assert result.exit_code == 0, out.getvalue()
     lines = out.getvalue().splitlines()
     heartbeat = next(line for line in lines if "still running" in line)
-    assert heartbeat.startswith("[2/2] install-app: still running, ") and " ago" in heartbeat
+    assert heartbeat.startswith("[2/3] install-app: still running, ") and " ago" in heartbeat
     assert lines.index("install-app | unpacking") < lines.index(heartbeat)

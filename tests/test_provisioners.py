@@ -14,7 +14,7 @@ from aibx import model
 from aibx.document import Unresolved
 from aibx.plan import Content, Exec, Upload
 from aibx.provisioners import CompileContext, CompileOptions, compile_plan, compile_step, posix
-from aibx.provisioners.deprovision import MISSING_EXIT, default_script
+from aibx.provisioners.deprovision import MISSING_EXIT, default_script, linux_stage_command
 from tests.support.requirements import require_program
 
 FIXED = "0123456789abcdef"
@@ -41,10 +41,10 @@ def test_inline_is_one_exec_of_the_wrapper_with_the_script_on_stdin() -> None:
     assert plan.blocked == [] and len(plan.actions) == 1
     action = plan.actions[0]
     assert isinstance(action, Exec)
-    assert action.command == posix.run_stdin_script(f"/tmp/aibx-{FIXED}.sh", "/bin/sh -e")
+    assert action.command == posix.run_stdin_script(f"/tmp/aibx-{FIXED}/script.sh", "/bin/sh -e")
     assert '/bin/sh -e "$f" </dev/null' in action.command
     assert action.stdin == Content(data=b"#!/bin/sh -e\napt-get update\necho 'done'\n")
-    assert plan.on_interrupt == [Exec(f"rm -f /tmp/aibx-{FIXED}.sh", description="remove the temporary script")]
+    assert plan.on_interrupt == [Exec(f"rm -rf /tmp/aibx-{FIXED}", description="remove the temporary script")]
 
 
 def test_script_uri_is_fetched_by_aibx_and_normalized() -> None:
@@ -100,7 +100,7 @@ def test_fetch_on_target_keeps_the_url_off_the_command_line() -> None:
     script = action.stdin.data.decode()
     assert f"url=$(cat <<'AIBX_END'\n{url}\nAIBX_END\n)" in script
     assert "curl --config -" in script and "wget" in script and "b" * 64 in script
-    assert plan.on_interrupt[0].command == f"rm -f /tmp/aibx-{FIXED}.sh /tmp/aibx-{FIXED}.fetched"
+    assert plan.on_interrupt[0].command == f"rm -rf /tmp/aibx-{FIXED}"
 
 
 def test_fetch_on_target_does_not_apply_to_local_files() -> None:
@@ -168,13 +168,16 @@ def test_file_fetch_on_target_moves_the_checked_download_into_place() -> None:
 def test_deprovisioning_is_staged_first_and_runs_last_only_with_generalize() -> None:
     template = model.ImageTemplate(file="t.json", customize=[shell_step(inline=["true"])])
     steps = compile_plan(template, CompileOptions(random_name=lambda: FIXED)).steps
-    assert [(s.name, s.phase) for s in steps] == [("stage deprovisioning script", "stage"), ("s", "customize")]
+    assert [(s.name, s.phase) for s in steps] == [
+        ("stage deprovisioning script", "stage"),
+        ("s", "customize"),
+        ("remove the staged deprovisioning script", "unstage"),
+    ]
     stage = steps[0].actions[0]
-    assert stage == Upload(
-        "/tmp/DeprovisioningScript.sh",
-        Content(data=default_script(model.OsType.LINUX)),
-        mode=0o644,
-        description="AIB's default deprovisioning script",
+    assert stage == Exec(
+        linux_stage_command("/tmp/DeprovisioningScript.sh"),
+        stdin=Content(data=default_script(model.OsType.LINUX)),
+        description="write AIB's default deprovisioning script to /tmp/DeprovisioningScript.sh (new, mode 0644, yours)",
     )
     assert b"-deprovision+user" in default_script(model.OsType.LINUX)
     steps = compile_plan(template, CompileOptions(generalize=True)).steps
@@ -217,7 +220,7 @@ def run_wrapper(
 
 
 def unique_path() -> str:
-    return posix.temp_path(os.urandom(8).hex(), ".sh")
+    return posix.temp_dir(os.urandom(8).hex()) + "/script.sh"
 
 
 @pytest.mark.parametrize(("interpreter", "mode"), [(None, b"700"), ("/bin/sh -e", b"600")])
@@ -238,14 +241,14 @@ def test_wrapper_stops_at_the_first_failing_line() -> None:
 def test_wrapper_never_writes_through_an_existing_file_or_link(tmp_path: Path) -> None:
     path = unique_path()
     victim = tmp_path / "victim"
-    victim.write_text("precious\n")
-    os.symlink(victim, path)
+    victim.mkdir()
+    os.symlink(victim, os.path.dirname(path))  # the private directory's name, planted
     try:
         result = run_wrapper(path, posix.inline_script(["echo pwned"]))
         assert result.returncode == posix.CANNOT_CREATE_EXIT
-        assert b"cannot create" in result.stderr and victim.read_text() == "precious\n"
+        assert b"cannot create" in result.stderr and list(victim.iterdir()) == []
     finally:
-        os.unlink(path)
+        os.unlink(os.path.dirname(path))
 
 
 def test_wrapper_removes_the_script_when_its_process_group_is_stopped() -> None:

@@ -63,7 +63,7 @@ def test_the_wrapper_watches_for_a_shutdown_only_after_scripts_that_can_restart(
     from aibx.plan import Exec
     from tests.support.plans import linux_plan
 
-    [action] = linux_plan([step_]).steps[-1].actions
+    [action] = linux_plan([step_]).steps[1].actions
     assert isinstance(action, Exec)
     assert ("systemctl is-system-running" in action.command) is watched
     assert bool(action.shutdown_marker) is watched
@@ -116,9 +116,9 @@ def test_a_reboot_mid_step_is_survived_and_the_next_step_runs_on_the_new_boot(
     if cut:
         assert "did not run to completion" in log and "ended by a reboot before the command finished" in run.result.out
         # the step's temporary script, left behind by the cut, was removed after the reboot
-        script = re.search(r"update-kernel: exec f=(/tmp/aibx-\w+\.sh)", log)
+        script = re.search(r"update-kernel: exec d=(/tmp/aibx-\w+);", log)
         assert script and Path(script[1]).name not in target.host_path(f"{d}/tmp-listing").read_text()
-        assert f"update-kernel: exec rm -f {script[1]}" in log
+        assert f"update-kernel: exec rm -rf {script[1]}" in log
     else:
         assert "aibx: the script finished and the VM is shutting down" in run.result.out
         assert "the command finished, then the VM restarted" in log
@@ -144,7 +144,7 @@ def test_two_reboots_in_a_row(make_rebootable_target, tmp_path: Path) -> None:
         ("first", boots[0], boots[1]),
         ("second", boots[1], boots[2]),
     ]
-    assert [s["outcome"] for s in run.report["steps"]] == ["succeeded"] * 4
+    assert [s["outcome"] for s in run.report["steps"]] == ["succeeded"] * 5
 
 
 @pytest.mark.usefixtures("ssh_agent_mode")
@@ -248,10 +248,14 @@ def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_targ
     destination = target.host_path(f"{d}/big.bin")
     seen_partial: list[int] = []
 
+    def partial_size() -> int:  # the upload goes to a new file beside the destination, renamed over it at the end
+        sizes = [p.stat().st_size for p in destination.parent.glob(".big.bin.aibx-*")]
+        return sizes[0] if sizes else 0
+
     def reboot_mid_upload() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            size = destination.stat().st_size if destination.exists() else 0
+            size = partial_size()
             if 0 < size < len(data):
                 seen_partial.append(size)
                 target.reboot(down_s=0.5, refused_s=0.3)
@@ -276,6 +280,7 @@ def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_targ
     assert reboot["during"] == f"an upload to {d}/big.bin" and reboot["confirmed"] is True
     assert f"writing {d}/big.bin again, from the start" in run.result.err
     assert step(run, "payload")["reboots"] == 1 and step(run, "payload")["outcome"] == "succeeded"
+    assert [p.name for p in destination.parent.iterdir()] == ["big.bin"]  # the cut attempt's file is gone too
 
 
 @pytest.mark.usefixtures("ssh_agent_mode")
@@ -337,7 +342,8 @@ def test_ctrl_c_while_waiting_for_the_vm_exits_130_at_once(make_ssh_target, tmp_
         assert proc.wait(timeout=30) == 130, console.read_text()
     assert time.monotonic() - interrupted < 10
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["outcome"] == "interrupted" and report["steps"][-1]["outcome"] == "interrupted"
+    assert report["outcome"] == "interrupted" and report["steps"][-2]["outcome"] == "interrupted"
+    assert report["steps"][-1]["outcome"] == "not run"  # the staged script stays, for a rerun
 
 
 @pytest.mark.usefixtures("ssh_agent_mode")

@@ -46,9 +46,9 @@ def test_quickstart_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(ROOT)
     result = local_run(tmp_path, "fixtures/quickstart/hello-linux.json")
     assert result.code == 0, result.text
-    assert [s["outcome"] for s in report(tmp_path)["steps"]] == ["succeeded"] * 4
+    assert [s["outcome"] for s in report(tmp_path)["steps"]] == ["succeeded"] * 5
     log = (tmp_path / "c.log").read_text()
-    assert "step 2/4 'write-build-info' (Shell, customize): started" in log
+    assert "step 2/5 'write-build-info' (Shell, customize): started" in log
     assert "OUT   write-build-info: built by aibx on" in log
 
 

@@ -91,9 +91,10 @@ def test_shell_inline_runs_as_one_script_and_leaves_nothing_behind(ssh_target: S
     assert "write-files | done" in run.result.out
     assert run.outcomes()["write-files"] == "succeeded"
     assert run.report["bootId"] == ssh_target.boot_id
-    # one channel per step: staging is one SFTP session, the Shell step one command, plus the boot id probe
+    # one channel per step: staging, the Shell step and removing the staged script one command each, plus the boot
+    # id probe; no SFTP session
     sessions = ssh_target.sessions_started()
-    assert sum("command" in s for s in sessions) == 2 and sum("sftp" in s for s in sessions) == 1
+    assert sum("command" in s for s in sessions) == 4 and sum("sftp" in s for s in sessions) == 0
 
 
 def test_shell_script_uri_from_a_local_file_is_checked_and_run(ssh_target: SshTarget, tmp_path: Path) -> None:
@@ -179,7 +180,8 @@ def test_file_with_a_missing_parent_directory_is_a_clear_error(ssh_target: SshTa
     assert f"parent directory {d}/missing does not exist" in run.result.err
     assert not ssh_target.host_path(f"{d}/missing").exists()  # never Packer's file named after the directory
     assert not ssh_target.host_path(f"{d}/after").exists()
-    assert run.outcomes() == {"stage deprovisioning script": "succeeded", "copy": "failed", "after": "not run"}
+    assert run.outcomes() == {"stage deprovisioning script": "succeeded", "copy": "failed", "after": "not run",
+                              "remove the staged deprovisioning script": "not run"}  # fmt: skip
 
 
 def test_file_outside_tmp_is_refused_unless_allowed(ssh_target: SshTarget, tmp_path: Path) -> None:
@@ -215,16 +217,21 @@ def test_validations_run_after_the_customizers(ssh_target: SshTarget, tmp_path: 
         ("stage deprovisioning script", "stage"),
         ("make", "customize"),
         ("check", "validate"),
+        ("remove the staged deprovisioning script", "unstage"),
     ]
     assert "check | checked" in run.result.out
 
 
 def test_deprovisioning_script_is_staged_and_runs_only_with_generalize(ssh_target: SshTarget, tmp_path: Path) -> None:
     staged = ssh_target.host_path("/tmp/DeprovisioningScript.sh")
-    plain = Run(tmp_path, ssh_target, write_template(tmp_path, [shell("noop", "true")]))
+    copy = ssh_target.remote_dir("staged") + "/copy"
+    plain = Run(
+        tmp_path, ssh_target, write_template(tmp_path, [shell("noop", f"cat /tmp/DeprovisioningScript.sh > {copy}")])
+    )
     assert plain.code == 0, plain.result.text
-    if IS_ROOT:  # the target's own /tmp: the staged file is AIB's default script
-        assert staged.read_bytes() == default_script(OsType.LINUX)
+    if IS_ROOT:  # the target's own /tmp: the staged file was AIB's default script, removed at the end
+        assert ssh_target.host_path(copy).read_bytes() == default_script(OsType.LINUX)
+        assert not staged.exists()
     assert "deprovision" not in plain.outcomes()
 
     d = ssh_target.remote_dir("deprov")
@@ -233,7 +240,7 @@ def test_deprovisioning_script_is_staged_and_runs_only_with_generalize(ssh_targe
         # a customizer may replace AIB's script, as under AIB; sudo here is the test shim (no real root)
         f"printf 'echo deprovisioned-as-$(id -un) > {d}/marker\\n' > /tmp/DeprovisioningScript.sh",
     )
-    run = Run(tmp_path, ssh_target, write_template(tmp_path, [replace]), "--generalize")
+    run = Run(tmp_path, ssh_target, write_template(tmp_path, [replace]), "--generalize", "--yes")
     assert run.code == 0, run.result.text
     assert ssh_target.host_path(f"{d}/marker").read_text().strip() == f"deprovisioned-as-{ssh_target.user}"
     assert run.outcomes()["deprovision"] == "succeeded"
@@ -241,7 +248,7 @@ def test_deprovisioning_script_is_staged_and_runs_only_with_generalize(ssh_targe
 
 def test_missing_deprovisioning_script_is_a_warning(ssh_target: SshTarget, tmp_path: Path) -> None:
     template = write_template(tmp_path, [shell("delete-it", "rm /tmp/DeprovisioningScript.sh")])
-    run = Run(tmp_path, ssh_target, template, "--generalize")
+    run = Run(tmp_path, ssh_target, template, "--generalize", "--yes")
     assert run.code == 0, run.result.text
     assert "Deprovisioning script [/tmp/DeprovisioningScript.sh] could not be found" in run.result.err
     assert any("could not be found" in w for w in run.report["warnings"])
@@ -286,6 +293,7 @@ def test_a_failing_step_stops_the_run_with_its_stderr(ssh_target: SshTarget, tmp
         "first": "succeeded",
         "breaks": "failed",
         "third": "not run",
+        "remove the staged deprovisioning script": "not run",
     }
     assert run.report["exitCode"] == 1 and run.report["steps"][2]["exitCode"] == 1
 
@@ -306,7 +314,8 @@ def test_checksum_mismatch_runs_and_writes_nothing_on_the_host(ssh_target: SshTa
     assert list(ssh_target.host_path(d).iterdir()) == []
     if IS_ROOT:
         assert not ssh_target.host_path("/tmp/DeprovisioningScript.sh").exists()
-    assert run.outcomes() == {"stage deprovisioning script": "not run", "first": "not run", "tampered": "failed"}
+    assert run.outcomes() == {"stage deprovisioning script": "not run", "first": "not run", "tampered": "failed",
+                              "remove the staged deprovisioning script": "not run"}  # fmt: skip
 
 
 def _refused_before_any_command(target: SshTarget, run: Run, marker: str) -> None:

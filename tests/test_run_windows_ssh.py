@@ -95,7 +95,7 @@ def test_a_windows_template_over_ssh(make_rebootable_target, tmp_path: Path) -> 
         ],
         source=WINDOWS_SOURCE,
     )
-    run = SshWinRun(tmp_path, target, template, "--generalize")
+    run = SshWinRun(tmp_path, target, template, "--generalize", "--yes")
     assert run.result.code == 0, run.result.text
     assert {s["name"]: s["outcome"] for s in run.report["steps"]} == {
         "stage deprovisioning script": "succeeded",
@@ -136,7 +136,7 @@ def test_a_windows_template_over_ssh(make_rebootable_target, tmp_path: Path) -> 
 def test_sysprep_over_ssh_is_bounded(make_ssh_target, tmp_path: Path) -> None:
     target = windows_target(make_ssh_target(windows_like=True), image_state="IMAGE_STATE_UNDEPLOYABLE")
     template = write_template(tmp_path, [], source=WINDOWS_SOURCE)
-    run = SshWinRun(tmp_path, target, template, "--generalize", "--deprovision-timeout", "1s")
+    run = SshWinRun(tmp_path, target, template, "--generalize", "--yes", "--deprovision-timeout", "1s")
     assert run.result.code == 4, run.result.text
     message = run.step("deprovision")["message"]
     assert "did not finish within 1.00 s (--deprovision-timeout)" in message

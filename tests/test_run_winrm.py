@@ -147,7 +147,7 @@ def test_a_windows_template_end_to_end(vm: WindowsVm, content_server: ContentSer
             },
         ],
     )
-    run = WinRun(tmp_path, host, template, "--generalize")
+    run = WinRun(tmp_path, host, template, "--generalize", "--yes")
     assert run.code == 0, run.result.text
     assert set(run.outcomes().values()) == {"succeeded"}
     # the exact exchange
@@ -536,7 +536,7 @@ def test_sysprep_that_never_reaches_its_state_times_out_cleanly(vm: WindowsVm, t
     vm.on_script("Sysprep.exe", vm.sysprep(reaches_after=None))
     vm.panther_errors = ["[0x0f0082] SYSPRP ActionPlatform::LaunchModule: Failure occurred while executing 'Cleanup'"]
     template = windows_template(tmp_path, [])
-    run = WinRun(tmp_path, vm.host, template, "--generalize", "--deprovision-timeout", "1s")
+    run = WinRun(tmp_path, vm.host, template, "--generalize", "--yes", "--deprovision-timeout", "1s")
     assert run.code == 4, run.result.text
     message = run.step("deprovision")["message"]
     assert message.startswith(
@@ -555,7 +555,9 @@ def test_sysprep_that_never_reaches_its_state_times_out_cleanly(vm: WindowsVm, t
 
 def test_sysprep_that_reaches_its_state_succeeds(vm: WindowsVm, tmp_path: Path) -> None:
     vm.on_script("Sysprep.exe", vm.sysprep(reaches_after=0.3))
-    run = WinRun(tmp_path, vm.host, windows_template(tmp_path, []), "--generalize", "--deprovision-timeout", "30s")
+    run = WinRun(
+        tmp_path, vm.host, windows_template(tmp_path, []), "--generalize", "--yes", "--deprovision-timeout", "30s"
+    )
     assert run.code == 0, run.result.text
     assert "deprovision | >>> Sysprep complete ..." in run.result.out
     assert vm.image_state == "IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE" and vm.leftovers() == []
@@ -568,7 +570,7 @@ def test_a_customizer_that_deletes_the_deprovisioning_script_gets_aibs_warning(v
 
     vm.on_script("Remove-Item c:\\DeprovisioningScript.ps1", delete_it)
     template = windows_template(tmp_path, [ps_step("oops", "Remove-Item c:\\DeprovisioningScript.ps1")])
-    run = WinRun(tmp_path, vm.host, template, "--generalize")
+    run = WinRun(tmp_path, vm.host, template, "--generalize", "--yes")
     assert run.code == 0, run.result.text
     warning = (
         "Deprovisioning script [c:\\DeprovisioningScript.ps1] could not be found. Image build may fail or the VM "

@@ -508,7 +508,7 @@ def canary_translate_to_aib(folder: Path, monkeypatch: pytest.MonkeyPatch) -> di
 
 
 # ----------------------------------------------------------------------------------------------- remote temp files
-TEMP_SCRIPT = re.compile(r"^/tmp/aibx-[0-9a-f]{16}\.sh$")  # 64 random bits (secrets.token_hex(8))
+TEMP_SCRIPT = re.compile(r"^/tmp/aibx-[0-9a-f]{16}/script\.sh$")  # 64 random bits (secrets.token_hex(8))
 STAT_PROBE = 'stat -c "%a %U %n" "$0" "$(dirname "$0")"'
 
 
@@ -536,8 +536,8 @@ def test_remote_temp_files_are_private_and_unpredictable(ssh_target: SshTarget, 
             seen.setdefault(name, []).append((mode, owner, path))
     assert set(seen) == {"inline-1", "inline-2", "from-uri"}, result.out
     scripts = {name: entries[0] for name, entries in seen.items()}
-    folders = {entries[1] for entries in seen.values()}
-    assert folders == {("1777", "root", "/tmp")} or folders == {("1777", ssh_target.user, "/tmp")}
+    folders = {entries[1] for entries in seen.values()}  # each step's own private directory
+    assert {(mode, owner) for mode, owner, _ in folders} == {("700", ssh_target.user)} and len(folders) == 3
     # inline lines: read by /bin/sh, so 600; a scriptUri runs by its own #! line, so 700; never group/world bits
     assert scripts["inline-1"][:2] == ("600", ssh_target.user) and scripts["inline-2"][0] == "600"
     assert scripts["from-uri"][:2] == ("700", ssh_target.user)
@@ -556,19 +556,20 @@ def test_temp_file_names_are_random() -> None:
 
 @pytest.mark.parametrize("program", ["sh", "bash"])
 def test_the_script_wrapper_never_follows_a_planted_symlink(tmp_path: Path, program: str) -> None:
-    """Were a temp name predicted, a symlink planted there is not followed: the wrapper creates its file with the
-    shell's no-clobber (O_EXCL) and stops with exit code 125; the link's target is untouched, nothing runs. The
+    """Were a temp name predicted, a symlink planted there is not followed: the wrapper makes its private directory
+    with mkdir (which fails on anything there) and stops with exit code 125; the link's target is untouched,
+    nothing runs. The
     same holds for the files the VM downloads into with --fetch-on-target (scripts run by their ``#!/bin/sh -e``,
     so ``-e`` here too; the download never starts)."""
     from aibx.provisioners import posix
 
     for kind in ("to-a-file", "dangling"):
-        planted = tmp_path / f"aibx-{kind}.sh"
+        planted = tmp_path / f"aibx-{kind}"  # the step's private directory, its name predicted
         victim = tmp_path / f"victim-{kind}"
         if kind == "to-a-file":
             victim.write_text("precious\n")
         planted.symlink_to(victim)
-        command = posix.run_stdin_script(str(planted), posix.INLINE_INTERPRETER)
+        command = posix.run_stdin_script(f"{planted}/script.sh", posix.INLINE_INTERPRETER)
         done = subprocess.run(
             [program, "-c", command], input=b"#!/bin/sh -e\necho ran\n", capture_output=True, timeout=20
         )
@@ -593,14 +594,17 @@ def test_the_script_wrapper_never_follows_a_planted_symlink(tmp_path: Path, prog
 
 
 def test_powershell_on_linux_uploads_its_files_owner_only() -> None:
+    """Both files go into a new directory only the login user can enter (``mkdir -m 700``, which fails on anything
+    already there), in the one command that runs them: nothing is uploaded beside it."""
     from aibx import model
-    from aibx.plan import Upload
+    from aibx.plan import Exec
     from aibx.provisioners import CompileContext, CompileOptions, compile_step
 
     step = model.PowerShellStep(name="ps", path=("properties", "customize", 0), inline=["Write-Output hi"])
     plan = compile_step(step, CompileContext(model.ImageTemplate(file="t.json"), CompileOptions()))
-    uploads = [a for a in plan.actions if isinstance(a, Upload)]
-    assert len(uploads) == 2 and {u.mode for u in uploads} == {0o600}
+    [run] = plan.actions
+    assert isinstance(run, Exec) and run.stdin is not None and run.stdin.data == b"Write-Output hi\n"
+    assert 'mkdir -m 700 "$d" ||' in run.command and "trap 'rm -rf \"$d\"' EXIT" in run.command
 
 
 def test_sftp_uploads_are_created_with_their_mode(ssh_target: SshTarget, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -633,7 +637,9 @@ def test_sftp_uploads_are_created_with_their_mode(ssh_target: SshTarget, monkeyp
 
     asyncio.run(upload())
     assert ssh_target.host_path(f"{d}/private").stat().st_mode & 0o777 == 0o600
-    assert [(p, getattr(a, "permissions", None)) for p, a in opened] == [(f"{d}/private", 0o600)]
+    # the new file beside the destination (renamed over it afterwards: see test_trust_boundaries.py)
+    [(path, attrs)] = opened
+    assert re.fullmatch(rf"{d}/\.private\.aibx-[0-9a-f]{{12}}", path) and getattr(attrs, "permissions", None) == 0o600
 
 
 # ------------------------------------------------------------------------------------------ hostile names and paths
@@ -948,14 +954,30 @@ def test_the_deprovisioning_script_runs_as_root_only_if_nobody_else_could_write_
     steps = [shell("check-mode", 'stat -c "%a" /tmp/DeprovisioningScript.sh'), shell("replace", mark)]
     template = write_template(tmp_path, steps)
     ok = invoke(
-        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "a"
+        "run",
+        template,
+        "--host",
+        ssh_target.url,
+        *ssh_auth(ssh_target),
+        "--generalize",
+        "--yes",
+        "--log",
+        tmp_path / "a",
     )
     assert ok.code == 0 and "check-mode | 644" in ok.out, ok.text
     assert ssh_target.host_path(f"{d}/marker").read_text() == "deprovisioned\n"
     ssh_target.host_path(f"{d}/marker").unlink()
     template = write_template(tmp_path, [shell("replace", mark), shell("tamper", tamper)])
     bad = invoke(
-        "run", template, "--host", ssh_target.url, *ssh_auth(ssh_target), "--generalize", "--log", tmp_path / "b"
+        "run",
+        template,
+        "--host",
+        ssh_target.url,
+        *ssh_auth(ssh_target),
+        "--generalize",
+        "--yes",
+        "--log",
+        tmp_path / "b",
     )
     assert bad.code == 1, bad.text
     assert f"aibx: /tmp/DeprovisioningScript.sh {refusal}: not run as root (deprovisioning)" in bad.err

@@ -208,9 +208,10 @@ def test_powershell_on_linux_needs_pwsh() -> None:
     plan = compiled(tpl)
     command = plan.actions[-1].command  # type: ignore[union-attr]
     assert command.startswith("command -v pwsh >/dev/null 2>&1 || { echo 'aibx: this PowerShell step needs pwsh")
-    assert "exit 127; }; sudo -n pwsh -NoProfile" in command
-    assert plan.actions[0].content.data == b"$PSVersionTable\n"  # type: ignore[union-attr]
-    assert plan.cleanup[0].command == "rm -f /tmp/aibx-ps-0001.ps1 /tmp/aibx-ps-0001-run.ps1"  # type: ignore[union-attr]
+    assert 'exit 127; }; d=/tmp/aibx-ps-0001; mkdir -m 700 "$d"' in command
+    assert 'sudo -n pwsh -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "$d/run.ps1"' in command
+    assert plan.actions[0].stdin.data == b"$PSVersionTable\n"  # type: ignore[union-attr]
+    assert plan.on_interrupt[0].command == "rm -rf /tmp/aibx-ps-0001"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

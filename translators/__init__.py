@@ -34,6 +34,7 @@ __all__ = [
     "Translation",
     "Upload",
     "aib_document",
+    "aib_to_bicep",
     "aib_to_packer",
     "packer_kind",
     "packer_to_aib",
@@ -50,6 +51,22 @@ def aib_to_packer(
     report = Report(source or tpl.file, "packer", name=tpl.name or "")
     text = packer_hcl.write(tpl, report, output_dir)
     check_no_secret(text, report)
+    report.entries.sort(key=lambda e: (e.location.file != "", e.location.line, e.location.column))
+    return text, report
+
+
+def aib_to_bicep(
+    tpl: model.ImageTemplate, source: str | None = None, api_version: str | None = None
+) -> tuple[str, Report]:
+    """An image template read from AIB JSON, an ARM template or Bicep, written as Bicep, and the report."""
+    from aibx.translators.bicep_writer import write_bicep
+
+    report = Report(source or tpl.file, "bicep", name=tpl.name or "")
+    if tpl.document is not None:
+        report.secrets.update(tpl.document.secrets)
+        report.secret_sources.update(tpl.document.secret_names)
+        report.secure_names.update(tpl.document.secure_parameters)
+    text = write_bicep(tpl, report, api_version=api_version or tpl.api_version)
     report.entries.sort(key=lambda e: (e.location.file != "", e.location.line, e.location.column))
     return text, report
 

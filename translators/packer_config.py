@@ -116,6 +116,8 @@ class PackerConfig:
     sensitive_names: set[str] = field(default_factory=set)
     # where each of them is declared (HCL2)
     sensitive_locations: dict[str, Location] = field(default_factory=dict)
+    # each declared variable's value (after defaults, variable files and --var), for writers that declare them
+    variables: dict[str, Any] = field(default_factory=dict)
     # secrets that are values from the environment (env(), {{env}}, PKR_VAR_NAME): the names they are registered
     # under (the environment variable's), so the translation says so; their locations are in sensitive_locations
     environment_sources: set[str] = field(default_factory=set)

@@ -177,8 +177,10 @@ class StepMapper:
             self.done("dropped", "needs exactly one of inline, script and scripts")
             return None
         if inline not in (None, []):
-            if not isinstance(inline, list) or not all(isinstance(x, str) for x in inline):
-                self.done("dropped", "inline holds values only known while Packer builds: " + _unknown(inline))
+            # a variable without a value is an open value (a <placeholder>), carried as such; a value only known
+            # while Packer builds (build.*) is not
+            if not isinstance(inline, list) or not all(isinstance(x, (str, Unresolved)) for x in inline):
+                self.done("dropped", "inline is not known before Packer builds: " + _unknown(inline))
                 return None
             return [("inline", None, None)]
         paths = [script] if script not in (None, "") else scripts
@@ -287,6 +289,8 @@ class StepMapper:
             step = model.ShellStep(name=self.name, inline=[*idioms.shell_exports(env), *lines])
             self.done("mapped", "Shell inline" + (" (environment_vars as export lines)" if env else ""))
             return [step]
+        if inline and lines is not None and self.open_lines(lines):
+            return []
         upload = self.parent.options.upload_base_uri
         if plain_exec and codes_list == [0] and not inline and not env and upload:
             out: list[model.Step] = []
@@ -359,19 +363,38 @@ class StepMapper:
         self.done("approximated", "; ".join([how_text, *how]))
         return [*pre, model.ShellStep(name=self.name, inline=script_lines)]
 
-    def own_idiom(self, lines: list[str]) -> model.Step | None:
-        """aibx's scriptUri and File downloads (AIB → HCL) read back as what they were."""
+    def own_idiom(self, lines: list[model.Text]) -> model.Step | None:
+        """aibx's scriptUri and File downloads (AIB → HCL) read back as what they were; a URI or path holding
+        a variable without a value stays open (a <placeholder>)."""
         os_type = self.parent.tpl.os_type
-        dl = idioms.recognise_script_download(lines, os_type)
+        texts = [x.text if isinstance(x, Unresolved) else x for x in lines]
+        open_reason = next((x.reason for x in lines if isinstance(x, Unresolved)), None)
+
+        def text(value: str | None) -> model.Text | None:
+            if open_reason is not None and value is not None and _PLACEHOLDER.search(value):
+                return Unresolved(value, open_reason)
+            return value
+
+        dl = idioms.recognise_script_download(texts, os_type)
         if dl is not None:
             cls = model.PowerShellStep if self.windows else model.ShellStep
             self.done("mapped", f"{cls.kind} scriptUri (aibx's download idiom)")
-            return cls(name=self.name, script_uri=dl.uri, sha256_checksum=dl.sha256)
-        fl = idioms.recognise_file_download(lines, os_type)
+            return cls(name=self.name, script_uri=text(dl.uri), sha256_checksum=dl.sha256)
+        fl = idioms.recognise_file_download(texts, os_type)
         if fl is not None:
             self.done("mapped", "File sourceUri (aibx's download idiom)")
-            return model.FileStep(name=self.name, source_uri=fl.uri, destination=fl.path, sha256_checksum=fl.sha256)
+            return model.FileStep(
+                name=self.name, source_uri=text(fl.uri), destination=text(fl.path), sha256_checksum=fl.sha256
+            )
         return None
+
+    def open_lines(self, lines: list[model.Text]) -> bool:
+        """Whether ``lines`` hold a variable without a value where aibx needs the text (a script it writes):
+        then the step is dropped, never written with a placeholder as if it were the text."""
+        if any(isinstance(x, Unresolved) for x in lines):
+            self.done("dropped", "inline holds a variable without a value: " + _unknown(lines) + "; pass it with --var")
+            return True
+        return False
 
     # ------------------------------------------------------------------------------------------- powershell
     def powershell(self) -> list[model.Step]:
@@ -632,6 +655,8 @@ class StepMapper:
         lines: list[str] = []
         for raw, data, _local in bodies:
             if data is None:
+                if self.open_lines(self.p.value("inline")):
+                    return []
                 text = "\r\n".join(self.p.value("inline")) + "\r\n"
             else:
                 if not self.fits_inline(data, raw):
@@ -693,6 +718,9 @@ def _render(command: str, path: str, env_vars: str, env_file: str | None) -> str
     values = {"Path": path, "Vars": env_vars.rstrip(" ") if env_vars else "", "EnvVarFile": env_file or ""}
     out = _GO_FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), command)
     return re.sub(r"  +", " ", out).strip()
+
+
+_PLACEHOLDER = re.compile(r"<[A-Za-z][A-Za-z0-9_.\-]*>")
 
 
 def _unknown(value: Any) -> str:

@@ -81,6 +81,15 @@ class Prepared:
     result: Any  # validation.Result
     plan: Any  # aibx.plan.Plan
     redact: Any  # Callable[[str], str]
+    # how the plan was compiled: a fleet compiles it again for each host, so that every host gets its own random
+    # temporary names (two VMs that share a /tmp, or a user who saw one host's names, cannot collide or plant)
+    compile_options: Any = None  # aibx.provisioners.CompileOptions
+
+    def compile_again(self) -> Any:
+        """The same plan with new random names (for one more host)."""
+        from aibx.provisioners import compile_plan
+
+        return compile_plan(self.result.template, self.compile_options)
 
 
 def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | Refusal:
@@ -88,6 +97,7 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     from aibx.commands.template_args import load_templates
     from aibx.diagnostics import Severity
     from aibx.engine.redaction import Redactor
+    from aibx.loader import STDIN
     from aibx.provisioners import CompileOptions, compile_plan
 
     loaded = load_templates(args, [args.template])
@@ -121,12 +131,12 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         fetch_on_target=args.fetch_on_target,
         allow_any_destination=args.allow_any_destination,
         allow_local_files=args.allow_local_files,
-        base_dir=os.path.dirname(result.document.file),
+        base_dir=None if args.template == STDIN else os.path.dirname(result.document.file),
     )
     if random_name is not None:
         options.random_name = random_name
     plan = compile_plan(result.template, options)
-    return Prepared(result, plan, Redactor(result.document.secrets))
+    return Prepared(result, plan, Redactor(result.document.secrets), options)
 
 
 def _refused(message: str, diagnostics: list[Any] | None = None) -> Refusal:

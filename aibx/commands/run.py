@@ -14,6 +14,8 @@ from aibx.commands.plan import add_compile_options
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
 
+DEPROVISION_THIS_MACHINE = "--deprovision-this-machine"
+
 EXAMPLES = """\
 examples:
   aibx run template.json --host azureuser@vm.example.com
@@ -24,6 +26,7 @@ examples:
                                                       Windows over WinRM (HTTPS, NTLM)
   aibx run win.json --host ssh://admin@vm             Windows with OpenSSH: the same customizers
   aibx run template.json --host local                 this machine (careful: customizers change it)
+  aibx run template.json --host vm --generalize --yes deprovision last, without asking (CI)
   aibx run template.json --host vm --from install-app --report report.json
   aibx run template.json --host vm --only install-app --only configure
   aibx run template.json --host vm --dry-run          the plan, nothing runs
@@ -35,7 +38,10 @@ examples:
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
 AIB's deprovisioning script is staged at /tmp/DeprovisioningScript.sh (c:\\DeprovisioningScript.ps1) but runs only
-with --generalize, for at most --deprovision-timeout. Every scriptUri/sourceUri is fetched and checked against its
+with --generalize, for at most --deprovision-timeout. --generalize asks for "yes" on a terminal first (--yes
+skips the question; without a terminal it is required), and with --host local it is refused unless
+--deprovision-this-machine is given too. Without --generalize the staged Linux script is removed at the end
+(--skip 'stage deprovisioning script' leaves it alone). Every scriptUri/sourceUri is fetched and checked against its
 sha256Checksum before anything reaches the VM (unless --fetch-on-target).
 
 WindowsUpdate runs rounds of search, download and install as SYSTEM, restarting the VM between rounds when needed
@@ -158,6 +164,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="leave this customizer or validator out (repeatable)",
     )
     add_compile_options(p)
+    g = p.add_argument_group("deprovisioning (--generalize)")
+    g.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before --generalize deprovisions the VM (as Terraform's -auto-approve); without a "
+        "terminal --generalize needs it",
+    )
+    g.add_argument(
+        DEPROVISION_THIS_MACHINE,
+        action="store_true",
+        help="with --host local, let --generalize deprovision THIS machine (waagent -deprovision+user deletes "
+        "your user account; refused without this option)",
+    )
     t = p.add_argument_group("limits")
     t.add_argument(
         "--timeout-minutes",
@@ -198,6 +218,35 @@ def _error(message: str) -> Refusal:
     text = f"aibx run: {message}"
     print(text, file=sys.stderr)
     return Refusal(ExitCode.USAGE, [text])
+
+
+def _confirm_generalize(args: argparse.Namespace, hosts: list[str], local: bool) -> Refusal | None:
+    """--generalize destroys access to the VM: never on this machine without ``--deprovision-this-machine``, and
+    never without a "yes" typed on a terminal or ``--yes``. None when the run may go on."""
+    if local and not args.deprovision_this_machine:
+        return _error(
+            "--generalize with --host local would deprovision THIS machine (waagent -force -deprovision+user deletes "
+            f"your user account and SSH access); nothing was run. Use a VM, or add {DEPROVISION_THIS_MACHINE} if "
+            "that is really what you want"
+        )
+    if args.yes:
+        return None
+    where = "this machine" if local else ", ".join(hosts)
+    if not sys.stdin.isatty():
+        return _error(
+            f"--generalize deprovisions {where} at the end and there is no terminal to confirm it: add --yes "
+            "(nothing was run)"
+        )
+    print(
+        f"aibx run: --generalize runs AIB's deprovisioning script last on {where} (waagent -deprovision+user or "
+        "Sysprep): its user accounts and logins are removed and it cannot be used afterwards.",
+        file=sys.stderr,
+    )
+    print("Type 'yes' to go on: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    if answer.strip().lower() != "yes":
+        return _error("not confirmed; nothing was run")
+    return None
 
 
 def _winrm_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -327,6 +376,10 @@ def _run(args: argparse.Namespace) -> int | Refusal:
         for message in problems:
             print(message, file=sys.stderr)
         return Refusal(ExitCode.USAGE, problems)
+    if args.generalize:
+        refused = _confirm_generalize(args, [h.text for h in hosts], any(h.target.scheme == "local" for h in hosts))
+        if refused is not None:
+            return refused
 
     timeout_minutes = args.timeout_minutes or float(
         min(template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES)
@@ -406,8 +459,10 @@ def _execute(args, prepared, selected, target, connect_options, run_options) -> 
     return code
 
 
-def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int:  # type: ignore[no-untyped-def]
-    """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table."""
+def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options) -> int | Refusal:  # type: ignore[no-untyped-def]
+    """Every host with its own runner, event bus, prefixed console, log and report entry; the summary table.
+    A host's log is opened when its turn comes and closed when it is done: descriptors stay proportional to
+    --parallel, however many hosts (and the soft limit on open files is raised to the hard one first)."""
     import asyncio
     import contextlib
     import shutil
@@ -417,22 +472,36 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
 
     from aibx.commands import json_output
     from aibx.engine.console_view import ConsoleView
-    from aibx.engine.customization_log import CustomizationLog
+    from aibx.engine.customization_log import DeferredLog
     from aibx.engine.events import EventBus, Notice
     from aibx.engine.fetch import ContentFetcher, SharedFetcher
-    from aibx.engine.fleet import Fleet, HostRun, outcome_counts, per_host_paths, summary_table
+    from aibx.engine.fleet import (
+        Fleet,
+        HostEntry,
+        HostRun,
+        outcome_counts,
+        per_host_paths,
+        raise_open_files_limit,
+        summary_table,
+    )
     from aibx.engine.progress import event_meter
     from aibx.engine.run_report import FleetReport, RunReport
     from aibx.engine.runner import Runner
+    from aibx.engine.selection import Selection, select
     from aibx.engine.transports import create_transport
 
     json_mode = args.format == "json"
     say = sys.stderr if json_mode else sys.stdout  # what the fleet tells the user; standard output is JSON's
     fleet_report = FleetReport(args.report, args.template, run_options.command_line)
     runs = [HostRun(entry, log_path=path) for entry, path in zip(hosts, per_host_paths(args.log, hosts), strict=True)]
+    for folder in sorted({os.path.dirname(os.path.abspath(host.log_path or "")) for host in runs}):
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            return _error(f"--log {args.log}: cannot write the hosts' logs in {folder}")
+    raise_open_files_limit()
     with contextlib.ExitStack() as logs:
         buses = {}
-        host_logs: list[CustomizationLog] = []
+        host_logs: list[DeferredLog] = []
+        logs_of: dict[HostEntry, DeferredLog] = {}
         # what concerns every host (fetching the scripts and files, once for all): said once, logged for each
         fleet_view = ConsoleView(say, status_line=False)
         fleet_bus = EventBus(prepared.redact, [fleet_view, lambda e: [g(e) for g in host_logs]])
@@ -453,10 +522,7 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             )
         )
         for host in runs:
-            try:
-                log = CustomizationLog(host.log_path)  # type: ignore[arg-type]
-            except OSError as exc:
-                return _error(f"--log {host.log_path}: {exc.strerror or exc}")
+            log = logs_of[host.entry] = DeferredLog(host.log_path)  # type: ignore[arg-type]
             logs.callback(log.close)
             host_logs.append(log)
             console = ConsoleView(
@@ -468,10 +534,18 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             bus.subscribe(report)
             fleet_report.add(host.entry.text, report, str(host.log_path))
 
+        selection = Selection(args.from_step, args.only, args.skip)
+
         def make_runner(host: HostRun) -> Runner:
+            # this host's own random temporary names: the plan was compiled once, for all, before
+            host_selected = select(prepared.compile_again(), selection)
+            try:
+                logs_of[host.entry].open()
+            except OSError as exc:
+                print(f"[{host.entry.text}] aibx: cannot write {host.log_path}: {exc.strerror or exc}", file=sys.stderr)
             target = host.entry.target
             return Runner(
-                selected,
+                host_selected,
                 lambda: create_transport(target, connect_options),
                 buses[host.entry],
                 run_options,
@@ -487,6 +561,7 @@ def _execute_fleet(args, prepared, selected, hosts, connect_options, run_options
             print(f"[{host.entry.text}] aibx: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
 
         fleet.on_internal_error = internal_error
+        fleet.on_host_done = lambda host: logs_of[host.entry].close()
         print(f"aibx: {args.template} on {len(runs)} hosts, at most {fleet.parallel} at a time", file=say, flush=True)
 
         async def main() -> int:

@@ -10,13 +10,15 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from aibx.diagnostics import Diagnostic
     from aibx.loader import LoadOptions
     from aibx.model import OsType
     from aibx.validation import Result
 
 # what a folder argument expands to; dot-folders (.git, .venv) are not searched
-TEMPLATE_PATTERNS = ("*.json", "*.jsonc")
+TEMPLATE_PATTERNS = ("*.json", "*.jsonc", "*.bicep")
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +74,7 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         context=armexpr.DeploymentContext(
             subscription_id=args.subscription_id, resource_group=args.resource_group, location=args.location
         ),
+        allow_local_files=getattr(args, "allow_local_files", False),
     )
     return opts, diags
 
@@ -132,12 +135,18 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
+def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameters: bool = False) -> Loaded:
     from aibx import validation
     from aibx.diagnostics import has_errors
     from aibx.loader import load, unused_assignments
 
     opts, diags = load_options(args)
+    if open_parameters:  # translations carry parameters without a value (and unknown context) as variables
+        from dataclasses import replace
+
+        from aibx.loader import open_context
+
+        opts = replace(opts, open_parameters=True, context=open_context(opts.context))
     loaded = Loaded(diagnostics=diags)
     if has_errors(diags):
         return loaded
@@ -154,4 +163,22 @@ def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
         for doc in result.documents:
             loaded.results.append(validation.validate(doc, override))
     loaded.diagnostics += unused_assignments(opts.parameters, load_results)
+    _warn_secure_parameters_on_the_command_line(opts.parameters, loaded.results)
     return loaded
+
+
+def _warn_secure_parameters_on_the_command_line(parameters: Mapping[str, str], results: list[Result]) -> None:
+    """A secureString (or secureObject) value given with ``-p`` is in this process's command line, which every
+    local user can read (``ps``, /proc/PID/cmdline): say so, once per name (never the value)."""
+    import sys
+
+    secure = {name.lower() for r in results for name in r.document.secure_parameters}
+    for name in parameters:
+        if name.lower() in secure:
+            print(
+                f"aibx: warning: -p {name}=...: {name} is a secure parameter, and the command line is visible to "
+                "every user of this machine (ps); give it in a parameters file only you can read (--parameters "
+                "FILE), written for example from an environment variable by your CI job",
+                file=sys.stderr,
+            )
+            secure.discard(name.lower())

@@ -15,6 +15,9 @@ examples:
   aibx translate template.json --to packer -o template.pkr.hcl
   aibx translate deploy.json --parameters deploy.parameters.json --to packer -o packer/
   aibx translate build.pkr.hcl --to aib -o template.json
+  aibx translate build.pkr.hcl --to bicep -o image.bicep
+  aibx translate template.json --to bicep -o image.bicep
+  aibx translate image.bicep --parameters image.bicepparam --to packer
   aibx translate packer/ --to aib --var image_os=ubuntu22 --only 'ubuntu-22_04.*' -o out/
   aibx translate packer/ --to aib --upload-base-uri https://acct.blob.core.windows.net/aib -o out/
   aibx translate legacy.json --to aib --arm --api-version 2022-07-01 -o deploy.json
@@ -39,15 +42,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "translate",
-        help="convert between AIB templates and Packer",
-        description="Translate an AIB image template to a Packer HCL2 build (--to packer), or a Packer "
-        "configuration (a .pkr.hcl file, a folder of them, or a legacy JSON template) to AIB image templates "
-        "(--to aib), through aibx's template model.",
+        help="convert between AIB templates, Bicep and Packer",
+        description="Translate an AIB image template (JSON, ARM or Bicep) to a Packer HCL2 build (--to packer), "
+        "or a Packer configuration (a .pkr.hcl file, a folder of them, or a legacy JSON template) to AIB image "
+        "templates (--to aib); --to bicep writes Bicep from either, through aibx's template model.",
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", metavar="PATH", help="AIB template (--to packer); Packer file or folder (--to aib)")
-    p.add_argument("--to", required=True, choices=["packer", "aib"], help="the format to write")
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        help="AIB template or .bicep (--to packer|bicep); Packer file or folder (--to aib|bicep)",
+    )
+    p.add_argument("--to", required=True, choices=["packer", "aib", "bicep"], help="the format to write")
     p.add_argument(
         "-o",
         "--output",
@@ -88,7 +95,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--allow-local-files",
         action="store_true",
         help="let the configuration's scripts and files be read from anywhere on this machine (absolute paths, "
-        "paths out of its folder) and copied into the translation; by default only files in its own folder are read",
+        "paths out of its folder) and copied into the translation; by default only files in its own folder are read "
+        "(Bicep input: the same for loadTextContent() and modules)",
     )
     g.add_argument(
         "--allow-env-values",
@@ -118,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print("aibx: --report-json - is deprecated: use --format json", file=err)
         args.format, args.report_json = "json", None
     json_mode = args.format == "json"
-    outcome = _to_packer(args, json_mode) if args.to == "packer" else _to_aib(args, json_mode)
+    outcome = _to_packer(args, json_mode) if _reads_aib(args) else _to_aib(args, json_mode)
     lossy = any(r.lossy for r in outcome.reports)
     if args.report_json:
         try:
@@ -137,6 +145,17 @@ def run(args: argparse.Namespace) -> int:
     if json_mode:
         json_output.write(_document(args, outcome, lossy))
     return _exit_code(args, outcome, lossy)
+
+
+def _reads_aib(args: argparse.Namespace) -> bool:
+    """Whether the input is an AIB template (JSON, ARM, Bicep) rather than a Packer configuration."""
+    if args.to == "packer":
+        return True
+    if args.to == "aib":
+        return False
+    from aibx.translators import packer_kind
+
+    return not (Path(args.path).is_dir() or packer_kind(args.path))
 
 
 def _exit_code(args: argparse.Namespace, outcome: _Outcome, lossy: bool) -> int:
@@ -215,13 +234,14 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     if Path(args.path).is_dir() or packer_kind(args.path):
         return outcome.fail("AIB076", "this is a Packer configuration; translate it with --to aib", args.path)
     packer_only = (args.var, args.var_file, args.only, args.upload_base_uri, args.arm, args.upload_dir)
-    if any(packer_only) or args.allow_local_files or args.allow_env_values:
+    bicep_input = args.path.lower().endswith((".bicep", ".bicepparam"))
+    if any(packer_only) or (args.allow_local_files and not bicep_input) or args.allow_env_values:
         return outcome.fail(
             "AIB076",
             "--var, --var-file, --only, --upload-base-uri, --upload-dir, --arm, --allow-local-files and "
             "--allow-env-values apply to --to aib",
         )
-    loaded = load_templates(args, [args.path])
+    loaded = load_templates(args, [args.path], open_parameters=True)
     # reading problems stop the translation; what AIB would reject in a readable template does not (the
     # translation shows exactly what it made of each field), so validation errors are shown as warnings
     outcome.diagnostics += loaded.diagnostics
@@ -253,8 +273,15 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         if target is not None:
             from aibx.translators.to_packer import source_name
 
-            out_path = target / f"{source_name(tpl)}.pkr.hcl" if folder else target
-        text, report = aib_to_packer(tpl, output_dir, source=args.path)
+            out_path = (
+                target / f"{source_name(tpl)}.{'bicep' if args.to == 'bicep' else 'pkr.hcl'}" if folder else target
+            )
+        if args.to == "bicep":
+            from aibx.translators import aib_to_bicep
+
+            text, report = aib_to_bicep(tpl, source=args.path, api_version=args.api_version)
+        else:
+            text, report = aib_to_packer(tpl, output_dir, source=args.path)
         report.output = str(out_path) if out_path else None
         outcome.reports.append(report)
         outcome.diagnostics += report.diagnostics
@@ -262,6 +289,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
             outcome.failed = True
         texts.append((report, out_path, text))
     if outcome.failed:
+        outcome.notes = [n for n in outcome.notes if not n.endswith("it was translated anyway")]
         return outcome
     for report, out_path, text in texts:
         if out_path is None:
@@ -272,6 +300,20 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
 
 
 # ----------------------------------------------------------------------------------------------- Packer → AIB
+def _variables(config: object) -> dict[str, object]:
+    """The Packer variables that have values, for the params of a Bicep file."""
+    from aibx.document import Unresolved
+    from aibx.translators.bicep_writer import PackerVariable
+
+    sensitive = getattr(config, "sensitive_names", set())
+    secrets = getattr(config, "secrets", set())  # values from the environment are secrets too (AIB079)
+    return {
+        name: PackerVariable(value, name in sensitive or (isinstance(value, str) and value in secrets))
+        for name, value in getattr(config, "variables", {}).items()
+        if value is not None and not isinstance(value, Unresolved)
+    }
+
+
 def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     import os
 
@@ -342,16 +384,24 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         if t.template is None:
             t.report.output = "(nothing: not translated)"
             continue
-        document = aib_document(t.template, t.report, api_version=options.api_version, arm=args.arm)
+        if args.to == "bicep":
+            from aibx.translators.bicep_writer import write_bicep
+
+            t.report.target = "bicep"
+            text = write_bicep(t.template, t.report, api_version=options.api_version, variables=_variables(config))
+        else:
+            document = aib_document(t.template, t.report, api_version=options.api_version, arm=args.arm)
+            text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         if t.report.diagnostics:  # a secret it could not keep out: nothing is written
             outcome.diagnostics += t.report.diagnostics
             outcome.failed = True
             continue
         out_path = None
         if target is not None:
-            out_path = target / f"{t.name.replace('/', '_')}.json" if folder else target
+            suffix = "bicep" if args.to == "bicep" else "json"
+            out_path = target / f"{t.name.replace('/', '_')}.{suffix}" if folder else target
         t.report.output = str(out_path) if out_path else None
-        documents.append((t.report, out_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n"))
+        documents.append((t.report, out_path, text))
     if outcome.failed:
         return outcome
     for report, out_path, text in documents:

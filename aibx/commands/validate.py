@@ -11,10 +11,12 @@ from aibx.exitcodes import ExitCode
 EXAMPLES = """\
 examples:
   aibx validate template.json
-  aibx validate templates/                       every *.json and *.jsonc below the folder (not in .dot folders)
+  aibx validate templates/                       every *.json, *.jsonc, *.bicep below (not .dot folders)
   aibx validate deploy.json --parameters deploy.parameters.json --resource-group rg --subscription-id ID
   aibx validate quickstart.json -p region1=westeurope -p runOutputName=img1
   aibx validate template.json --api-version 2024-02-01 --strict
+  aibx validate main.bicep --parameters dev.bicepparam -p imageName=web
+  aibx validate dev.bicepparam                   the .bicep file it is `using`, with its values
   az image builder show -n NAME -g RG | aibx validate -
   aibx validate template.json --format json | jq '.diagnostics[] | select(.severity=="error")'
 
@@ -40,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_template_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
+    p.add_argument(
+        "--allow-local-files",
+        action="store_true",
+        help="let a Bicep file's loadTextContent() and modules read files outside its folder",
+    )
     p.set_defaults(handler=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import stat
@@ -17,6 +18,10 @@ CHUNK = 64 * 1024
 COPY_BLOCK = 1024 * 1024
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 SHELL = "/bin/sh"
+SYMLINK_REFUSED = (
+    "is a symbolic link (to {target}); aibx does not write through one: name the file it points to as the "
+    "destination if that is the one you mean"
+)
 
 
 class LocalTransport(Transport):
@@ -116,6 +121,8 @@ class LocalTransport(Transport):
         if not parent.is_dir():
             reason = "is not a directory" if parent.exists() else "does not exist"
             raise RemoteFileError(remote_path, f"parent directory {parent} {reason}")
+        if path.is_symlink():  # (and O_NOFOLLOW below, should one be planted meanwhile)
+            raise RemoteFileError(remote_path, SYMLINK_REFUSED.format(target=os.readlink(path)))
         if path.is_dir():
             raise RemoteFileError(remote_path, "is a directory; the destination must name the file")
         try:
@@ -129,6 +136,8 @@ class LocalTransport(Transport):
         except _PartialWrite as exc:
             raise RemoteFileError(remote_path, f"{exc.reason}; the partial file was removed") from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RemoteFileError(remote_path, SYMLINK_REFUSED.format(target="?")) from None
             raise RemoteFileError(remote_path, exc.strerror or str(exc)) from None
 
     async def get(self, remote_path: str) -> bytes:
@@ -157,7 +166,7 @@ def _write_file(data: bytes | Path, path: Path, on_progress: ProgressCallback | 
     """Write ``path``; if that fails once it is open (a full disk), remove it rather than leave a truncated file
     that looks like the real one (a regular file only: never a device such as /dev/full). Failing to open it
     changes nothing. ``on_progress`` hears (from this worker thread) how far a copy of a file got."""
-    dst = path.open("wb")
+    dst = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666), "wb")
     regular = stat.S_ISREG(os.fstat(dst.fileno()).st_mode)
     try:
         with dst:

@@ -10,7 +10,8 @@
   ``reconnect()`` (after a reboot) accepts only the very key the first connection accepted.
 * Auth: the ``identity`` file, the keys ssh-agent holds, the default keys (``~/.ssh/id_*``, ``IdentityFile``) and a
   password (given by the caller, never read from the command line). ``~/.ssh/config`` (aliases, HostName, Port,
-  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh.
+  User, IdentityFile, ProxyJump, ...) is honoured through asyncssh, except ``ForwardAgent``: the agent is never
+  forwarded to the VM.
 * A command that does not end by itself (timeout, cancellation) is stopped with SIGTERM to its process group
   (OpenSSH's ``signal`` channel request), then SIGKILL.
 """
@@ -23,6 +24,7 @@ import errno
 import io
 import os
 import posixpath
+import secrets
 import signal
 import socket
 from pathlib import Path
@@ -111,10 +113,12 @@ class SshTransport(Transport):
         # the SFTP session, started in the background at connect (its three round trips overlap the boot id's)
         self._sftp_start: asyncio.Task[asyncssh.SFTPClient] | None = None
         self._background_due = False  # the SFTP session and the agent are still to be started
+        self._sftp_busy = 0  # puts and gets under way (the SFTP session is not given back meanwhile)
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
         self.windows = options.remote_os == "windows"
         self.service = "SSH"
+        self._upload_token = secrets.token_hex(6)  # part of the names uploads are written under before the rename
 
     # ------------------------------------------------------------------------------------------ connecting
     async def connect(self) -> None:
@@ -135,6 +139,9 @@ class SshTransport(Transport):
             "keepalive_interval": opts.keepalive_interval,
             "keepalive_count_max": opts.keepalive_count_max,
             "config": opts.ssh_config if opts.ssh_config is not None else (),
+            # never forward ssh-agent, whatever ~/.ssh/config says (ForwardAgent yes): a template's commands would
+            # sign with your keys for as long as the run lasts
+            "agent_forwarding": False,
         }
         if pinned is not None:
             # the same key as at the first connect, offered as a plain key (not a certificate for it)
@@ -362,6 +369,29 @@ class SshTransport(Transport):
             self._agent_start = asyncio.ensure_future(ssh_agent.Agent.start(self._conn, self.options.stop_grace))
         return True
 
+    async def _open_process(self, command: str) -> asyncssh.SSHClientProcess:
+        """An exec channel for ``command``. A server that refuses another session (MaxSessions, or a session it
+        has not yet cleaned up) gets back the idle agent's and SFTP's, and is asked again, up to 3 times."""
+        for attempt in range(1, 4):
+            try:
+                return await self._require().create_process(command, encoding=None)
+            except asyncssh.ChannelOpenError:
+                if attempt == 3:
+                    raise
+                self._give_back_sessions()
+                await asyncio.sleep(0.1 * attempt)
+        raise AssertionError("unreachable")
+
+    def _give_back_sessions(self) -> None:
+        """Close the agent (not to be started again on this connection) and the SFTP session (started again when
+        a file needs it), unless they are in use."""
+        if self._agent is not None and not self._agent.lock.locked():
+            self._agent.close()
+            self._agent = None
+        if self._sftp is not None and not self._sftp_busy:
+            self._sftp.exit()
+            self._sftp = None
+
     def _drop_background(self) -> None:
         self._background_due = False
         if self._sftp_start is not None:
@@ -381,9 +411,8 @@ class SshTransport(Transport):
         on_output: OutputCallback | None,
         timeout: float | None,
     ) -> int:
-        conn = self._require()
         try:
-            process = await conn.create_process(command, encoding=None)
+            process = await self._open_process(command)
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(
                 f"cannot start a command on {self.target}: {_reason(exc)}", command_started=False
@@ -506,15 +535,35 @@ class SshTransport(Transport):
     ) -> None:
         if await self._put_through_agent(data, remote_path, mode, on_progress):
             return
+        self._sftp_busy += 1
+        try:
+            await self._put_over_sftp(data, remote_path, mode, on_progress)
+        finally:
+            self._sftp_busy -= 1
+
+    async def _put_over_sftp(
+        self, data: bytes | Path, remote_path: str, mode: int | None, on_progress: ProgressCallback | None
+    ) -> None:
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         block = sftp.limits.max_write_len or 32768
+        # Linux: never through a symlink. A link at the path is refused; the bytes go to a new file beside it
+        # (an exclusive create, which follows nothing) renamed over the path, which replaces whatever was planted
+        # there meanwhile instead of following it
+        write_path = remote_path
+        if not self.windows:
+            await self._refuse_a_symlink(sftp, remote_path, shown)
+            write_path = self._partial_path(remote_path)
+            await _remove_regular_file(sftp, write_path)
         try:
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
             # block_size=0: each write is one request, sent when its coroutine starts (asyncssh's own splitting
             # would send it from tasks of its own, after requests made later, such as the fsync)
-            f = await sftp.open(remote_path, "wb", attrs or asyncssh.SFTPAttrs(), block_size=0)
+            pflags = "wb" if self.windows else "xb"
+            f = await sftp.open(write_path, pflags, attrs or asyncssh.SFTPAttrs(), block_size=0)
+        except _SFTP_LOST as exc:
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
@@ -535,36 +584,53 @@ class SshTransport(Transport):
                 else:
                     await _pipelined_write(f, io.BytesIO(data), block, size, on_progress)
                     await _write_chmod_fsync(f, None, settle)
+            except _SFTP_LOST:
+                raise
             except asyncssh.SFTPError as exc:
                 size = data.stat().st_size if isinstance(data, Path) else len(data)
                 reason = await _write_failure(f, size, exc)
                 with contextlib.suppress(asyncssh.Error, OSError):
                     await f.close()
                 # never leave a truncated file that looks like the real one
-                removed = await _remove_regular_file(sftp, remote_path)
+                removed = await _remove_regular_file(sftp, write_path)
                 raise RemoteFileError(shown, reason + ("; the partial file was removed" if removed else "")) from None
             await f.close()
+            if write_path != remote_path:
+                try:
+                    await sftp.posix_rename(write_path, remote_path)
+                except asyncssh.SFTPError:
+                    await _remove_regular_file(sftp, write_path)
+                    raise
+        except _SFTP_LOST as exc:  # SFTP's own word for a dropped connection (a reboot): the step rides it out
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncio.CancelledError:  # an interrupt or the deadline: the partial file goes too (best effort)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(_discard(f, sftp, remote_path)), CANCELLED_UPLOAD_CLEANUP)
+                await asyncio.wait_for(asyncio.shield(_discard(f, sftp, write_path)), CANCELLED_UPLOAD_CLEANUP)
             raise
+
+    def _partial_path(self, remote_path: str) -> str:
+        """Where an upload writes before the rename: random for this run, the same for every attempt (an upload a
+        reboot cut short leaves its partial file under this name, removed before the next attempt)."""
+        folder, name = posixpath.split(remote_path)
+        return posixpath.join(folder, f".{name[:100]}.aibx-{self._upload_token}")
 
     async def _put_through_agent(
         self, data: bytes | Path, remote_path: str, mode: int | None, on_progress: ProgressCallback | None
     ) -> bool:
-        """A small file in one round trip through the agent (written, given its mode, synced to disk) instead of
-        SFTP's three (open, write with chmod and fsync, close). False when the agent cannot take it or the command
-        fails (a missing folder, a full disk, ...): SFTP then writes it and says exactly what went wrong."""
+        """A small file in one round trip through the agent, written as over SFTP (never through a symlink, into a
+        new file beside it, given its mode, synced, renamed over the path) instead of SFTP's six round trips. False
+        when the agent cannot take it or the command fails (a symlink, a missing folder, a full disk, ...): SFTP
+        then writes it or says exactly what is wrong."""
         if self.windows or "\n" in remote_path:
             return False
         payload = ssh_agent.small_file(data)
         if payload is None:
             return False
-        command = ssh_agent.put_command(remote_path, mode)
+        command = ssh_agent.put_command(remote_path, self._partial_path(remote_path), mode)
         agent = await self._ready_agent(command)
         if agent is None:
             return False
@@ -575,6 +641,21 @@ class SshTransport(Transport):
         if on_progress is not None and payload:
             on_progress(len(payload), len(payload))
         return True
+
+    async def _refuse_a_symlink(self, sftp: asyncssh.SFTPClient, path: str, shown: str) -> None:
+        try:
+            attrs = await sftp.lstat(path)
+        except (asyncssh.SFTPError, asyncssh.Error, OSError):
+            return  # nothing there (or nothing to tell): the write itself says what is wrong
+        if attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK:
+            target = ""
+            with contextlib.suppress(asyncssh.Error, OSError):
+                target = f" (to {await sftp.readlink(path)})"
+            raise RemoteFileError(
+                shown,
+                f"is a symbolic link{target}; aibx does not write through one: name the file it points to as the "
+                "destination if that is the one you mean",
+            )
 
     async def _explain(
         self, sftp: asyncssh.SFTPClient, path: str, shown: str, exc: asyncssh.SFTPError
@@ -599,6 +680,13 @@ class SshTransport(Transport):
         return RemoteFileError(shown, exc.reason or type(exc).__name__)
 
     async def get(self, remote_path: str) -> bytes:
+        self._sftp_busy += 1
+        try:
+            return await self._get_over_sftp(remote_path)
+        finally:
+            self._sftp_busy -= 1
+
+    async def _get_over_sftp(self, remote_path: str) -> bytes:
         sftp = await self._sftp_client()
         try:
             async with sftp.open(self._sftp_path(remote_path), "rb") as f:
@@ -713,6 +801,10 @@ def _retrieve(task: asyncio.Task[asyncssh.SFTPClient]) -> None:
     """A background start nobody awaited (the run ended first) must not log an unretrieved exception."""
     if not task.cancelled():
         task.exception()
+
+
+# what asyncssh's SFTP client raises when the connection under it is gone (not a refusal by the server)
+_SFTP_LOST = (asyncssh.SFTPNoConnection, asyncssh.SFTPConnectionLost)
 
 
 async def _write_failure(f: asyncssh.SFTPClientFile, size: int, exc: asyncssh.SFTPError) -> str:

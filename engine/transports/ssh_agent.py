@@ -225,15 +225,23 @@ class Agent:
         self.process.close()
 
 
-def put_command(path: str, mode: int | None) -> str:
-    """The command that writes its stdin to ``path`` as SFTP's open, write, fchmod and fsync would: an existing
-    file is truncated, a new one gets the session's umask, or with ``mode`` is created private and then given
-    ``mode``; the bytes are on disk before it succeeds. On failure the transport writes the file over SFTP."""
-    f = '"$f"'
-    write = f"cat >{f}" if mode is None else f"(umask 077; exec cat >{f}) && chmod {mode:o} {f}"
+def put_command(path: str, partial: str, mode: int | None) -> str:
+    """The command that writes its stdin to ``path`` as the SFTP upload does: nothing is written through a
+    symlink (a link or a directory at ``path`` fails the command); the bytes go to ``partial``, created new and
+    exclusively (a regular file an earlier attempt left there is removed first), with the session's umask or, with
+    ``mode``, private and then given ``mode``; synced to disk, then renamed over ``path``. On failure the
+    transport writes the file over SFTP, which says what is wrong."""
+    f, t = '"$f"', '"$t"'
+    create = f"(set -C; exec cat >{t})" if mode is None else f"(umask 077; set -C; exec cat >{t}) && chmod {mode:o} {t}"
     # stopped (an interrupt): no partial file is left, as SFTP's cancelled upload removes its own
-    traps = "".join(f"trap 'rm -f {f}; exit {128 + n}' {sig}; " for sig, n in (("HUP", 1), ("INT", 2), ("TERM", 15)))
-    return f"f={shlex.quote(path)}; {traps}{write} && sync -- {f}"
+    traps = "".join(f"trap 'rm -f {t}; exit {128 + n}' {sig}; " for sig, n in (("HUP", 1), ("INT", 2), ("TERM", 15)))
+    return (
+        f"f={shlex.quote(path)}; t={shlex.quote(partial)}; "
+        f"if [ -h {f} ] || [ -d {f} ]; then exit 3; fi; "
+        f"if [ -f {t} ] && [ ! -h {t} ]; then rm -f {t}; fi; {traps}"
+        f"{create} && sync -- {t} && mv -f -T -- {t} {f} || "
+        f"{{ rc=$?; [ -f {t} ] && [ ! -h {t} ] && rm -f {t}; exit $rc; }}"
+    )
 
 
 def small_file(data: bytes | Path) -> bytes | None:

@@ -203,6 +203,11 @@ class WinRMTransport(Transport):
                 "Basic authentication over plain HTTP (--allow-unencrypted): the password and everything else "
                 "travel unencrypted"
             )
+        elif self.auth == "ntlm" and not target.https:
+            self.connect_note = (
+                "NTLM over plain HTTP (winrm://) encrypts the messages but does not authenticate the VM: whoever "
+                "answers at that address gets the commands and files; use winrms:// (with --winrm-ca) to verify it"
+            )
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._protocol = None
         self._shell_id: str | None = None

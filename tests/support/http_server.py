@@ -1,8 +1,9 @@
 """A small HTTP(S) server on 127.0.0.1 serving scripts and files to aibx (and to the VM with --fetch-on-target).
 
 Each path answers with a queue of responses (``serve("/a.sh", body, failures=[503, 503])`` answers 503 twice, then
-the body), so tests can show retries; every request is recorded. ``tls=True`` serves HTTPS with a certificate for
-127.0.0.1 signed by a throw-away CA, whose file ``ca_file`` a client must trust (``SSL_CERT_FILE``).
+the body), so tests can show retries; ``redirect(path, location)`` answers 302; every request is recorded.
+``tls=True`` serves HTTPS with a certificate for 127.0.0.1 signed by a throw-away CA, whose file ``ca_file`` a
+client must trust (``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 class _Route:
     body: bytes
     failures: deque[int] = field(default_factory=deque)
+    location: str | None = None  # answer 302 with this Location instead
 
 
 class ContentServer:
@@ -40,8 +42,12 @@ class ContentServer:
                     server.requests.append(self.path)
                     route = server.routes.get(urlsplit(self.path).path)
                     status = route.failures.popleft() if route and route.failures else (200 if route else 404)
+                if route and route.location and status == 200:
+                    status = 302
                 body = route.body if route and status == 200 else f"status {status}\n".encode()
                 self.send_response(status)
+                if status == 302 and route and route.location:
+                    self.send_header("Location", route.location)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -62,6 +68,12 @@ class ContentServer:
         """Serve ``body`` at ``path`` (after answering with each status of ``failures``); returns the URL."""
         with self.lock:
             self.routes[path] = _Route(body, deque(failures or []))
+        return self.url(path)
+
+    def redirect(self, path: str, location: str) -> str:
+        """Answer ``path`` with a 302 to ``location`` (any scheme); returns the URL."""
+        with self.lock:
+            self.routes[path] = _Route(b"", location=location)
         return self.url(path)
 
     def url(self, path: str) -> str:
