@@ -107,12 +107,10 @@ class SshTransport(Transport):
         self.target = str(target)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
-        # the command agent (ssh_agent.py): started in the background at connect, used once it is ready
+        # the command agent (ssh_agent.py): started in the background with the first command, used once ready
         self._agent: ssh_agent.Agent | None = None
         self._agent_start: asyncio.Task[ssh_agent.Agent | None] | None = None
-        # the SFTP session, started in the background at connect (its three round trips overlap the boot id's)
-        self._sftp_start: asyncio.Task[asyncssh.SFTPClient] | None = None
-        self._background_due = False  # the SFTP session and the agent are still to be started
+        self._background_due = False  # the agent is still to be started on this connection
         self._sftp_busy = 0  # puts and gets under way (the SFTP session is not given back meanwhile)
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
@@ -356,15 +354,13 @@ class SshTransport(Transport):
             raise
 
     def _start_background(self) -> bool:
-        """Start the SFTP session and the agent, once per connection, at the first command or file; True when
-        this call started them. They start after the caller's own channel is asked for (tasks run at the loop's
-        next turn), so a server with a low MaxSessions gives the first command its channel, and what does not fit
-        falls back: the agent to exec channels, SFTP to a start at first use."""
+        """Start the agent, once per connection, at the first command or file; True when this call started it. It
+        starts after the caller's own channel is asked for (tasks run at the loop's next turn), so a server with a
+        low MaxSessions gives the first command its channel, and the agent falls back to exec channels when no
+        session is left for it. (SFTP starts when a file needs it: most runs move no file over SFTP.)"""
         if not self._background_due or self._conn is None:
             return False
         self._background_due = False
-        self._sftp_start = asyncio.ensure_future(self._conn.start_sftp_client())
-        self._sftp_start.add_done_callback(_retrieve)
         if not self.windows and ssh_agent.enabled():
             self._agent_start = asyncio.ensure_future(ssh_agent.Agent.start(self._conn, self.options.stop_grace))
         return True
@@ -394,9 +390,6 @@ class SshTransport(Transport):
 
     def _drop_background(self) -> None:
         self._background_due = False
-        if self._sftp_start is not None:
-            self._sftp_start.cancel()
-            self._sftp_start = None
         if self._agent_start is not None:
             self._agent_start.cancel()
             self._agent_start = None
@@ -508,14 +501,8 @@ class SshTransport(Transport):
     # ------------------------------------------------------------------------------------------ files
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
-            self._start_background()
-            starting, self._sftp_start = self._sftp_start, None
             try:
-                if starting is not None and not starting.cancelled():
-                    with contextlib.suppress(asyncssh.ChannelOpenError):  # no session left then: once more now
-                        self._sftp = await starting
-                if self._sftp is None:
-                    self._sftp = await self._require().start_sftp_client()
+                self._sftp = await self._require().start_sftp_client()
             except (asyncssh.Error, OSError) as exc:
                 raise ConnectionLost(f"cannot start SFTP on {self.target}: {_reason(exc)}") from None
         return self._sftp
@@ -795,12 +782,6 @@ async def _write_chmod_fsync(
             raise outcome
     if chunk and on_progress is not None:
         on_progress(len(chunk), len(chunk))
-
-
-def _retrieve(task: asyncio.Task[asyncssh.SFTPClient]) -> None:
-    """A background start nobody awaited (the run ended first) must not log an unretrieved exception."""
-    if not task.cancelled():
-        task.exception()
 
 
 # what asyncssh's SFTP client raises when the connection under it is gone (not a refusal by the server)
