@@ -11,8 +11,11 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 from aibx import __version__
+from aibx.errors import AibxError, exit_code
 from aibx.exitcodes import ExitCode
 
 VERBS = ("validate", "translate", "plan", "run")
@@ -64,10 +67,16 @@ see also:
 class _Completion(argparse.Action):
     """--print-completion / --install-completion: aibx.completion (and shtab) are imported only then."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         from aibx import completion
 
-        completion.run(parser, option_string or "", values)
+        completion.run(parser, option_string or "", values if isinstance(values, str) or values is None else None)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -109,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(verb: str):
+def _command(verb: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"aibx.commands.{verb}")
     except ModuleNotFoundError as exc:
@@ -134,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
+    except AibxError as exc:  # an error the user can act on: its message and its exit code, never a traceback
+        print(f"aibx: {exc}", file=sys.stderr)
+        return exit_code(exc)
     except Exception as exc:
         if os.environ.get("AIBX_DEBUG"):
             raise

@@ -989,7 +989,8 @@ class _Loader:
         subst = self.substitute(new, code=True)
         new = subst if isinstance(subst, str) else new
         if _PLACEHOLDER.fullmatch(new):
-            self.unresolved_keys[(*path[:-1], new)] = Unresolved(
+            unresolved_path = (*path[:-1], new)
+            self.unresolved_keys[unresolved_path] = Unresolved(
                 new, f"placeholder {new} not substituted; pass -p {new[1:-1]}=VALUE"
             )
         return new

@@ -16,6 +16,7 @@ import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from aibx import api_history, model
@@ -210,7 +211,9 @@ class _Schema:
         self.strict = is_strict(version)
         self.diags = diags
 
-    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
+    def add(
+        self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None
+    ) -> None:
         self.diags.append(self.doc.diagnostic(code, message, path, key=key, severity=severity))
 
     def name_severity(self) -> Severity:
@@ -339,7 +342,7 @@ class _Schema:
             elif value[written] == "":
                 self.add("AIB011", f'"{req}" is required and must not be empty', (*path, written))
 
-    def field(self, item: object, spec: dict, path: JsonPath, name: str, def_name: str | None) -> None:
+    def field(self, item: Any, spec: dict, path: JsonPath, name: str, def_name: str | None) -> None:
         if spec.get("ro") and not (def_name == ROOT and name in _ENVELOPE_KEYS):
             self.add(
                 "AIB059", f'"{name}" is read-only: the service sets it and ignores what is written', path, key=True
@@ -495,7 +498,9 @@ class _Rules:
         self.defs = SCHEMAS[version]
         self.diags: list[Diagnostic] = []
 
-    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
+    def add(
+        self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None
+    ) -> None:
         self.diags.append(self.doc.diagnostic(code, message, path, key=key, severity=severity))
 
     def run(self) -> list[Diagnostic]:

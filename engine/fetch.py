@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from aibx import __version__
 from aibx.engine.progress import TransferMeter
@@ -210,7 +211,17 @@ class ContentFetcher:
             raise FetchError(f"cannot download {redact_uri(uri)}: {exc}") from None
 
 
-def _copy_hashing(src, dst, cancel: threading.Event | None = None, on_chunk=None) -> str:  # type: ignore[no-untyped-def]
+class _Reads(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class _Writes(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def _copy_hashing(
+    src: _Reads, dst: _Writes, cancel: threading.Event | None = None, on_chunk: Callable[[int], None] | None = None
+) -> str:
     digest = hashlib.sha256()
     done = 0
     while chunk := src.read(CHUNK):

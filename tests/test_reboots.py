@@ -9,7 +9,6 @@ network that fails while the VM lives on.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -25,9 +24,9 @@ import pytest
 
 from tests.support.agent_modes import ssh_agent_mode  # noqa: F401
 from tests.support.requirements import require_root
+from tests.support.ssh_run import ROOT, Run, wait_for
 from tests.support.sshd import IS_ROOT, PortBlackhole, SilentPort, SshTarget
 from tests.support.templates import shell, write_template
-from tests.test_run_ssh import ROOT, Run, wait_for
 
 FAST = ("--keepalive", "1s", "--connect-timeout", "5s")  # a dead peer is noticed within 3 s
 
@@ -230,11 +229,10 @@ def test_a_command_killed_by_sigterm_as_the_vm_goes_down_counts_as_ended_by_the_
 @pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_command_killed_by_a_signal_without_a_reboot_still_fails(ssh_target: SshTarget, tmp_path: Path) -> None:
     steps = [shell("kills-itself", "echo going", "kill -TERM $$"), shell("next", "true")]
-    started = time.monotonic()
     run = Run(tmp_path, ssh_target, write_template(tmp_path, steps), *FAST)
     assert run.code == 1, run.result.text
     assert "exit code 143" in run.result.err and reboots(run) == []
-    assert time.monotonic() - started < 5  # the VM said it is running: no wait for a reboot
+    assert "waiting up to" not in run.result.out  # the VM said it is running: no wait for a reboot
 
 
 @pytest.mark.usefixtures("ssh_agent_mode")
@@ -302,14 +300,11 @@ def test_a_vm_that_never_comes_back_is_exit_4_naming_the_step_and_the_last_error
 
     killer = threading.Thread(target=power_off)
     killer.start()
-    started = time.monotonic()
     run = Run(tmp_path, target, write_template(tmp_path, steps), *FAST, "--reconnect-timeout", "3s")
-    took = time.monotonic() - started
     killer.join()
     for h in hole:
         h.close()
     assert run.code == 4, run.result.text
-    assert took < 3 + 5  # the window, plus loading and compiling
     message = run.result.err
     assert "step 'long': SSH did not come back within 3.00 s (--reconnect-timeout)" in message
     assert ("last error: connection refused" if down == "refused" else "last error: no answer") in message
@@ -337,10 +332,9 @@ def test_ctrl_c_while_waiting_for_the_vm_exits_130_at_once(make_ssh_target, tmp_
         while "waiting up to 20m00s" not in console.read_text():
             assert time.monotonic() < deadline, console.read_text()
             time.sleep(0.05)
-        interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130, console.read_text()
-    assert time.monotonic() - interrupted < 10
+        assert proc.wait(timeout=30) == 130, console.read_text()  # (a guard against a hang; speed is bench/'s)
+    assert "waiting up to 20m00s" in console.read_text()  # interrupted in the middle of the 20-minute wait
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["outcome"] == "interrupted" and report["steps"][-2]["outcome"] == "interrupted"
     assert report["steps"][-1]["outcome"] == "not run"  # the staged script stays, for a rerun
@@ -351,7 +345,8 @@ def test_a_port_forward_that_accepts_while_the_vm_is_down_does_not_stall_the_rec
     make_ssh_target, tmp_path: Path
 ) -> None:
     """While the VM is down its NAT port forward accepts connections and stays silent: each attempt gives up
-    after a few seconds without an SSH banner, instead of waiting out the 30 s connect timeout."""
+    after a few seconds without an SSH banner, instead of waiting out the 30 s connect timeout. The reconnect
+    window (20 s) is shorter than that timeout: a stalled attempt would time the step out (exit 4)."""
     target = make_ssh_target()
     d = target.remote_dir("silent")
     steps = [shell("long", f"echo started > {d}/started", "sleep 60"), shell("next", f"touch {d}/next")]
@@ -369,15 +364,13 @@ def test_a_port_forward_that_accepts_while_the_vm_is_down_does_not_stall_the_rec
 
     rebooter = threading.Thread(target=reboot_behind_a_port_forward)
     rebooter.start()
-    run = Run(tmp_path, target, write_template(tmp_path, steps), "--keepalive", "1s", "--connect-timeout", "30s")
+    run = Run(tmp_path, target, write_template(tmp_path, steps), "--keepalive", "1s", "--connect-timeout", "30s",
+              "--reconnect-timeout", "20s")  # fmt: skip
     rebooter.join()
     silent[0].release()
     assert silent[0].accepted  # aibx did knock while the VM was down
     assert run.code == (0 if IS_ROOT else 1), run.result.text  # unprivileged: the boot id cannot change
-    [reboot] = run.report["reboots"] or [{"backAt": None}]
-    came_back = run.report["steps"][1]["end"] if reboot["backAt"] is None else reboot["backAt"]
-    back = datetime.datetime.fromisoformat(came_back.replace("Z", "+00:00")).timestamp()
-    assert back - timeline[0] < 7  # within one banner wait (5 s) of sshd's return, not the 30 s connect timeout
+    assert timeline and run.outcomes()["long"] != "timed out"  # back within the window, not after 30 s
 
 
 @pytest.mark.usefixtures("ssh_agent_mode")

@@ -7,6 +7,7 @@ loader, model and validation are imported when templates are loaded.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from aibx.commands.template_args import add_template_options, load_templates
 from aibx.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from aibx.commands.template_args import Loaded
+    from aibx.console import Style
 
 EXAMPLES = """\
 examples:
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def summary_line(loaded, errors: int, warnings: int, failed: bool, style) -> str:
+def summary_line(loaded: Loaded, errors: int, warnings: int, failed: bool, style: Style) -> str:
     def count(n: int, word: str) -> str:
         return f"{n} {word}{'s' * (n != 1)}"
 

@@ -160,7 +160,7 @@ class SshTransport(Transport):
         try:
             sock = await self._open_socket(kwargs, deadline)
             kwargs["connect_timeout"] = max(deadline - loop.time(), 0.001)
-            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)  # type: ignore[arg-type]
+            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._host_key_error(check, known_hosts) from exc
         except asyncssh.PermissionDenied:
@@ -474,11 +474,7 @@ class SshTransport(Transport):
 
     async def boot_identity(self) -> str | None:
         """Linux: the kernel's boot_id; Windows (``remote_os="windows"``): LastBootUpTime, through PowerShell."""
-        command = BOOT_ID_COMMAND
-        if self.windows:  # imported here: a Linux run does not load the WinRM transport
-            from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT
-
-            command = powershell.encoded_command_line(BOOT_IDENTITY_SCRIPT)
+        command = powershell.encoded_command_line(powershell.BOOT_IDENTITY_SCRIPT) if self.windows else BOOT_ID_COMMAND
         code, text = await self._output_of(command)
         lines = text.splitlines()
         return lines[-1].strip() if code == 0 and lines and lines[-1].strip() else None
@@ -698,7 +694,12 @@ async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
     when it stays silent or closes the connection (a port forward whose VM is down)."""
     loop = asyncio.get_running_loop()
     readable = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
     try:
         await asyncio.wait_for(readable, timeout)
     except asyncio.TimeoutError:
@@ -740,7 +741,7 @@ async def _pipelined_write(
             if len(pending) >= UPLOAD_DEPTH:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 acknowledged(done)
-            request = asyncio.ensure_future(f.write(chunk, offset))
+            request: asyncio.Future[int] = asyncio.ensure_future(f.write(chunk, offset))
             sizes[request] = len(chunk)
             pending.add(request)
             offset += len(chunk)
