@@ -563,7 +563,7 @@ class WinRMTransport(Transport):
             shell_id = self._guard(protocol.open_shell, codepage=self.options.codepage)
         except ConnectionLost as e:
             raise ConnectionLost(str(e), command_started=False) from None  # the command was not sent
-        self._shell_id, self._unsignalled = shell_id, 0  # type: ignore[assignment]
+        self._shell_id, self._unsignalled = shell_id, 0
         with contextlib.suppress(Exception):
             self._guard(protocol.close_shell, old, close_session=False)
 
