@@ -25,6 +25,7 @@ from aibx.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from aibx import validation
+    from aibx.diagnostics import Diagnostic
     from aibx.engine.customization_log import DeferredLog
     from aibx.engine.events import Event, EventBus, Notice
     from aibx.engine.fetch import SharedFetcher
@@ -64,22 +65,27 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     from aibx.redaction import Redactor
 
     loaded = load_templates(args, [args.template])
-    diags = loaded.all_diagnostics()
+    diags = [_unknown_parameter_is_an_error(d) for d in loaded.all_diagnostics()]
     errors = [d for d in diags if d.severity is Severity.ERROR]
     for d in errors:
         print(d.format(), file=sys.stderr)
-    warnings = len(diags) - len(errors)
     if errors:
         count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
         return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
+    if not loaded.results and os.path.isdir(args.template):
+        return _refused(
+            f"aibx: {args.template}: no templates here (no *.json or *.jsonc file in it holds an image template)"
+        )
     if len(loaded.results) != 1:
         names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
         return _refused(
             f"aibx: {args.template} holds {len(loaded.results)} image templates ({names}); "
             "pick one with --resource NAME"
         )
-    if warnings:
-        print(f"aibx: {warnings} validation warning(s); see them with: aibx validate {args.template}", file=sys.stderr)
+    if not getattr(args, "quiet", False):  # one line each, before the plan or the run (-q: none)
+        for d in diags:
+            if d.severity is not Severity.ERROR:
+                print(d.format(), file=sys.stderr)
     result = loaded.results[0]
     from aibx.model import parse_duration
 
@@ -95,11 +101,25 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         allow_any_destination=args.allow_any_destination,
         allow_local_files=args.allow_local_files,
         base_dir=None if args.template == STDIN else os.path.dirname(result.document.file),
+        trace=getattr(args, "verbose", False) and hasattr(args, "host"),  # run -v (plan -v: the wrapper)
     )
     if random_name is not None:
         options.random_name = random_name
     plan = compile_plan(result.template, options)
     return Prepared(result, plan, Redactor(result.document.secrets), options)
+
+
+def _unknown_parameter_is_an_error(diagnostic: Diagnostic) -> Diagnostic:
+    """A ``-p`` name no template uses (AIB007) is a warning for ``validate``, which may be given several files; on
+    ``plan`` and ``run`` it is an error: the misspelt value would silently not be used."""
+    import dataclasses
+
+    from aibx.diagnostics import Severity
+    from aibx.loader import COMMAND_LINE
+
+    if diagnostic.code == "AIB007" and diagnostic.file == COMMAND_LINE and "no template declares" in diagnostic.message:
+        return dataclasses.replace(diagnostic, severity=Severity.ERROR)
+    return diagnostic
 
 
 def _refused(message: str, diagnostics: list[Any] | None = None) -> Refusal:
@@ -123,6 +143,9 @@ class RunSettings:
     report: str | None = None
     json_mode: bool = False
     selection: Selection = field(default_factory=Selection)  # --from, --only, --skip (a fleet selects per host)
+    timestamps: bool = False  # --timestamps: the time of day before every line
+    step_through: bool = False  # --step: ask before each step (one host, on a terminal)
+    ask_on_error: bool = False  # --on-error ask: ask after a failed step
 
 
 def execute(settings: RunSettings, prepared: Prepared, selected: SelectedPlan) -> int | Refusal:
@@ -151,17 +174,28 @@ def _execute_one(settings: RunSettings, prepared: Prepared, selected: SelectedPl
         log = CustomizationLog(settings.log)
     except OSError as exc:
         return usage_error(f"--log {settings.log}: {exc.strerror or exc}")
-    files = [f"log: {settings.log}"]
+    files = [f"log: {settings.log}" + (f" (the previous run's: {log.previous})" if log.previous else "")]
     bus = EventBus(prepared.redact)
     if settings.report:
         files.append(f"report: {settings.report}")
-    console = ConsoleView(sys.stderr if settings.json_mode else None, files=tuple(files))
+    console = ConsoleView(
+        sys.stderr if settings.json_mode else None, files=tuple(files), timestamps=settings.timestamps
+    )
     report = RunReport(settings.report)
     bus.subscribe(console)
     bus.subscribe(log)
     bus.subscribe(report)
     connect = settings.connect
-    runner = Runner(selected, lambda: create_transport(target, connect), bus, settings.run, target=str(target))
+    pilot = None
+    if settings.step_through or settings.ask_on_error:
+        from aibx.pilot import TerminalPilot
+
+        pilot = TerminalPilot(
+            str(target), [console], step_through=settings.step_through, ask_on_error=settings.ask_on_error
+        )
+    runner = Runner(
+        selected, lambda: create_transport(target, connect), bus, settings.run, target=str(target), pilot=pilot
+    )
 
     async def main() -> int:
         ticker = asyncio.create_task(_tick([console]))
@@ -197,7 +231,8 @@ class _FleetOutput:
         self.report = FleetReport(settings.report, settings.template, settings.run.command_line)
         self.host_logs: list[DeferredLog] = []
         self.logs_of: dict[HostEntry, DeferredLog] = {}
-        fleet_view = ConsoleView(self.say, status_line=False)
+        self.timestamps = settings.timestamps
+        fleet_view = ConsoleView(self.say, status_line=False, timestamps=settings.timestamps)
         self.fleet_bus = EventBus(prepared.redact, [fleet_view, self._to_every_log])
         self.views = [fleet_view]
         self.buses: dict[HostEntry, EventBus] = {}
@@ -218,7 +253,13 @@ class _FleetOutput:
             self.logs.callback(log.close)
             self.host_logs.append(log)
             prefix = f"[{host.entry.text}] "
-            console = ConsoleView(self.say, status_line=False, files=(f"log: {host.log_path}",), prefix=prefix)
+            console = ConsoleView(
+                self.say,
+                status_line=False,
+                files=(f"log: {host.log_path}",),
+                prefix=prefix,
+                timestamps=self.timestamps,
+            )
             self.views.append(console)
             bus = self.buses[host.entry] = EventBus(self.prepared.redact, [console, log])
             report = RunReport(None)

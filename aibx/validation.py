@@ -105,6 +105,9 @@ def _check(
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
+    from aibx import script_placeholders
+
+    diags += script_placeholders.check(doc, tpl)  # issue 13: TOKEN='<api_token>' in a script is AIB005 too
     return tpl, diags
 
 

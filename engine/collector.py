@@ -78,6 +78,8 @@ class OutputCollector:
         lines, what = (self.tail, "stderr") if self.tail else (self.last_stdout, "output")
         if lines:
             text += f"; last lines of {what}:\n" + "\n".join(f"  {line}" for line in lines)
+        else:
+            text += "; it printed nothing (aibx run -v shows each command of inline lines as it runs)"
         for needles, hint in FAILURE_HINTS:
             if any(needle in line for line in self.tail for needle in needles):
                 text += f"\nhint: {hint}"

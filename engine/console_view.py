@@ -7,6 +7,7 @@ still runs, and a long transfer its progress every so often. With many hosts eve
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import shutil
@@ -85,6 +86,7 @@ class ConsoleView:
         prefix: str = "",
         timing: ProgressTiming | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timestamps: bool = False,
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -104,6 +106,9 @@ class ConsoleView:
         self.last_output: float | None = None  # when the current step last printed something
         self.transfer: TransferProgress | None = None  # a long upload or download under way
         self.transfer_line_at = 0.0  # its elapsed time at its last progress line (not on a terminal)
+        self.timestamps = timestamps  # every line starts with the time of day (Packer's -timestamp-ui)
+        self.held = False  # a question is on the terminal (--on-error ask, --step): no status line meanwhile
+        self.outcomes: dict[int, Outcome] = {}  # each step's last outcome (a retried step counts once), for the recap
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
@@ -116,8 +121,9 @@ class ConsoleView:
 
     def _write_unguarded(self, text: str, stream: TextIO | None) -> None:
         stream = stream or self.out
-        if self.prefix and text:
-            text = "".join(self.prefix + line for line in text.splitlines(keepends=True))
+        if (self.prefix or self.timestamps) and text:
+            stamp = time.strftime("%H:%M:%S ") if self.timestamps else ""
+            text = "".join(stamp + self.prefix + line for line in text.splitlines(keepends=True))
         if self.status_shown:
             self.out.write("\r\033[K")
             self.status_shown = False
@@ -130,8 +136,16 @@ class ConsoleView:
             stream.flush()
         self._draw_status()
 
+    def hold(self, held: bool) -> None:
+        """While a question waits for an answer on the terminal, no status line and no heartbeat."""
+        if held and self.status_shown:
+            self.out.write("\r\033[K")
+            self.out.flush()
+            self.status_shown = False
+        self.held = held
+
     def _draw_status(self) -> None:
-        if not self.status_enabled or (self.current is None and self.transfer is None):
+        if self.held or not self.status_enabled or (self.current is None and self.transfer is None):
             self.out.flush()
             return
         now = self.clock()
@@ -160,6 +174,8 @@ class ConsoleView:
         redrawn; elsewhere a step without a line for ``heartbeat_after`` (no output, no transfer progress: a
         stalled upload too) gets a line saying it still runs (not while the VM is away: those waits say so
         themselves)."""
+        if self.held:
+            return
         if self.status_enabled:
             if self.current is not None or self.transfer is not None:
                 self._write("")
@@ -228,6 +244,7 @@ class ConsoleView:
         ref = event.step
         took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
         verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
+        self.outcomes[event.step.index] = event.outcome
         self.current = self.transfer = None  # the run's final message explains a failure
         note = ""
         if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
@@ -273,6 +290,7 @@ class ConsoleView:
     @_on.register
     def _(self, event: StepSkipped) -> None:
         s = self.style
+        self.outcomes[event.step.index] = event.outcome
         if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
             self.not_run += 1
             return
@@ -328,7 +346,18 @@ class ConsoleView:
         files = "".join(s(f"{name}\n", "dim") for name in self.files)
         if self.not_run:
             self._write(s(f"{self.not_run} step{'s' * (self.not_run != 1)} not run", "dim") + "\n")
+        recap = s(f"recap: {self.recap()} in {took}", "bold") + "\n"
         if event.outcome is Outcome.SUCCEEDED:
-            self._write(f"{verdict} in {took}\n{files}")
+            self._write(f"{verdict} in {took}\n{recap}{files}")
         else:
-            self._write(f"aibx: {verdict} after {took}: {event.message}\n{files}", self.err)
+            self._write(f"aibx: {verdict} after {took}: {event.message}\n", self.err)
+            self._write(f"{recap}{files}", self.err)
+
+    def recap(self) -> str:
+        """ "3 ok, 1 failed, 1 skipped, 2 not run": the steps by outcome (only those that happened, ok always)."""
+        c = collections.Counter(self.outcomes.values())
+        parts = [f"{c[Outcome.SUCCEEDED]} ok"]
+        for outcome in Outcome:
+            if outcome is not Outcome.SUCCEEDED and c[outcome]:
+                parts.append(f"{c[outcome]} {outcome.value}")
+        return ", ".join(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -71,9 +72,20 @@ class DeferredLog:
             self.pending.append(event)
 
 
+def keep_previous(path: Path) -> Path | None:
+    """The previous run's log is kept as ``FILE.1`` (one generation, as logrotate's first step), never silently
+    overwritten; returns where it went (None: there was none)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    previous = path.with_name(path.name + ".1")
+    os.replace(path, previous)
+    return previous
+
+
 class CustomizationLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.previous = keep_previous(self.path)
         self.file: TextIO = self.path.open("w", encoding="utf-8", errors="replace")
 
     def close(self) -> None:

@@ -46,6 +46,14 @@ class _Transient(Exception):
     pass
 
 
+class NameNotFound(FetchError):
+    """The URI's host name does not exist (DNS says so for sure): trying again does not help, nothing ran."""
+
+
+# getaddrinfo's answers that mean "this name does not exist" (not "the resolver could not be asked")
+_NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+
+
 class RedirectRefused(FetchError):
     """A redirect to a scheme aibx does not download from, or from https down to plain http."""
 
@@ -197,7 +205,13 @@ class ContentFetcher:
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, socket.gaierror):
-                raise _Transient(f"cannot resolve the host name ({reason.strerror})") from None
+                host = urllib.parse.urlsplit(uri).hostname or "?"
+                if reason.errno in _NO_SUCH_NAME:
+                    raise NameNotFound(
+                        f"cannot download {redact_uri(uri)}: cannot resolve the host name {host}: it does not exist "
+                        f"({reason.strerror}); check the spelling, or your DNS"
+                    ) from None
+                raise _Transient(f"cannot resolve the host name {host} ({reason.strerror})") from None
             if isinstance(reason, OSError) and reason.strerror:
                 if "CERTIFICATE_VERIFY_FAILED" in str(reason):
                     raise FetchError(f"cannot download {redact_uri(uri)}: TLS certificate not trusted") from None

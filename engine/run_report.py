@@ -188,8 +188,12 @@ class RunReport:
 def write_json(path: Path, document: object) -> None:
     """Replace ``path`` atomically: a reader never sees half a report."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # never a .NNN.tmp left behind (a folder in the way, a full disk)
+        raise
 
 
 class FleetReport:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from aibx import errors
 from aibx.engine.events import (
@@ -36,7 +37,7 @@ from aibx.engine.events import (
     StepStarted,
 )
 from aibx.engine.executors import StepRun, executor_for
-from aibx.engine.fetch import ContentFetcher, FetchError, SharedFetcher
+from aibx.engine.fetch import ContentFetcher, FetchError, NameNotFound, SharedFetcher
 from aibx.engine.reboots import RebootWatcher
 from aibx.engine.selection import SelectedPlan, SelectedStep
 from aibx.engine.session import DeadlineExceeded, Interrupted, RunOptions, Session, StepFailed, StepResult
@@ -62,6 +63,19 @@ def exit_code_of(outcome: Outcome) -> ExitCode:
     return ExitCode.OK if error is None else errors.exit_code(error)
 
 
+class Pilot(Protocol):
+    """Someone at a terminal who decides (``--step``, ``--on-error ask``); None: nobody, the run goes on alone.
+    Waiting for an answer is inside the build deadline and ends with an interrupt."""
+
+    async def before_step(self, ref: StepRef) -> str:
+        """Before a step (``--step``): "run", "skip" or "abort"."""
+        ...
+
+    async def after_failure(self, ref: StepRef, message: str) -> str:
+        """After a step failed (``--on-error ask``): "retry", "skip" or "abort"."""
+        ...
+
+
 @dataclass
 class RunResult:
     outcome: Outcome
@@ -85,8 +99,11 @@ class Runner:
         *,
         target: str,
         shared_fetcher: SharedFetcher | None = None,
+        pilot: Pilot | None = None,
     ) -> None:
         self.selected = selected
+        self.pilot = pilot
+        self._passed_over: list[StepResult] = []  # failed steps the pilot chose to skip (--on-error ask)
         self.shared_fetcher = shared_fetcher  # a fleet fetches each script and file once for all its hosts
         self.session = Session(transport_factory, emit, options, target)
         self.reboots = RebootWatcher(self.session)
@@ -186,18 +203,62 @@ class Runner:
             if not selected.runs:
                 self._skip(ref, Outcome.SKIPPED, selected.reason or "")
                 continue
-            result = await self._run_step(ref, selected.step)
-            if result.outcome is Outcome.FAILED:
+            try:
+                result = await self._piloted_step(ref, selected.step)
+            except Interrupted:
+                self._skip(ref, Outcome.NOT_RUN, "interrupted before it")
+                outcome, message = Outcome.INTERRUPTED, f"interrupted before step {ref.name!r}"
+                continue
+            except DeadlineExceeded:
+                self._skip(ref, Outcome.NOT_RUN, "timed out before it")
+                outcome, message = Outcome.TIMED_OUT, self.session.deadline_message()
+                continue
+            if result is None:
+                outcome, message = Outcome.FAILED, f"aborted before step {ref.name!r}"
+            elif result.outcome is Outcome.FAILED and any(r is result for r in self._passed_over):
+                continue
+            elif result.outcome is Outcome.FAILED:
                 outcome, message = result.outcome, f"step {ref.name!r} failed: {result.message}"
-            elif result.outcome is not Outcome.SUCCEEDED:
+            elif result.outcome not in (Outcome.SUCCEEDED, Outcome.SKIPPED):
                 outcome, message = result.outcome, f"step {ref.name!r}: {result.message}"
+        if outcome is None and self._passed_over:
+            first = self._passed_over[0]
+            message = f"step {first.ref.name!r} failed: {first.message} (skipped at the --on-error prompt)"
+            return self._finish(Outcome.FAILED, message)
         if outcome is None:
             return self._finish(Outcome.SUCCEEDED)
         return self._finish(outcome, message)
 
+    async def _piloted_step(self, ref: StepRef, step: StepPlan) -> StepResult | None:
+        """The step, with the pilot's say before it (--step) and after a failure (--on-error ask): None when the
+        pilot aborted before it; a skipped step is a SKIPPED result."""
+        if self.pilot is None:
+            return await self._run_step(ref, step)
+        choice = await self.session.guarded(self.pilot.before_step(ref))
+        if choice == "abort":
+            self._skip(ref, Outcome.NOT_RUN, "aborted at the --step prompt")
+            return None
+        if choice == "skip":
+            self._skip(ref, Outcome.SKIPPED, "skipped at the --step prompt")
+            return StepResult(ref, Outcome.SKIPPED)
+        while True:
+            result = await self._run_step(ref, step)
+            if result.outcome is not Outcome.FAILED:
+                return result
+            try:
+                choice = await self.session.guarded(self.pilot.after_failure(ref, result.message))
+            except (Interrupted, DeadlineExceeded):  # no answer: the failure stands
+                return result
+            if choice == "retry":
+                self.results.remove(result)
+                continue
+            if choice == "skip":  # the run goes on, and fails at the end
+                self._passed_over.append(result)
+            return result
+
     def _deadline_message(self) -> str:
         minutes = self.options.timeout_seconds / 60
-        return f"the build timeout of {minutes:g} minutes expired (buildTimeoutInMinutes, or --timeout-minutes)"
+        return f"the build timeout of {minutes:g} minutes expired (buildTimeoutInMinutes, or --timeout)"
 
     def _refusals(self) -> str:
         """Steps that cannot run, found before anything is fetched or connected to."""
@@ -251,7 +312,9 @@ class Runner:
                     )
                     for later_ref, later in zip(self.refs[index + 1 :], self.selected.steps[index + 1 :], strict=True):
                         self._skip(later_ref, *_not_run(later, "an earlier step's script or file failed its check"))
-                    return self._finish(Outcome.FAILED, f"step {ref.name!r} failed: {message}")
+                    # a host name that does not exist: cannot connect (exit 3), not a step that failed (exit 1)
+                    outcome = Outcome.CONNECT_FAILED if isinstance(exc, NameNotFound) else Outcome.FAILED
+                    return self._finish(outcome, f"step {ref.name!r} failed: {message}")
         return None
 
     # ------------------------------------------------------------------------------------------ steps

@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 @dataclass
 class RunOptions:
-    timeout_seconds: float  # the whole run, connecting included (buildTimeoutInMinutes or --timeout-minutes)
+    timeout_seconds: float  # the whole run, connecting included (buildTimeoutInMinutes, --timeout or --timeout-minutes)
     reconnect_timeout: float = 20 * 60.0  # how long a VM may take to come back after the connection dropped
     cleanup_timeout: float = 15.0  # removing temporary files after an interrupt, the deadline or a reboot
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
@@ -105,7 +105,7 @@ class Session:
 
     def deadline_message(self) -> str:
         minutes = self.options.timeout_seconds / 60
-        return f"the build timeout of {minutes:g} minutes expired (buildTimeoutInMinutes, or --timeout-minutes)"
+        return f"the build timeout of {minutes:g} minutes expired (buildTimeoutInMinutes, or --timeout)"
 
     def live(self) -> Transport:
         """The connected transport (only asked for after ``connect``)."""

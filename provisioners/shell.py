@@ -36,7 +36,7 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
     script_path = f"{folder}/script.sh"
     interpreter = None
     if has_inline:
-        interpreter = posix.INLINE_INTERPRETER
+        interpreter = posix.INLINE_INTERPRETER + ("x" if ctx.options.trace else "")  # -ex: a trace on stderr
         lines = [str(line) for line in step.inline or []]
         stdin = Content(data=posix.inline_script(lines))
         description = f"run {len(lines)} inline line{'s' * (len(lines) != 1)} as one /bin/sh -e script"

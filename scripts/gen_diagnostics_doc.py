@@ -58,7 +58,8 @@ EXPLANATIONS: dict[str, str] = {
     "a property the object does not have (`.?` reads an optional one).",
     "AIB007": "A parameter value ARM would reject (type, `allowedValues`, `minValue`/`maxValue`, "
     "`minLength`/`maxLength`), a parameters-file entry the template does not declare, a malformed parameters "
-    "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",
+    "file or `-p`. A `-p` that no template uses is a warning for `validate` (probably a typo), an error for `plan` "
+    "and `run`.",
     "AIB008": "The `apiVersion` is missing, unresolved or unknown, so aibx checks against the newest; an unknown "
     "written version (or `--api-version`) is an error. Bare resources used with REST name the version in the URL; "
     "give `--api-version` to check against it. When the version is unresolved (a parameter without a value) or "

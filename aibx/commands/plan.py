@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from typing import Any
 
@@ -19,6 +20,9 @@ examples:
   aibx plan template.json --generalize             include the deprovision step
   aibx plan template.json --fetch-on-target        let the VM download scriptUri/sourceUri itself
   aibx plan template.json --format json | jq '.steps[].actions[].command'
+  aibx plan templates/ --resource web-image         the template named web-image, whichever file holds it
+  aibx plan template.json -v -q                     the scripts' wrapper on every step; no validation warnings
+  aibx plan arm.json --parameters @params.json      parameters as the az CLI takes them (or NAME=VALUE)
 
 Secrets (SAS signatures, secure parameter values) are shown as ***.
 exit status: 0 every step can run, 2 invalid template or a step that cannot run (unresolved values)
@@ -74,6 +78,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_template_options(p)
     add_compile_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show the wrapper aibx puts around each script on every step"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="do not show the template's validation warnings")
     p.set_defaults(handler=run)
 
 
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render_json(prepared, exit_code=code))
     else:
-        print(render_text(prepared), end="")
+        print(render_text(prepared, verbose=args.verbose), end="")
     for message in problems:
         print(message, file=sys.stderr)
     return code
@@ -130,11 +138,31 @@ def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0)
     return json.dumps(redact_tree(document, prepared.redact), indent=2)
 
 
-def render_text(prepared: Prepared, selected: Any = None) -> str:
+# the random part of aibx's temporary names on the VM (/tmp/aibx-0123456789abcdef.sh, ...)
+_TEMP_NAME = re.compile(r"aibx-[0-9a-f]{8,}")
+
+
+def _shown_once(action: object, label: str, index: int, wrappers: dict[str, int]) -> list[str]:
+    """An action's lines, with a script's wrapper (the same command around every script, with another temporary
+    name) in full only the first time: later steps name the step that shows it, and show their script."""
+    lines = action_lines(action, label)
+    if not isinstance(action, Exec) or action.stdin is None or action.stdin.data is None or not lines:
+        return lines
+    shape = _TEMP_NAME.sub("aibx-*", action.command)
+    first = wrappers.setdefault(shape, index)
+    if first == index:
+        return lines
+    names = sorted(set(_TEMP_NAME.findall(action.command)))
+    temp = f" (temporary name {', '.join(names)})" if names else ""
+    return [f"    {label}exec   the wrapper shown in step [{first}]{temp}; aibx plan -v shows it here too", *lines[1:]]
+
+
+def render_text(prepared: Prepared, selected: Any = None, verbose: bool = False) -> str:
     from aibx.diagnostics import format_path
 
     plan = prepared.plan
     reasons = {id(s.step): s.reason for s in selected.steps} if selected is not None else {}
+    wrappers: dict[str, int] = {}  # a wrapper's shape -> the step that shows it (not verbose: only there)
     out = [f"Plan for {plan.template} ({plan.os_type}): {len(plan.steps)} steps, in run order", ""]
     for index, step in enumerate(plan.steps, start=1):
         where = f"  {format_path(step.path)}" if step.path else ""
@@ -145,7 +173,7 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
             out.append(f"    CANNOT RUN: {reason}")
         for label, actions in (("", step.actions), ("on interrupt: ", step.on_interrupt), ("clean-up: ", step.cleanup)):
             for action in actions:
-                out += action_lines(action, label)
+                out += action_lines(action, label) if verbose else _shown_once(action, label, index, wrappers)
         for note in step.notes:
             out.append(f"    note: {note}")
         out.append("")

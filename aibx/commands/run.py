@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int | Refusal:
         print(
             render_json(prepared, selected, exit_code=code)
             if args.format == "json"
-            else render_text(prepared, selected),
+            else render_text(prepared, selected, verbose=args.verbose),
             end="\n" if args.format == "json" else "",
         )
         for message in problems:
@@ -129,8 +129,8 @@ def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepar
     from aibx.model import MAX_BUILD_TIMEOUT_MINUTES
 
     template = prepared.result.template
-    timeout_minutes = args.timeout_minutes or float(
-        min(template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES)
+    timeout_seconds = flags.durations.get("--timeout") or 60.0 * min(
+        template.effective_build_timeout_minutes, MAX_BUILD_TIMEOUT_MINUTES
     )
     names = {descriptor(h.target.scheme).name for h in flags.hosts}
     extra: dict[str, object] = {}
@@ -160,7 +160,7 @@ def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepar
         except InvalidSettings as exc:
             return usage_error(f"{host.text}: {exc}")
     run_options = RunOptions(
-        timeout_seconds=timeout_minutes * 60.0,
+        timeout_seconds=timeout_seconds,
         reconnect_timeout=flags.durations["--reconnect-timeout"],
         command_line=" ".join(shlex.quote(a) for a in ["aibx", *sys.argv[1:]]),
     )
@@ -174,4 +174,7 @@ def _settings(args: argparse.Namespace, flags: run_flags.Flags, prepared: Prepar
         args.report,
         args.format == "json",
         Selection(args.from_step, args.only, args.skip),
+        timestamps=args.timestamps,
+        step_through=args.step_through,
+        ask_on_error=args.on_error == "ask",
     )

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aibx.commands.json_output import Refusal
+from aibx.commands.output_paths import output_path_problem
 from aibx.commands.plan import add_compile_options
 from aibx.commands.template_args import add_template_options
 from aibx.engine.transports import DESCRIPTORS, descriptor
@@ -39,6 +41,16 @@ examples:
   aibx run template.json --hosts-file vms.txt --parallel 20 --report fleet.json
   aibx run template.json --host vm --format json | jq '.steps[] | {name, outcome}'
                                                       the report on standard output, live output on stderr
+  aibx run template.json --host vm --on-error ask     after a failure: retry, skip, abort or pause (Packer's
+                                                      -on-error=ask); needs a terminal
+  aibx run template.json --host vm --step             ask before each step (Packer's -debug)
+  aibx run template.json --host vm -v --timestamps    each command of the scripts as it runs, with the time
+  aibx run template.json --host vm --timeout 90m      the whole run's deadline (--timeout-minutes 90 too)
+  aibx run template.json --hosts-file vms.txt --limit 'web*'
+                                                      only the hosts that match (Ansible's --limit)
+  aibx run arm.json --host vm --parameters @params.json --parameters imageName=web-01
+                                                      parameters as the az CLI takes them
+  aibx run template.json --host vm --no-color -q      no colour, no validation warnings
 
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
@@ -64,8 +76,14 @@ With several hosts every output line starts with the host, each host has its own
 (customization-HOST.log), and a table sums them up at the end; the exit status is the worst host's:
 130 > 70 > 4 > 3 > 2 > 1 > 0.
 
-exit status: 0 success, 1 a step failed, 2 invalid input, 3 cannot connect / authenticate / verify the host key
-(or lost the connection for good), 4 timed out (the build, or a VM that did not come back), 130 interrupted
+Every run ends with a recap: steps ok / failed / skipped / not run, the time, the log and the report. The
+previous run's log is kept as FILE.1. The template's validation warnings are shown first, one line each (-q hides
+them); a -p NAME the template does not use is an error. Options of Packer, Terraform and Ansible (-var, --except,
+-debug, --check, ...) are answered with aibx's own.
+
+exit status: 0 success, 1 a step failed, 2 invalid input, 3 cannot resolve a host name, connect, authenticate or
+verify the host key (or lost the connection for good), 4 timed out (the build, or a VM that did not come back),
+130 interrupted
 """
 
 
@@ -105,6 +123,14 @@ def _host_flags(h: argparse._ArgumentGroup) -> None:
     )
     h.add_argument(
         "--hosts-file", metavar="FILE", help="more targets, one per line (blank lines and # comments ignored)"
+    )
+    h.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only on the hosts (of --host and --hosts-file) that match: a name, user@name or a shell pattern "
+        "such as 'web*'; comma-separated or repeatable (Ansible's --limit)",
     )
     h.add_argument(
         "--parallel",
@@ -186,6 +212,19 @@ def _step_flags(s: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="leave this customizer or validator out (repeatable)",
     )
+    s.add_argument(
+        "--on-error",
+        choices=["abort", "ask"],
+        default="abort",
+        help="when a step fails: abort (default: stop, clean up, exit 1) or ask on the terminal: retry the step, "
+        "skip it, abort, or pause to inspect the VM first (Packer's -on-error)",
+    )
+    s.add_argument(
+        "--step",
+        dest="step_through",
+        action="store_true",
+        help="pause before each step until you press Enter (s skips it, q aborts); Packer's -debug",
+    )
 
 
 def _generalize_flags(g: argparse._ArgumentGroup) -> None:
@@ -207,10 +246,15 @@ def _generalize_flags(g: argparse._ArgumentGroup) -> None:
 def _output_flags(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("limits")
     t.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="the whole run's deadline, such as 90m or 2h (default: the template's buildTimeoutInMinutes; 0 there "
+        "means 240)",
+    )
+    t.add_argument(
         "--timeout-minutes",
-        type=float,
         metavar="N",
-        help="the whole run's deadline (default: the template's buildTimeoutInMinutes; 0 there means 240)",
+        help="the same deadline in minutes (a duration such as 1h30m is accepted too)",
     )
     t.add_argument(
         "--reconnect-timeout",
@@ -238,6 +282,19 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
         "output on standard error (default: text)",
     )
     o.add_argument("--dry-run", action="store_true", help="show the plan (as aibx plan does) and run nothing")
+    o.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show each command of inline Shell and PowerShell lines as it runs (sh -x, Set-PSDebug -Trace 1): a "
+        "step that fails without a word then names its failing line",
+    )
+    o.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="start every line of live output with the time (Packer's -timestamp-ui)",
+    )
+    o.add_argument("-q", "--quiet", action="store_true", help="do not show the template's validation warnings")
 
 
 @dataclass
@@ -263,14 +320,29 @@ def read_flags(args: argparse.Namespace) -> Flags | Refusal:
         return usage_error(str(exc))
     if not hosts:
         return usage_error("say where to run: --host TARGET (repeatable) or --hosts-file FILE")
-    problem = _transport_flag_problem(args, hosts) or _file_flag_problem(args)
+    if args.limit:
+        hosts = limit_hosts(hosts, args.limit)
+        if not hosts:
+            return usage_error(f"--limit {','.join(args.limit)}: no host matches")
+    from aibx.pilot import terminal_problem
+
+    problem = (
+        _transport_flag_problem(args, hosts)
+        or _file_flag_problem(args)
+        or terminal_problem(args.step_through, args.on_error, len(hosts))
+    )
     if problem:
         return usage_error(problem)
     password = None
     if args.password_env:
         password = os.environ.get(args.password_env)
         if password is None:
-            return usage_error(f"--password-env {args.password_env}: that environment variable is not set")
+            # the NAME of a variable; anything else may be the password itself, typed there by mistake: not shown
+            shown = args.password_env if re.fullmatch(r"[A-Z][A-Z0-9_]*", args.password_env) else "..."
+            return usage_error(
+                f"--password-env {shown}: that environment variable is not set (give the variable's name, "
+                "never the password)"
+            )
     durations = {}
     for option, value in (
         ("--reconnect-timeout", args.reconnect_timeout),
@@ -281,9 +353,41 @@ def read_flags(args: argparse.Namespace) -> Flags | Refusal:
         if seconds is None or seconds <= 0:
             return usage_error(f"{option} {value!r} is not a duration such as 90s, 5m or 1h")
         durations[option] = seconds
-    if args.timeout_minutes is not None and not 0 < args.timeout_minutes <= MAX_BUILD_TIMEOUT_MINUTES:
-        return usage_error(f"--timeout-minutes must be more than 0 and at most {MAX_BUILD_TIMEOUT_MINUTES}")
+    for option, value, unit in (("--timeout", args.timeout, 1.0), ("--timeout-minutes", args.timeout_minutes, 60.0)):
+        if value is None:
+            continue
+        seconds = read_duration(value, unit)
+        if seconds is None or not 0 < seconds <= MAX_BUILD_TIMEOUT_MINUTES * 60:
+            return usage_error(
+                f"{option} {value!r}: give a duration such as 90m or 2h, more than 0 and at most "
+                f"{MAX_BUILD_TIMEOUT_MINUTES // 60}h"
+            )
+        durations["--timeout"] = seconds
     return Flags(hosts, password, durations)
+
+
+def read_duration(text: str, unit: float = 1.0) -> float | None:
+    """A duration (90s, 5m, 1h30m) or a bare number of ``unit`` seconds (--timeout-minutes 90), or None."""
+    from aibx.model import parse_duration
+
+    try:
+        return float(text) * unit
+    except ValueError:
+        return parse_duration(text)
+
+
+def limit_hosts(hosts: list[HostEntry], patterns: list[str]) -> list[HostEntry]:
+    """The hosts ``--limit`` selects (Ansible): each pattern (comma-separated) a host as written, its name, or a
+    shell pattern of either."""
+    from fnmatch import fnmatchcase
+
+    wanted = [p.strip() for text in patterns for p in text.split(",") if p.strip()]
+    out = []
+    for host in hosts:
+        names = {host.text, host.target.host or "", str(host.target)}
+        if any(fnmatchcase(name, pattern) for name in names if name for pattern in wanted):
+            out.append(host)
+    return out
 
 
 def _transport_flag_problem(args: argparse.Namespace, hosts: list[HostEntry]) -> str:
@@ -306,10 +410,32 @@ def _transport_flag_problem(args: argparse.Namespace, hosts: list[HostEntry]) ->
 def _file_flag_problem(args: argparse.Namespace) -> str:
     if args.identity and not os.path.isfile(os.path.expanduser(args.identity)):
         return f"--identity {args.identity}: no such file"
+    if args.identity and _is_public_key(os.path.expanduser(args.identity)):
+        private = args.identity.removesuffix(".pub")
+        there = " (it is there)" if private != args.identity and os.path.isfile(os.path.expanduser(private)) else ""
+        return (
+            f"--identity {args.identity}: this is a public key (what the VM keeps in authorized_keys); give the "
+            f"private key: -i {private}{there}"
+        )
     if args.known_hosts and not os.path.exists(args.known_hosts) and not args.accept_new_host_key:
         return f"--known-hosts {args.known_hosts}: no such file (--accept-new-host-key would create it)"
-    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
-        return f"--report {args.report}: its folder does not exist"
+    for option, path, example in (("--report", args.report, "report.json"), ("--log", args.log, "customization.log")):
+        problem = output_path_problem(path, example) if path else ""
+        if problem:
+            return f"{option} {path}: {problem}"
     if args.ssh_config and not os.path.isfile(args.ssh_config):
         return f"--ssh-config {args.ssh_config}: no such file"
     return ""
+
+
+PUBLIC_KEY_PREFIXES = (b"ssh-", b"ecdsa-sha2-", b"sk-ssh-", b"sk-ecdsa-", b"---- BEGIN SSH2 PUBLIC KEY")
+
+
+def _is_public_key(path: str) -> bool:
+    """An OpenSSH (or RFC 4716) public key file, given where the private key belongs."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip()
+    except OSError:
+        return False
+    return start.startswith(PUBLIC_KEY_PREFIXES)

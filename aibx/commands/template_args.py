@@ -39,7 +39,8 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="an ARM parameters file (repeatable; later files and -p win)",
+        help="an ARM parameters file, as the az CLI takes it: FILE or @FILE, or NAME=VALUE as -p (repeatable; "
+        "later ones and -p win)",
     )
     g.add_argument("--resource", metavar="NAME", help="pick one image template from an ARM deployment template")
     g.add_argument("--api-version", metavar="VERSION", help="check against this apiVersion instead of the file's")
@@ -55,7 +56,8 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
     from aibx.loader import COMMAND_LINE, LoadOptions, parse_assignments
     from aibx.swagger_tables import API_VERSIONS
 
-    params, diags = parse_assignments(args.parameter)
+    files, assignments = split_parameters(args.parameter_files)
+    params, diags = parse_assignments([*assignments, *args.parameter])
     if args.api_version is not None and args.api_version not in API_VERSIONS:
         close = closest(args.api_version, API_VERSIONS, 0.6)
         hint = f"did you mean {close}?" if close else f"known: {', '.join(API_VERSIONS)}"
@@ -69,7 +71,7 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         )
     opts = LoadOptions(
         parameters=params,
-        parameter_files=args.parameter_files,
+        parameter_files=files,
         resource=args.resource,
         api_version=args.api_version,
         context=armexpr.DeploymentContext(
@@ -78,6 +80,23 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         allow_local_files=getattr(args, "allow_local_files", False),
     )
     return opts, diags
+
+
+def split_parameters(values: list[str]) -> tuple[list[str], list[str]]:
+    """``--parameters`` as the az CLI reads it: ``@FILE`` (or a FILE that exists) is a parameters file, and
+    ``NAME=VALUE`` an assignment like ``-p``. Returns (files, assignments)."""
+    import os
+    import re
+
+    files, assignments = [], []
+    for value in values:
+        if value.startswith("@"):
+            files.append(value[1:])
+        elif re.match(r"^[A-Za-z_][\w.-]*=", value) and not os.path.exists(value):
+            assignments.append(value)
+        else:
+            files.append(value)
+    return files, assignments
 
 
 def os_override(args: argparse.Namespace) -> OsType | None:
@@ -138,8 +157,8 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
 
 def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameters: bool = False) -> Loaded:
     from aibx import validation
-    from aibx.diagnostics import has_errors
-    from aibx.loader import load, unused_assignments
+    from aibx.diagnostics import has_errors, make
+    from aibx.loader import COMMAND_LINE, load, unused_assignments
 
     opts, diags = load_options(args)
     if open_parameters:  # translations carry parameters without a value (and unknown context) as variables
@@ -153,16 +172,28 @@ def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameter
         return loaded
     load_results = []
     override = os_override(args)
-    for path, named in expand_paths(paths):
+    expanded = expand_paths(paths)
+    for path, named in expanded:
         result = load(path, opts)
         if not named and result.unrelated:
             loaded.skipped.append(path)  # a parameters file or another JSON file beside the templates
+            continue
+        if not named and opts.resource and any(d.code == "AIB009" for d in result.diagnostics):
+            loaded.skipped.append(path)  # --resource NAME across a folder: another file holds it
             continue
         load_results.append(result)
         loaded.files.append("<stdin>" if path == "-" else path)
         loaded.diagnostics += result.diagnostics
         for doc in result.documents:
             loaded.results.append(validation.validate(doc, override))
+    if opts.resource and not loaded.results and loaded.skipped and all(not named for _, named in expanded):
+        loaded.diagnostics.append(
+            make(
+                "AIB009",
+                f"--resource {opts.resource}: no image template of that name in {', '.join(paths)}",
+                file=COMMAND_LINE,
+            )
+        )
     loaded.diagnostics += unused_assignments(opts.parameters, load_results)
     _warn_secure_parameters_on_the_command_line(opts.parameters, loaded.results)
     return loaded

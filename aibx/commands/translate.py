@@ -132,6 +132,14 @@ def run(args: argparse.Namespace) -> int:
         print("aibx: --report-json - is deprecated: use --format json", file=err)
         args.format, args.report_json = "json", None
     json_mode = args.format == "json"
+    if args.report_json:
+        from aibx.commands.output_paths import output_path_problem
+
+        problem = output_path_problem(args.report_json, "report.json")
+        if problem:  # before anything is translated or written
+            message = f"aibx translate: --report-json {args.report_json}: {problem}"
+            print(message, file=err)
+            return json_output.refuse(args, "translate", json_output.Refusal(ExitCode.USAGE, [message]))
     outcome = _to_packer(args, json_mode) if _reads_aib(args) else _to_aib(args, json_mode)
     lossy = any(r.lossy for r in outcome.reports)
     if args.report_json:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 EXAMPLES = """\
 examples:
+  aibx validate template.json -p artifactsBaseUrl=https://example.com --parameters @params.json
   aibx validate template.json
   aibx validate templates/                       every *.json, *.jsonc, *.bicep below (not .dot folders)
   aibx validate deploy.json --parameters deploy.parameters.json --resource-group rg --subscription-id ID
