@@ -139,7 +139,8 @@ EXPLANATIONS: dict[str, str] = {
     "runs). The translation report (`--report-json`) carries this code on each such entry, with how.",
     "AIB071": "`aibx translate`: the target format cannot express this field or step at all, and the report says "
     "why (for example a Packer `shell-local` provisioner, or template-resource `tags` in Packer). A translation "
-    "with such an entry is lossy: exit status 1 unless `--allow-lossy`.",
+    "with such an entry is lossy: exit status 1 unless `--allow-lossy`. `aibx validate`, `plan` and `run` of a "
+    "Packer configuration report it as a warning, before anything runs: that provisioner or field does not run.",
     "AIB072": "`aibx translate --to aib`: the Packer configuration cannot be read: an HCL syntax error, an unknown "
     "source named in a build, an attribute at the top level, or a JSON template without `builders`.",
     "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function aibx does not support "
