@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aibx.diagnostics import Diagnostic, Severity, make
-from aibx.jsonc import SourceMap
+from aibx.jsonc import JsonPath, SourceMap
 
 if TYPE_CHECKING:
     from aibx.loader import LoadOptions, LoadResult
+    from aibx.model import ImageTemplate
     from aibx.translators.packer_config import PackerConfig
     from aibx.translators.report import Report
 
@@ -167,6 +168,25 @@ def report_diagnostics(report: Report, given: set[str] | frozenset[str] = frozen
     return out + list(report.diagnostics)
 
 
+def engine_hints(template: ImageTemplate) -> dict[JsonPath, dict[str, object]]:
+    """The Packer semantics the AIB document cannot carry, by step path (the writer keeps the steps' order)."""
+    from aibx import model
+
+    steps: list[tuple[JsonPath, model.Step]] = [
+        (("properties", "customize", i), s) for i, s in enumerate(template.customize)
+    ]
+    if template.validate:
+        steps += [
+            (("properties", "validate", "inVMValidations", i), s)
+            for i, s in enumerate(template.validate.in_vm_validations)
+        ]
+    return {
+        path: {"expect_disconnect": step.expect_disconnect}
+        for path, step in steps
+        if isinstance(step, model.ShellStep) and step.expect_disconnect is not None
+    }
+
+
 def _load_translation(
     path: str,
     name: str,
@@ -204,6 +224,7 @@ def _load_translation(
     for doc in loaded.documents:
         # diagnostics point at the Packer file (its lines are in the report), not at the JSON nobody sees
         doc.source_map = SourceMap()
+        doc.engine_hints = engine_hints(template)  # type: ignore[arg-type]
         doc.name = name
         doc.secrets = list(dict.fromkeys([*doc.secrets, *secrets]))
         result.documents.append(doc)

@@ -221,6 +221,7 @@ def test_expect_disconnect_a_real_reboot_passes_the_boot_id_check(make_rebootabl
     run = Run(tmp_path, target, FIXTURES / "reboot", "--var", f"dir={d}", *FAST)
     assert run.code == 0, run.result.text
     assert "expect_disconnect" in run.result.err  # the report line says how it is carried
+    assert run.outcomes()["update-kernel"] == "succeeded"
     assert target.boot_count == 2 and target.boot_id != first_boot
     assert target.host_path(f"{d}/before").exists() and not target.host_path(f"{d}/after").exists()
     assert target.host_path(f"{d}/boot").read_text().strip() == target.boot_id  # the next one ran on the new boot
@@ -228,6 +229,37 @@ def test_expect_disconnect_a_real_reboot_passes_the_boot_id_check(make_rebootabl
     assert reboot["step"] == "update-kernel" and reboot["confirmed"] is True
     assert (reboot["bootIdBefore"], reboot["bootIdAfter"]) == (first_boot, target.boot_id)
     assert [line.split()[0] for _, line in watcher.requests] == ["reboot"]
+
+
+def test_without_expect_disconnect_a_restart_fails_the_step_as_in_packer(
+    make_rebootable_target, tmp_path: Path
+) -> None:
+    """Packer fails a shell provisioner whose connection drops unless it has expect_disconnect = true: the run rides
+    the restart out (the VM is usable for the next run) and fails the step, saying what to add."""
+    require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")
+    target, _watcher = make_rebootable_target(down_s=0.5, refused_s=0.2)
+    d = target.remote_dir("reboot")
+    config = tmp_path / "config"
+    config.mkdir()
+    text = (FIXTURES / "reboot" / "build.pkr.hcl").read_text()
+    (config / "build.pkr.hcl").write_text(text.replace("    expect_disconnect = true\n", ""))
+    plan = invoke("plan", config, "--var", f"dir={d}")
+    assert "note: Packer, no expect_disconnect: a restart during this step fails it" in plan.out
+    run = Run(tmp_path, target, config, "--var", f"dir={d}", *FAST)
+    assert run.code == 1, run.result.text
+    assert target.boot_count == 2  # the VM did restart, and is back
+    assert run.outcomes()["update-kernel"] == "failed" and run.outcomes()["after-reboot"] == "not run"
+    assert run.step("update-kernel")["reboots"] == 1
+    message = run.step("update-kernel")["message"]
+    assert "no expect_disconnect = true" in message and "add expect_disconnect = true" in message
+
+
+def test_the_engine_hint_is_not_written_to_the_aib_template(tmp_path: Path) -> None:
+    result = invoke("translate", FIXTURES / "reboot", "--to", "aib", "--allow-lossy")
+    assert result.code == 0, result.text
+    assert "expect_disconnect" not in result.out and "expectDisconnect" not in result.out
+    resource = json.loads(result.out)
+    assert [s["name"] for s in resource["properties"]["customize"]] == ["update-kernel", "after-reboot"]
 
 
 # ----------------------------------------------------------------------------------------------- Windows

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 INLINE_LIMIT = 64 * 1024  # bytes of a local file inlined into the template without --upload-base-uri
 DEFAULT_EXECUTE = "chmod +x {{.Path}}; {{.Vars}} {{.Path}}"
 DEFAULT_SHEBANG = "/bin/sh -e"
+DISCONNECT_CODE = 2300218  # the exit status Packer gives a disconnect: in valid_exit_codes, a disconnect is fine
 _GO_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 _SUDO_PASSWORD_PIPE = re.compile(r"^\s*echo\s+(?:'[^']*'|\"[^\"]*\"|\S+)\s*\|\s*(?=.*\bsudo\b)")
 _UNSUPPORTED_PROVISIONERS = {
@@ -259,13 +260,9 @@ class StepMapper:
             return []
         execute = self.take("execute_command")
         shebang = self.take("inline_shebang") or DEFAULT_SHEBANG
-        skip_clean = truthy(self.take("skip_clean"))
-        binary = truthy(self.take("binary"))
-        remote_folder = self.take("remote_folder") or "/tmp"
-        remote_file = self.take("remote_file")
-        remote_path = self.take("remote_path")
         self.take("env_var_format")
         self.take("use_env_var_file")
+        expect_disconnect = truthy(self.p.value("expect_disconnect")) or DISCONNECT_CODE in codes_list
         for key, advice in (
             (
                 "expect_disconnect",
@@ -277,6 +274,25 @@ class StepMapper:
             value = self.take(key)
             if value not in (None, "") and (key != "expect_disconnect" or truthy(value)):
                 self.note("approximated", key, advice)
+        steps = self.shell_steps(bodies, env, codes_list, execute, shebang)
+        for step in steps:  # the engine's hint (aibx run of a Packer configuration); the AIB writer ignores it
+            if isinstance(step, model.ShellStep):
+                step.expect_disconnect = expect_disconnect
+        return steps
+
+    def shell_steps(
+        self,
+        bodies: list[tuple[str, bytes | None, Path | None]],
+        env: dict[str, str],
+        codes_list: list[int],
+        execute: Any,
+        shebang: str,
+    ) -> list[model.Step]:
+        skip_clean = truthy(self.take("skip_clean"))
+        binary = truthy(self.take("binary"))
+        remote_folder = self.take("remote_folder") or "/tmp"
+        remote_file = self.take("remote_file")
+        remote_path = self.take("remote_path")
         plain_exec = execute is None or _normal(execute) == _normal(DEFAULT_EXECUTE)
         inline = bodies[0][1] is None
         lines: list[str] = (self.p.value("inline") or []) if inline else []
