@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import quote, unquote, urljoin
 
-from aibx.document import Unresolved
+from aibx.document import OpenValue, Unresolved
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -138,6 +138,8 @@ def evaluate(text: str, scope: Scope, *, original: str | None = None) -> object:
         result = _Evaluator(scope, original or f"[{text}]").eval(node)
     except RecursionError:  # variables that refer to variables, hundreds deep
         raise ExpressionError("the expression (or the variables it uses) is nested too deeply") from None
+    if isinstance(result, Lambda):
+        raise ExpressionError(f"a lambda is not a value: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only")
     if isinstance(result, Unresolved) and original is not None:
         return Unresolved(original, result.reason, result.reported)
     return result
@@ -331,12 +333,20 @@ class _Evaluator:
             cond = self.eval(node.args[0])
             if isinstance(cond, Unresolved):
                 return cond
+            if isinstance(cond, OpenValue):
+                return self.unresolved("if() on a value nobody gave (a parameter without a value)")
             return self.eval(node.args[1] if cond else node.args[2])
         args = [self.eval(a) for a in node.args]
+        if name not in _LAMBDA_TAKERS and any(isinstance(a, Lambda) for a in args):
+            raise ExpressionError(
+                f"{node.name}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only"
+            )
         if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid", "lambdavariables"):
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
+        if name not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+            return self.unresolved(f"{node.name}() of a value nobody gave (a parameter without a value)")
         if name in _BUILDERS:
             check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
@@ -1000,6 +1010,10 @@ def unique_string(*values: str) -> str:
     return "".join(_BASE32[((h << (5 * i)) & 0xFFFFFFFFFFFFFFFF) >> 59] for i in range(13))
 
 
+# the functions that take a lambda() argument (ARM allows one nowhere else)
+_LAMBDA_TAKERS = ("filter", "map", "reduce", "sort", "toobject", "groupby", "mapvalues")
+_LAMBDA_TAKERS_TEXT = "filter(), map(), reduce(), sort(), toObject(), groupBy() and mapValues()"
+
 # functions whose result holds (copies of) their arguments, or grows from them
 _BUILDERS = {
     "concat", "format", "string", "replace", "join", "padleft", "base64", "base64tostring", "uricomponent",
@@ -1120,6 +1134,26 @@ FUNCTIONS = _FUNCTIONS  # public name for other evaluators (Bicep)
 
 # ----------------------------------------------------------------------------------------------- shared library
 # Bicep compiles to these functions, so aibx's Bicep reader (aibx/bicep/) calls them here: one library.
+# functions that only build text from their arguments: an OpenValue (``<name>``) passes through them whole
+_CARRY_OPEN = {
+    "parameters",
+    "variables",
+    "concat",
+    "format",
+    "string",
+    "tolower",
+    "toupper",
+    "trim",
+    "uri",
+    "resourceid",
+    "subscriptionresourceid",
+    "tenantresourceid",
+    "extensionresourceid",
+    "createobject",
+    "createarray",
+    "array",
+    "coalesce",
+}
 _SCOPE_FUNCTIONS = ("parameters", "variables", "if", "lambda", "lambdavariables", "copyindex")
 
 
@@ -1137,6 +1171,8 @@ def call_function(name: str, args: list[object], scope: Scope, original: str) ->
     unknown = next((a for a in args if isinstance(a, Unresolved)), None)
     if unknown is not None and key not in ("subscription", "resourcegroup", "resourceid"):
         return unknown
+    if key not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+        return ev.unresolved(f"{name}() of a value nobody gave (a parameter without a value)")
     if key in _BUILDERS:
         check_size(args)
     try:

@@ -26,6 +26,13 @@ class Unresolved:
         return self.text
 
 
+class OpenValue(str):
+    """The text ``<name>`` standing for a value nobody gave (a string parameter without a value, when a
+    translation asks for them open: loader.LoadOptions.open_parameters). Functions that only build text carry it
+    along; any other function of it (a comparison, ``substring()``, ``length()``, a condition) is Unresolved, so
+    no branch is chosen and no text is cut on a value that is not there."""
+
+
 @dataclass
 class Document:
     """One image-template resource as written, after parameters and expressions were applied."""

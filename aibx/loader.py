@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aibx import armexpr
 from aibx.diagnostics import Diagnostic, Severity, closest, format_path, make
-from aibx.document import Document, Unresolved
+from aibx.document import Document, OpenValue, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ STDIN_NAME = "<stdin>"
 COMMAND_LINE = "<command line>"
 
 _PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_.\-]*)>")
+_PARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 # fields whose text is code, where <...> is shell or PowerShell syntax rather than a placeholder
 _CODE_FIELDS = {"inline", "restartcommand", "restartcheckcommand", "filters", "searchcriteria"}
 _JSON_TYPES = {"int", "bool", "array", "object", "secureobject"}
@@ -65,9 +66,25 @@ class LoadOptions:
     resource: str | None = None  # --resource NAME
     api_version: str | None = None  # --api-version
     context: armexpr.DeploymentContext = field(default_factory=armexpr.DeploymentContext)
+    # a string parameter without a value becomes the open value ``<name>`` (OpenValue) instead of leaving the
+    # whole expression Unresolved: translations then carry it inside IDs and URIs (resourceId(), concat(),
+    # format()) as a variable of its own
+    open_parameters: bool = False
     allow_local_files: bool = False  # Bicep's loadTextContent() may read outside the template's folder
     # --var, --var-file, --only, --allow-env-values: how a Packer configuration is read (aibx.packer_input)
     packer: PackerOptions | None = None
+
+
+# what an open deployment context (open_context) calls the values Azure supplies at deployment
+OPEN_CONTEXT = {"subscription_id": "subscriptionId", "resource_group": "resourceGroupName", "location": "location"}
+
+
+def open_context(context: armexpr.DeploymentContext) -> armexpr.DeploymentContext:
+    """``context`` with each value it lacks (subscription, resource group, location) an OpenValue."""
+    from dataclasses import replace
+
+    missing = {k: OpenValue(f"<{v}>") for k, v in OPEN_CONTEXT.items() if getattr(context, k) is None}
+    return replace(context, **missing)
 
 
 @dataclass
@@ -196,12 +213,13 @@ def _bare_placeholder_hint(text: str, line: int, column: int) -> str:
     return f"; {m.group()} is a placeholder outside quotes: replace it with a JSON value (a string in quotes) first"
 
 
-def load(path: str, options: LoadOptions | None = None) -> LoadResult:
+def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> LoadResult:
     """Load the image templates in one file (``-`` for standard input; a ``.bicep`` or ``.bicepparam`` file is
     read as Bicep; a Packer configuration, a ``.pkr.hcl`` file, a folder of them or a legacy JSON template, is
     translated in memory as ``aibx translate --to aib`` would)."""
     from aibx.packer_input import is_packer_config
 
+    path = os.fspath(path)
     if path != STDIN and is_packer_config(path):
         from aibx.packer_input import load_packer
 
@@ -418,6 +436,8 @@ class _ParameterValues(Mapping[str, object]):
                 self.busy.discard(name)
         elif spec.get("nullable") is True:
             value = None  # languageVersion 2.0: a nullable parameter without a value is null
+        elif self.loader.options.open_parameters and _ptype(spec) == "string" and _PARAMETER_NAME.fullmatch(name):
+            value = OpenValue(f"<{name}>")
         else:
             value = Unresolved(f"[parameters('{name}')]", f"parameter '{name}' has no value; pass -p {name}=VALUE")
         self.cache[name] = value
@@ -505,6 +525,8 @@ class _Loader:
         self.secure_parameters: set[str] = set()
         self.unresolved_keys: dict[JsonPath, Unresolved] = {}
         self.bare_expressions_seen = 0
+        # the text of the deployment context's open values (LoadOptions.open_parameters)
+        self.open_names = {v for v in vars(options.context).values() if isinstance(v, OpenValue)}
         self.links: list[str] = []  # templateLink targets of nested deployments (other files)
         self.visited: set[str] = {os.path.realpath(file)} if file != STDIN_NAME else set()  # linked files read
 
@@ -592,7 +614,7 @@ class _Loader:
 
     def check_parameter(self, name: str, spec: dict, value: object, origin: _Supplied | None) -> None:
         """ARM's checks of a parameter value: type, allowedValues, minValue/maxValue, minLength/maxLength."""
-        if isinstance(value, Unresolved) or (value is None and spec.get("nullable") is True):
+        if isinstance(value, (Unresolved, OpenValue)) or (value is None and spec.get("nullable") is True):
             return
         secure = _ptype(spec).startswith("secure")
         shown = "the value" if secure else f"{_short(value)}"
@@ -1005,6 +1027,7 @@ class _Loader:
         if "<" not in text:
             return text
         missing: list[str] = []
+        opened: list[str] = []  # open parameters (LoadOptions.open_parameters): placeholders in code too
         values = {k.lower(): v for k, v in self.values.items()} if self.values else {}
 
         def sub(m: re.Match[str]) -> str:
@@ -1012,14 +1035,16 @@ class _Loader:
             if not code:
                 self.result.names_known.add(name)
             v = values.get(name.lower())
-            if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            if isinstance(v, OpenValue) or (v is None and f"<{name}>" in self.open_names):
+                opened.append(name)
+            elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
                 self.result.names_used.add(name.lower())
                 return str(v)
             missing.append(name)
             return m.group()
 
         out = _PLACEHOLDER.sub(sub, text)
-        if missing and not code:
+        if opened or (missing and not code):
             names = ", ".join(f"-p {n}=VALUE" for n in dict.fromkeys(missing))
             tokens = ", ".join(f"<{n}>" for n in dict.fromkeys(missing))
             return Unresolved(out, f"placeholder {tokens} not substituted; pass {names}")

@@ -1,35 +1,40 @@
 #!/usr/bin/env python3
-"""Translate the shared development corpus both ways and count what happens (a dev script, not a test).
+"""Translate a corpus both ways, as a user would with ``aibx translate``, and count what happens by class (a dev
+script, not a test).
 
-* every Packer configuration in CORPUS/packer/ (legacy JSON, single .pkr.hcl files, folders) → AIB, with a
-  report; a folder with several builds is translated build by build (--only), with the variables a user of
-  that configuration would pass;
-* every AIB template in CORPUS/aib/ → Packer HCL2, checked with ``packer fmt -check`` and (after removing the
-  ``packer {}`` block and windows-update provisioners, which Packer 1.6.6 predates)
-  ``packer validate -syntax-only``.
+* every AIB template in CORPUS/aib/ (``*.json``) → Packer HCL2: complete (exit 0), lossy (exit 1), refused
+  (exit 2, with the reason) or internal error (exit 70); each written file is checked with ``packer fmt -check``
+  and ``packer validate`` (Packer 1.6.6, after removing the ``packer {}`` block and windows-update provisioners,
+  which it predates, and with a value given for every variable without a default); then the **round trip**:
+  the written file back to AIB, whose customizers (type, name, order) must be the original's, and whose
+  templates must pass ``aibx validate`` (placeholders apart);
+* every Packer configuration in CORPUS/packer/ (legacy JSON, ``.pkr.hcl`` files, folders) → AIB, by class, with
+  the variables a user of that configuration would pass; each template written is validated.
 
 Usage: scripts/corpus_translate.py [CORPUS]   (CORPUS defaults to /work/shared/corpus)
-It prints the "translate" section of docs/corpus.md, and exits 1 if any configuration or template failed.
+It prints the "translate" section of docs/corpus.md, and exits 1 if a goal of issue 10 is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections import Counter
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aibx.diagnostics import has_errors
-from aibx.loader import load
-from aibx.translators import AibOptions, PackerInputs, aib_document, packer_to_aib, read_packer
-from aibx.translators.hcl_writer import dumps
-from aibx.translators.report import Report
-from aibx.translators.to_packer import ToPacker
-from aibx.validation import validate
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests.support
+
+from aibx.cli import main as aibx
+from aibx.loader import read_json
+from tests.support.packer import packer_validate
 
 # what a user of these configurations passes on the command line (their builds need it)
 RUNS: dict[str, list[tuple[list[str], list[str]]]] = {
@@ -45,99 +50,168 @@ RUNS: dict[str, list[tuple[list[str], list[str]]]] = {
         )
     ],
 }
+CLASSES = {0: "complete", 1: "lossy", 2: "refused", 70: "internal error"}
+# the first line of an aibx diagnostic, for the reason of a refusal
+_ERROR = re.compile(r"(?:error\[(AIB\d+)\]|aibx: internal error:)\s*(.*)")
 
 
 @dataclass
 class Tally:
     rows: list[str] = field(default_factory=list)
+    classes: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
-    configs: int = 0
-    ok: int = 0
+    total: int = 0
+    written: int = 0
+    packer_ok: int = 0
     templates: int = 0
-    lossy: int = 0
     valid: int = 0
+    roundtrip: int = 0  # templates whose round trip kept every customizer
+    roundtrip_valid: int = 0
+    roundtrip_total: int = 0
+    customizers: int = 0
+    customizers_kept: int = 0
 
 
-def packer_to_aib_corpus(corpus: Path, tally: Tally) -> None:
+def run_aibx(argv: list[str]) -> tuple[int, str]:
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        try:
+            code = aibx(argv)
+        except Exception as exc:  # counted as an internal error
+            code, _ = 70, err.write(f"aibx: internal error: {type(exc).__name__}: {exc}\n")
+    return code, err.getvalue()
+
+
+def reason(stderr: str) -> str:
+    for line in stderr.splitlines():
+        m = _ERROR.search(line)
+        if m:
+            return (f"{m.group(1)}: " if m.group(1) else "internal error: ") + m.group(2)[:160]
+    return stderr.strip().splitlines()[-1][:160] if stderr.strip() else "?"
+
+
+def aib_valid(path: Path) -> bool:
+    code, _err = run_aibx(["validate", str(path)])
+    return code == 0
+
+
+# ----------------------------------------------------------------------------------------------- AIB → Packer
+def packer_check(hcl: Path, scratch: Path) -> tuple[bool, bool, str]:
+    """(packer fmt -check ok, packer validate ok, Packer's complaint) for one written file."""
+    env = dict(os.environ, CHECKPOINT_DISABLE="1", HOME=str(scratch / "home"), PACKER_CACHE_DIR=str(scratch / "cache"))
+    text = hcl.read_text()
+    fmt = subprocess.run(["packer", "fmt", "-check", hcl.name], cwd=hcl.parent, env=env, capture_output=True)
+    check = packer_validate(text, hcl.parent / "166", scratch)
+    complaint = " ".join((check.stdout + check.stderr).split())[:200]
+    return fmt.returncode == 0, check.returncode == 0, complaint
+
+
+def customizers(path: Path) -> list[tuple[str, str]]:
+    doc, _smap, _diags = read_json(str(path))
+    resources = doc.get("resources", [doc]) if isinstance(doc, dict) else []
+    if isinstance(resources, dict):
+        resources = list(resources.values())
+    out: list[tuple[str, str]] = []
+    for res in resources:
+        if (
+            isinstance(res, dict)
+            and str(res.get("type", "")).lower() == "microsoft.virtualmachineimages/imagetemplates"
+        ):
+            for c in res.get("properties", {}).get("customize", []) or []:
+                out.append((str(c.get("type", "")).lower(), str(c.get("name", ""))))
+    return out
+
+
+def aib_to_packer_corpus(corpus: Path, tally: Tally, scratch: Path) -> None:
+    for path in sorted((corpus / "aib").glob("*.json")):
+        tally.total += 1
+        folder = scratch / path.stem[:80]
+        folder.mkdir(parents=True)
+        out = folder / "t.pkr.hcl"
+        report = folder / "report.json"
+        code, err = run_aibx(["translate", str(path), "--to", "packer", "-o", str(out), "--report-json", str(report)])
+        klass = CLASSES.get(code, f"exit {code}")
+        tally.classes[klass] += 1
+        row = klass if code in (0, 1) else f"{klass}: {reason(err)}"
+        if report.exists():
+            for rep in json.loads(report.read_text()).get("reports", []):
+                tally.statuses.update(rep.get("counts", {}))
+                if code == 1:
+                    drops = [e["subject"] for e in rep["entries"] if e["status"] == "dropped"]
+                    row += f" ({', '.join(drops)[:160]})"
+        if out.exists():
+            tally.written += 1
+            fmt_ok, packer_ok, complaint = packer_check(out, scratch / "packer")
+            tally.packer_ok += packer_ok
+            row += f"; packer fmt {'ok' if fmt_ok else 'FAIL'}, validate {'ok' if packer_ok else 'FAIL: ' + complaint}"
+            row += "; " + roundtrip(path, out, folder, tally)
+        tally.rows.append(f"| `{path.name}` | {row} |")
+
+
+def roundtrip(original: Path, hcl: Path, folder: Path, tally: Tally) -> str:
+    """The written file back to AIB: customizers kept (type, name, order), and the templates valid."""
+    back = folder / "back"
+    code, err = run_aibx(["translate", str(hcl), "--to", "aib", "-o", str(back), "--allow-lossy"])
+    if code not in (0, 1):
+        tally.roundtrip_total += 1
+        return f"round trip {CLASSES.get(code, code)}: {reason(err)}"
+    want = customizers(original)
+    results = sorted(back.glob("*.json")) if back.is_dir() else [back] if back.exists() else []
+    results = [p for p in results if not p.name.endswith(".report.json")]
+    kept_all = valid_all = True
+    for result in results:
+        tally.roundtrip_total += 1
+        got = customizers(result)
+        kept = sum(1 for w, g in zip(want, got, strict=True) if w == g) if len(got) == len(want) else 0
+        tally.customizers += len(want)
+        tally.customizers_kept += kept
+        ok = kept == len(want)
+        tally.roundtrip += ok
+        kept_all &= ok
+        if not ok:
+            kept_all = False
+        valid = aib_valid(result)
+        tally.roundtrip_valid += valid
+        valid_all &= valid
+    if not results:
+        tally.roundtrip_total += 1
+        return "round trip: no template"
+    return f"round trip: customizers {'kept' if kept_all else 'CHANGED'}, {'valid' if valid_all else 'INVALID'}"
+
+
+# ----------------------------------------------------------------------------------------------- Packer → AIB
+def packer_to_aib_corpus(corpus: Path, tally: Tally, scratch: Path) -> None:
     entries = sorted(
         p for p in (corpus / "packer").iterdir() if p.suffix == ".json" or p.is_dir() or p.name.endswith(".pkr.hcl")
     )
     for path in entries:
-        tally.configs += 1
-        runs = RUNS.get(path.name, [([], [])])
-        produced = lossy = 0
-        problems: list[str] = []
-        counts: Counter = Counter()
-        for only, variables in runs:
-            config = read_packer(str(path), PackerInputs(variables=variables, env={}, cwd=str(path.parent)))
-            if has_errors(config.diagnostics):
-                problems += [d.format() for d in config.diagnostics if d.severity.value == "error"][:2]
-                continue
-            for t in packer_to_aib(config, AibOptions(only=only, cwd=str(path.parent))):
-                counts.update(t.report.counts())
-                if t.template is None:
-                    continue
-                produced += 1
-                lossy += t.report.lossy
-                doc = aib_document(t.template, t.report)
-                tally.valid += _aib_valid(doc)
-        tally.statuses.update(counts)
-        tally.templates += produced
-        tally.lossy += lossy
-        tally.ok += not problems
-        state = "error: " + "; ".join(problems) if problems else f"{produced} template(s), {lossy} lossy"
-        tally.rows.append(
-            f"| `{path.name}` | {state} | {counts['mapped']} / {counts['approximated']} / {counts['dropped']} |"
-        )
+        tally.total += 1
+        worst = 0
+        rows: list[str] = []
+        for i, (only, variables) in enumerate(RUNS.get(path.name, [([], [])])):
+            out = scratch / f"{path.name}-{i}"
+            argv = ["translate", str(path), "--to", "aib", "-o", str(out) + "/", "--report-json", str(out) + ".json"]
+            argv += [a for v in variables for a in ("--var", v)] + [a for o in only for a in ("--only", o)]
+            code, err = run_aibx(argv)
+            worst = max(worst, code if code != 70 else 99)
+            produced = sorted(p for p in out.glob("*.json") if not p.name.endswith(".report.json"))
+            tally.templates += len(produced)
+            valid = sum(aib_valid(p) for p in produced)
+            tally.valid += valid
+            if Path(str(out) + ".json").exists():
+                for rep in json.loads(Path(str(out) + ".json").read_text()).get("reports", []):
+                    tally.statuses.update(rep.get("counts", {}))
+            if code in (0, 1):
+                rows.append(f"{len(produced)} template(s), {valid} valid")
+            else:
+                rows.append(reason(err))
+        klass = CLASSES.get(70 if worst == 99 else worst, f"exit {worst}")
+        tally.classes[klass] += 1
+        tally.rows.append(f"| `{path.name}` | {klass} | {'; '.join(rows)} |")
 
 
-def _aib_valid(document: dict) -> bool:
-    import json
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(document, fh)
-    try:
-        result = load(fh.name)
-        return bool(result.documents) and not has_errors(validate(result.documents[0]).diagnostics)
-    finally:
-        os.unlink(fh.name)
-
-
-def aib_to_packer_corpus(corpus: Path, tally: Tally, scratch: Path) -> None:
-    env = dict(os.environ, CHECKPOINT_DISABLE="1", HOME=str(scratch / "home"), PACKER_CACHE_DIR=str(scratch / "cache"))
-    for path in sorted((corpus / "aib").glob("*.json")):
-        tally.configs += 1
-        result = load(str(path))
-        if not result.documents:
-            tally.rows.append(f"| `{path.name}` | not readable: {result.diagnostics[0].message} | | |")
-            continue
-        tpl = validate(result.documents[0]).template
-        report = Report(str(path), "packer")
-        blocks = ToPacker(tpl, report, scratch).blocks()
-        tally.statuses.update(report.counts())
-        tally.templates += 1
-        tally.lossy += report.lossy
-        folder = scratch / path.stem
-        (folder / "full").mkdir(parents=True)
-        (folder / "166").mkdir()
-        (folder / "full" / "t.pkr.hcl").write_text(dumps(blocks))
-        fmt = subprocess.run(["packer", "fmt", "-check", "."], cwd=folder / "full", env=env, capture_output=True)
-        stripped = [b for b in blocks if b.type != "packer"]
-        for b in stripped:
-            if b.type == "build":
-                b.blocks = [p for p in b.blocks if p.labels != ["windows-update"]]
-        (folder / "166" / "t.pkr.hcl").write_text(dumps(stripped))
-        syntax = subprocess.run(
-            ["packer", "validate", "-syntax-only", "t.pkr.hcl"], cwd=folder / "166", env=env, capture_output=True
-        )
-        ok = fmt.returncode == 0 and syntax.returncode == 0
-        tally.ok += ok
-        c = report.counts()
-        tally.rows.append(
-            f"| `{path.name}` | fmt {'ok' if fmt.returncode == 0 else 'FAIL'}, "
-            f"validate -syntax-only {'ok' if syntax.returncode == 0 else 'FAIL'}"
-            f"{', lossy' if report.lossy else ''} | {c['mapped']} / {c['approximated']} / {c['dropped']} |"
-        )
+def pct(n: int, d: int) -> str:
+    return f"{n}/{d} ({100 * n / d:.0f} %)" if d else "0/0"
 
 
 def main() -> int:
@@ -148,37 +222,53 @@ def main() -> int:
     if not corpus.is_dir():
         print(f"no corpus at {corpus}", file=sys.stderr)
         return 2
-    packer = Tally()
-    packer_to_aib_corpus(corpus, packer)
-    aib = Tally()
+    aib, packer = Tally(), Tally()
     with tempfile.TemporaryDirectory() as scratch:
-        aib_to_packer_corpus(corpus, aib, Path(scratch))
+        if (corpus / "aib").is_dir():
+            aib_to_packer_corpus(corpus, aib, Path(scratch) / "aib")
+        if (corpus / "packer").is_dir():
+            (Path(scratch) / "packer").mkdir()
+            packer_to_aib_corpus(corpus, packer, Path(scratch) / "packer")
+
+    def classes(t: Tally) -> str:
+        return ", ".join(f"{t.classes[c]} {c}" for c in CLASSES.values())
+
+    def statuses(t: Tally) -> str:
+        return ", ".join(f"{t.statuses[s]} {s}" for s in ("mapped", "approximated", "dropped", "not-applicable"))
+
     lines = [
         "## translate",
         "",
-        "Produced by `scripts/corpus_translate.py` (Packer 1.6.6 for the checks). Counts per configuration are",
-        "report entries: mapped / approximated / dropped.",
+        "Produced by `scripts/corpus_translate.py` (`aibx translate` as a user runs it; Packer 1.6.6 for the checks).",
         "",
-        f"**Packer → AIB**: {packer.ok} of {packer.configs} configurations translate with a report, giving "
-        f"{packer.templates} AIB templates ({packer.valid} valid for aibx's validator apart from placeholder "
-        f"warnings, {packer.lossy} lossy). Report entries: {packer.statuses['mapped']} mapped, "
-        f"{packer.statuses['approximated']} approximated, {packer.statuses['dropped']} dropped.",
+        f"**AIB → Packer**, {aib.total} templates: {classes(aib)}. Complete: {pct(aib.classes['complete'], aib.total)}."
+        f" Written files accepted by `packer validate`: {pct(aib.packer_ok, aib.written)}. Report entries: "
+        f"{statuses(aib)}.",
         "",
-        "| configuration | result | entries |",
+        f"**Round trip** AIB → Packer → AIB: customizers kept (type, name, order) in "
+        f"{pct(aib.roundtrip, aib.roundtrip_total)} templates, {pct(aib.customizers_kept, aib.customizers)} "
+        f"customizers; valid for `aibx validate`: {pct(aib.roundtrip_valid, aib.roundtrip_total)}.",
+        "",
+        "| template | result |",
+        "|---|---|",
+        *aib.rows,
+        "",
+        f"**Packer → AIB**, {packer.total} configurations: {classes(packer)}. {packer.templates} AIB templates "
+        f"written, {packer.valid} valid for `aibx validate`. Report entries: {statuses(packer)}.",
+        "",
+        "| configuration | class | result |",
         "|---|---|---|",
         *packer.rows,
-        "",
-        f"**AIB → Packer**: {aib.ok} of {aib.configs} templates translate to HCL that `packer fmt -check` and "
-        f"`packer validate -syntax-only` accept ({aib.lossy} lossy). Report entries: "
-        f"{aib.statuses['mapped']} mapped, {aib.statuses['approximated']} approximated, "
-        f"{aib.statuses['dropped']} dropped.",
-        "",
-        "| template | result | entries |",
-        "|---|---|---|",
-        *aib.rows,
     ]
     print("\n".join(lines))
-    return 0 if packer.ok == packer.configs and aib.ok == aib.configs else 1
+    goals = (
+        aib.classes["internal error"] == 0
+        and packer.classes["internal error"] == 0
+        and aib.classes["complete"] >= 0.8 * aib.total
+        and aib.packer_ok >= 0.9 * aib.written
+        and aib.roundtrip == aib.roundtrip_total
+    )
+    return 0 if goals else 1
 
 
 if __name__ == "__main__":

@@ -138,17 +138,21 @@ EXPLANATIONS: dict[str, str] = {
     "equivalent was written (for example a scriptUri becomes an inline download that checks the sha256 before it "
     "runs). The translation report (`--report-json`) carries this code on each such entry, with how.",
     "AIB071": "`aibx translate`: the target format cannot express this field or step at all, and the report says "
-    "why (for example a Packer `shell-local` provisioner, or template-resource `tags` in Packer). A translation "
-    "with such an entry is lossy: exit status 1 unless `--allow-lossy`. `aibx validate`, `plan` and `run` of a "
-    "Packer configuration report it as a warning, before anything runs: that provisioner or field does not run.",
+    "why (for example a Packer `shell-local` provisioner, or a managed image in another region). A translation "
+    "with such an entry is lossy: exit status 1 unless `--allow-lossy`. As an error (exit 2, nothing written): "
+    "the Packer file would have no image to start from (an ISO source) or no output (no distribute target Packer "
+    "can write), which Packer refuses; or a secret could not be kept out of the output. `aibx validate`, `plan` "
+    "and `run` of a Packer configuration report it as a warning, before anything runs: that provisioner or field "
+    "does not run.",
     "AIB072": "`aibx translate --to aib`: the Packer configuration cannot be read: an HCL syntax error, an unknown "
     "source named in a build, an attribute at the top level, or a JSON template without `builders`.",
-    "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function aibx does not support "
-    "(the message lists the supported ones), a template function other than `user`, `env`, `timestamp`, "
-    "`template_dir` and `build` in legacy JSON, a data source, or a type error.",
+    "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function Packer does not have "
+    "either (the message lists the ones aibx evaluates; Packer's others give open values), a legacy JSON template "
+    "function aibx does not know, or a type error.",
     "AIB074": "`aibx translate --to aib`: a variable problem: `--var` or a variables file names a variable the "
-    "configuration does not declare, a value does not convert to the declared type, or (a warning) a legacy "
-    "`{{user}}` variable does not exist and is empty, as in Packer.",
+    "configuration neither declares nor uses (a legacy `{{user}}` variable used but not declared is a required "
+    "one, as in Packer), a value does not convert to the declared type, or a value without which the build "
+    "cannot be selected (`only`/`except`) is missing.",
     "AIB075": "`aibx translate --to packer`: a `file:` scriptUri or sourceUri (a file next to the template) cannot "
     "be read, or its content does not match `sha256Checksum`; Packer would upload it without checking.",
     "AIB076": "`aibx translate`: nothing to translate (no source matches `--only`), several templates but no `-o "

@@ -101,7 +101,8 @@ def test_plan_and_its_refusal(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- translate
-LOSSY = TRANSLATE / "aib" / "linux-platform.json"  # its resource tags have no place in Packer
+# a managed image in another region than the build's: Packer cannot (its resource tags are merely not applicable)
+LOSSY = TRANSLATE / "fidelity" / "c07-other-region.json"
 
 
 def test_translate_to_standard_output_puts_the_translation_in_the_document() -> None:
@@ -118,15 +119,17 @@ def test_translate_to_standard_output_puts_the_translation_in_the_document() -> 
     [dropped] = [e for e in report["entries"] if e["status"] == "dropped"]
     assert dropped == {
         "status": "dropped",
-        "subject": "tags",
-        "detail": "tags of the image-template resource: Packer has no template resource",
+        "subject": "properties.distribute[0].location",
+        "detail": "Packer creates the managed image in the build region; copy it to another region afterwards",
         "code": "AIB071",
         "file": str(LOSSY),
-        "line": 6,
-        "column": 11,
+        "line": 11,
+        "column": 190,
     }
+    [not_applicable] = [e for e in report["entries"] if e["status"] == "not-applicable"]
+    assert not_applicable["subject"] == "tags" and "code" not in not_applicable
     assert all(e["code"] == "AIB070" for e in report["entries"] if e["status"] == "approximated")
-    assert "dropped      tags" in done.err  # the human report, on standard error as always
+    assert "dropped      properties.distribute[0].location" in done.err  # the human report, on standard error
 
 
 def test_translate_to_a_file_names_it_and_report_json_writes_the_same_document(tmp_path: Path) -> None:

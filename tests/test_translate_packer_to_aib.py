@@ -117,7 +117,7 @@ def test_variable_precedence_as_in_packer(tmp_path: Path) -> None:
 def test_errors_point_at_file_line_and_name_the_problem(tmp_path: Path) -> None:
     cases = {
         "syntax": ("build {\n  sources = [\n}\n", "AIB072", 3),
-        "function": (build("Linux", '  provisioner "shell" {\n    inline = [file("x")]\n  }'), "AIB073", 15),
+        "function": (build("Linux", '  provisioner "shell" {\n    inline = [nosuch("x")]\n  }'), "AIB073", 15),
         "undeclared": (build("Linux", '  provisioner "shell" {\n    inline = [var.nope]\n  }'), "AIB074", 15),
         "source": ('build {\n  sources = ["source.azure-arm.missing"]\n}\n', "AIB072", 2),
     }
@@ -127,7 +127,7 @@ def test_errors_point_at_file_line_and_name_the_problem(tmp_path: Path) -> None:
         assert [d.code for d in diags] == [code], (name, [d.format() for d in diags])
         assert diags[0].line == line, (name, diags[0].format())
         assert diags[0].file.endswith(f"{name}.pkr.hcl")
-    assert "function file() is not supported" in translate(tmp_path / "function.pkr.hcl")[0].message
+    assert "function nosuch() is not supported" in translate(tmp_path / "function.pkr.hcl")[0].message
 
 
 def test_shell_with_sudo_really_runs_as_root_and_keeps_packer_semantics(tmp_path: Path) -> None:
@@ -234,10 +234,25 @@ def test_legacy_json_functions(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     [t] = translate(path, env={"WHO": "me"})
     assert t.template.customize[0].inline == [f"echo me {int(NOW.timestamp())}"]
-    doc["provisioners"][0]["inline"] = ["{{isotime}}"]
+    # isotime, pwd, pipelines and split (issue 10, class 11)
+    doc["provisioners"][0]["inline"] = [
+        '{{isotime "2006-01-02"}}',
+        "{{pwd}}",
+        "{{user `who` | upper}}",
+        '{{split (user `dir`) "/" 1}}',
+    ]
+    path.write_text(json.dumps(doc))
+    [t] = translate(path, env={"WHO": "me"})
+    assert t.template.customize[0].inline == [
+        NOW.strftime("%Y-%m-%d"),
+        str(tmp_path),
+        "ME",
+        str(tmp_path).split("/")[1],
+    ]
+    doc["provisioners"][0]["inline"] = ["{{nosuchfunction}}"]
     path.write_text(json.dumps(doc))
     [diag] = translate(path)
-    assert diag.code == "AIB073" and "'isotime'" in diag.message and diag.line == 1
+    assert diag.code == "AIB073" and "'nosuchfunction'" in diag.message and diag.line == 1
 
 
 def test_sensitive_values_never_reach_the_report(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_class6_input_that_is_not_a_template_says_what_it_is_and_what_to_do() ->
     expected = {
         "build.pkr.hcl": "aibx translate",
         "legacy-packer.json": "aibx translate",
-        "image.bicep": "az bicep build",
+        "image-bicep.txt": "give it a .bicep name",
         "pipeline.yml": "YAML",
         "values.pkrvars.hcl": "--var-file",
         "main.tf": "Terraform",

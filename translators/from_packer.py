@@ -27,7 +27,7 @@ from aibx.translators.aib import NEWEST_API_VERSION
 from aibx.translators.packer_config import Attr, Build, PackerConfig, Section, SourceRef, text_of
 from aibx.translators.packer_provisioners import INLINE_LIMIT, StepMapper, provisioner_subject
 from aibx.translators.report import Location, Report
-from aibx.translators.to_packer import VALIDATION_MARK
+from aibx.translators.to_packer import GALLERY_STAGING_VARIABLE, VALIDATION_MARK
 
 _WAAGENT = re.compile(r"\bwaagent\b.*-deprovision")
 _WAAGENT_DEFAULT = re.compile(
@@ -109,7 +109,23 @@ def _selected(patterns: list[str], build: Build, source: SourceRef) -> bool:
 
 
 def _sane_name(text: str) -> str:
-    return _NOT_RUN_OUTPUT.sub("-", text).strip("-")[:64] or "output"
+    return _NOT_RUN_OUTPUT.sub("-", text).strip("-") or "output"
+
+
+def _unknown_text(value: Unresolved) -> str:
+    return f"not known: {value.reason}"
+
+
+def fit_name(name: str, limit: int = 64) -> str:
+    """``name`` in AIB's alphabet for names and run outputs (letters, digits, - _ .) and within ``limit``
+    characters: a longer one keeps its start and ends with a hash of the whole name, so it stays unique."""
+    sane = _sane_name(name)
+    if len(sane) <= limit and sane == name:
+        return name
+    if len(sane) <= limit:
+        return sane
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{sane[: limit - 7].rstrip('-_.')}-{digest}"
 
 
 # ----------------------------------------------------------------------------------------------- one source
@@ -133,7 +149,13 @@ class SourceTranslator:
             environment_sources=set(config.environment_sources),
         )
         self.uploads: dict[str, Upload] = {}
-        self.tpl = model.ImageTemplate(file=config.path, name=source.name, api_version=options.api_version)
+        self.tpl = model.ImageTemplate(file=config.path, name=fit_name(source.name), api_version=options.api_version)
+        if self.tpl.name != source.name:
+            self.report.approximated(
+                f"source {source.full_name}",
+                f"template name {self.tpl.name}: AIB names have at most 64 letters, digits, - _ and .",
+                source.location,
+            )
         self.subscription: model.Text = ""
         self.username = "packer"
         self.used: set[str] = set()
@@ -195,6 +217,7 @@ class SourceTranslator:
         self.tags()
         self.rest_of_source()
         self.steps()
+        self.unique_step_names()
         self.build_extras()
         self.report.approximated(
             "variables and locals",
@@ -205,6 +228,25 @@ class SourceTranslator:
         tr.template = self.tpl
         tr.uploads = list(self.uploads.values())
         return tr
+
+    def unique_step_names(self) -> None:
+        """AIB rejects two customizers (or validators) of the same name: a repeated name gets " (2)", " (3)"..."""
+        for steps in (self.tpl.customize, self.tpl.validate.in_vm_validations if self.tpl.validate else []):
+            self.unique_names(steps)
+
+    def unique_names(self, steps: list[model.Step]) -> None:
+        seen: set[str] = set()
+        for step in steps:
+            name = step.name
+            if not isinstance(name, str) or not name:
+                continue
+            if name.lower() in seen:
+                n = 2
+                while f"{name} ({n})".lower() in seen:
+                    n += 1
+                step.name = f"{name} ({n})"
+                self.report.approximated(f'customizer "{name}"', f"renamed {step.name}: AIB needs unique names")
+            seen.add(str(step.name).lower())
 
     def operating_system(self) -> None:
         attr = self.take("os_type")
@@ -254,34 +296,7 @@ class SourceTranslator:
     def image_source(self) -> None:
         r, sec = self.report, self.sec
         if sec.get("image_publisher") or sec.get("image_offer") or sec.get("image_sku"):
-            src = model.PlatformImageSource(
-                publisher=self.required("image_publisher"),
-                offer=self.required("image_offer"),
-                sku=self.required("image_sku"),
-                version=self.optional("image_version", "latest"),
-            )
-            plans = sec.sections("plan_info")
-            self.used.add("plan_info")
-            if plans:
-                p = plans[0]
-                src.plan_info = model.PlanInfo(
-                    self.required("plan_name", p.get("plan_name")),
-                    self.required("plan_product", p.get("plan_product")),
-                    self.required("plan_publisher", p.get("plan_publisher")),
-                )
-                r.mapped(self.subject("plan_info"), "source.planInfo", p.location)
-                if p.get("plan_promotion_code") and p.value("plan_promotion_code"):
-                    r.dropped(
-                        self.subject("plan_info.plan_promotion_code"),
-                        "AIB's planInfo has no promotion code",
-                        p.where("plan_promotion_code"),
-                    )
-            self.tpl.source = src
-            r.mapped(
-                self.subject("image_publisher/offer/sku/version"),
-                "source PlatformImage",
-                self.loc("image_publisher"),
-            )
+            self._platform_source()
         elif sec.get("custom_managed_image_name"):
             rg = self.required("custom_managed_image_resource_group_name")
             name = self.required("custom_managed_image_name")
@@ -299,44 +314,23 @@ class SourceTranslator:
                 self.subject("custom_managed_image_name"), "source ManagedImage", self.loc("custom_managed_image_name")
             )
         elif sec.sections("shared_image_gallery"):
-            self.used.add("shared_image_gallery")
-            g = sec.sections("shared_image_gallery")[0]
-            gid = text_of(g.value("id"))
-            if gid:
-                image_version_id: model.Text = gid
-            elif g.get("community_gallery_image_id") or g.get("direct_shared_gallery_image_id"):
-                r.dropped(
-                    self.subject("shared_image_gallery"),
-                    "community and direct shared gallery sources are not AIB SharedImageVersion sources",
-                    g.location,
-                )
-                return
-            else:
-                sub = (
-                    self.required("subscription", g.get("subscription")) if g.get("subscription") else self.subscription
-                )
-                version = text_of(g.value("image_version")) or "latest"
-                image_version_id = self.join(
-                    "/subscriptions/",
-                    sub,
-                    "/resourceGroups/",
-                    self.required("resource_group", g.get("resource_group")),
-                    "/providers/Microsoft.Compute/galleries/",
-                    self.required("gallery_name", g.get("gallery_name")),
-                    "/images/",
-                    self.required("image_name", g.get("image_name")),
-                    "/versions/",
-                    version,
-                )
-            self.tpl.source = model.SharedImageVersionSource(image_version_id=image_version_id)
-            r.mapped(self.subject("shared_image_gallery"), "source SharedImageVersion", g.location)
+            if not self._gallery_source():
+                return  # (the keys stay unmarked, as before)
         elif sec.get("image_url"):
             self.take("image_url")
-            r.dropped(self.subject("image_url"), "AIB cannot start from a VHD URL", self.loc("image_url"))
+            self.open_source_image()
+            r.dropped(
+                self.subject("image_url"),
+                "AIB cannot start from a VHD URL: make a managed image of the VHD (az image create --source URL) and "
+                "give its ID for the source placeholder <source_image_id>",
+                self.loc("image_url"),
+            )
         else:
+            self.open_source_image()
             r.dropped(
                 f"source.{self.source.full_name}",
-                "no source image (image_publisher, custom_managed_image_name or shared_image_gallery)",
+                "no source image (image_publisher, custom_managed_image_name or shared_image_gallery): the AIB "
+                "template's source is the placeholder <source_image_id>",
                 self.source.location,
             )
         for key in (
@@ -349,6 +343,80 @@ class SourceTranslator:
             "image_url",
         ):
             self.used.add(key)
+
+    def _platform_source(self) -> None:
+        """image_publisher/offer/sku/version (and plan_info): a PlatformImage source."""
+        r, sec = self.report, self.sec
+        src = model.PlatformImageSource(
+            publisher=self.required("image_publisher"),
+            offer=self.required("image_offer"),
+            sku=self.required("image_sku"),
+            version=self.optional("image_version", "latest"),
+        )
+        plans = sec.sections("plan_info")
+        self.used.add("plan_info")
+        if plans:
+            p = plans[0]
+            src.plan_info = model.PlanInfo(
+                self.required("plan_name", p.get("plan_name")),
+                self.required("plan_product", p.get("plan_product")),
+                self.required("plan_publisher", p.get("plan_publisher")),
+            )
+            r.mapped(self.subject("plan_info"), "source.planInfo", p.location)
+            if p.get("plan_promotion_code") and p.value("plan_promotion_code"):
+                r.dropped(
+                    self.subject("plan_info.plan_promotion_code"),
+                    "AIB's planInfo has no promotion code",
+                    p.where("plan_promotion_code"),
+                )
+        self.tpl.source = src
+        r.mapped(
+            self.subject("image_publisher/offer/sku/version"),
+            "source PlatformImage",
+            self.loc("image_publisher"),
+        )
+
+    def _gallery_source(self) -> bool:
+        """shared_image_gallery: a SharedImageVersion source; False (and dropped) for a community or direct shared
+        gallery, which AIB cannot start from."""
+        r, sec = self.report, self.sec
+        self.used.add("shared_image_gallery")
+        g = sec.sections("shared_image_gallery")[0]
+        gid = text_of(g.value("id"))
+        if gid:
+            image_version_id: model.Text = gid
+        elif g.get("community_gallery_image_id") or g.get("direct_shared_gallery_image_id"):
+            r.dropped(
+                self.subject("shared_image_gallery"),
+                "community and direct shared gallery sources are not AIB SharedImageVersion sources",
+                g.location,
+            )
+            return False
+        else:
+            sub = self.required("subscription", g.get("subscription")) if g.get("subscription") else self.subscription
+            version = text_of(g.value("image_version")) or "latest"
+            image_version_id = self.join(
+                "/subscriptions/",
+                sub,
+                "/resourceGroups/",
+                self.required("resource_group", g.get("resource_group")),
+                "/providers/Microsoft.Compute/galleries/",
+                self.required("gallery_name", g.get("gallery_name")),
+                "/images/",
+                self.required("image_name", g.get("image_name")),
+                "/versions/",
+                version,
+            )
+        self.tpl.source = model.SharedImageVersionSource(image_version_id=image_version_id)
+        r.mapped(self.subject("shared_image_gallery"), "source SharedImageVersion", g.location)
+        return True
+
+    def open_source_image(self) -> None:
+        """A source AIB can start from, left open: a managed image whose ID the user gives (so the template is
+        one aibx validate accepts, with the placeholder reported)."""
+        self.tpl.source = model.ManagedImageSource(
+            image_id=Unresolved("<source_image_id>", "the source image is open; pass -p source_image_id=VALUE")
+        )
 
     def placement(self) -> None:
         r = self.report
@@ -405,12 +473,15 @@ class SourceTranslator:
             vm.os_disk_size_gb = int(disk.value)
             r.mapped(self.subject("os_disk_size_gb"), "vmProfile.osDiskSizeGB", disk.location)
         extra = self.take("disk_additional_size")
-        if extra is not None and isinstance(extra.value, list):
+        if extra is not None and isinstance(extra.value, Unresolved):
+            r.dropped(self.subject("disk_additional_size"), _unknown_text(extra.value), extra.location)
+        elif extra is not None and isinstance(extra.value, list):
             self.tpl.additional_data_disks = [int(x) if str(x).isdigit() else None for x in extra.value]
             r.mapped(self.subject("disk_additional_size"), "additionalDataDisks", extra.location)
         ids = self.take("user_assigned_managed_identities")
-        if ids is not None and isinstance(ids.value, list) and ids.value:
-            vm.user_assigned_identities = [x for x in ids.value if isinstance(x, (str, Unresolved))]
+        if ids is not None and isinstance(ids.value, (list, Unresolved)) and ids.value:
+            values = self.open_list(ids.value, "user_assigned_managed_identities")
+            vm.user_assigned_identities = [x for x in values if isinstance(x, (str, Unresolved))]
             r.mapped(self.subject("user_assigned_managed_identities"), "vmProfile.userAssignedIdentities", ids.location)
         vnet = self.take("virtual_network_name")
         subnet = self.take("virtual_network_subnet_name")
@@ -445,12 +516,47 @@ class SourceTranslator:
         if vm != model.VmProfile():
             self.tpl.vm_profile = vm
 
-    def outputs(self) -> None:
+    def open_list(self, value: object, key: str) -> list[object]:
+        """A list setting; a list variable without a value is one open value (a <placeholder> to fill in with
+        the whole list's items), reported."""
+        if isinstance(value, Unresolved):
+            self.report.approximated(
+                self.subject(key),
+                f"a list without a value ({value.reason}): one placeholder {value.text}; give each item",
+            )
+            return [value]
+        return value if isinstance(value, list) else []
+
+    def run_output(self, kind: str) -> str:
+        """The runOutputName of one output, NAME-KIND, within AIB's 64 characters (reported when shortened)."""
+        want = f"{_sane_name(self.source.name)}-{kind}"
+        name = fit_name(want)
+        if name != want:
+            self.report.approximated(
+                f"runOutputName {kind}", f"{name}: AIB's run output names have at most 64 characters ({want})"
+            )
+        return name
+
+    def managed_image_output(self) -> None:
+        """managed_image_name / _resource_group_name: a ManagedImage target, unless it is the image aibx's own
+        AIB → Packer output writes beside a gallery output."""
         r, sec = self.report, self.sec
-        base = _sane_name(self.source.name)
         mi_name = self.take("managed_image_name")
         mi_rg = self.take("managed_image_resource_group_name")
-        if mi_name is not None and (text_of(mi_name.value) or isinstance(mi_name.value, Unresolved)):
+        companion = (
+            mi_name is not None
+            and mi_name.origin == f"var.{GALLERY_STAGING_VARIABLE}"
+            and bool(sec.sections("shared_image_gallery_destination"))
+        )
+        if companion and mi_name is not None:
+            r.approximated(
+                self.subject("managed_image_name"),
+                "the managed image aibx writes for a gallery output (old azure plugins publish a gallery version "
+                "from one): AIB publishes the gallery version directly",
+                mi_name.location,
+            )
+        elif mi_name is not None and (text_of(mi_name.value) or isinstance(mi_name.value, Unresolved)):
+            run_output = self.run_output("managed-image")
             image_id = self.join(
                 "/subscriptions/",
                 self.subscription,
@@ -460,15 +566,18 @@ class SourceTranslator:
                 self.required("managed_image_name", mi_name),
             )
             self.tpl.distribute.append(
-                model.ManagedImageDistributor(
-                    image_id=image_id, location=self.tpl.location, run_output_name=f"{base}-managed-image"
-                )
+                model.ManagedImageDistributor(image_id=image_id, location=self.tpl.location, run_output_name=run_output)
             )
             r.mapped(
                 self.subject("managed_image_name"),
-                f"distribute ManagedImage (runOutputName {base}-managed-image)",
+                f"distribute ManagedImage (runOutputName {run_output})",
                 mi_name.location,
             )
+
+    def outputs(self) -> None:
+        r, sec = self.report, self.sec
+        base = _sane_name(self.source.name)
+        self.managed_image_output()
         for key in (
             "managed_image_storage_account_type",
             "managed_image_zone_resilient",
@@ -495,10 +604,11 @@ class SourceTranslator:
         account = self.take("storage_account")
         vhd_rg = self.take("resource_group_name")
         if container is not None or account is not None:
-            self.tpl.distribute.append(model.VhdDistributor(run_output_name=f"{base}-vhd"))
+            run_output = self.run_output("vhd")
+            self.tpl.distribute.append(model.VhdDistributor(run_output_name=run_output))
             r.approximated(
                 self.subject("capture_container_name"),
-                f"distribute VHD (runOutputName {base}-vhd): AIB writes the VHD to its staging storage account "
+                f"distribute VHD (runOutputName {run_output}): AIB writes the VHD to its staging storage account "
                 "(set distribute[].uri to choose a blob)",
                 (container or account).location,  # type: ignore[union-attr]
             )
@@ -532,7 +642,7 @@ class SourceTranslator:
             "/images/",
             self.required("image_name", d.get("image_name")),
         )
-        dist = model.SharedImageDistributor(run_output_name=f"{base}-gallery-image")
+        dist = model.SharedImageDistributor(run_output_name=self.run_output("gallery-image"))
         if isinstance(version, str) and version:
             dist.gallery_image_id = self.join(gallery_id, "/versions/", version)
             r.mapped(self.subject("shared_image_gallery_destination"), "distribute SharedImage", d.location)
@@ -544,8 +654,20 @@ class SourceTranslator:
                 d.where("image_version"),
             )
             r.mapped(self.subject("shared_image_gallery_destination"), "distribute SharedImage", d.location)
-        storage = text_of(d.value("storage_account_type"))
-        regions = [x for x in (d.value("replication_regions") or []) if isinstance(x, (str, Unresolved))]
+        self._gallery_replication(d, dist, replicas)
+        self._gallery_settings(d, dist, exclude)
+        self.tpl.distribute.append(dist)
+
+    def _gallery_replication(self, d: Section, dist: model.SharedImageDistributor, replicas: Attr | None) -> None:
+        """Where the gallery version is replicated: target_region blocks, replication_regions (with the replica
+        count), the storage account type."""
+        r = self.report
+        storage = text_of(d.value("storage_account_type")) or None  # empty: AIB's default
+        regions = [
+            x
+            for x in self.open_list(d.value("replication_regions"), "replication_regions")
+            if isinstance(x, (str, Unresolved))
+        ]
         targets = d.sections("target_region")
         count = replicas.value if replicas is not None else None
         if targets:
@@ -601,6 +723,10 @@ class SourceTranslator:
                 "each target_region block gives its own replicas",
                 replicas.location,  # type: ignore[union-attr]
             )
+
+    def _gallery_settings(self, d: Section, dist: model.SharedImageDistributor, exclude: Attr | None) -> None:
+        """excludeFromLatest, shallow replication, and every setting of the block AIB has no counterpart for."""
+        r = self.report
         if exclude is not None and isinstance(exclude.value, bool):
             dist.exclude_from_latest = exclude.value
             r.mapped(
@@ -630,7 +756,6 @@ class SourceTranslator:
                 r.dropped(
                     self.subject(f"shared_image_gallery_destination.{key}"), "AIB has no such setting", attr.location
                 )
-        self.tpl.distribute.append(dist)
 
     def tags(self) -> None:
         tags: dict[str, model.Text] = {}
@@ -696,6 +821,15 @@ class SourceTranslator:
             if other.type == "packer":
                 r.approximated(
                     "packer {}", "required_plugins and version constraints: AIB brings its own Packer", other.location
+                )
+            elif other.type == "data":
+                label = " ".join([other.type, *other.labels])
+                r.approximated(
+                    label,
+                    "a data source is read when Packer builds (HCP Packer's registry, a cloud API): where the "
+                    f"configuration uses it, the AIB template has a placeholder <{'.'.join(other.labels)}...> to "
+                    "fill in",
+                    other.location,
                 )
             else:
                 label = " ".join([other.type, *other.labels])

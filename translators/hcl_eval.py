@@ -438,12 +438,29 @@ def _root_reference(root: str, attr: str, node: Tree, ctx: Context) -> Any:
         return ctx.source[attr]
     if root == "build":
         return BuildValue(attr)
-    if root == "data":
-        raise EvalError(f"data sources (data.{attr}...) are not supported", node)
+    if root == "data":  # a data source (HCP Packer's image, ...) is read when Packer builds: an open value
+        return Unresolved(
+            f"<{attr}>",
+            f"data source {attr} is read when Packer builds (from HCP Packer, a cloud API); pass its value with -p",
+        )
     raise EvalError(f"{root}.{attr} is not supported", node)
 
 
+def _open_part(value: Unresolved, part: object) -> Unresolved | None:
+    """A part of a variable without a value (``var.gallery.resourceGroup``, ``var.regions[0]``): an open value of
+    its own, ``<gallery.resourceGroup>``, when the variable is one placeholder."""
+    m = _OPEN.fullmatch(value.text)
+    if m is None or not re.fullmatch(r"[A-Za-z0-9_\-]+", str(part)):
+        return None
+    return Unresolved(f"<{m.group(1)}.{part}>", value.reason)
+
+
+_OPEN = re.compile(r"<([A-Za-z][A-Za-z0-9_.\-]*)>")
+
+
 def get_attr(value: Any, name: str, node: Tree | Token | None) -> Any:
+    if isinstance(value, Unresolved):  # a part of an open value is open
+        return _open_part(value, name) or value
     if not is_known(value):
         raise EvalError(f"cannot read .{name}: {describe_unknown(value)}", node)
     if isinstance(value, dict):
@@ -454,6 +471,10 @@ def get_attr(value: Any, name: str, node: Tree | Token | None) -> Any:
 
 
 def index(value: Any, key: Any, node: Tree | Token | None) -> Any:
+    if isinstance(value, Unresolved):  # a part of an open value is open
+        return (_open_part(value, key) if is_known(key) else None) or value
+    if is_known(value) and isinstance(key, Unresolved):  # a known map at a key nobody gave: open
+        return Unresolved(key.text, f"indexed by an open value: {key.reason}")
     if not is_known(value) or not is_known(key):
         raise EvalError(f"cannot index: {describe_unknown(value if not is_known(value) else key)}", node)
     if isinstance(value, list):
@@ -504,6 +525,8 @@ def _splat(node: Tree, ctx: Context) -> Any:
 def _unary(node: Tree, ctx: Context) -> Any:
     op = str(node.children[0])
     value = evaluate(node.children[1], ctx)
+    if isinstance(value, Unresolved):
+        return _depends(value)
     if op == "-":
         return -number(value, node)
     return not boolean(value, node)
@@ -514,11 +537,15 @@ def _binary(node: Tree, ctx: Context) -> Any:
     op_node, right_node = _children(term)
     op = str(op_node.children[0])
     left = evaluate(left_node, ctx)
+    if isinstance(left, Unresolved):
+        return _depends(left)
     if op == "&&":
         return boolean(left, node) and boolean(evaluate(right_node, ctx), node)
     if op == "||":
         return boolean(left, node) or boolean(evaluate(right_node, ctx), node)
     right = evaluate(right_node, ctx)
+    if isinstance(right, Unresolved):
+        return _depends(right)
     if op in ("==", "!="):
         for v in (left, right):
             if not is_known(v):
@@ -552,13 +579,24 @@ def _arithmetic(op: str, a: int | float, b: int | float, node: Tree) -> Any:
 
 def _conditional(node: Tree, ctx: Context) -> Any:
     cond, yes, no = _children(node)
-    return evaluate(yes if boolean(evaluate(cond, ctx), node) else no, ctx)
+    test = evaluate(cond, ctx)
+    if isinstance(test, Unresolved):  # which branch is open too
+        return _depends(test)
+    return evaluate(yes if boolean(test, node) else no, ctx)
+
+
+def _depends(value: Unresolved) -> Unresolved:
+    """What is computed from an open value (a variable without a value) is open."""
+    reason = value.reason if value.reason.startswith("depends on") else f"depends on an open value: {value.reason}"
+    return Unresolved(value.text, reason)
 
 
 def _for_intro(node: Tree, ctx: Context) -> tuple[list[str], Any]:
     kids = _children(node)
     names = [str(k.children[0]) for k in kids if isinstance(k, Tree) and k.data == "identifier"]
     collection = evaluate(kids[-1], ctx)
+    if isinstance(collection, Unresolved):
+        return names, collection  # a variable without a value: the whole for expression is open
     if not is_known(collection):
         raise EvalError(f"cannot iterate: {describe_unknown(collection)}", node)
     return names, collection
@@ -583,6 +621,8 @@ def _for_tuple(node: Tree, ctx: Context) -> Any:
     intro, body = kids[0], kids[1]
     cond = kids[2] if len(kids) > 2 and kids[2].data == "for_cond" else None
     names, collection = _for_intro(intro, ctx)
+    if isinstance(collection, Unresolved):
+        return collection
     out = []
     for key, value in _pairs(collection, node):
         inner = _bind(names, key, value, ctx)
@@ -598,6 +638,8 @@ def _for_object(node: Tree, ctx: Context) -> Any:
     cond = kids[3] if len(kids) > 3 and kids[3].data == "for_cond" else None
     grouping = any(isinstance(t, Token) and t.type == "ELLIPSIS" for t in node.children)
     names, collection = _for_intro(intro, ctx)
+    if isinstance(collection, Unresolved):
+        return collection
     out: dict[str, Any] = {}
     for key, value in _pairs(collection, node):
         inner = _bind(names, key, value, ctx)
@@ -622,7 +664,17 @@ def _function_call(node: Tree, ctx: Context) -> Any:
     kids = _children(node)
     names = [str(k.children[0]) for k in kids if isinstance(k, Tree) and k.data == "identifier"]
     name = "::".join(names)
+    if name in ("try", "can"):
+        return _try_can(name, node, kids, ctx)
+    if name == "convert":
+        return _convert(node, kids, ctx)
     fn = FUNCTIONS.get(name)
+    if fn is None and name in _packer_only():
+        return Unresolved(
+            f"<{name}>",
+            f"aibx does not evaluate Packer's {name}() (it reads files, secrets or the "
+            "network, or is rare): its value is open",
+        )
     if fn is None:
         raise EvalError(f"function {name}() is not supported by aibx (supported: {', '.join(sorted(FUNCTIONS))})", node)
     args_node = next((k for k in kids if isinstance(k, Tree) and k.data == "arguments"), None)
@@ -640,6 +692,8 @@ def _function_call(node: Tree, ctx: Context) -> Any:
             raise EvalError(f"{name}(...): the argument before ... must be a list", node)
         args.extend(last)
     for a in args:
+        if isinstance(a, Unresolved) and name != "coalesce":  # of a variable without a value: open too
+            return Unresolved(a.text, f"{name}() of an open value: {a.reason}")
         if not is_known(a) and name != "coalesce":
             raise EvalError(f"{name}() needs known arguments: {describe_unknown(a)}", node)
     if name in _BUILDERS:
@@ -657,6 +711,40 @@ def _function_call(node: Tree, ctx: Context) -> Any:
         raise
     except (TypeError, ValueError, ArithmeticError, re.error) as exc:
         raise EvalError(f"{name}(): {exc}", node) from None
+
+
+def _convert(node: Tree, kids: list[Any], ctx: Context) -> Any:
+    """convert(value, type): the value converted as a variable of that type is."""
+    args_node = next((k for k in kids if isinstance(k, Tree) and k.data == "arguments"), None)
+    args = [c for c in (args_node.children if args_node is not None else []) if isinstance(c, Tree)]
+    args = [c for c in args if c.data != "new_line_or_comment"]
+    if len(args) != 2:
+        raise EvalError("convert() takes a value and a type", node)
+    value = evaluate(args[0], ctx)
+    if isinstance(value, Unresolved):
+        return value
+    return convert(value, args[1], node)
+
+
+def _try_can(name: str, node: Tree, kids: list[Any], ctx: Context) -> Any:
+    """try(a, b, ...): the first argument that evaluates without an error; can(a): whether it does. Both
+    evaluate lazily, as Packer does."""
+    args_node = next((k for k in kids if isinstance(k, Tree) and k.data == "arguments"), None)
+    args = [c for c in (args_node.children if args_node is not None else []) if isinstance(c, Tree)]
+    args = [c for c in args if c.data != "new_line_or_comment"]
+    if name == "can" and len(args) != 1:
+        raise EvalError("can() takes one argument", node)
+    errors: list[str] = []
+    for child in args:
+        try:
+            value = evaluate(child, ctx)
+        except EvalError as exc:
+            errors.append(exc.message)
+            continue
+        return value if name == "try" else (True if is_known(value) else value)
+    if name == "can":
+        return False
+    raise EvalError(f"try(): no argument could be evaluated ({'; '.join(errors) or 'none given'})", node)
 
 
 # functions whose result holds (copies of) their arguments
@@ -922,6 +1010,8 @@ def _fn_join(ctx: Context, sep: Any, *lists: Any) -> str:
 
 def _fn_coalesce(ctx: Context, *args: Any) -> Any:
     for a in args:
+        if isinstance(a, Unresolved):  # an open value before any known one: the result is open
+            return a
         if not is_known(a):
             raise EvalError(f"coalesce() needs known arguments: {describe_unknown(a)}")
         if a is not None and a != "":
@@ -1065,3 +1155,19 @@ def _type_of(node: Tree) -> tuple[str, Tree | None]:
 
 def is_primitive_type(type_expr: Tree | None) -> bool:
     return type_expr is None or _type_of(type_expr)[0] in ("string", "number", "bool", "any")
+
+
+def _packer_only() -> frozenset[str]:
+    from aibx.translators.hcl_functions import PACKER_ONLY
+
+    return PACKER_ONLY
+
+
+def _more_functions() -> None:
+    from aibx.translators.hcl_functions import FUNCTIONS as MORE
+
+    for fn_name, fn in MORE.items():
+        FUNCTIONS.setdefault(fn_name, fn)
+
+
+_more_functions()

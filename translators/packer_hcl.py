@@ -588,6 +588,9 @@ class _Reader:
         self, ref: str, override: tuple[Tree, list[str]] | None, file: str, where: Location
     ) -> SourceRef | None:
         key = ref[len("source.") :] if ref.startswith("source.") else ref
+        parts = ref.split(".")
+        if key not in self.sources and len(parts) == 3:
+            key = ".".join(parts[1:])  # Packer ignores the first segment: "sources.azure-arm.x" is source.azure-arm.x
         if key not in self.sources:
             known = ", ".join(f"source.{k}" for k in self.sources) or "none"
             self.error("AIB072", f"{ref}: no such source (declared: {known})", file, where.line, where.column)

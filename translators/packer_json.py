@@ -9,8 +9,8 @@ while Packer builds). Fields a provisioner fills in itself (``{{ .Path }}``, ``{
 from __future__ import annotations
 
 import copy
+import os
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,17 @@ from aibx.translators.report import Location
 
 _ARG = r"(?:`([^`]*)`|\"((?:[^\"\\]|\\.)*)\")"
 _USER = re.compile(rf"user\s+{_ARG}$")
+_USER_ANYWHERE = re.compile(rf"\{{{{\s*user\s+{_ARG}\s*\}}}}")
 _ENV = re.compile(rf"env\s+{_ARG}$")
 _BUILD = re.compile(rf"build\s+{_ARG}$")
 _FIELD = re.compile(r"\.(\w+)$")
+_SPLIT = re.compile(rf"split\s+\(([^()]*)\)\s+{_ARG}\s+(\d+)$")
+_ISOTIME = re.compile(rf"isotime(?:\s+{_ARG})?$")
+_PIPE_ARGS = re.compile(rf"\s*{_ARG}")
 # build-time fields Packer fills in from the build itself
 _BUILD_FIELDS = {"WinRMPassword": "Password", "WinRMUser": "User", "SSHPassword": "Password", "SSHUser": "User"}
 _KNOWN_TOP = {"variables", "sensitive-variables", "builders", "provisioners", "post-processors", "description",
-              "min_packer_version", "_comment"}  # fmt: skip
+              "min_packer_version", "_comment", "error-cleanup-provisioner"}  # fmt: skip
 
 
 class TemplateError(Exception):
@@ -114,18 +118,37 @@ class _Reader:
         return Unresolved(joined, reason) if reason else joined
 
     def action(self, body: str, path: JsonPath) -> Any:
-        """The value of one ``{{ ... }}``; None for a field the provisioner fills in itself."""
+        """The value of one ``{{ ... }}``, a pipeline ``{{ A | f x | g }}`` too; None for a field the provisioner
+        fills in itself."""
+        stages = _pipeline(body)
+        value = self.single(stages[0], path)
+        for stage in stages[1:]:
+            if not isinstance(value, str):
+                return value if isinstance(value, (Unresolved, BuildValue)) else None
+            value = _pipe(stage, value)
+        return value
+
+    def single(self, body: str, path: JsonPath) -> Any:
         body = body.strip()
+        if m := _SPLIT.match(body):  # {{split (user `x`) "-" 0}}
+            inner = self.single(m.group(1), path)
+            if not isinstance(inner, str):
+                return inner
+            sep = m.group(2) if m.group(2) is not None else m.group(3)
+            parts = inner.split(sep) if sep else list(inner)
+            n = int(m.group(4))
+            if n >= len(parts):
+                raise TemplateError(f"split: there is no part {n} of {inner!r}")
+            return parts[n]
+        if m := _ISOTIME.match(body):
+            from aibx.translators.hcl_functions import go_time_format
+
+            layout = m.group(1) if m.group(1) is not None else m.group(2)
+            return go_time_format(self.now, layout if layout is not None else "2006-01-02T15:04:05Z07:00")
         if m := _USER.match(body):
             name = m.group(1) if m.group(1) is not None else m.group(2)
-            if name not in self.values:  # Packer renders it as an empty string
-                from aibx.diagnostics import Severity
-
-                self.error(
-                    "AIB074", f'{{{{user `{name}`}}}}: there is no variable "{name}" (empty, as in Packer)', path
-                )
-                self.config.diagnostics[-1] = replace(self.config.diagnostics[-1], severity=Severity.WARNING)
-                return ""
+            if name not in self.values:  # not declared: Packer treats it as a required variable (variables())
+                return Unresolved(f"<{name}>", f'variable "{name}" is used but not declared; pass --var {name}=VALUE')
             return self.values[name]
         if m := _ENV.match(body):
             name = m.group(1) if m.group(1) is not None else m.group(2)
@@ -142,6 +165,8 @@ class _Reader:
             return str(int(self.now.timestamp()))
         if body == "template_dir":
             return self.root
+        if body == "pwd":  # the folder packer runs in
+            return os.path.abspath(self.inputs.cwd)
         if m := _BUILD.match(body):
             return BuildValue(m.group(1) if m.group(1) is not None else m.group(2))
         if m := _FIELD.match(body):
@@ -150,7 +175,8 @@ class _Reader:
         name = re.split(r"[\s(|]", body, maxsplit=1)[0]
         raise TemplateError(
             f"template function {name!r} in {{{{{body}}}}} is not supported by aibx "
-            "(supported: user, env, timestamp, template_dir, build)"
+            "(supported: user, env, timestamp, isotime, template_dir, pwd, build, and the pipeline functions "
+            f"{', '.join(sorted(_PIPE_FUNCTIONS))})"
         )
 
     def value(self, value: Any, path: JsonPath) -> Any:
@@ -201,6 +227,10 @@ class _Reader:
                 self.error("AIB072", 'each builder needs a "type"', ("builders", i))
                 continue
             name: str = b["name"] if isinstance(b.get("name"), str) else b["type"]
+            rendered = self.value(name, ("builders", i, "name"))  # Packer renders builder names too
+            name = (
+                rendered.text if isinstance(rendered, Unresolved) else rendered if isinstance(rendered, str) else name
+            )
             sec = self.section("source", [b["type"], name], b, ("builders", i), {"type", "name"})
             sources.append(SourceRef(b["type"], name, sec, self.locate(("builders", i))))
         raw_provisioners = doc.get("provisioners") or []
@@ -216,8 +246,15 @@ class _Reader:
             sec.index = i
             provisioners.append(sec)
         post = self.post_processors(doc.get("post-processors"))
+        cleanup = None
+        raw_cleanup = doc.get("error-cleanup-provisioner")
+        if isinstance(raw_cleanup, dict) and isinstance(raw_cleanup.get("type"), str):
+            path = ("error-cleanup-provisioner",)
+            cleanup = self.section("provisioner", [raw_cleanup["type"]], raw_cleanup, path, {"type"})
+        elif raw_cleanup is not None:
+            self.error("AIB072", 'the error-cleanup-provisioner needs a "type"', ("error-cleanup-provisioner",))
         self.config.builds.append(
-            Build("", sources, lambda _source: copy.deepcopy(provisioners), post, location=self.locate(()))
+            Build("", sources, lambda _source: copy.deepcopy(provisioners), post, cleanup, location=self.locate(()))
         )
         return self.config
 
@@ -227,6 +264,9 @@ class _Reader:
             self.error("AIB072", '"variables" must be an object', ("variables",))
             return
         sensitive = doc.get("sensitive-variables") or []
+        # a variable used ({{user `X`}}) but not declared is a required one for Packer: -var X=VALUE sets it
+        implicit = {n: None for n in _user_variables(doc) if n not in declared}
+        declared = {**declared, **implicit}
         for name, raw in declared.items():
             path: JsonPath = ("variables", name)
             if raw is None:
@@ -280,6 +320,59 @@ class _Reader:
                     out.append(self.section("post-processor", [pp["type"]], pp, path, {"type"}))
                     del self.config.diagnostics[before:]
         return out
+
+
+def _pipeline(body: str) -> list[str]:
+    """The stages of a template action, split at ``|`` outside quotes."""
+    stages, current, quote = [], "", ""
+    for ch in body:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in '`"':
+            quote = ch
+        elif ch == "|":
+            stages.append(current)
+            current = ""
+            continue
+        current += ch
+    return [*stages, current]
+
+
+# Packer's template functions that take the piped value as their last argument
+_PIPE_FUNCTIONS: dict[str, Any] = {
+    "replace_all": lambda old, new, s: s.replace(old, new),
+    "replace": lambda old, new, n, s: s.replace(old, new, int(n)),
+    "lower": lambda s: s.lower(),
+    "upper": lambda s: s.upper(),
+    "clean_resource_name": lambda s: re.sub(r"[^-a-zA-Z0-9_.]", "-", s),
+}
+
+
+def _pipe(stage: str, value: str) -> str:
+    name, _, rest = stage.strip().partition(" ")
+    fn = _PIPE_FUNCTIONS.get(name)
+    args = [m.group(1) if m.group(1) is not None else m.group(2) for m in _PIPE_ARGS.finditer(rest)]
+    if fn is None:
+        raise TemplateError(f"template function {name!r} in a pipeline is not supported by aibx")
+    try:
+        return str(fn(*args, value))
+    except (TypeError, ValueError) as exc:
+        raise TemplateError(f"template function {name!r}: {exc}") from None
+
+
+def _user_variables(value: Any) -> list[str]:
+    """The names ``{{user `X`}}`` refers to anywhere in ``value``, in order."""
+    out: list[str] = []
+    if isinstance(value, str):
+        for m in _USER_ANYWHERE.finditer(value):
+            out.append(m.group(1) if m.group(1) is not None else m.group(2))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out += _user_variables(k) + _user_variables(v)
+    elif isinstance(value, list):
+        for v in value:
+            out += _user_variables(v)
+    return list(dict.fromkeys(out))
 
 
 def read_config(path: str, inputs: PackerInputs | None = None) -> PackerConfig:

@@ -1,6 +1,8 @@
 """The translation report: one entry per field or step, saying what became of it.
 
-``mapped``: carried over with the same meaning. ``approximated``: carried over as the closest faithful
+``not-applicable``: metadata of the input with no counterpart in the target and no effect on the image or the
+build (the tags of the image-template resource); it does not make a translation lossy. ``mapped``: carried over
+with the same meaning. ``approximated``: carried over as the closest faithful
 equivalent; the entry says how. ``dropped``: the target format cannot express it; the entry says why. A
 translation with a dropped entry is *lossy* (``aibx translate`` exits 1 unless ``--allow-lossy``).
 
@@ -26,6 +28,7 @@ class Status(str, enum.Enum):
     MAPPED = "mapped"
     APPROXIMATED = "approximated"
     DROPPED = "dropped"
+    NOT_APPLICABLE = "not-applicable"
 
 
 # the diagnostic code each status carries in --report-json (mapped entries carry none)
@@ -106,6 +109,9 @@ class Report:
     def dropped(self, subject: str, detail: str, location: Location = NOWHERE) -> None:
         self.add(Status.DROPPED, subject, detail, location)
 
+    def not_applicable(self, subject: str, detail: str, location: Location = NOWHERE) -> None:
+        self.add(Status.NOT_APPLICABLE, subject, detail, location)
+
     def error(self, code: str, message: str, location: Location = NOWHERE, json_path: str = "") -> None:
         self.diagnostics.append(
             make(
@@ -154,7 +160,12 @@ _SAS = re.compile(r"(https?://[^\s'\"?]+\?)[^\s'\"]+")
 def format_reports(reports: Iterable[Report], style: Style | None = None) -> str:
     """The human text of one or more reports."""
     paint = style or (lambda text, *_: text)
-    colors = {Status.MAPPED: ("green",), Status.APPROXIMATED: ("yellow",), Status.DROPPED: ("red", "bold")}
+    colors = {
+        Status.MAPPED: ("green",),
+        Status.APPROXIMATED: ("yellow",),
+        Status.DROPPED: ("red", "bold"),
+        Status.NOT_APPLICABLE: ("dim",),
+    }
     lines: list[str] = []
     for report in reports:
         arrow = report.output or "<stdout>"
@@ -169,8 +180,9 @@ def format_reports(reports: Iterable[Report], style: Style | None = None) -> str
             lines.append(f"  {status} {e.subject:<{width}}  {e.detail}{where}")
         c = report.counts()
         verdict = "lossy" if report.lossy else "complete"
+        na = f", {c['not-applicable']} not applicable" if c["not-applicable"] else ""
         lines.append(
-            f"  {c['mapped']} mapped, {c['approximated']} approximated, {c['dropped']} dropped: "
+            f"  {c['mapped']} mapped, {c['approximated']} approximated, {c['dropped']} dropped{na}: "
             + paint(verdict, *(("red", "bold") if report.lossy else ("green",)))
         )
     return "\n".join(lines)

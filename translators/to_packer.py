@@ -39,11 +39,47 @@ VALIDATION_COMMENT = (
 )
 STAGE_COMMENT = "AIB stages its default deprovision script before the customizers; a customizer may replace it."
 DEPROVISION_COMMENT = "AIB's implicit last step: deprovision (runs the staged script, or a customizer's override)."
+# the variable naming the managed image written beside a gallery output (gallery_companion_image); the Packer →
+# AIB translation recognises it
+GALLERY_STAGING_VARIABLE = "gallery_staging_image_name"
 STAGE_NAME = "aibx: stage AIB's default deprovision script"
 DEPROVISION_NAME = "aibx: deprovision (AIB's implicit last step)"
 _PLACEHOLDER = re.compile(r"<([A-Za-z][A-Za-z0-9_.\-]*)>")
 _ARM_PARAMETER = re.compile(r"\[\s*parameters\(\s*'([A-Za-z0-9_.\-]+)'\s*\)\s*\]", re.IGNORECASE)
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_-]")
+# what a source's output is made of: another output gets a source of its own without these (distribute())
+OUTPUT_ATTRIBUTES = {
+    "shared_image_gallery_replica_count",
+    "managed_image_name",
+    "managed_image_resource_group_name",
+    "shared_gallery_image_version_exclude_from_latest",
+    "storage_account",
+    "resource_group_name",
+    "capture_container_name",
+    "capture_name_prefix",
+}
+_CAPTURE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.]{0,23}")
+# stands for an open URI in the download idioms (the '?' makes the quoting functions quote it)
+OPEN_URI = "https://aibx.invalid/open?uri"
+OPEN_DESTINATION = "/aibx-open-destination?"
+# how an ID the template leaves wholly open is read: one placeholder (so one Packer variable) per part
+_SUB = "/subscriptions/<subscription_id>/resourceGroups"
+OPEN_SOURCE_IMAGE = f"{_SUB}/<source_image_resource_group>/providers/Microsoft.Compute/images/<source_image>"
+OPEN_SOURCE_VERSION = (
+    f"{_SUB}/<source_resource_group>/providers/Microsoft.Compute/galleries/<source_gallery>/images/<source_image>"
+    "/versions/<source_image_version>"
+)
+OPEN_SUBNET = (
+    f"{_SUB}/<virtual_network_resource_group_name>/providers/Microsoft.Network/virtualNetworks/"
+    "<virtual_network_name>/subnets/<virtual_network_subnet_name>"
+)
+OPEN_MANAGED_IMAGE = (
+    f"{_SUB}/<managed_image_resource_group_name>/providers/Microsoft.Compute/images/<managed_image_name>"
+)
+OPEN_GALLERY_IMAGE = (
+    f"{_SUB}/<gallery_resource_group>/providers/Microsoft.Compute/galleries/<gallery_name>/images/<gallery_image_name>"
+)
+OPEN_STAGING_GROUP = "/subscriptions/<subscription_id>/resourceGroups/<build_resource_group_name>"
 
 
 def source_name(tpl: model.ImageTemplate) -> str:
@@ -65,6 +101,7 @@ class ToPacker:
         self.plugins: dict[str, dict[str, str]] = {"azure": AZURE_PLUGIN}
         self.source = Block("source", ["azure-arm", self.name])
         self.build = Block("build")
+        self.extra_outputs: list[Block] = []  # outputs for sources of their own (distribute())
         self.notes: list[str] = []  # comments for the build block (CLI options Packer needs)
         self.subscription: str | Expr | None = None
         self.secure_parameters: set[str] = set()
@@ -175,17 +212,54 @@ class ToPacker:
             return template(parts)
         return self.variable(fallback_variable, f"{value.reason} (AIB template value {value.text})")
 
+    def text_parts(self, value: Unresolved, fallback_variable: str) -> list[str | Expr]:
+        """An open value as literal text and variables (a ``<placeholder>`` or a parameter each a variable)."""
+        out = self.text(value, fallback_variable)
+        if isinstance(out, Expr) and out.text.startswith('"'):
+            parts: list[str | Expr] = []
+            for i, piece in enumerate(_PLACEHOLDER.split(value.text)):
+                parts.append(Expr(f"var.{piece}") if i % 2 else piece)
+            return parts
+        return [out] if out is not None else []
+
+    @staticmethod
+    def open_lines(lines: list[str], stand_ins: dict[str, list[str | Expr]]) -> list[str | Expr]:
+        """``lines`` written with stand-ins for open values (OPEN_URI, ...), each replaced by its value's parts."""
+        pattern = re.compile("|".join(re.escape(k) for k in stand_ins))
+        out: list[str | Expr] = []
+        for line in lines:
+            joined: list[str | Expr] = []
+            last = 0
+            for m in pattern.finditer(line):
+                joined += [line[last : m.start()], *stand_ins[m.group()]]
+                last = m.end()
+            out.append(template([*joined, line[last:]]))
+        return out
+
     def id_part(self, value: str, unresolved: Unresolved | None, fallback: str) -> str | Expr:
         """One segment of a resource ID; segments of an unresolved ID may hold placeholders."""
         if unresolved is None or not _PLACEHOLDER.search(value):
             return value
         return self.text(Unresolved(value, unresolved.reason), fallback)  # type: ignore[return-value]
 
-    def parse_id(self, value: model.Text | None) -> tuple[azure_ids.ResourceId | None, Unresolved | None]:
+    def parse_id(
+        self, value: model.Text | None, open_shape: str | None = None, path: JsonPath = ()
+    ) -> tuple[azure_ids.ResourceId | None, Unresolved | None]:
+        """The parts of a resource ID. An ID the template left wholly open (``<imageId>``, a parameter without a
+        value, an expression only Azure can evaluate) is read as ``open_shape``, an ID whose parts are
+        placeholders, so each part becomes a Packer variable."""
         if value is None:
             return None, None
         text = value.text if isinstance(value, Unresolved) else value
-        return azure_ids.parse(text), value if isinstance(value, Unresolved) else None
+        rid = azure_ids.parse(text)
+        if rid is None and isinstance(value, Unresolved) and open_shape is not None:
+            self.report.approximated(
+                self.subject(path) if path else value.text,
+                f"the template leaves this resource ID open ({value.reason}): its parts are Packer variables",
+                self.loc(path) if path else NOWHERE,
+            )
+            return azure_ids.parse(open_shape), Unresolved(open_shape, value.reason)
+        return rid, value if isinstance(value, Unresolved) else None
 
     def use_subscription(self, value: str | Expr) -> str | Expr:
         """The build's subscription: the first one found; the same value later refers to var.subscription_id."""
@@ -204,10 +278,13 @@ class ToPacker:
         self.tags()
         self.connection()
         self.provisioners()
+        self.check_buildable()
+        sources = [self.source, *self.output_sources()]
         sub = self.subscription
         if isinstance(sub, Expr):  # the subscription is itself a variable: use it directly
-            self.source.attributes["subscription_id"] = sub
-            self.replace_subscription_refs(sub)
+            for source in sources:
+                source.attributes["subscription_id"] = sub
+                self.replace_subscription_refs(source, sub)
         else:
             self.variable(
                 "subscription_id",
@@ -221,19 +298,50 @@ class ToPacker:
             default=True,
             type_="bool",
         )
-        self.build.attributes = {"name": self.name, "sources": [f"source.azure-arm.{self.name}"]}
+        self.build.attributes = {"name": self.name, "sources": [f"source.azure-arm.{s.labels[1]}" for s in sources]}
         if self.secret_finder:
-            self.protect_block(self.source)
+            for source in sources:
+                self.protect_block(source)
             self.protect_block(self.build)
         if self.notes:
             self.build.comment = "\n".join(self.notes)
         packer = Block("packer")
         packer.add(Block("required_plugins", attributes=dict(self.plugins)))
         ordered_vars = [self.variables[k] for k in sorted(self.variables)]
-        return [packer, *ordered_vars, self.source, self.build]
+        return [packer, *ordered_vars, *sources, self.build]
 
-    def replace_subscription_refs(self, sub: Expr) -> None:
-        for block in [self.source, *self.source.blocks]:
+    def check_buildable(self) -> None:
+        """Packer refuses an azure-arm source without an image to start from or an output to write: such a
+        translation is an error (exit 2, nothing written), never a file that only looks like a build."""
+        src = self.source
+        has_image = "image_publisher" in src.attributes or "custom_managed_image_name" in src.attributes
+        has_image = has_image or any(b.type == "shared_image_gallery" for b in src.blocks)
+        has_output = "managed_image_name" in src.attributes or "capture_container_name" in src.attributes
+        has_output = has_output or any(b.type == "shared_image_gallery_destination" for b in src.blocks)
+        path = ("properties", "source")
+        if not has_image:
+            why = next((e.detail for e in self.report.entries if e.subject.startswith("properties.source")), "")
+            self.report.error(
+                "AIB071",
+                "Packer needs an image to start from, and the template's source cannot be one"
+                + (f" ({why})" if why else " (there is none)")
+                + ": nothing was written",
+                self.loc(path if self.tpl.source else ("properties",)),
+                self.subject(path),
+            )
+        if not has_output:
+            path = ("properties", "distribute")
+            self.report.error(
+                "AIB071",
+                "Packer needs an output (a managed image, a gallery image version or a VHD), and none of the "
+                "template's distribute targets can be one: nothing was written",
+                self.loc(path if self.tpl.distribute else ("properties",)),
+                self.subject(path),
+            )
+
+    @staticmethod
+    def replace_subscription_refs(source: Block, sub: Expr) -> None:
+        for block in [source, *source.blocks]:
             for k, v in block.attributes.items():
                 if v == Expr("var.subscription_id"):
                     block.attributes[k] = sub
@@ -243,8 +351,8 @@ class ToPacker:
         src.set("use_azure_cli_auth", Expr("var.use_azure_cli_auth"))
         src.set("subscription_id", Expr("var.subscription_id"))
         if tpl.staging_resource_group is not None:
-            rid, unresolved = self.parse_id(tpl.staging_resource_group)
             path = ("properties", "stagingResourceGroup")
+            rid, unresolved = self.parse_id(tpl.staging_resource_group, OPEN_STAGING_GROUP, path)
             if rid and rid.resource_group:
                 src.set(
                     "build_resource_group_name",
@@ -270,8 +378,11 @@ class ToPacker:
                 src.set("location", self.text(tpl.location, "location"))
                 r.mapped("location", "location", self.loc(("location",)))
         if tpl.tags:
-            r.dropped(
-                "tags", "tags of the image-template resource: Packer has no template resource", self.loc(("tags",))
+            r.not_applicable(
+                "tags",
+                "tags of the image-template resource (metadata, not part of the image or the build): Packer has no "
+                "template resource",
+                self.loc(("tags",)),
             )
         if tpl.identity is not None:
             r.approximated(
@@ -290,6 +401,11 @@ class ToPacker:
                 f"Packer has no build timeout: run `timeout {minutes}m packer build .` (noted on the build block)",
                 self.loc(("properties", "buildTimeoutInMinutes")),
             )
+        self._service_options()
+
+    def _service_options(self) -> None:
+        """errorHandling, autoRun, optimize and validate: what the AIB service does around a build."""
+        tpl, r = self.tpl, self.report
         eh = tpl.error_handling
         if eh is not None:
             path = ("properties", "errorHandling")
@@ -357,7 +473,7 @@ class ToPacker:
                 detail += ", plan_info"
             r.mapped(self.subject(path) + " (PlatformImage)", detail, self.loc(path))
         elif isinstance(s, model.ManagedImageSource):
-            rid, unresolved = self.parse_id(s.image_id)
+            rid, unresolved = self.parse_id(s.image_id, OPEN_SOURCE_IMAGE, (*path, "imageId"))
             if rid and rid.resource_group and rid.get("images") and rid.subscription:
                 self.use_subscription(self.id_part(rid.subscription, unresolved, "subscription_id"))
                 src.set("custom_managed_image_name", self.id_part(rid.get("images") or "", unresolved, "source_image"))
@@ -374,7 +490,7 @@ class ToPacker:
             else:
                 r.dropped(self.subject(path) + " (ManagedImage)", "imageId is not a managed image ID", self.loc(path))
         elif isinstance(s, model.SharedImageVersionSource):
-            rid, unresolved = self.parse_id(s.image_version_id)
+            rid, unresolved = self.parse_id(s.image_version_id, OPEN_SOURCE_VERSION, (*path, "imageVersionId"))
             if rid and rid.subscription and rid.resource_group and rid.get("galleries") and rid.get("images"):
                 sig = src.add(Block("shared_image_gallery"))
                 sig.set("subscription", self.id_part(rid.subscription, unresolved, "source_subscription"))
@@ -439,7 +555,7 @@ class ToPacker:
             return
         vpath = (*base, "vnetConfig")
         if vnet.subnet_id is not None:
-            rid, unresolved = self.parse_id(vnet.subnet_id)
+            rid, unresolved = self.parse_id(vnet.subnet_id, OPEN_SUBNET, (*vpath, "subnetId"))
             if rid and rid.resource_group and rid.get("virtualNetworks") and rid.get("subnets"):
                 src.set(
                     "virtual_network_name",
@@ -530,48 +646,116 @@ class ToPacker:
 
     # ------------------------------------------------------------------------------------------- distribute
     def distribute(self) -> None:
+        """The outputs. One azure-arm source writes one managed image and one gallery version, or one VHD: the
+        others get a source of their own in the same build (self.extra_outputs, made into sources by
+        output_sources())."""
         r = self.report
-        kinds_done: dict[str, model.Distributor] = {}
+        groups: list[dict[str, model.Distributor]] = []
         for d in self.tpl.distribute:
             label = f"{self.subject(d.path)} ({d.kind or getattr(d, 'type_name', '?')})"
             if isinstance(d, model.UnknownDistributor):
                 r.dropped(label, f"unknown distribute type {d.type_name!r}", self.loc(d.path))
                 continue
-            if d.kind in kinds_done:
+            if isinstance(d, model.VhdDistributor) and isinstance(
+                self.tpl.source, (model.ManagedImageSource, model.SharedImageVersionSource)
+            ):
                 r.dropped(
                     label,
-                    f"one azure-arm source writes one {d.kind} output; this is the second "
-                    "(add another source block for it)",
+                    "Packer's azure-arm builder writes a VHD only from a platform image (or a VHD), not from a "
+                    "managed image or gallery version: write a managed image and export its disk (az disk create "
+                    "--source IMAGE, then az disk grant-access)",
                     self.loc(d.path),
                 )
                 continue
-            if isinstance(d, model.VhdDistributor) and kinds_done:
-                r.dropped(label, "Packer writes a VHD or a managed image / gallery version, not both", self.loc(d.path))
-                continue
-            if not isinstance(d, model.VhdDistributor) and "VHD" in kinds_done:
-                r.dropped(label, "Packer writes a VHD or a managed image / gallery version, not both", self.loc(d.path))
-                continue
-            ok = False
-            if isinstance(d, model.ManagedImageDistributor):
-                ok = self.managed_image(d, label)
-            elif isinstance(d, model.SharedImageDistributor):
-                ok = self.shared_image(d, label)
-            elif isinstance(d, model.VhdDistributor):
-                ok = self.vhd(d, label)
+            index = next((i for i, g in enumerate(groups) if _fits(g, d)), len(groups))
+            main = self.source
+            if index:
+                while len(self.extra_outputs) < index:
+                    taken = {self.name, *(b.labels[1] for b in self.extra_outputs)}
+                    name = f"{self.name}_{d.kind.lower()}"
+                    name = (
+                        next(f"{name}_{n}" for n in range(2, 100) if f"{name}_{n}" not in taken)
+                        if name in taken
+                        else name
+                    )
+                    self.extra_outputs.append(Block("source", ["azure-arm", name]))
+                self.source = self.extra_outputs[index - 1]
+            try:
+                ok = self.output(d, label)
+            finally:
+                self.source = main
             if ok:
-                kinds_done[d.kind] = d
+                if index == len(groups):
+                    groups.append({})
+                groups[index][d.kind] = d
+                if index:
+                    name = self.extra_outputs[index - 1].labels[1]
+                    r.approximated(
+                        label + " (source)",
+                        f"one azure-arm source writes one managed image and one gallery version, or one VHD: this "
+                        f"output gets a source of its own, {name}, in the same build; Packer runs the build once "
+                        "per source, on a VM of its own",
+                        self.loc(d.path),
+                    )
+            elif index and index == len(groups):
+                self.extra_outputs.pop()  # the source made for it stays empty
             if d.run_output_name is not None:
                 r.approximated(
                     self.subject((*d.path, "runOutputName")),
                     "Packer has no run outputs: it prints the artifact ID (a manifest post-processor records it)",
                     self.loc((*d.path, "runOutputName")),
                 )
+        for source in [self.source, *self.extra_outputs]:
+            self.gallery_companion_image(source)
         if not self.tpl.distribute:
             r.dropped("properties.distribute", "the template has no distribute target", self.loc(("properties",)))
 
+    def gallery_companion_image(self, source: Block) -> None:
+        """A gallery version alone is an output only for the azure plugin >= 1.4; before it (the builder inside
+        Packer <= 1.7) the version is published from a managed image. So a source writing a gallery version and
+        no managed image also writes one, in the gallery's resource group, that any Packer accepts."""
+        dest = next((b for b in source.blocks if b.type == "shared_image_gallery_destination"), None)
+        if dest is None or "managed_image_name" in source.attributes:
+            return
+        name = self.variable(
+            GALLERY_STAGING_VARIABLE,
+            "managed image Packer publishes the gallery version from (azure plugin < 1.4 needs one)",
+            default=f"{self.name}-gallery-staging"[:80],
+        )
+        source.set("managed_image_name", name)
+        source.set("managed_image_resource_group_name", dest.attributes.get("resource_group"))
+        self.report.approximated(
+            f"shared_image_gallery_destination ({source.labels[1]})",
+            "also a managed image, var.gallery_staging_image_name in the gallery's resource group: the azure-arm "
+            "builder before plugin 1.4 (Packer <= 1.7) publishes a gallery version from a managed image; with a "
+            "newer plugin the two lines may be removed",
+        )
+
+    def output(self, d: model.Distributor, label: str) -> bool:
+        if isinstance(d, model.ManagedImageDistributor):
+            return self.managed_image(d, label)
+        if isinstance(d, model.SharedImageDistributor):
+            return self.shared_image(d, label)
+        if isinstance(d, model.VhdDistributor):
+            return self.vhd(d, label)
+        return False
+
+    def output_sources(self) -> list[Block]:
+        """One more source per extra output: the main source's settings with that output instead of its own."""
+        out: list[Block] = []
+        for extra in self.extra_outputs:
+            block = Block("source", list(extra.labels))
+            block.attributes = {k: v for k, v in self.source.attributes.items() if k not in OUTPUT_ATTRIBUTES}
+            block.attributes.update(extra.attributes)
+            block.blocks = [
+                b for b in self.source.blocks if b.type != "shared_image_gallery_destination"
+            ] + extra.blocks
+            out.append(block)
+        return out
+
     def managed_image(self, d: model.ManagedImageDistributor, label: str) -> bool:
         r, src = self.report, self.source
-        rid, unresolved = self.parse_id(d.image_id)
+        rid, unresolved = self.parse_id(d.image_id, OPEN_MANAGED_IMAGE, (*d.path, "imageId"))
         if not (rid and rid.subscription and rid.resource_group and rid.get("images")):
             r.dropped(label, "imageId is not a managed image ID", self.loc(d.path))
             return False
@@ -592,7 +776,7 @@ class ToPacker:
 
     def shared_image(self, d: model.SharedImageDistributor, label: str) -> bool:
         r, src = self.report, self.source
-        rid, unresolved = self.parse_id(d.gallery_image_id)
+        rid, unresolved = self.parse_id(d.gallery_image_id, OPEN_GALLERY_IMAGE, (*d.path, "galleryImageId"))
         if not (rid and rid.subscription and rid.resource_group and rid.get("galleries") and rid.get("images")):
             r.dropped(label, "galleryImageId is not a gallery image ID", self.loc(d.path))
             return False
@@ -630,45 +814,7 @@ class ToPacker:
                     "Packer does not number versions: pass -var image_version=X.Y.Z",
                     self.loc((*d.path, "versioning")),
                 )
-        if d.replication_regions is not None:
-            dest.set("replication_regions", [self.text(x, "replication_region") for x in d.replication_regions])
-            r.mapped(
-                self.subject((*d.path, "replicationRegions")),
-                "replication_regions",
-                self.loc((*d.path, "replicationRegions")),
-            )
-        if d.storage_account_type is not None:
-            dest.set("storage_account_type", self.text(d.storage_account_type, "storage_account_type"))
-            r.mapped(
-                self.subject((*d.path, "storageAccountType")),
-                "storage_account_type",
-                self.loc((*d.path, "storageAccountType")),
-            )
-        if d.target_regions is not None:
-            types = {str(t.storage_account_type) for t in d.target_regions if t.storage_account_type is not None}
-            for t in d.target_regions:
-                region = dest.add(Block("target_region"))
-                region.set("name", self.text(t.name, "target_region"))
-                region.set("replicas", t.replica_count)
-            tpath = (*d.path, "targetRegions")
-            if not types:
-                r.mapped(self.subject(tpath), "target_region blocks", self.loc(tpath))
-            elif len(types) == 1 and all(t.storage_account_type is not None for t in d.target_regions):
-                dest.set("storage_account_type", types.pop())
-                r.approximated(
-                    self.subject(tpath),
-                    "target_region blocks; Packer has one storage_account_type for all regions (the same here)",
-                    self.loc(tpath),
-                )
-            else:
-                first = next(str(t.storage_account_type) for t in d.target_regions if t.storage_account_type)
-                dest.set("storage_account_type", first)
-                r.dropped(
-                    self.subject(tpath),
-                    f"target_region blocks, but Packer has one storage_account_type for all regions: {first} "
-                    "(per-region storage types are lost)",
-                    self.loc(tpath),
-                )
+        self.gallery_replication(d, dest)
         if d.exclude_from_latest is not None:
             src.set("shared_gallery_image_version_exclude_from_latest", d.exclude_from_latest)
             r.mapped(
@@ -685,6 +831,91 @@ class ToPacker:
                 "use_shallow_replication" if shallow else "full replication, Packer's default",
                 self.loc((*d.path, "replicationMode")),
             )
+        return True
+
+    def gallery_replication(self, d: model.SharedImageDistributor, dest: Block) -> None:
+        """Where the gallery version is replicated: replication_regions, target_region blocks, storage type."""
+        r = self.report
+        if not d.replication_regions and not d.target_regions and self.tpl.location is not None:
+            dest.set("replication_regions", [self.text(self.tpl.location, "location")])
+            r.approximated(
+                self.subject((*d.path, "replicationRegions")),
+                "none given: AIB replicates to the template's location, written as replication_regions (Packer "
+                "before azure plugin 2 needs it)",
+                self.loc(d.path),
+            )
+        elif d.replication_regions is not None:
+            dest.set("replication_regions", [self.text(x, "replication_region") for x in d.replication_regions])
+            r.mapped(
+                self.subject((*d.path, "replicationRegions")),
+                "replication_regions",
+                self.loc((*d.path, "replicationRegions")),
+            )
+        if d.storage_account_type is not None:
+            if str(d.storage_account_type).lower() != "standard_lrs":  # Packer's default, and AIB's
+                dest.set("storage_account_type", self.text(d.storage_account_type, "storage_account_type"))
+            r.mapped(
+                self.subject((*d.path, "storageAccountType")),
+                "storage_account_type",
+                self.loc((*d.path, "storageAccountType")),
+            )
+        if d.target_regions and self.uniform_regions(d, dest):
+            pass
+        elif d.target_regions is not None:
+            types = {str(t.storage_account_type) for t in d.target_regions if t.storage_account_type is not None}
+            for t in d.target_regions:
+                region = dest.add(Block("target_region"))
+                region.set("name", self.region_name(t))
+                region.set("replicas", t.replica_count)
+            tpath = (*d.path, "targetRegions")
+            if not types:
+                r.mapped(self.subject(tpath), "target_region blocks", self.loc(tpath))
+            elif len(types) == 1 and all(t.storage_account_type is not None for t in d.target_regions):
+                dest.set("storage_account_type", types.pop())
+                r.approximated(
+                    self.subject(tpath),
+                    "target_region blocks; Packer has one storage_account_type for all regions (the same here)",
+                    self.loc(tpath),
+                )
+            else:
+                first = next(
+                    str(t.storage_account_type) for t in d.target_regions if t.storage_account_type is not None
+                )
+                dest.set("storage_account_type", first)
+                r.dropped(
+                    self.subject(tpath),
+                    f"target_region blocks, but Packer has one storage_account_type for all regions: {first} "
+                    "(per-region storage types are lost)",
+                    self.loc(tpath),
+                )
+
+    def region_name(self, t: model.TargetRegion) -> str | Expr:
+        """A target region's name; one the template leaves out (null) is a variable, never a missing value."""
+        name = self.text(t.name, "target_region")
+        return (
+            name if name is not None else self.variable("target_region", "a target region the template leaves unnamed")
+        )
+
+    def uniform_regions(self, d: model.SharedImageDistributor, dest: Block) -> bool:
+        """targetRegions with one replica count and one storage type are replication_regions (and
+        shared_image_gallery_replica_count), which every azure plugin reads; else False (target_region blocks)."""
+        regions = d.target_regions or []
+        counts = {t.replica_count for t in regions}
+        types = {str(t.storage_account_type).lower() for t in regions if t.storage_account_type is not None}
+        if len(counts) != 1 or types - {"standard_lrs"} or d.replication_regions:
+            return False
+        dest.set("replication_regions", [self.region_name(t) for t in regions])
+        count = counts.pop()
+        if count is not None:
+            self.source.set("shared_image_gallery_replica_count", count)
+        path = (*d.path, "targetRegions")
+        self.report.mapped(
+            self.subject(path),
+            "replication_regions"
+            + (f" with shared_image_gallery_replica_count {count}" if count is not None else "")
+            + " (the same replica count and storage type in every region)",
+            self.loc(path),
+        )
         return True
 
     def vhd(self, d: model.VhdDistributor, label: str) -> bool:
@@ -706,7 +937,7 @@ class ToPacker:
             "resource_group_name", self.variable("vhd_resource_group_name", "resource group of the storage account")
         )
         src.set("capture_container_name", container)
-        src.set("capture_name_prefix", prefix)
+        src.set("capture_name_prefix", self.capture_prefix(prefix))
         where = f"uri {redact_uri(d.uri)}" if isinstance(d.uri, str) else "no uri (AIB uses its staging storage)"
         self.report.approximated(
             label,
@@ -715,6 +946,18 @@ class ToPacker:
             self.loc(d.path),
         )
         return True
+
+    def capture_prefix(self, prefix: str | Expr) -> str | Expr:
+        """A capture_name_prefix Packer accepts (^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$), shortened deterministically."""
+        if not isinstance(prefix, str) or _CAPTURE_PREFIX.fullmatch(prefix):
+            return prefix
+        short = shorten(re.sub(r"[^A-Za-z0-9_.-]", "-", prefix).lstrip("_.-") or "aibx", 24)
+        self.report.approximated(
+            "capture_name_prefix",
+            f"{prefix!r} does not fit Packer's pattern for capture_name_prefix (24 characters, letters, digits, "
+            f"_ . -): shortened to {short!r}",
+        )
+        return short
 
     # ------------------------------------------------------------------------------------------- steps
     def provisioners(self) -> None:
@@ -834,6 +1077,16 @@ class ToPacker:
                     + ": Packer only uploads local files"
                 )
                 approximated = True
+        elif isinstance(step.script_uri, Unresolved):
+            sha = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None
+            parts = self.text_parts(step.script_uri, f"{_NOT_IDENTIFIER.sub('_', step.label)}_scriptUri")
+            lines = idioms.windows_run_script(OPEN_URI, sha) if powershell else idioms.linux_run_script(OPEN_URI, sha)
+            block.set("inline", self.open_lines(lines, {OPEN_URI: parts}))
+            details.append(
+                f"inline download of scriptUri, which the template leaves open ({step.script_uri.reason}): "
+                "a Packer variable"
+            )
+            approximated = True
         else:
             r.dropped(label, "neither inline nor a usable scriptUri", loc)
             return None
@@ -856,8 +1109,10 @@ class ToPacker:
 
     def file_step(self, step: model.FileStep, label: str, loc: Location, note: str) -> Block | None:
         r = self.report
+        if isinstance(step.source_uri, Unresolved) and step.destination is not None:
+            return self.open_file_step(step, label, loc, note)
         if not isinstance(step.source_uri, str) or not step.source_uri or step.destination is None:
-            r.dropped(label, "sourceUri or destination missing or unresolved", loc)
+            r.dropped(label, "sourceUri or destination missing", loc)
             return None
         uri = step.source_uri
         sha = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None
@@ -877,8 +1132,7 @@ class ToPacker:
             )
             return block
         if not isinstance(destination, str):
-            r.dropped(label, "the destination is not known (unresolved)", loc)
-            return None
+            return self.open_file_step(step, label, loc, note)
         block = self.provisioner("powershell" if self.windows else "shell", step)
         lines = (idioms.windows_fetch_file if self.windows else idioms.linux_fetch_file)(uri, destination, sha)
         block.set("inline", lines)
@@ -888,6 +1142,32 @@ class ToPacker:
             + (", sha256 checked before it is moved into place" if sha else " (no sha256Checksum)")
             + ": the file provisioner only uploads local files"
             + note,
+            loc,
+        )
+        return block
+
+    def open_file_step(self, step: model.FileStep, label: str, loc: Location, note: str) -> Block:
+        """A File customizer whose sourceUri or destination the template leaves open: the inline download with
+        a Packer variable for each open part."""
+        sha = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None
+        stem = _NOT_IDENTIFIER.sub("_", step.label)
+        source, destination = step.source_uri, step.destination
+        uri_parts: list[str | Expr] = (
+            self.text_parts(source, f"{stem}_sourceUri") if isinstance(source, Unresolved) else [str(source)]
+        )
+        dest = OPEN_DESTINATION if isinstance(destination, Unresolved) else str(destination)
+        fetch = idioms.windows_fetch_file if self.windows else idioms.linux_fetch_file
+        stand_ins = {OPEN_URI: uri_parts}
+        if isinstance(destination, Unresolved):
+            stand_ins[OPEN_DESTINATION] = self.text_parts(destination, f"{stem}_destination")
+        lines = self.open_lines(fetch(OPEN_URI, dest, sha), stand_ins)
+        block = self.provisioner("powershell" if self.windows else "shell", step)
+        block.set("inline", lines)
+        open_fields = [k for k, v in (("sourceUri", source), ("destination", destination)) if isinstance(v, Unresolved)]
+        self.report.approximated(
+            label,
+            f"inline download to the destination; {' and '.join(open_fields)} left open by the template: Packer "
+            "variables" + note,
             loc,
         )
         return block
@@ -914,6 +1194,22 @@ class ToPacker:
         except ValueError:
             return str(path)
         return template([Expr("path.root"), "/" + rel.as_posix()])
+
+
+def shorten(name: str, limit: int) -> str:
+    """``name`` within ``limit`` characters, deterministically: its start, then a hash of the whole name."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - 7].rstrip('_.-')}-{digest}"
+
+
+def _fits(group: dict[str, model.Distributor], d: model.Distributor) -> bool:
+    """Whether one azure-arm source can write ``d`` besides the outputs in ``group`` (a managed image and a
+    gallery version, or a VHD alone)."""
+    if d.kind in group:
+        return False
+    return not group or ("VHD" not in group and not isinstance(d, model.VhdDistributor))
 
 
 def _relpath(path: Path, start: Path) -> str:

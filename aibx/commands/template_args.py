@@ -191,12 +191,18 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def load_templates(args: argparse.Namespace, paths: list[str]) -> Loaded:
+def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameters: bool = False) -> Loaded:
     from aibx import validation
     from aibx.diagnostics import has_errors, make
     from aibx.loader import COMMAND_LINE, load, unused_assignments
 
     opts, diags = load_options(args)
+    if open_parameters:  # translations carry parameters without a value (and unknown context) as variables
+        from dataclasses import replace
+
+        from aibx.loader import open_context
+
+        opts = replace(opts, open_parameters=True, context=open_context(opts.context))
     loaded = Loaded(diagnostics=diags)
     if has_errors(diags):
         return loaded

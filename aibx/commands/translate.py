@@ -255,7 +255,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
             "--var, --var-file, --only, --upload-base-uri, --upload-dir, --arm, --allow-local-files and "
             "--allow-env-values apply to --to aib",
         )
-    loaded = load_templates(args, [args.path])
+    loaded = load_templates(args, [args.path], open_parameters=True)
     # reading problems stop the translation; what AIB would reject in a readable template does not (the
     # translation shows exactly what it made of each field), so validation errors are shown as warnings
     outcome.diagnostics += loaded.diagnostics
@@ -303,6 +303,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
             outcome.failed = True
         texts.append((report, out_path, text))
     if outcome.failed:
+        outcome.notes = [n for n in outcome.notes if not n.endswith("it was translated anyway")]
         return outcome
     for report, out_path, text in texts:
         if out_path is None:

@@ -421,6 +421,8 @@ class SshTransport(Transport):
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
             f = await sftp.open(write_path, "wb" if self.windows else "xb", attrs or asyncssh.SFTPAttrs())
+        except _SFTP_LOST as exc:
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
@@ -437,6 +439,8 @@ class SshTransport(Transport):
                 # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
                 with contextlib.suppress(asyncssh.SFTPOpUnsupported):
                     await f.fsync()
+            except _SFTP_LOST:
+                raise
             except asyncssh.SFTPError as exc:
                 size = data.stat().st_size if isinstance(data, Path) else len(data)
                 reason = await _write_failure(f, size, exc)
@@ -452,6 +456,8 @@ class SshTransport(Transport):
                 except asyncssh.SFTPError:
                     await _remove_regular_file(sftp, write_path)
                     raise
+        except _SFTP_LOST as exc:  # SFTP's own word for a dropped connection (a reboot): the step rides it out
+            raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncssh.SFTPError as exc:
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
@@ -592,6 +598,10 @@ async def _pipelined_write(
                 if not request.cancelled():
                     request.exception()
         raise
+
+
+# what asyncssh's SFTP client raises when the connection under it is gone (not a refusal by the server)
+_SFTP_LOST = (asyncssh.SFTPNoConnection, asyncssh.SFTPConnectionLost)
 
 
 async def _write_failure(f: asyncssh.SFTPClientFile, size: int, exc: asyncssh.SFTPError) -> str:

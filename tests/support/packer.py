@@ -48,3 +48,54 @@ source "null" "vm" {{
   ssh_timeout          = "{ssh_timeout}"
 }}
 """
+
+
+def for_packer_166(text: str) -> str:
+    """HCL aibx wrote, as Packer 1.6.6 can check it: without the ``packer {}`` block (required_plugins came in
+    1.7) and windows-update provisioners (a plugin 1.6.6 does not have)."""
+    out: list[str] = []
+    depth = 0
+    for line in text.split("\n"):
+        if depth:
+            depth += line.count("{") - line.count("}")
+            continue
+        if line.startswith("packer {") or line.strip() == 'provisioner "windows-update" {':
+            depth = line.count("{") - line.count("}")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def variable_args(text: str) -> list[str]:
+    """``-var`` arguments with a plausible value for each variable of ``text`` that has no default (what a
+    user passes to ``packer build``)."""
+    import hcl2
+
+    out: list[str] = []
+    for var in hcl2.loads(text).get("variable", []):
+        for quoted, spec in var.items():
+            name = quoted.strip('"')
+            if "default" in spec:
+                continue
+            kind = str(spec.get("type", "string"))
+            if "bool" in kind:
+                value = "true"
+            elif "number" in kind:
+                value = "1"
+            elif "list" in kind:
+                value = '["x"]'
+            elif "version" in name.lower():
+                value = "1.0.0"
+            elif "subscription" in name.lower():
+                value = "00000000-0000-0000-0000-000000000000"
+            else:
+                value = "x1"
+            out += ["-var", f"{name}={value}"]
+    return out
+
+
+def packer_validate(text: str, folder: Path, scratch: Path) -> subprocess.CompletedProcess[str]:
+    """``packer validate`` (1.6.6) of HCL aibx wrote, with a value for every variable without a default."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "t.pkr.hcl").write_text(for_packer_166(text))
+    return run_packer(["validate", *variable_args(text), "t.pkr.hcl"], folder, scratch)
