@@ -73,7 +73,8 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         print(d.format(), file=sys.stderr)
     if errors:
         count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
-        return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
+        what = "Packer configuration" if loaded.packer else "image template"
+        return _refused(f"aibx: {args.template} is not a valid {what} ({count})", errors)
     if not loaded.results and os.path.isdir(args.template):
         return _refused(
             f"aibx: {args.template}: no templates here (no *.json or *.jsonc file in it holds an image template)"

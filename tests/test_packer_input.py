@@ -145,6 +145,21 @@ def test_a_script_outside_the_config_folder_is_not_read_without_allow_local_file
     assert "outside-the-folder" in allowed.out
 
 
+@pytest.mark.parametrize("option", [["--var", "a=1"], ["--var-file", "x.pkrvars.hcl"], ["--allow-env-values"]])
+def test_packer_options_on_an_aib_template_are_an_error(option: list[str]) -> None:
+    result = invoke("plan", ROOT / "fixtures" / "quickstart" / "hello-linux.json", *option)
+    assert result.code == 2
+    assert f"error[AIB074] {option[0]}: for a Packer configuration" in result.err and "-p NAME=VALUE" in result.err
+
+
+def test_an_unreadable_packer_config_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.pkr.hcl").write_text('source "azure-arm" "x" {\n  location = \n}\n')
+    result = invoke("run", tmp_path / "bad.pkr.hcl", "--host", "local")
+    assert result.code == 2 and "Traceback" not in result.text
+    assert f"{tmp_path / 'bad.pkr.hcl'}:2:14: error[AIB072] HCL syntax error" in result.err
+    assert "is not a valid Packer configuration (1 error)" in result.err
+
+
 def test_a_packer_folder_is_not_searched_for_aib_templates() -> None:
     """A folder with .pkr.hcl files is one Packer configuration; a legacy Packer JSON template met inside a folder of
     AIB templates is passed over, as before (name it to read it)."""

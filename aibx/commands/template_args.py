@@ -239,9 +239,35 @@ def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameter
                 file=COMMAND_LINE,
             )
         )
+    loaded.diagnostics += _packer_options_unused(args, loaded)
     loaded.diagnostics += unused_assignments(opts.parameters, load_results)
     _warn_secure_parameters_on_the_command_line(opts.parameters, loaded.results)
     return loaded
+
+
+def _packer_options_unused(args: argparse.Namespace, loaded: Loaded) -> list[Diagnostic]:
+    """--var, --var-file, --allow-env-values (and --only, but on run) given for AIB templates: an error, not
+    silently nothing."""
+    from aibx.diagnostics import make
+    from aibx.loader import COMMAND_LINE
+
+    if loaded.packer or not hasattr(args, "var_file") or not loaded.files:
+        return []
+    given = [("--var", args.var), ("--var-file", args.var_file), ("--allow-env-values", args.allow_env_values)]
+    if not hasattr(args, "from_step"):  # run's --only names steps
+        given.append(("--only", args.only))
+    names = [name for name, value in given if value]
+    if not names:
+        return []
+    return [
+        make(
+            "AIB074",
+            f"{', '.join(names)}: for a Packer configuration (a .pkr.hcl file, a folder of them, a legacy JSON "
+            "template), not for an AIB template (its parameters: -p NAME=VALUE or --parameters FILE; one of several "
+            "templates: --resource NAME)",
+            file=COMMAND_LINE,
+        )
+    ]
 
 
 def _warn_secure_parameters_on_the_command_line(parameters: Mapping[str, str], results: list[Result]) -> None:
