@@ -75,6 +75,10 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
         what = "Packer configuration" if loaded.packer else "image template"
         return _refused(f"aibx: {args.template} is not a valid {what} ({count})", errors)
+    if not loaded.results and loaded.packer:  # every source dropped (not azure-arm): say why, then stop
+        for d in diags:
+            print(d.format(), file=sys.stderr)
+        return _refused(f"aibx: {args.template}: no azure-arm build source to run (AIB071 above says why)")
     if not loaded.results and os.path.isdir(args.template):
         return _refused(
             f"aibx: {args.template}: no templates here (no *.json or *.jsonc file in it holds an image template)"

@@ -160,6 +160,16 @@ def test_an_unreadable_packer_config_is_a_clear_error(tmp_path: Path) -> None:
     assert "is not a valid Packer configuration (1 error)" in result.err
 
 
+def test_a_config_without_an_azure_arm_source_says_why_nothing_runs(tmp_path: Path) -> None:
+    source = 'source "amazon-ebs" "x" {\n  region = "us-east-1"\n  ami_name = "x"\n}\n'
+    build = 'build {\n  sources = ["source.amazon-ebs.x"]\n  provisioner "shell" { inline = ["echo hi"] }\n}\n'
+    (tmp_path / "build.pkr.hcl").write_text(source + build)
+    result = invoke("run", tmp_path, "--host", "local")
+    assert result.code == 2
+    assert "warning[AIB071]" in result.err and "amazon-ebs" in result.err
+    assert f"aibx: {tmp_path}: no azure-arm build source to run (AIB071 above says why)" in result.err
+
+
 def test_a_packer_folder_is_not_searched_for_aib_templates() -> None:
     """A folder with .pkr.hcl files is one Packer configuration; a legacy Packer JSON template met inside a folder of
     AIB templates is passed over, as before (name it to read it)."""
