@@ -124,6 +124,10 @@ class ShellStep(Step):
     script_uri: Text | None = None
     inline: Sequence[Text] | None = None  # a list; Sequence, so a list[str] is one too
     sha256_checksum: Text | None = None
+    # engine-only, never written to AIB JSON: Packer's expect_disconnect, for a step translated from a Packer
+    # configuration (aibx.packer_input). None (AIB): a restart during the step is ridden out; True: the same
+    # (confirmed by a new boot id, where Packer accepts any disconnect); False: a restart fails the step, as in Packer
+    expect_disconnect: bool | None = field(default=None, metadata={"engine_only": True})
 
 
 @dataclass
@@ -622,6 +626,10 @@ def from_document(doc: Document, os_override: OsType | None = None) -> ImageTemp
         document=doc,
     )
     tpl.os_type, tpl.os_reason = infer_os(tpl, os_override)
+    for step in tpl.steps():  # what the AIB format cannot carry, given by the reader (aibx.packer_input)
+        for name, value in doc.engine_hints.get(tuple(step.path), {}).items():
+            if hasattr(step, name):
+                setattr(step, name, value)
     return tpl
 
 

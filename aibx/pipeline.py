@@ -49,6 +49,8 @@ class Prepared:
     # how the plan was compiled: a fleet compiles it again for each host, so that every host gets its own random
     # temporary names (two VMs that share a /tmp, or a user who saw one host's names, cannot collide or plant)
     compile_options: CompileOptions | None = None
+    # a Packer configuration's translation report (aibx.translators.report.Report), shown before anything runs
+    translations: list[Any] = field(default_factory=list)
 
     def compile_again(self) -> Plan:
         """The same plan with new random names (for one more host)."""
@@ -72,21 +74,30 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
         print(d.format(), file=sys.stderr)
     if errors:
         count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
-        return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
+        what = "Packer configuration" if loaded.packer else "image template"
+        return _refused(f"aibx: {args.template} is not a valid {what} ({count})", errors)
+    if not loaded.results and loaded.packer:  # every source dropped (not azure-arm): say why, then stop
+        for d in diags:
+            print(d.format(), file=sys.stderr)
+        return _refused(f"aibx: {args.template}: no azure-arm build source to run (AIB071 above says why)")
     if not loaded.results and os.path.isdir(args.template):
         return _refused(
             f"aibx: {args.template}: no templates here (no *.json or *.jsonc file in it holds an image template)"
         )
     if len(loaded.results) != 1:
         names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
-        return _refused(
-            f"aibx: {args.template} holds {len(loaded.results)} image templates ({names}); "
-            "pick one with --resource NAME"
-        )
+        what, pick = ("image templates", "--resource NAME")
+        if loaded.packer:  # as packer build -only
+            what, pick = ("build sources", "--only BUILD.SOURCE")
+        return _refused(f"aibx: {args.template} holds {len(loaded.results)} {what} ({names}); pick one with {pick}")
     if not getattr(args, "quiet", False):  # one line each, before the plan or the run (-q: none)
         for d in diags:
             if d.severity is not Severity.ERROR:
                 print(d.format(), file=sys.stderr)
+        for report in loaded.reports:  # a Packer configuration, translated in memory
+            from aibx.packer_input import summary
+
+            print(summary(report), file=sys.stderr)
     result = loaded.results[0]
     from aibx.model import parse_duration
 
@@ -107,7 +118,15 @@ def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | 
     if random_name is not None:
         options.random_name = random_name
     plan = compile_plan(result.template, options)
-    return Prepared(result, plan, Redactor(result.document.secrets), options)
+    reports = [r for r in loaded.reports if r.name == result.document.name]
+    return Prepared(result, plan, Redactor(result.document.secrets), options, reports)
+
+
+def with_translations(document: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+    """A JSON document with the Packer translation's report, when the template was a Packer configuration."""
+    if prepared.translations:
+        document["translations"] = [r.as_dict() for r in prepared.translations]
+    return document
 
 
 def _unknown_parameter_is_an_error(diagnostic: Diagnostic) -> Diagnostic:
@@ -347,13 +366,13 @@ class _RunOutput:
         if not self.settings.json_mode:
             return
         if not self.single:
-            json_output.write(self.report.document(code, parallel))
+            json_output.write(with_translations(self.report.document(code, parallel), self.prepared))
             return
         report = self.host_reports[self.runs[0].entry]
         document = report.document()
         if not report.finished:  # aborted at once (a second Ctrl-C): no RunFinished came
             document.update(outcome="interrupted", exitCode=code)
-        json_output.write(document)
+        json_output.write(with_translations(document, self.prepared))
 
     def _shared_fetcher(self, run_options: RunOptions) -> SharedFetcher:
         """One download of each script and file for every host."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agent_modes import ssh_agent_mode  # noqa: F401
 from tests.support.requirements import require_root
 from tests.support.ssh_run import ROOT, Run, wait_for
 from tests.support.sshd import IS_ROOT, PortBlackhole, SilentPort, SshTarget
@@ -67,6 +68,7 @@ def test_the_wrapper_watches_for_a_shutdown_only_after_scripts_that_can_restart(
     assert bool(action.shutdown_marker) is watched
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- a reboot mid-step
 @pytest.mark.parametrize(
     ("command", "cut"),
@@ -121,6 +123,7 @@ def test_a_reboot_mid_step_is_survived_and_the_next_step_runs_on_the_new_boot(
     assert "the VM restarted" in run.result.out
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_two_reboots_in_a_row(make_rebootable_target, tmp_path: Path) -> None:
     require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")
     target, _ = make_rebootable_target(down_s=0.5, refused_s=0.3)
@@ -142,6 +145,7 @@ def test_two_reboots_in_a_row(make_rebootable_target, tmp_path: Path) -> None:
     assert [s["outcome"] for s in run.report["steps"]] == ["succeeded"] * 5
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_reboot_nobody_announced_during_a_later_step_is_survived(make_rebootable_target, tmp_path: Path) -> None:
     """An installer that restarts the VM a moment after its step ended: the reboot hits the next step."""
     require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")
@@ -162,6 +166,7 @@ def test_a_reboot_nobody_announced_during_a_later_step_is_survived(make_rebootab
     assert "connection lost during the command" in run.result.out
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_reboot_between_steps_runs_the_next_command_once_on_the_new_boot(make_ssh_target, tmp_path: Path) -> None:
     """The VM restarts while aibx is between two steps: the next command could not start (the channel never
     opened), so it runs once the VM is back, exactly once."""
@@ -202,6 +207,7 @@ def test_a_reboot_between_steps_runs_the_next_command_once_on_the_new_boot(make_
     assert any("the command had not started" in getattr(e, "message", "") for e in events)
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_command_killed_by_sigterm_as_the_vm_goes_down_counts_as_ended_by_the_reboot(
     make_rebootable_target, tmp_path: Path
 ) -> None:
@@ -219,6 +225,7 @@ def test_a_command_killed_by_sigterm_as_the_vm_goes_down_counts_as_ended_by_the_
     assert step(run, "reboots")["endedByReboot"] is True
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_command_killed_by_a_signal_without_a_reboot_still_fails(ssh_target: SshTarget, tmp_path: Path) -> None:
     steps = [shell("kills-itself", "echo going", "kill -TERM $$"), shell("next", "true")]
     run = Run(tmp_path, ssh_target, write_template(tmp_path, steps), *FAST)
@@ -227,6 +234,7 @@ def test_a_command_killed_by_a_signal_without_a_reboot_still_fails(ssh_target: S
     assert "waiting up to" not in run.result.out  # the VM said it is running: no wait for a reboot
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- uploads
 def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_target, tmp_path: Path) -> None:
     require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")
@@ -272,6 +280,7 @@ def test_a_reboot_during_a_file_upload_writes_the_whole_file_again(make_ssh_targ
     assert [p.name for p in destination.parent.iterdir()] == ["big.bin"]  # the cut attempt's file is gone too
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- failures
 @pytest.mark.parametrize("down", ["refused", "timeout"])
 def test_a_vm_that_never_comes_back_is_exit_4_naming_the_step_and_the_last_error(
@@ -303,6 +312,7 @@ def test_a_vm_that_never_comes_back_is_exit_4_naming_the_step_and_the_last_error
     assert "waiting up to 3.00 s" in run.result.out
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_ctrl_c_while_waiting_for_the_vm_exits_130_at_once(make_ssh_target, tmp_path: Path) -> None:
     target = make_ssh_target()
     d = target.remote_dir("sigint")
@@ -329,6 +339,7 @@ def test_ctrl_c_while_waiting_for_the_vm_exits_130_at_once(make_ssh_target, tmp_
     assert report["steps"][-1]["outcome"] == "not run"  # the staged script stays, for a rerun
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_port_forward_that_accepts_while_the_vm_is_down_does_not_stall_the_reconnect(
     make_ssh_target, tmp_path: Path
 ) -> None:
@@ -363,6 +374,7 @@ def test_a_port_forward_that_accepts_while_the_vm_is_down_does_not_stall_the_rec
     assert timeline and run.outcomes()["long"] != "timed out"  # back within the window, not after 30 s
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_dropped_connection_without_a_reboot_fails_the_step(make_ssh_target, tmp_path: Path) -> None:
     """sshd restarts (all connections drop) but the VM does not: the step's outcome is unknown, so it fails,
     where Packer's expect_disconnect would have passed it."""
@@ -385,6 +397,7 @@ def test_a_dropped_connection_without_a_reboot_fails_the_step(make_ssh_target, t
     assert not target.host_path(f"{d}/next").exists() and reboots(run) == []
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_cleanup_after_a_reboot_is_best_effort(make_rebootable_target, tmp_path: Path) -> None:
     """Removing the cut step's temporary script fails after the reboot: a warning, and the run goes on."""
     require_root("a simulated reboot changes the boot id only inside the target's own mount namespace")
@@ -402,6 +415,7 @@ def test_cleanup_after_a_reboot_is_best_effort(make_rebootable_target, tmp_path:
     assert step(run, "reboots")["outcome"] == "succeeded"
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_changed_host_key_after_a_reboot_is_refused(make_rebootable_target, tmp_path: Path) -> None:
     """The VM comes back with another host key: aibx refuses it, even with --accept-new-host-key."""
     target, _ = make_rebootable_target(down_s=0.2, refused_s=0.2)
@@ -427,6 +441,7 @@ def test_a_changed_host_key_after_a_reboot_is_refused(make_rebootable_target, tm
     assert run.outcomes()["reboots"] == "connection lost"
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- progress
 def test_waiting_for_the_vm_is_reported_as_it_goes(make_ssh_target, tmp_path: Path) -> None:
     """ "waiting for SSH… 1.20 s, last error: connection refused" on the console and in the log, from the engine
@@ -522,6 +537,7 @@ def test_netns_vm_that_stays_down_is_exit_4_with_timeouts(make_netns_vm, tmp_pat
     assert "SSH did not come back within 4.00 s" in run.result.err and "no answer" in run.result.err
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_report_is_json_with_the_reboot_fields(make_rebootable_target, tmp_path: Path) -> None:
     target, _ = make_rebootable_target(down_s=0.2, refused_s=0.2)
     run = Run(tmp_path, target, write_template(tmp_path, [shell("noop", "true")]))

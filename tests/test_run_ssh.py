@@ -17,11 +17,15 @@ import pytest
 
 from aibx.model import OsType
 from aibx.provisioners.deprovision import default_script
+from tests.support.agent_modes import ssh_agent_mode  # noqa: F401
 from tests.support.cli import invoke
 from tests.support.requirements import require_program, require_root
 from tests.support.ssh_run import ROOT, Run, wait_for
 from tests.support.sshd import IS_ROOT, PortBlackhole, SshTarget
 from tests.support.templates import shell, write_template
+
+# every test twice: with the SSH transport's command agent and with one exec channel per command
+pytestmark = pytest.mark.usefixtures("ssh_agent_mode")
 
 
 def running(token: str) -> list[int]:
@@ -71,10 +75,11 @@ def test_shell_inline_runs_as_one_script_and_leaves_nothing_behind(ssh_target: S
     assert "write-files | done" in run.result.out
     assert run.outcomes()["write-files"] == "succeeded"
     assert run.report["bootId"] == ssh_target.boot_id
-    # one channel per step: staging, the Shell step and removing the staged script one command each, plus the boot
-    # id probe; no SFTP session
+    # without the agent one channel per command: staging, the Shell step and removing the staged script, plus the
+    # boot id probe; with it the boot id probe and the agent, which runs the rest; no SFTP session either way
     sessions = ssh_target.sessions_started()
-    assert sum("command" in s for s in sessions) == 4 and sum("sftp" in s for s in sessions) == 0
+    commands = 2 if os.environ["AIBX_SSH_AGENT"] == "on" else 4  # set by the ssh_agent_mode fixture
+    assert sum("command" in s for s in sessions) == commands and sum("sftp" in s for s in sessions) == 0
 
 
 def test_shell_script_uri_from_a_local_file_is_checked_and_run(ssh_target: SshTarget, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 INLINE_LIMIT = 64 * 1024  # bytes of a local file inlined into the template without --upload-base-uri
 DEFAULT_EXECUTE = "chmod +x {{.Path}}; {{.Vars}} {{.Path}}"
 DEFAULT_SHEBANG = "/bin/sh -e"
+DISCONNECT_CODE = 2300218  # the exit status Packer gives a disconnect: in valid_exit_codes, a disconnect is fine
 _GO_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 _SUDO_PASSWORD_PIPE = re.compile(r"^\s*echo\s+(?:'[^']*'|\"[^\"]*\"|\S+)\s*\|\s*(?=.*\bsudo\b)")
 _UNSUPPORTED_PROVISIONERS = {
@@ -247,6 +248,20 @@ class StepMapper:
 
     # ------------------------------------------------------------------------------------------- shell
     def shell(self) -> list[model.Step]:
+        """The shell provisioner's steps, with Packer's expect_disconnect (or 2300218, the status Packer gives a
+        disconnect, in valid_exit_codes) as the engine's hint for aibx run of a Packer configuration; the AIB writer
+        ignores it."""
+        codes = self.p.value("valid_exit_codes")
+        expect = truthy(self.p.value("expect_disconnect")) or (
+            isinstance(codes, list) and any(str(c).strip() == str(DISCONNECT_CODE) for c in codes)
+        )
+        steps = self._shell_steps()
+        for step in steps:
+            if isinstance(step, model.ShellStep):
+                step.expect_disconnect = expect
+        return steps
+
+    def _shell_steps(self) -> list[model.Step]:
         if self.windows:
             self.done("dropped", "a shell provisioner on a Windows image: use powershell")
             return []

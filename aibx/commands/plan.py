@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from aibx.commands.json_output import Refusal, refuse
-from aibx.commands.template_args import add_template_options
+from aibx.commands.template_args import add_packer_options, add_template_options
 from aibx.exitcodes import ExitCode
 from aibx.pipeline import Prepared, prepare
 from aibx.plan import Exec, Restart, Upload, WindowsUpdate
@@ -23,6 +23,8 @@ examples:
   aibx plan templates/ --resource web-image         the template named web-image, whichever file holds it
   aibx plan template.json -v -q                     the scripts' wrapper on every step; no validation warnings
   aibx plan arm.json --parameters @params.json      parameters as the az CLI takes them (or NAME=VALUE)
+  aibx plan build.pkr.hcl --var region=westeurope   a Packer build, translated in memory as translate --to aib
+  aibx plan packer/ --only 'web.*'                   one build source of a Packer folder (as packer -only)
 
 Secrets (SAS signatures, secure parameter values) are shown as ***.
 exit status: 0 every step can run, 2 invalid template or a step that cannot run (unresolved values)
@@ -74,8 +76,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("template", metavar="TEMPLATE", help="the image template (bare resource or ARM deployment)")
+    p.add_argument(
+        "template",
+        metavar="TEMPLATE",
+        help="the image template (bare resource, ARM deployment or Bicep), or a Packer configuration (a .pkr.hcl "
+        "file, a folder of them, or a legacy JSON template)",
+    )
     add_template_options(p)
+    add_packer_options(p)
     add_compile_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     p.add_argument(
@@ -135,6 +143,8 @@ def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0)
     from aibx.redaction import redact_tree
 
     document = header(exit_code, template=plan.template, os=plan.os_type, steps=steps)
+    if prepared.translations:  # a Packer configuration: what the translation made of it
+        document["translations"] = [r.as_dict() for r in prepared.translations]
     return json.dumps(redact_tree(document, prepared.redact), indent=2)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from aibx.commands.json_output import Refusal
 from aibx.commands.output_paths import output_path_problem
 from aibx.commands.plan import add_compile_options
-from aibx.commands.template_args import add_template_options
+from aibx.commands.template_args import add_packer_options, add_template_options
 from aibx.engine.transports import DESCRIPTORS, descriptor
 from aibx.engine.transports.options import read_password
 from aibx.pipeline import usage_error
@@ -52,6 +52,10 @@ examples:
   aibx run arm.json --host vm --parameters @params.json --parameters imageName=web-01
                                                       parameters as the az CLI takes them
   aibx run template.json --host vm --no-color -q      no colour, no validation warnings
+  aibx run build.pkr.hcl --host vm --var-file dev.pkrvars.hcl
+                                                      pre-flight a Packer build's provisioners on your VM
+  aibx run packer/ --host vm --only 'web.azure-arm.ubuntu' --var image_os=ubuntu22
+                                                      one build source of a Packer folder (as packer -only)
 
 Customizers run in template order as the connecting user (sudo is the script's business; on Windows runElevated
 and runAsSystem run the script in a scheduled task), then the in-VM validations; the first failure stops the run.
@@ -101,9 +105,15 @@ def add_parser(
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("template", metavar="TEMPLATE", help="the image template (bare resource or ARM deployment)")
+    p.add_argument(
+        "template",
+        metavar="TEMPLATE",
+        help="the image template (bare resource, ARM deployment or Bicep), or a Packer configuration (a .pkr.hcl "
+        "file, a folder of them, or a legacy JSON template)",
+    )
     _host_flags(p.add_argument_group("hosts"))
     add_template_options(p)
+    add_packer_options(p, only=False)
     _connection_flags(p.add_argument_group("connection"))
     _winrm_flags(p.add_argument_group("WinRM (winrm:// and winrms:// targets)"))
     _step_flags(p.add_argument_group("steps"))
@@ -204,7 +214,12 @@ def _step_flags(s: argparse._ArgumentGroup) -> None:
         "--from", dest="from_step", metavar="NAME", help="start at this customizer (the ones before are skipped)"
     )
     s.add_argument(
-        "--only", action="append", default=[], metavar="NAME", help="run only this customizer or validator (repeatable)"
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this customizer or validator (repeatable); with a Packer configuration, a value that matches "
+        "a build source (BUILD.SOURCE globs, as packer -only) picks that build instead",
     )
     s.add_argument(
         "--skip",

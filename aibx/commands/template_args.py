@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -50,6 +50,28 @@ def add_template_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--location", metavar="REGION", help="value of resourceGroup().location")
 
 
+def add_packer_options(parser: argparse.ArgumentParser, *, only: bool = True) -> None:
+    """A Packer configuration as input (``validate``, ``plan``, ``run``): the options ``translate --to aib`` takes
+    to read one. ``run`` has its own ``--only`` (a build source or a step)."""
+    g = parser.add_argument_group("Packer input (a .pkr.hcl file, a folder of them, or a legacy JSON template)")
+    g.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a Packer variable")
+    g.add_argument("--var-file", action="append", default=[], metavar="FILE", help="a Packer variables file")
+    if only:
+        g.add_argument(
+            "--only",
+            action="append",
+            default=[],
+            metavar="BUILD.SOURCE",
+            help="only the matching builds/sources, as packer -only (globs; TYPE.NAME or BUILD.TYPE.NAME also match)",
+        )
+    g.add_argument(
+        "--allow-env-values",
+        action="store_true",
+        help="use values that come from your environment (env(), {{env}}, PKR_VAR_NAME); by default each is a "
+        "<placeholder> to give with -p NAME=VALUE (AIB079)",
+    )
+
+
 def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic]]:
     from aibx import armexpr
     from aibx.diagnostics import Severity, closest, make
@@ -79,6 +101,16 @@ def load_options(args: argparse.Namespace) -> tuple[LoadOptions, list[Diagnostic
         ),
         allow_local_files=getattr(args, "allow_local_files", False),
     )
+    if hasattr(args, "var_file"):  # validate, plan, run (translate reads Packer itself)
+        from aibx.packer_input import PackerOptions
+
+        opts.packer = PackerOptions(
+            variables=args.var,
+            var_files=args.var_file,
+            only=args.only,
+            only_names_steps=hasattr(args, "from_step"),  # run: --only names steps too
+            allow_env_values=args.allow_env_values,
+        )
     return opts, diags
 
 
@@ -121,6 +153,8 @@ class Loaded:
         self.diagnostics: list[Diagnostic] = diagnostics or []
         self.files: list[str] = files or []
         self.skipped: list[str] = skipped or []  # files in a directory that hold no image template
+        self.reports: list[Any] = []  # the translation reports of Packer configurations (aibx.translators.report)
+        self.packer = False  # a Packer configuration was read
 
     def all_diagnostics(self) -> list[Diagnostic]:
         """Every diagnostic, file by file (in the order the files were named), each file's in source order."""
@@ -143,10 +177,12 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     """Files to read, each with whether the user named it (True) or it was found in a directory (False)."""
     from pathlib import Path
 
+    from aibx.packer_input import is_packer_config
+
     out: list[tuple[str, bool]] = []
     for p in paths:
         path = Path(p)
-        if p != "-" and path.is_dir():
+        if p != "-" and path.is_dir() and not is_packer_config(p):
             found = {f for pattern in TEMPLATE_PATTERNS for f in path.rglob(pattern) if f.is_file()}
             visible = [f for f in found if not any(part.startswith(".") for part in f.relative_to(path).parts)]
             out += [(str(f), False) for f in sorted(visible)]
@@ -178,12 +214,21 @@ def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameter
         if not named and result.unrelated:
             loaded.skipped.append(path)  # a parameters file or another JSON file beside the templates
             continue
+        if not named and result.packer:
+            loaded.skipped.append(path)  # a legacy Packer template beside AIB templates: name it to read it
+            continue
         if not named and opts.resource and any(d.code == "AIB009" for d in result.diagnostics):
             loaded.skipped.append(path)  # --resource NAME across a folder: another file holds it
             continue
         load_results.append(result)
         loaded.files.append("<stdin>" if path == "-" else path)
         loaded.diagnostics += result.diagnostics
+        loaded.reports += result.reports
+        if result.packer:
+            loaded.packer = True
+            if hasattr(args, "only"):  # run: the patterns that picked build sources do not select steps
+                picked = set(result.packer_only)
+                args.only = [o for o in args.only if not {x.strip() for x in o.split(",") if x.strip()} <= picked]
         for doc in result.documents:
             loaded.results.append(validation.validate(doc, override))
     if opts.resource and not loaded.results and loaded.skipped and all(not named for _, named in expanded):
@@ -194,9 +239,35 @@ def load_templates(args: argparse.Namespace, paths: list[str], *, open_parameter
                 file=COMMAND_LINE,
             )
         )
+    loaded.diagnostics += _packer_options_unused(args, loaded)
     loaded.diagnostics += unused_assignments(opts.parameters, load_results)
     _warn_secure_parameters_on_the_command_line(opts.parameters, loaded.results)
     return loaded
+
+
+def _packer_options_unused(args: argparse.Namespace, loaded: Loaded) -> list[Diagnostic]:
+    """--var, --var-file, --allow-env-values (and --only, but on run) given for AIB templates: an error, not
+    silently nothing."""
+    from aibx.diagnostics import make
+    from aibx.loader import COMMAND_LINE
+
+    if loaded.packer or not hasattr(args, "var_file") or not loaded.files:
+        return []
+    given = [("--var", args.var), ("--var-file", args.var_file), ("--allow-env-values", args.allow_env_values)]
+    if not hasattr(args, "from_step"):  # run's --only names steps
+        given.append(("--only", args.only))
+    names = [name for name, value in given if value]
+    if not names:
+        return []
+    return [
+        make(
+            "AIB074",
+            f"{', '.join(names)}: for a Packer configuration (a .pkr.hcl file, a folder of them, a legacy JSON "
+            "template), not for an AIB template (its parameters: -p NAME=VALUE or --parameters FILE; one of several "
+            "templates: --resource NAME)",
+            file=COMMAND_LINE,
+        )
+    ]
 
 
 def _warn_secure_parameters_on_the_command_line(parameters: Mapping[str, str], results: list[Result]) -> None:

@@ -58,6 +58,7 @@ async def run_command(run: StepRun, action: Exec) -> int | None:
                 ) from None
             run.reboots.count_reboot(result, rebooted, ENDED_BY_REBOOT)
             result.ended_by_reboot = True
+            _restart_allowed(action)
             return None
         except TransportError as exc:  # the transport could not run it at all (its message says why)
             raise StepFailed(Outcome.FAILED, str(exc)) from None
@@ -65,6 +66,7 @@ async def run_command(run: StepRun, action: Exec) -> int | None:
             collector.flush()  # a last line without a newline; flushing twice is harmless
         if collector.saw_shutdown_marker and code in action.valid_exit_codes:
             await run.reboots.announced_reboot(ref, result)
+            _restart_allowed(action)
         if code in action.valid_exit_codes:
             return code
         warning = dict(action.warn_exit_codes).get(code)
@@ -72,8 +74,15 @@ async def run_command(run: StepRun, action: Exec) -> int | None:
             session.notice(ref, warning, "warning")
             return code
         if code in SIGNALLED and await run.reboots.killed_by_a_reboot(ref, code, result):
+            _restart_allowed(action)
             return None
         raise StepFailed(Outcome.FAILED, collector.failure_message(code, action.valid_exit_codes), code)
+
+
+def _restart_allowed(action: Exec) -> None:
+    """A restart the step may not have (Packer without expect_disconnect) fails it, once the VM is back."""
+    if action.restart_fails:
+        raise StepFailed(Outcome.FAILED, action.restart_fails)
 
 
 def _timeout_message(action: Exec, collector: OutputCollector) -> str:

@@ -73,6 +73,11 @@ SCHEMES = WINRM_SCHEMES
 # room for the SOAP header and the Send body around the base64 of one stdin chunk (pywinrm's is ~1.5 KiB)
 _ENVELOPE_OVERHEAD = 4096
 
+# A command that ended by itself is not sent a Signal (terminate): that request would cost a round trip per
+# command. Deleting its shell releases it (WinRM counts unreleased commands against MaxConcurrentOperationsPerUser,
+# 1500 by default), so the shell is replaced after this many, at the cost of two requests.
+UNSIGNALLED_PER_SHELL = 25
+
 FAULT_OPERATION_TIMEOUT = 2150858793
 FAULT_SHELL_NOT_FOUND = 2150858843
 
@@ -130,6 +135,7 @@ class WinRMTransport(Transport):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._protocol = None
         self._shell_id: str | None = None
+        self._unsignalled = 0  # commands of the current shell that ended without a Signal
         self._closed = False
 
     def __repr__(self) -> str:
@@ -189,6 +195,7 @@ class WinRMTransport(Transport):
             self._shell_id = protocol.open_shell(codepage=self.options.codepage)
         except Exception as e:
             raise self._connect_error(e) from None
+        self._unsignalled = 0
         self._protocol = protocol
         log.debug("connected to %s (%s) in %.3fs", self.target, self.auth, time.monotonic() - started)
 
@@ -403,8 +410,8 @@ class WinRMTransport(Transport):
             raise TransportError(self._scrub(f"{self.target}: WinRM fault: {e.reason}")) from None
         finally:
             protocol.operation_timeout_sec = self.options.receive_timeout
-        with contextlib.suppress(Exception):
-            self._guard(protocol.cleanup_command, shell_id, command_id)
+        # ended by itself: released with its shell (see UNSIGNALLED_PER_SHELL), no Signal round trip
+        self._unsignalled += 1
         return code
 
     def _start_command(self, command: str, console_mode_stdin: bool) -> str:
@@ -412,6 +419,8 @@ class WinRMTransport(Transport):
         Command that faulted never ran."""
         from winrm.exceptions import WSManFaultError
 
+        if self._unsignalled >= UNSIGNALLED_PER_SHELL:
+            self._renew_shell()
         for attempt in (1, 2):
             assert self._protocol is not None and self._shell_id is not None
             try:
@@ -421,7 +430,20 @@ class WinRMTransport(Transport):
                     raise TransportError(self._scrub(f"{self.target}: WinRM fault: {e.reason}")) from None
                 log.debug("shell %s is gone; opening a new one", self._shell_id)
                 self._shell_id = self._guard(self._protocol.open_shell, codepage=self.options.codepage)
+                self._unsignalled = 0
         raise AssertionError("unreachable")
+
+    def _renew_shell(self) -> None:
+        """A new shell for the next commands; deleting the old one releases the commands it holds."""
+        assert self._protocol is not None
+        protocol, old = self._protocol, self._shell_id
+        try:
+            shell_id = self._guard(protocol.open_shell, codepage=self.options.codepage)
+        except ConnectionLost as e:
+            raise ConnectionLost(str(e), command_started=False) from None  # the command was not sent
+        self._shell_id, self._unsignalled = shell_id, 0
+        with contextlib.suppress(Exception):
+            self._guard(protocol.close_shell, old, close_session=False)
 
     def _send_stdin(self, protocol: Any, shell_id: str, command_id: str, chunks: Iterable[bytes]) -> None:
         from winrm.exceptions import WSManFaultError
