@@ -323,12 +323,12 @@ def test_damaged_and_deeply_nested_files_get_diagnostics_never_a_traceback(tmp_p
 
 
 def test_syntax_aibx_cannot_read_outside_the_template_is_a_warning(tmp_path: Path) -> None:
-    path = tmp_path / "spread.bicep"
+    path = tmp_path / "unreadable.bicep"
     text = (BICEP / "newer-syntax.bicep").read_text()
-    path.write_text(text.replace("var wanted =", "var extra = {\n  ...byName\n}\nvar wanted =", 1))
+    path.write_text(text.replace("var wanted =", "var extra = {\n  %%byName\n}\nvar wanted =", 1))
     result = load(str(path))
     (diag,) = result.diagnostics
-    assert (diag.code, diag.severity.value, diag.line) == ("AIB002", "warning", 16)  # the line of ...byName
+    assert (diag.code, diag.severity.value, diag.line) == ("AIB002", "warning", 16)  # the line of %%byName
     assert "'extra' is left out" in diag.message
     assert len(result.documents) == 1 and validation.validate(result.documents[0]).diagnostics == []
 
