@@ -38,6 +38,9 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # aibx builds no longer string (padLeft): ARM's whole request is limited to 4 MB
 MAX_BUILT_STRING = 4 * 1024 * 1024
 MAX_COPIES = 800  # ARM's limit on the count of a copy loop
+# calls of user-defined functions in one template: functions that each call the next twice would otherwise make
+# 2**depth calls; real templates make a few dozen
+MAX_FUNCTION_CALLS = 10_000
 # Bounds on what one template may make aibx compute (issue 11: forty variables that each concat() the last twice ate
 # all memory). A value is at most MAX_BUILT_STRING characters and MAX_VALUE_ITEMS array items and object members,
 # counted through every level, and nests at most MAX_VALUE_DEPTH deep; all strings the functions of one template
@@ -77,6 +80,8 @@ class Scope:
     # the template's user-defined functions, by lower-case ``namespace.member`` (see template_functions())
     functions: Mapping[str, object] = field(default_factory=dict)
     in_function: str | None = None  # the user-defined function whose body is being evaluated
+    # calls of user-defined functions so far, shared with the scopes of their bodies (MAX_FUNCTION_CALLS)
+    _function_calls: list[int] = field(default_factory=lambda: [0])
     _resolving: set[str] = field(default_factory=set)
     _resolved_variables: dict[str, object] = field(default_factory=dict)
     _built: int = 0  # characters and items the functions built so far (MAX_TOTAL_BUILT)
@@ -392,6 +397,11 @@ class _Evaluator:
             return self.unresolved(f"the user-defined function {node.name}() has no readable parameters and output")
         if len(node.args) != len(names):
             raise ExpressionError(f"{node.name}() takes {len(names)} argument(s), got {len(node.args)}")
+        self.scope._function_calls[0] += 1
+        if self.scope._function_calls[0] > MAX_FUNCTION_CALLS:
+            raise ExpressionError(
+                f"the template's user-defined functions are called more than {MAX_FUNCTION_CALLS:,} times"
+            )
         args = [self.eval(a) for a in node.args]
         unknown = next((a for a in args if isinstance(a, (Unresolved, OpenValue))), None)
         if isinstance(unknown, Unresolved):
@@ -408,6 +418,7 @@ class _Evaluator:
             functions=self.scope.functions,
             in_function=name,
             _resolving={*self.scope._resolving, f"function:{name}"},
+            _function_calls=self.scope._function_calls,
         )
         try:
             result = resolve_tree(output["value"], inner)

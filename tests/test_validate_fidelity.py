@@ -296,6 +296,23 @@ def test_user_defined_functions_see_only_their_parameters() -> None:
             raise AssertionError(f"{text} evaluated")
 
 
+def test_user_defined_functions_that_fan_out_are_bounded() -> None:
+    members = {
+        f"f{i}": {"parameters": [], "output": {"type": "string", "value": f"[concat(ns.f{i + 1}(), ns.f{i + 1}())]"}}
+        for i in range(40)
+    }
+    members["f40"] = {"parameters": [], "output": {"type": "string", "value": "x"}}
+    scope = armexpr.Scope(
+        functions=armexpr.template_functions({"functions": [{"namespace": "ns", "members": members}]})
+    )
+    try:
+        armexpr.evaluate_string("[ns.f0()]", scope)  # 2**40 calls unbounded
+    except armexpr.ExpressionError as exc:
+        assert "called more than 10,000 times" in str(exc)
+    else:
+        raise AssertionError("2**40 calls evaluated")
+
+
 def test_resource_id_functions_follow_arm() -> None:
     scope = armexpr.Scope(context=armexpr.DeploymentContext(subscription_id=SUB, resource_group="rg"))
     cases = {
