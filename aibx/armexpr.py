@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import quote, unquote, urljoin
 
 from aibx.document import OpenValue, Unresolved
@@ -509,7 +510,7 @@ class _Evaluator:
         if ctx.resource_group is None:
             return self.unresolved("resourceGroup() is unknown; pass --resource-group (and --location)")
         sub = ctx.subscription_id
-        rg = {"name": ctx.resource_group}
+        rg: dict[str, object] = {"name": ctx.resource_group}
         if ctx.location is not None:
             rg["location"] = ctx.location
         if sub is not None:
@@ -653,7 +654,7 @@ def _string(value: object) -> str:
 
 def _concat(_ev: _Evaluator, *args: object) -> object:
     if args and all(isinstance(a, list) for a in args):
-        return [x for a in args for x in a]  # type: ignore[union-attr]
+        return [x for a in cast("tuple[list[object], ...]", args) for x in a]
     return "".join(_string(a) for a in args)
 
 
@@ -736,7 +737,7 @@ def _split(_ev: _Evaluator, value: object, sep: object) -> list[str]:
     seps = sep if isinstance(sep, list) else [sep]
     if not all(isinstance(s, str) and s for s in seps):
         raise ExpressionError("split() takes non-empty delimiter strings")
-    return re.split("|".join(re.escape(s) for s in seps), value)  # type: ignore[arg-type]
+    return re.split("|".join(re.escape(cast(str, s)) for s in seps), value)
 
 
 def _contains(_ev: _Evaluator, container: object, item: object) -> bool:
@@ -982,12 +983,12 @@ def _union(_ev: _Evaluator, *args: object) -> object:
     if args and all(isinstance(a, dict) for a in args):
         merged: dict[str, object] = {}
         for a in args:
-            merged.update(a)  # type: ignore[arg-type]
+            merged.update(cast("dict[str, object]", a))
         return merged
     if args and all(isinstance(a, list) for a in args):
         out: list[object] = []
         for a in args:
-            out += [x for x in a if x not in out]  # type: ignore[union-attr]
+            out += [x for x in cast("list[object]", a) if x not in out]
         return out
     raise ExpressionError("union() takes objects or arrays, all of one kind")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 SHELLS = ("bash", "zsh")
 _FILE_METAVARS = {"PATH", "TEMPLATE", "FILE", "KEY", "FILE|DIR"}
@@ -28,7 +29,7 @@ def script(shell: str, parser: argparse.ArgumentParser | None = None) -> str:
     return shtab.complete(parser, shell=shell)
 
 
-def _mark_paths(parser: argparse.ArgumentParser, shtab) -> None:
+def _mark_paths(parser: argparse.ArgumentParser, shtab: Any) -> None:
     """Arguments that name files or folders complete as such."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

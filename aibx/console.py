@@ -9,8 +9,11 @@ from typing import TextIO
 _CODES = {"red": "31", "yellow": "33", "green": "32", "blue": "34", "cyan": "36", "dim": "2", "bold": "1"}
 
 
+COLOR_OFF = False  # --no-color
+
+
 def use_color(stream: TextIO) -> bool:
-    if os.environ.get("NO_COLOR"):
+    if COLOR_OFF or os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True

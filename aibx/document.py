@@ -62,6 +62,9 @@ class Document:
     in_deployment: bool = False
     # False when the resource's "condition" (or its nested deployment's) is false: ARM does not deploy it
     deployed: bool = True
+    # model fields the AIB format has no place for, by the path of their step (relative to the resource): the
+    # Packer semantics a translated configuration keeps for the engine (aibx.packer_input), e.g. expect_disconnect
+    engine_hints: dict[JsonPath, dict[str, object]] = field(default_factory=dict)
 
     def full_path(self, path: JsonPath) -> JsonPath:
         return (*self.prefix, *path)

@@ -25,11 +25,15 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aibx import armexpr
 from aibx.diagnostics import Diagnostic, Severity, closest, format_path, make
 from aibx.document import Document, OpenValue, Unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
+
+if TYPE_CHECKING:
+    from aibx.packer_input import PackerOptions
 
 RESOURCE_TYPE = "Microsoft.VirtualMachineImages/imageTemplates"
 DEPLOYMENTS_TYPE = "Microsoft.Resources/deployments"
@@ -67,6 +71,8 @@ class LoadOptions:
     # format()) as a variable of its own
     open_parameters: bool = False
     allow_local_files: bool = False  # Bicep's loadTextContent() may read outside the template's folder
+    # --var, --var-file, --only, --allow-env-values: how a Packer configuration is read (aibx.packer_input)
+    packer: PackerOptions | None = None
 
 
 # what an open deployment context (open_context) calls the values Azure supplies at deployment
@@ -92,6 +98,11 @@ class LoadResult:
     # the file is JSON but plainly not an image template (a parameters file, another deployment, package.json):
     # a folder of templates may hold such files, and `aibx validate FOLDER` passes over them
     unrelated: bool = False
+    # a Packer configuration, translated in memory: its translation reports, and the --only patterns that picked
+    # its build sources (on run, the others name steps)
+    packer: bool = False
+    reports: list[Any] = field(default_factory=list)
+    packer_only: list[str] = field(default_factory=list)
 
 
 def undecodable(text: str) -> bool:
@@ -204,8 +215,15 @@ def _bare_placeholder_hint(text: str, line: int, column: int) -> str:
 
 def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> LoadResult:
     """Load the image templates in one file (``-`` for standard input; a ``.bicep`` or ``.bicepparam`` file is
-    read as Bicep)."""
+    read as Bicep; a Packer configuration, a ``.pkr.hcl`` file, a folder of them or a legacy JSON template, is
+    translated in memory as ``aibx translate --to aib`` would)."""
+    from aibx.packer_input import is_packer_config
+
     path = os.fspath(path)
+    if path != STDIN and is_packer_config(path):
+        from aibx.packer_input import load_packer
+
+        return load_packer(path, options or LoadOptions())
     if path.lower().endswith((".bicep", ".bicepparam")):
         from aibx.bicep import load_bicep
 
@@ -213,6 +231,10 @@ def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> Lo
     text, diags = read_text(path)
     if text is None:
         return LoadResult(diagnostics=diags)
+    if path != STDIN and '"builders"' in text and _is_packer_json_text(text):  # legacy JSON Packer template
+        from aibx.packer_input import load_packer
+
+        return load_packer(path, options or LoadOptions())
     if path == STDIN and _BICEP_START.match(text):  # Bicep on standard input
         from aibx.bicep import load_bicep
 
@@ -332,6 +354,11 @@ def what_it_looks_like(text: str) -> str | None:
             "convert it to JSON, or if it is a pipeline, validate the template file it names"
         )
     return None
+
+
+def _is_packer_json_text(text: str) -> bool:
+    value, smap, _diags = parse_json(text, "")
+    return smap is not None and isinstance(value, dict) and _is_packer_json(value)
 
 
 def _is_packer_json(value: dict[str, object]) -> bool:
@@ -1000,7 +1027,8 @@ class _Loader:
         subst = self.substitute(new, code=True)
         new = subst if isinstance(subst, str) else new
         if _PLACEHOLDER.fullmatch(new):
-            self.unresolved_keys[(*path[:-1], new)] = Unresolved(
+            unresolved_path = (*path[:-1], new)
+            self.unresolved_keys[unresolved_path] = Unresolved(
                 new, f"placeholder {new} not substituted; pass -p {new[1:-1]}=VALUE"
             )
         return new

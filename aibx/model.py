@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import Any, ClassVar, Union, cast
 
 from aibx.document import Document, Unresolved
 from aibx.jsonc import JsonPath
@@ -122,15 +122,19 @@ class Step:
 class ShellStep(Step):
     kind: ClassVar[str] = "Shell"
     script_uri: Text | None = None
-    inline: list[Text] | None = None
+    inline: Sequence[Text] | None = None  # a list; Sequence, so a list[str] is one too
     sha256_checksum: Text | None = None
+    # engine-only, never written to AIB JSON: Packer's expect_disconnect, for a step translated from a Packer
+    # configuration (aibx.packer_input). None (AIB): a restart during the step is ridden out; True: the same
+    # (confirmed by a new boot id, where Packer accepts any disconnect); False: a restart fails the step, as in Packer
+    expect_disconnect: bool | None = field(default=None, metadata={"engine_only": True})
 
 
 @dataclass
 class PowerShellStep(Step):
     kind: ClassVar[str] = "PowerShell"
     script_uri: Text | None = None
-    inline: list[Text] | None = None
+    inline: Sequence[Text] | None = None
     sha256_checksum: Text | None = None
     run_elevated: bool | None = None
     run_as_system: bool | None = None
@@ -393,7 +397,7 @@ class _Reader:
         v = self.obj.get(k) if k else None
         if not isinstance(v, list):
             return []
-        return [_Reader(x, (*self.path, k, i)) for i, x in enumerate(v)]  # type: ignore[misc]
+        return [_Reader(x, (*self.path, k or "", i)) for i, x in enumerate(v)]
 
 
 def _as_int(v: object) -> int | None:
@@ -436,65 +440,90 @@ def _source(r: _Reader | None) -> Source | None:
 
 
 def _step(r: _Reader) -> Step:
+    """The step of a customizer (or validator) entry: its type's reader from ``STEP_READERS``, found through
+    ``STEP_TYPES``; a type aibx does not know is an ``UnknownStep``."""
     t = r.raw("type")
     cls = STEP_TYPES.get(t.lower()) if isinstance(t, str) else None
     name = r.text("name")
-    if cls is ShellStep:
-        return ShellStep(
-            name=name,
-            path=r.path,
-            script_uri=r.text("scriptUri", "script"),
-            inline=r.texts("inline"),
-            sha256_checksum=r.text("sha256Checksum"),
-        )
-    if cls is PowerShellStep:
-        codes_raw = r.raw("validExitCodes")
-        codes = None
-        if isinstance(codes_raw, list):
-            codes = [c for c in (_as_int(x) for x in codes_raw) if c is not None]
-        elif _as_int(codes_raw) is not None:
-            codes = [_as_int(codes_raw)]  # type: ignore[list-item]
-        return PowerShellStep(
-            name=name,
-            path=r.path,
-            script_uri=r.text("scriptUri", "script"),
-            inline=r.texts("inline"),
-            sha256_checksum=r.text("sha256Checksum"),
-            run_elevated=r.boolean("runElevated"),
-            run_as_system=r.boolean("runAsSystem"),
-            valid_exit_codes=codes,
-        )
-    if cls is FileStep:
-        return FileStep(
-            name=name,
-            path=r.path,
-            source_uri=r.text("sourceUri"),
-            destination=r.text("destination"),
-            sha256_checksum=r.text("sha256Checksum"),
-        )
-    if cls is WindowsRestartStep:
-        return WindowsRestartStep(
-            name=name,
-            path=r.path,
-            restart_command=r.text("restartCommand"),
-            restart_check_command=r.text("restartCheckCommand"),
-            restart_timeout=r.text("restartTimeout"),
-        )
-    if cls is WindowsUpdateStep:
-        return WindowsUpdateStep(
-            name=name,
-            path=r.path,
-            search_criteria=r.text("searchCriteria"),
-            filters=r.texts("filters"),
-            update_limit=r.integer("updateLimit"),
-        )
-    return UnknownStep(name=name, path=r.path, type_name=str(t or ""))
+    if cls is None:
+        return UnknownStep(name=name, path=r.path, type_name=str(t or ""))
+    return STEP_READERS[cls](r, name)
+
+
+def _shell_step(r: _Reader, name: Text | None) -> Step:
+    return ShellStep(
+        name=name,
+        path=r.path,
+        script_uri=r.text("scriptUri", "script"),
+        inline=r.texts("inline"),
+        sha256_checksum=r.text("sha256Checksum"),
+    )
+
+
+def _powershell_step(r: _Reader, name: Text | None) -> Step:
+    codes_raw = r.raw("validExitCodes")
+    codes = None
+    if isinstance(codes_raw, list):
+        codes = [c for c in (_as_int(x) for x in codes_raw) if c is not None]
+    else:
+        code = _as_int(codes_raw)
+        codes = None if code is None else [code]
+    return PowerShellStep(
+        name=name,
+        path=r.path,
+        script_uri=r.text("scriptUri", "script"),
+        inline=r.texts("inline"),
+        sha256_checksum=r.text("sha256Checksum"),
+        run_elevated=r.boolean("runElevated"),
+        run_as_system=r.boolean("runAsSystem"),
+        valid_exit_codes=codes,
+    )
+
+
+def _file_step(r: _Reader, name: Text | None) -> Step:
+    return FileStep(
+        name=name,
+        path=r.path,
+        source_uri=r.text("sourceUri"),
+        destination=r.text("destination"),
+        sha256_checksum=r.text("sha256Checksum"),
+    )
+
+
+def _windows_restart_step(r: _Reader, name: Text | None) -> Step:
+    return WindowsRestartStep(
+        name=name,
+        path=r.path,
+        restart_command=r.text("restartCommand"),
+        restart_check_command=r.text("restartCheckCommand"),
+        restart_timeout=r.text("restartTimeout"),
+    )
+
+
+def _windows_update_step(r: _Reader, name: Text | None) -> Step:
+    return WindowsUpdateStep(
+        name=name,
+        path=r.path,
+        search_criteria=r.text("searchCriteria"),
+        filters=r.texts("filters"),
+        update_limit=r.integer("updateLimit"),
+    )
+
+
+# a step type -> how its fields are read from the template (a new customizer type: its class in STEP_TYPES, a reader)
+STEP_READERS: dict[type[Step], Callable[[_Reader, Text | None], Step]] = {
+    ShellStep: _shell_step,
+    PowerShellStep: _powershell_step,
+    FileStep: _file_step,
+    WindowsRestartStep: _windows_restart_step,
+    WindowsUpdateStep: _windows_update_step,
+}
 
 
 def _distributor(r: _Reader) -> Distributor:
     t = r.raw("type")
     t = t.lower() if isinstance(t, str) else ""
-    common = {
+    common: dict[str, Any] = {
         "run_output_name": r.text("runOutputName"),
         "artifact_tags": r.mapping("artifactTags"),
         "path": r.path,
@@ -548,7 +577,7 @@ def from_document(doc: Document, os_override: OsType | None = None) -> ImageTemp
         tags=top.mapping("tags"),
         identity=Identity(
             type=identity.text("type"),
-            user_assigned_identities=list((identity.raw("userAssignedIdentities") or {}).keys())  # type: ignore[union-attr]
+            user_assigned_identities=list(cast("dict[str, object]", identity.raw("userAssignedIdentities")).keys())
             if isinstance(identity.raw("userAssignedIdentities"), dict)
             else [],
         )
@@ -597,6 +626,10 @@ def from_document(doc: Document, os_override: OsType | None = None) -> ImageTemp
         document=doc,
     )
     tpl.os_type, tpl.os_reason = infer_os(tpl, os_override)
+    for step in tpl.steps():  # what the AIB format cannot carry, given by the reader (aibx.packer_input)
+        for name, value in doc.engine_hints.get(tuple(step.path), {}).items():
+            if hasattr(step, name):
+                setattr(step, name, value)
     return tpl
 
 

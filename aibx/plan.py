@@ -72,6 +72,9 @@ class Exec:
     timeout_seconds: float | None = None
     timeout_message: str = ""
     timeout_name: str = ""  # where the limit comes from, e.g. "--deprovision-timeout"
+    # when set, a restart during the command (or announced by it) fails the step with this message once the VM is
+    # back: a Packer shell provisioner without expect_disconnect (model.ShellStep.expect_disconnect False)
+    restart_fails: str = ""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,13 @@ MAX_COMMAND_LINE = 8191
 # PowerShell treats these as single quotes too (about_Quoting_Rules); each must be doubled inside '...'
 _SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
 
+# A Windows VM's boot identity, as every transport to Windows asks for it (WinRM, SSH): LastBootUpTime in UTC,
+# ISO 8601; the runner compares it before and after a restart
+BOOT_IDENTITY_SCRIPT = (
+    "$ProgressPreference = 'SilentlyContinue'\n"
+    "(Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime.ToUniversalTime().ToString('o')"
+)
+
 
 def quote(text: str) -> str:
     """A single-quoted PowerShell string literal with ``text`` verbatim (nothing is expanded)."""
@@ -49,7 +56,7 @@ def decode_command(encoded: str) -> str:
 @cache
 def package_script_bytes(name: str) -> bytes:
     """A shipped script exactly as stored (BOM and CRLF included): what gets uploaded to the VM."""
-    return resources.files("aibx").joinpath("data", name).read_bytes()
+    return (resources.files("aibx") / "data" / name).read_bytes()
 
 
 def package_script_text(name: str) -> str:

@@ -16,6 +16,7 @@ import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from aibx import api_history, model
@@ -104,6 +105,9 @@ def _check(
     tpl = model.from_document(doc, os_override)
     tpl.api_version = version
     diags += _Rules(doc, tpl, version).run()
+    from aibx import script_placeholders
+
+    diags += script_placeholders.check(doc, tpl)  # issue 13: TOKEN='<api_token>' in a script is AIB005 too
     return tpl, diags
 
 
@@ -210,7 +214,9 @@ class _Schema:
         self.strict = is_strict(version)
         self.diags = diags
 
-    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
+    def add(
+        self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None
+    ) -> None:
         self.diags.append(self.doc.diagnostic(code, message, path, key=key, severity=severity))
 
     def name_severity(self) -> Severity:
@@ -339,7 +345,7 @@ class _Schema:
             elif value[written] == "":
                 self.add("AIB011", f'"{req}" is required and must not be empty', (*path, written))
 
-    def field(self, item: object, spec: dict, path: JsonPath, name: str, def_name: str | None) -> None:
+    def field(self, item: Any, spec: dict, path: JsonPath, name: str, def_name: str | None) -> None:
         if spec.get("ro") and not (def_name == ROOT and name in _ENVELOPE_KEYS):
             self.add(
                 "AIB059", f'"{name}" is read-only: the service sets it and ignores what is written', path, key=True
@@ -495,7 +501,9 @@ class _Rules:
         self.defs = SCHEMAS[version]
         self.diags: list[Diagnostic] = []
 
-    def add(self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None):
+    def add(
+        self, code: str, message: str, path: JsonPath, *, key: bool = False, severity: Severity | None = None
+    ) -> None:
         self.diags.append(self.doc.diagnostic(code, message, path, key=key, severity=severity))
 
     def run(self) -> list[Diagnostic]:

@@ -7,6 +7,8 @@ still runs, and a long transfer its progress every so often. With many hosts eve
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
 import shutil
 import sys
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from aibx.console import Style
+from aibx.durations import format_seconds
 from aibx.engine.events import (
     Connected,
     Connecting,
@@ -72,18 +75,6 @@ def format_transfer(event: TransferProgress) -> str:
     return f"{format_bytes(event.transferred)}, {rate}"
 
 
-def format_seconds(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s"
-
-
 class ConsoleView:
     def __init__(
         self,
@@ -95,6 +86,7 @@ class ConsoleView:
         prefix: str = "",
         timing: ProgressTiming | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timestamps: bool = False,
     ) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -114,6 +106,9 @@ class ConsoleView:
         self.last_output: float | None = None  # when the current step last printed something
         self.transfer: TransferProgress | None = None  # a long upload or download under way
         self.transfer_line_at = 0.0  # its elapsed time at its last progress line (not on a terminal)
+        self.timestamps = timestamps  # every line starts with the time of day (Packer's -timestamp-ui)
+        self.held = False  # a question is on the terminal (--on-error ask, --step): no status line meanwhile
+        self.outcomes: dict[int, Outcome] = {}  # each step's last outcome (a retried step counts once), for the recap
 
     # ------------------------------------------------------------------------------------------ writing
     def _write(self, text: str, stream: TextIO | None = None) -> None:
@@ -126,8 +121,9 @@ class ConsoleView:
 
     def _write_unguarded(self, text: str, stream: TextIO | None) -> None:
         stream = stream or self.out
-        if self.prefix and text:
-            text = "".join(self.prefix + line for line in text.splitlines(keepends=True))
+        if (self.prefix or self.timestamps) and text:
+            stamp = time.strftime("%H:%M:%S ") if self.timestamps else ""
+            text = "".join(stamp + self.prefix + line for line in text.splitlines(keepends=True))
         if self.status_shown:
             self.out.write("\r\033[K")
             self.status_shown = False
@@ -140,8 +136,16 @@ class ConsoleView:
             stream.flush()
         self._draw_status()
 
+    def hold(self, held: bool) -> None:
+        """While a question waits for an answer on the terminal, no status line and no heartbeat."""
+        if held and self.status_shown:
+            self.out.write("\r\033[K")
+            self.out.flush()
+            self.status_shown = False
+        self.held = held
+
     def _draw_status(self) -> None:
-        if not self.status_enabled or (self.current is None and self.transfer is None):
+        if self.held or not self.status_enabled or (self.current is None and self.transfer is None):
             self.out.flush()
             return
         now = self.clock()
@@ -170,6 +174,8 @@ class ConsoleView:
         redrawn; elsewhere a step without a line for ``heartbeat_after`` (no output, no transfer progress: a
         stalled upload too) gets a line saying it still runs (not while the VM is away: those waits say so
         themselves)."""
+        if self.held:
+            return
         if self.status_enabled:
             if self.current is not None or self.transfer is not None:
                 self._write("")
@@ -212,89 +218,146 @@ class ConsoleView:
 
     # ------------------------------------------------------------------------------------------ events
     def __call__(self, event: Event) -> None:
+        self._on(event)
+
+    @functools.singledispatchmethod
+    def _on(self, event: Event) -> None:
+        """An event this subscriber does not record."""
+
+    @_on.register
+    def _(self, event: Output) -> None:
+        if self.current is not None and event.step.index == self.current.index:
+            self.last_output = self.clock()
+        prefix = self._prefix(event.step, event.stream)
+        self._write("".join(f"{prefix} {line}\n" for line in event.lines))
+
+    @_on.register
+    def _(self, event: StepStarted) -> None:
         s = self.style
-        if isinstance(event, Output):
-            if self.current is not None and event.step.index == self.current.index:
-                self.last_output = self.clock()
-            prefix = self._prefix(event.step, event.stream)
-            self._write("".join(f"{prefix} {line}\n" for line in event.lines))
-        elif isinstance(event, StepStarted):
-            self.current, self.step_started, self.last_output = event.step, self.clock(), None
-            ref = event.step
-            self._write(s(f"==> [{ref.index}/{ref.total}] {ref.name}", "bold") + s(f" ({ref.kind})", "dim") + "\n")
-        elif isinstance(event, StepFinished):
-            ref = event.step
-            took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
-            verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
-            self.current = self.transfer = None  # the run's final message explains a failure
-            note = ""
-            if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
-                note = s(" (ended by a reboot before the command finished)", "yellow")
-            elif event.outcome is Outcome.SUCCEEDED and event.reboots:
-                note = s(f" ({event.message})" if event.message else f" ({event.reboots} reboot(s))", "yellow")
-            self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}{note}\n")
-        elif isinstance(event, ConnectionDropped):
-            window = format_seconds(event.window_seconds)
-            if event.expected:
-                text = f"the VM is restarting ({event.reason}); waiting up to {window} for it to come back"
-            else:
-                text = f"connection lost during {event.during}: {event.reason}; waiting up to {window} for it"
-            self.waiting = (f"waiting for the VM ({event.during})", self.clock())
-            self.transfer = None  # an upload cut off: the runner says so, and starts it again
-            self._write(s(text, "yellow") + "\n")
-        elif isinstance(event, WaitingForHost):
-            if event.phase == "down":
-                text = f"waiting for the VM to go down… {format_seconds(event.elapsed)} ({event.last_error})"
-            else:
-                text = f"waiting for {event.service}… {format_seconds(event.elapsed)}, last error: {event.last_error}"
-            self._write(s(text, "dim") + "\n")
-        elif isinstance(event, Reconnected):
-            self.waiting = None
-            back = f"{event.service} is back after {format_seconds(event.seconds)}"
-            if event.rebooted:
-                self._write(s(f"{back}: the VM restarted (boot id {event.boot_id})", "yellow") + "\n")
-            elif event.rebooted is None:
-                text = f"{back}, but whether the VM restarted is unknown (it does not tell its boot identity)"
-                self._write(s("warning:", "yellow", "bold") + f" {text}\n", self.err)
-            else:
-                self._write(s(f"{back}: the VM did not restart (boot id unchanged)", "yellow") + "\n")
-        elif isinstance(event, StepSkipped):
-            if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
-                self.not_run += 1
-                return
-            ref = event.step
-            reason = f" ({event.reason})" if event.reason else ""
-            self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
-        elif isinstance(event, TransferProgress):
-            self._transfer(event)
-        elif isinstance(event, UpdateRound):
-            after = {"restart": "; restarting the VM", "again": "; searching again"}.get(event.next, "")
-            self._write(s(f"Windows Update {event.summary}{after}", "bold") + "\n")
-        elif isinstance(event, Notice):
-            if event.level == "warning":
-                self._write(s("warning:", "yellow", "bold") + f" {event.message}\n", self.err)
-            else:
-                self._write(s(event.message, "dim") + "\n")
-        elif isinstance(event, RunStarted):
-            timeout = format_seconds(event.timeout_seconds)
-            self._write(
-                s(f"aibx: {event.template} on {event.target}: {event.selected} of {len(event.steps)} steps", "bold")
-                + s(f" (build timeout {timeout})", "dim")
-                + "\n"
-            )
-        elif isinstance(event, Connecting):
-            self._write(s(f"connecting to {event.target} ...", "dim") + "\n")
-        elif isinstance(event, Connected):
-            boot = f", boot id {event.boot_id}" if event.boot_id else ""
-            self._write(s(f"connected in {format_seconds(event.seconds)}{boot}", "dim") + "\n")
-        elif isinstance(event, RunFinished):
-            self.current = self.transfer = None
-            took = format_seconds(event.ended - event.started)
-            verdict = s(f"run {event.outcome.value}", *_OUTCOME_STYLE.get(event.outcome, ()))
-            files = "".join(s(f"{name}\n", "dim") for name in self.files)
-            if self.not_run:
-                self._write(s(f"{self.not_run} step{'s' * (self.not_run != 1)} not run", "dim") + "\n")
-            if event.outcome is Outcome.SUCCEEDED:
-                self._write(f"{verdict} in {took}\n{files}")
-            else:
-                self._write(f"aibx: {verdict} after {took}: {event.message}\n{files}", self.err)
+        self.current, self.step_started, self.last_output = event.step, self.clock(), None
+        ref = event.step
+        self._write(s(f"==> [{ref.index}/{ref.total}] {ref.name}", "bold") + s(f" ({ref.kind})", "dim") + "\n")
+
+    @_on.register
+    def _(self, event: StepFinished) -> None:
+        s = self.style
+        ref = event.step
+        took = f" in {format_seconds(event.ended - event.started)}" if event.started else ""
+        verdict = s(event.outcome.value, *_OUTCOME_STYLE.get(event.outcome, ()))
+        self.outcomes[event.step.index] = event.outcome
+        self.current = self.transfer = None  # the run's final message explains a failure
+        note = ""
+        if event.outcome is Outcome.SUCCEEDED and event.ended_by_reboot:
+            note = s(" (ended by a reboot before the command finished)", "yellow")
+        elif event.outcome is Outcome.SUCCEEDED and event.reboots:
+            note = s(f" ({event.message})" if event.message else f" ({event.reboots} reboot(s))", "yellow")
+        self._write(f"<== [{ref.index}/{ref.total}] {ref.name}: {verdict}{took}{note}\n")
+
+    @_on.register
+    def _(self, event: ConnectionDropped) -> None:
+        s = self.style
+        window = format_seconds(event.window_seconds)
+        if event.expected:
+            text = f"the VM is restarting ({event.reason}); waiting up to {window} for it to come back"
+        else:
+            text = f"connection lost during {event.during}: {event.reason}; waiting up to {window} for it"
+        self.waiting = (f"waiting for the VM ({event.during})", self.clock())
+        self.transfer = None  # an upload cut off: the runner says so, and starts it again
+        self._write(s(text, "yellow") + "\n")
+
+    @_on.register
+    def _(self, event: WaitingForHost) -> None:
+        s = self.style
+        if event.phase == "down":
+            text = f"waiting for the VM to go down… {format_seconds(event.elapsed)} ({event.last_error})"
+        else:
+            text = f"waiting for {event.service}… {format_seconds(event.elapsed)}, last error: {event.last_error}"
+        self._write(s(text, "dim") + "\n")
+
+    @_on.register
+    def _(self, event: Reconnected) -> None:
+        s = self.style
+        self.waiting = None
+        back = f"{event.service} is back after {format_seconds(event.seconds)}"
+        if event.rebooted:
+            self._write(s(f"{back}: the VM restarted (boot id {event.boot_id})", "yellow") + "\n")
+        elif event.rebooted is None:
+            text = f"{back}, but whether the VM restarted is unknown (it does not tell its boot identity)"
+            self._write(s("warning:", "yellow", "bold") + f" {text}\n", self.err)
+        else:
+            self._write(s(f"{back}: the VM did not restart (boot id unchanged)", "yellow") + "\n")
+
+    @_on.register
+    def _(self, event: StepSkipped) -> None:
+        s = self.style
+        self.outcomes[event.step.index] = event.outcome
+        if event.outcome is Outcome.NOT_RUN:  # counted, and said once at the end
+            self.not_run += 1
+            return
+        ref = event.step
+        reason = f" ({event.reason})" if event.reason else ""
+        self._write(s(f"--- [{ref.index}/{ref.total}] {ref.name}: {event.outcome.value}{reason}", "dim") + "\n")
+
+    @_on.register
+    def _(self, event: TransferProgress) -> None:
+        self._transfer(event)
+
+    @_on.register
+    def _(self, event: UpdateRound) -> None:
+        s = self.style
+        after = {"restart": "; restarting the VM", "again": "; searching again"}.get(event.next, "")
+        self._write(s(f"Windows Update {event.summary}{after}", "bold") + "\n")
+
+    @_on.register
+    def _(self, event: Notice) -> None:
+        s = self.style
+        if event.level == "warning":
+            self._write(s("warning:", "yellow", "bold") + f" {event.message}\n", self.err)
+        else:
+            self._write(s(event.message, "dim") + "\n")
+
+    @_on.register
+    def _(self, event: RunStarted) -> None:
+        s = self.style
+        timeout = format_seconds(event.timeout_seconds)
+        self._write(
+            s(f"aibx: {event.template} on {event.target}: {event.selected} of {len(event.steps)} steps", "bold")
+            + s(f" (build timeout {timeout})", "dim")
+            + "\n"
+        )
+
+    @_on.register
+    def _(self, event: Connecting) -> None:
+        s = self.style
+        self._write(s(f"connecting to {event.target} ...", "dim") + "\n")
+
+    @_on.register
+    def _(self, event: Connected) -> None:
+        s = self.style
+        boot = f", boot id {event.boot_id}" if event.boot_id else ""
+        self._write(s(f"connected in {format_seconds(event.seconds)}{boot}", "dim") + "\n")
+
+    @_on.register
+    def _(self, event: RunFinished) -> None:
+        s = self.style
+        self.current = self.transfer = None
+        took = format_seconds(event.ended - event.started)
+        verdict = s(f"run {event.outcome.value}", *_OUTCOME_STYLE.get(event.outcome, ()))
+        files = "".join(s(f"{name}\n", "dim") for name in self.files)
+        if self.not_run:
+            self._write(s(f"{self.not_run} step{'s' * (self.not_run != 1)} not run", "dim") + "\n")
+        recap = s(f"recap: {self.recap()} in {took}", "bold") + "\n"
+        if event.outcome is Outcome.SUCCEEDED:
+            self._write(f"{verdict} in {took}\n{recap}{files}")
+        else:
+            self._write(f"aibx: {verdict} after {took}: {event.message}\n", self.err)
+            self._write(f"{recap}{files}", self.err)
+
+    def recap(self) -> str:
+        """ "3 ok, 1 failed, 1 skipped, 2 not run": the steps by outcome (only those that happened, ok always)."""
+        c = collections.Counter(self.outcomes.values())
+        parts = [f"{c[Outcome.SUCCEEDED]} ok"]
+        for outcome in Outcome:
+            if outcome is not Outcome.SUCCEEDED and c[outcome]:
+                parts.append(f"{c[outcome]} {outcome.value}")
+        return ", ".join(parts)

@@ -12,8 +12,9 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from aibx.engine.redaction import LineRedactor, Redactor
+from aibx.redaction import LineRedactor, Redactor
 
 
 class Outcome(str, enum.Enum):
@@ -236,7 +237,7 @@ class EventBus:
             if line_redactor is None:
                 line_redactor = self._line_redactors[key] = self.redactor.lines()
             return dataclasses.replace(event, lines=tuple(line_redactor(line) for line in event.lines))
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for f in dataclasses.fields(event):
             value = getattr(event, f.name)
             if isinstance(value, enum.Enum):

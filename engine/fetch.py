@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from aibx import __version__
 from aibx.engine.progress import TransferMeter
@@ -43,6 +44,14 @@ class ChecksumMismatch(FetchError):
 
 class _Transient(Exception):
     pass
+
+
+class NameNotFound(FetchError):
+    """The URI's host name does not exist (DNS says so for sure): trying again does not help, nothing ran."""
+
+
+# getaddrinfo's answers that mean "this name does not exist" (not "the resolver could not be asked")
+_NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 
 
 class RedirectRefused(FetchError):
@@ -196,7 +205,13 @@ class ContentFetcher:
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, socket.gaierror):
-                raise _Transient(f"cannot resolve the host name ({reason.strerror})") from None
+                host = urllib.parse.urlsplit(uri).hostname or "?"
+                if reason.errno in _NO_SUCH_NAME:
+                    raise NameNotFound(
+                        f"cannot download {redact_uri(uri)}: cannot resolve the host name {host}: it does not exist "
+                        f"({reason.strerror}); check the spelling, or your DNS"
+                    ) from None
+                raise _Transient(f"cannot resolve the host name {host} ({reason.strerror})") from None
             if isinstance(reason, OSError) and reason.strerror:
                 if "CERTIFICATE_VERIFY_FAILED" in str(reason):
                     raise FetchError(f"cannot download {redact_uri(uri)}: TLS certificate not trusted") from None
@@ -210,7 +225,17 @@ class ContentFetcher:
             raise FetchError(f"cannot download {redact_uri(uri)}: {exc}") from None
 
 
-def _copy_hashing(src, dst, cancel: threading.Event | None = None, on_chunk=None) -> str:  # type: ignore[no-untyped-def]
+class _Reads(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class _Writes(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def _copy_hashing(
+    src: _Reads, dst: _Writes, cancel: threading.Event | None = None, on_chunk: Callable[[int], None] | None = None
+) -> str:
     digest = hashlib.sha256()
     done = 0
     while chunk := src.read(CHUNK):

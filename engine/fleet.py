@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aibx.durations import format_seconds
 from aibx.engine.events import Outcome
 from aibx.engine.runner import Runner, RunResult
 from aibx.engine.transports import Target, TargetError, parse_target
@@ -218,8 +219,6 @@ def summary_table(hosts: list[HostRun]) -> str:
 
 
 def _compact_seconds(seconds: float) -> str:
-    from aibx.engine.console_view import format_seconds
-
     return f"{seconds:.1f}s" if seconds < 60 else format_seconds(seconds)
 
 

@@ -8,7 +8,7 @@ MAX_LINE = 64 * 1024  # a longer "line" (binary data, a progress bar without new
 
 
 class CutGuard(Protocol):
-    """Where a long line may be cut without splitting a secret (engine/redaction.py's Redactor is one)."""
+    """Where a long line may be cut without splitting a secret (aibx/redaction.py's Redactor is one)."""
 
     lookahead: int
 

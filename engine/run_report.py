@@ -8,6 +8,7 @@ holds one such document per host.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 from pathlib import Path
@@ -60,87 +61,114 @@ class RunReport:
         )  # fmt: skip
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.data.update(
-                aibx=__version__, formatVersion=FORMAT_VERSION, template=event.template, os=event.os_type,
-                target=event.target, commandLine=event.command_line, buildTimeoutSeconds=event.timeout_seconds,
-                bootId=None,
-            )  # fmt: skip
-            for ref in event.steps:
-                self._step(ref)
-        elif isinstance(event, Connected):
-            self.data["bootId"] = event.boot_id
-            self.data["connectSeconds"] = round(event.seconds, 3)
-        elif isinstance(event, StepStarted):
-            self._step(event.step)["start"] = timestamp(event.time)
-        elif isinstance(event, StepFinished):
-            step = self._step(event.step)
-            step.update(
-                outcome=event.outcome.value, exitCode=event.exit_code, end=timestamp(event.ended), message=event.message
-            )
-            if event.started is not None:
-                step["start"] = timestamp(event.started)
-                step["durationSeconds"] = round(event.ended - event.started, 3)
-            step.update(reboots=event.reboots, endedByReboot=event.ended_by_reboot)
-        elif isinstance(event, ConnectionDropped):
-            self._dropped = event
-        elif isinstance(event, Reconnected):
-            dropped = self._dropped
-            self._dropped = None
-            if event.rebooted is False:
-                return
-            self.reboots.append(
-                {
-                    "step": event.step.name if event.step else None,
-                    "stepIndex": event.step.index if event.step else None,
-                    "during": dropped.during if dropped else None,
-                    "expected": dropped.expected if dropped else None,
-                    "reason": dropped.reason if dropped else None,
-                    "droppedAt": timestamp(dropped.time) if dropped else None,
-                    "backAt": timestamp(event.time),
-                    "awaySeconds": round(event.seconds, 3),
-                    "attempts": event.attempts,
-                    "bootIdBefore": event.previous_boot_id,
-                    "bootIdAfter": event.boot_id,
-                    "confirmed": event.rebooted is True,
-                }
-            )
-        elif isinstance(event, UpdateRound):
-            rounds = self._step(event.step).setdefault("windowsUpdateRounds", [])
-            assert isinstance(rounds, list)
-            rounds.append(
-                {
-                    "round": event.number,
-                    "found": event.found,
-                    "selected": event.selected,
-                    "skipped": event.skipped,
-                    "installed": event.installed,
-                    "failed": event.failed,
-                    "rebootRequired": event.reboot_required,
-                    "next": event.next,
-                    "updates": [
-                        {"kb": kb, "title": title, "result": outcome, "hresult": hresult}
-                        for kb, title, outcome, hresult in event.updates
-                    ],
-                }
-            )
-        elif isinstance(event, StepSkipped):
-            self._step(event.step).update(outcome=event.outcome.value, message=event.reason)
-        elif isinstance(event, Notice) and event.level == "warning":
-            self.warnings.append(event.message)
-        elif isinstance(event, RunFinished):
-            self.data.update(
-                outcome=event.outcome.value,
-                exitCode=event.exit_code,
-                message=event.message,
-                start=timestamp(event.started),
-                end=timestamp(event.ended),
-                durationSeconds=round(event.ended - event.started, 3),
-                bootId=event.boot_id,
-            )
-            self.finished = True
-            if self.path is not None:
-                self.write()
+        self._on(event)
+
+    @functools.singledispatchmethod
+    def _on(self, event: Event) -> None:
+        """An event this subscriber does not record."""
+
+    @_on.register
+    def _(self, event: RunStarted) -> None:
+        self.data.update(
+            aibx=__version__, formatVersion=FORMAT_VERSION, template=event.template, os=event.os_type,
+            target=event.target, commandLine=event.command_line, buildTimeoutSeconds=event.timeout_seconds,
+            bootId=None,
+        )  # fmt: skip
+        for ref in event.steps:
+            self._step(ref)
+
+    @_on.register
+    def _(self, event: Connected) -> None:
+        self.data["bootId"] = event.boot_id
+        self.data["connectSeconds"] = round(event.seconds, 3)
+
+    @_on.register
+    def _(self, event: StepStarted) -> None:
+        self._step(event.step)["start"] = timestamp(event.time)
+
+    @_on.register
+    def _(self, event: StepFinished) -> None:
+        step = self._step(event.step)
+        step.update(
+            outcome=event.outcome.value, exitCode=event.exit_code, end=timestamp(event.ended), message=event.message
+        )
+        if event.started is not None:
+            step["start"] = timestamp(event.started)
+            step["durationSeconds"] = round(event.ended - event.started, 3)
+        step.update(reboots=event.reboots, endedByReboot=event.ended_by_reboot)
+
+    @_on.register
+    def _(self, event: ConnectionDropped) -> None:
+        self._dropped = event
+
+    @_on.register
+    def _(self, event: Reconnected) -> None:
+        dropped = self._dropped
+        self._dropped = None
+        if event.rebooted is False:
+            return
+        self.reboots.append(
+            {
+                "step": event.step.name if event.step else None,
+                "stepIndex": event.step.index if event.step else None,
+                "during": dropped.during if dropped else None,
+                "expected": dropped.expected if dropped else None,
+                "reason": dropped.reason if dropped else None,
+                "droppedAt": timestamp(dropped.time) if dropped else None,
+                "backAt": timestamp(event.time),
+                "awaySeconds": round(event.seconds, 3),
+                "attempts": event.attempts,
+                "bootIdBefore": event.previous_boot_id,
+                "bootIdAfter": event.boot_id,
+                "confirmed": event.rebooted is True,
+            }
+        )
+
+    @_on.register
+    def _(self, event: UpdateRound) -> None:
+        rounds = self._step(event.step).setdefault("windowsUpdateRounds", [])
+        assert isinstance(rounds, list)
+        rounds.append(
+            {
+                "round": event.number,
+                "found": event.found,
+                "selected": event.selected,
+                "skipped": event.skipped,
+                "installed": event.installed,
+                "failed": event.failed,
+                "rebootRequired": event.reboot_required,
+                "next": event.next,
+                "updates": [
+                    {"kb": kb, "title": title, "result": outcome, "hresult": hresult}
+                    for kb, title, outcome, hresult in event.updates
+                ],
+            }
+        )
+
+    @_on.register
+    def _(self, event: StepSkipped) -> None:
+        self._step(event.step).update(outcome=event.outcome.value, message=event.reason)
+
+    @_on.register
+    def _(self, event: Notice) -> None:
+        if event.level != "warning":
+            return
+        self.warnings.append(event.message)
+
+    @_on.register
+    def _(self, event: RunFinished) -> None:
+        self.data.update(
+            outcome=event.outcome.value,
+            exitCode=event.exit_code,
+            message=event.message,
+            start=timestamp(event.started),
+            end=timestamp(event.ended),
+            durationSeconds=round(event.ended - event.started, 3),
+            bootId=event.boot_id,
+        )
+        self.finished = True
+        if self.path is not None:
+            self.write()
 
     def document(self) -> dict[str, object]:
         steps = [self.steps[i] for i in sorted(self.steps)]
@@ -160,8 +188,12 @@ class RunReport:
 def write_json(path: Path, document: object) -> None:
     """Replace ``path`` atomically: a reader never sees half a report."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # never a .NNN.tmp left behind (a folder in the way, a full disk)
+        raise
 
 
 class FleetReport:

@@ -39,6 +39,8 @@ class CompileOptions:
     allow_local_files: bool = False  # file: URIs may name any local file, not only those in base_dir
     # random part of remote temp-file names; tests pass a fixed one for golden output
     random_name: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
+    # show each command of inline lines as it runs (aibx run -v): /bin/sh -x, PowerShell's Set-PSDebug -Trace 1
+    trace: bool = False
 
 
 @dataclass

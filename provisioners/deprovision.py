@@ -19,10 +19,10 @@ stay readable text.
 from __future__ import annotations
 
 import shlex
-from importlib import resources
 
 from aibx import model
 from aibx import powershell as ps
+from aibx.deprovisioning import default_script, missing_message
 from aibx.plan import Content, Exec, KeptFile, StepPlan, Upload
 from aibx.provisioners import CompileContext
 from aibx.provisioners.powershell import WINDOWS_TEMP, windows_cleanup
@@ -31,20 +31,6 @@ from aibx.provisioners.powershell import WINDOWS_TEMP, windows_cleanup
 MISSING_EXIT = 197
 TIMEOUT_OPTION = "--deprovision-timeout"
 SYSPREP_DONE_STATE = "IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE"
-
-
-def missing_message(path: str) -> str:
-    """AIB's own wording (from its customization log)."""
-    return (
-        f"Deprovisioning script [{path}] could not be found. Image build may fail or the VM created from the "
-        "Image may not boot. Please make sure the deprovisioning script is not accidentally deleted by a "
-        "Customizer in the Template."
-    )
-
-
-def default_script(os_type: model.OsType) -> bytes:
-    name = "DeprovisioningScript.ps1" if os_type is model.OsType.WINDOWS else "DeprovisioningScript.sh"
-    return resources.files("aibx").joinpath("data", name).read_bytes()
 
 
 STAGE_STEP = "stage deprovisioning script"

@@ -136,7 +136,8 @@ def compile_step(step: model.PowerShellStep, ctx: CompileContext) -> StepPlan:
         return plan
     windows = ctx.os_type is model.OsType.WINDOWS
     if has_inline:
-        content = Content(data=inline_script([str(x) for x in step.inline or []], windows))
+        trace = ["Set-PSDebug -Trace 1"] if ctx.options.trace else []  # aibx run -v: each line as it runs
+        content = Content(data=inline_script([*trace, *(str(x) for x in step.inline or [])], windows))
         what = f"the step's {len(step.inline or [])} inline line(s)"
     else:
         checksum = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None

@@ -14,6 +14,12 @@ from aibx import model
 from aibx.plan import Content, Exec, StepPlan, redact_uri
 from aibx.provisioners import CompileContext, posix, sources, unresolved_fields
 
+# Packer's own words for a disconnect in a shell provisioner without expect_disconnect, and what to do
+RESTART_FAILS = (
+    "the VM restarted during this step, and its Packer provisioner has no expect_disconnect = true: Packer fails "
+    "the build here (Script disconnected unexpectedly); add expect_disconnect = true to the provisioner"
+)
+
 
 def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
     assert isinstance(step, model.ShellStep)
@@ -36,7 +42,7 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
     script_path = f"{folder}/script.sh"
     interpreter = None
     if has_inline:
-        interpreter = posix.INLINE_INTERPRETER
+        interpreter = posix.INLINE_INTERPRETER + ("x" if ctx.options.trace else "")  # -ex: a trace on stderr
         lines = [str(line) for line in step.inline or []]
         stdin = Content(data=posix.inline_script(lines))
         description = f"run {len(lines)} inline line{'s' * (len(lines) != 1)} as one /bin/sh -e script"
@@ -70,7 +76,12 @@ def compile_step(step: model.Step, ctx: CompileContext) -> StepPlan:
             stdin=stdin,
             description=description,
             shutdown_marker=posix.SHUTDOWN_MARKER if watch else "",
+            restart_fails=RESTART_FAILS if step.expect_disconnect is False else "",
         )
     )
     plan.on_interrupt.append(Exec(posix.remove_dir(folder), description="remove the temporary script"))
+    if step.expect_disconnect is False and watch:
+        plan.notes.append("Packer, no expect_disconnect: a restart during this step fails it")
+    elif step.expect_disconnect:
+        plan.notes.append("Packer expect_disconnect: a restart is accepted once the VM is back with a new boot id")
     return plan

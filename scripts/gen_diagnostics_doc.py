@@ -58,7 +58,8 @@ EXPLANATIONS: dict[str, str] = {
     "a property the object does not have (`.?` reads an optional one).",
     "AIB007": "A parameter value ARM would reject (type, `allowedValues`, `minValue`/`maxValue`, "
     "`minLength`/`maxLength`), a parameters-file entry the template does not declare, a malformed parameters "
-    "file or `-p`. A `-p` that no template uses is a warning: probably a typo.",
+    "file or `-p`. A `-p` that no template uses is a warning for `validate` (probably a typo), an error for `plan` "
+    "and `run`.",
     "AIB008": "The `apiVersion` is missing, unresolved or unknown, so aibx checks against the newest; an unknown "
     "written version (or `--api-version`) is an error. Bare resources used with REST name the version in the URL; "
     "give `--api-version` to check against it. When the version is unresolved (a parameter without a value) or "
@@ -140,7 +141,9 @@ EXPLANATIONS: dict[str, str] = {
     "why (for example a Packer `shell-local` provisioner, or a managed image in another region). A translation "
     "with such an entry is lossy: exit status 1 unless `--allow-lossy`. As an error (exit 2, nothing written): "
     "the Packer file would have no image to start from (an ISO source) or no output (no distribute target Packer "
-    "can write), which Packer refuses; or a secret could not be kept out of the output.",
+    "can write), which Packer refuses; or a secret could not be kept out of the output. `aibx validate`, `plan` "
+    "and `run` of a Packer configuration report it as a warning, before anything runs: that provisioner or field "
+    "does not run.",
     "AIB072": "`aibx translate --to aib`: the Packer configuration cannot be read: an HCL syntax error, an unknown "
     "source named in a build, an attribute at the top level, or a JSON template without `builders`.",
     "AIB073": "`aibx translate --to aib`: an expression cannot be evaluated: a function Packer does not have "

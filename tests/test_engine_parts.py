@@ -25,11 +25,11 @@ from aibx.engine.events import (
 )
 from aibx.engine.fetch import ChecksumMismatch, ContentFetcher, FetchError, FetchPolicy
 from aibx.engine.output import LineSplitter
-from aibx.engine.redaction import Redactor, redact_tree
 from aibx.engine.run_report import RunReport
 from aibx.engine.selection import Selection, SelectionError, select
 from aibx.engine.transports import SCHEMES, Target, TargetError, parse_target
 from aibx.plan import Content, Plan, StepPlan
+from aibx.redaction import Redactor, redact_tree
 
 
 # ----------------------------------------------------------------------------------------------- targets

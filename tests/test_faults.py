@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agent_modes import ssh_agent_mode  # noqa: F401
 from tests.support.cli import invoke
 from tests.support.plans import WINDOWS_SOURCE
 from tests.support.requirements import require_program, require_root
@@ -58,6 +59,7 @@ def faulty_target(make_ssh_target):  # type: ignore[no-untyped-def]
     return make
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- disk full
 def test_a_file_upload_to_a_full_disk_fails_naming_the_path_and_removes_the_partial_file(
     faulty_target, tmp_path: Path
@@ -78,6 +80,7 @@ def test_a_file_upload_to_a_full_disk_fails_naming_the_path_and_removes_the_part
     assert outcomes(report)["big"] == "failed" and outcomes(report)["after"] == "not run"
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_an_inline_script_on_a_full_disk_fails_naming_the_path_and_leaves_nothing(
     faulty_target, tmp_path: Path
 ) -> None:
@@ -96,6 +99,7 @@ def test_an_inline_script_on_a_full_disk_fails_naming_the_path_and_leaves_nothin
     assert outcomes(report)["next"] == "failed"
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_an_upload_cut_by_sigint_leaves_no_partial_file(ssh_target: SshTarget, tmp_path: Path) -> None:
     d = ssh_target.remote_dir("interrupted-upload")
     source = tmp_path / "big.bin"
@@ -180,6 +184,7 @@ def test_a_winrm_upload_to_a_full_disk_fails_with_windows_message(
     assert host.file("c:\\windows\\temp\\big.bin") is None and vm.leftovers() == []
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- sudo
 @pytest.mark.parametrize("command", ["sudo id -u", "sudo -S id -u"])
 def test_sudo_that_asks_for_a_password_fails_the_step_at_once(faulty_target, tmp_path: Path, command: str) -> None:
@@ -195,6 +200,7 @@ def test_sudo_that_asks_for_a_password_fails_the_step_at_once(faulty_target, tmp
     assert "after" not in report["steps"][1]["message"] and outcomes(report)["next"] == "not run"
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_deprovisioning_with_sudo_that_asks_for_a_password_fails_at_once(faulty_target, tmp_path: Path) -> None:
     require_program("sudo", "sudo")
     target = faulty_target(sudo_asks_password=True)
@@ -255,6 +261,7 @@ def _drain(fd: int, into: bytearray) -> None:
     os.close(fd)
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 # ----------------------------------------------------------------------------------------------- shells
 def test_a_login_shell_that_does_not_exist_is_refused_at_login(faulty_target, tmp_path: Path) -> None:
     target = faulty_target(login_shell="/nonexistent/bash")
@@ -265,6 +272,7 @@ def test_a_login_shell_that_does_not_exist_is_refused_at_login(faulty_target, tm
     assert report["outcome"] == "connect failed"
 
 
+@pytest.mark.usefixtures("ssh_agent_mode")
 def test_a_vm_without_bin_sh_fails_the_step_with_a_hint(faulty_target, tmp_path: Path) -> None:
     target = faulty_target(missing_programs=("/usr/bin/sh",))
     steps = [shell("s", "echo never-printed"), shell("next", "true")]

@@ -23,7 +23,7 @@ from aibx.translators import AibOptions, PackerInputs, aib_to_packer, packer_to_
 from aibx.validation import validate
 from tests.support.fuzz_inputs import REAL_HCL, write_file
 from tests.support.fuzzing import traced_growth
-from tests.test_validate_properties import TEMPLATES, TRICKY_STRINGS, get, paths_of
+from tests.support.template_mutations import TEMPLATES, TRICKY_STRINGS, get, paths_of
 
 LEAK_PER_INPUT = 2048  # bytes
 

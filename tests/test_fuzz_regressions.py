@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.cli import Completed, invoke
 from tests.support.fuzzing import memory_limit, watchdog
-from tests.test_fuzz_templates import debug_tracebacks
+from tests.support.tracebacks import debug_tracebacks
 
 FUZZ = Path(__file__).resolve().parent.parent / "fixtures" / "fuzz"
 FUZZ_TESTS = sorted(Path(__file__).resolve().parent.glob("test_fuzz_*.py"))

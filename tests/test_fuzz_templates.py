@@ -8,11 +8,8 @@ kept in fixtures/fuzz/ and replayed by tests/test_fuzz_regressions.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -31,26 +28,13 @@ from tests.support.fuzz_inputs import (
     write_file,
 )
 from tests.support.fuzzing import budgets, fuzz
-from tests.test_validate_properties import OPTIONS, check_everything
+from tests.support.template_mutations import OPTIONS, check_everything
+from tests.support.tracebacks import debug_tracebacks
 
 PARAMETER_FILES = [
     (Path(__file__).parent.parent / "fixtures" / "validate" / "arm" / name).read_bytes()
     for name in ("deployment.parameters.json", "bad-parameters.parameters.json")
 ]
-
-
-@contextlib.contextmanager
-def debug_tracebacks() -> Iterator[None]:
-    """AIBX_DEBUG=1: the CLI re-raises a crash instead of exiting 70, so hypothesis shows the traceback."""
-    old = os.environ.get("AIBX_DEBUG")
-    os.environ["AIBX_DEBUG"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["AIBX_DEBUG"]
-        else:
-            os.environ["AIBX_DEBUG"] = old
 
 
 def validate_cli(*args: str) -> Completed:

@@ -33,7 +33,7 @@ from tests.support.fuzz_inputs import (
     write_file,
 )
 from tests.support.fuzzing import budgets, fuzz
-from tests.test_fuzz_templates import debug_tracebacks
+from tests.support.tracebacks import debug_tracebacks
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SCRIPT = "#!/bin/sh\necho fuzz\n"

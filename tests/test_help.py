@@ -70,3 +70,34 @@ def test_each_verb_takes_format_json_and_shows_it_in_an_example(verb: str) -> No
     done = invoke(verb, "--help")
     assert "--format {text,json}" in done.out
     assert re.search(rf"^  aibx {verb} .*--format json", section(done.out, "examples"), re.MULTILINE)
+
+
+# issue 13: the new options are listed, each with an example
+NEW_OPTIONS = {
+    "run": ["--on-error", "--step", "--verbose", "--timestamps", "--timeout", "--limit", "--parameters", "--no-color"],
+    "plan": ["--verbose", "--quiet", "--resource", "--parameters"],
+    "validate": ["--parameters"],
+}
+SHORT = {"--verbose": "-v", "--quiet": "-q"}
+
+
+@pytest.mark.parametrize("verb", sorted(NEW_OPTIONS))
+def test_the_new_options_are_listed_with_an_example(verb: str) -> None:
+    done = invoke(verb, "--help")
+    examples = section(done.out, "examples")
+    for option in NEW_OPTIONS[verb]:
+        assert re.search(rf"^\s+(-\w, )?{option}\b", done.out, re.MULTILINE), f"{verb} --help does not list {option}"
+        spelled = (option, SHORT.get(option, option))
+        assert any(f" {s} " in examples or f" {s}\n" in examples for s in spelled), f"no example of {option}"
+
+
+@pytest.mark.parametrize("verb", cli.VERBS)
+def test_every_verb_takes_no_color(verb: str) -> None:
+    assert "--no-color" in invoke(verb, "--help").out
+
+
+def test_the_top_help_shows_the_new_run_options_and_exit_3_for_names(top_help: str) -> None:
+    examples = section(top_help, "examples")
+    for option in ("--on-error ask", "--step", "--timeout 90m", "--no-color", "--timestamps"):
+        assert option in examples, option
+    assert "cannot resolve a host name" in section(top_help, "exit codes")

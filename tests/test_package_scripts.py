@@ -10,7 +10,7 @@ import pytest
 
 from aibx import powershell as ps
 from aibx.engine.transports.winrm import DOWNLOAD_SCRIPT, UPLOAD_SCRIPT
-from tests.support.requirements import missing
+from tests.support.powershell_parse import parse_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "aibx" / "data"
@@ -51,30 +51,6 @@ def test_git_keeps_the_bytes() -> None:
     if out.returncode != 0:
         pytest.skip("not a git checkout")
     assert "text: unset" in out.stdout
-
-
-def parser():
-    try:
-        import tree_sitter
-        import tree_sitter_powershell
-    except ImportError:
-        missing("tree-sitter-powershell not installed: pip install -e '.[test]'")
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
-
-
-def parse_errors(source: str) -> list[str]:
-    data = source.encode("utf-8")
-    errors: list[str] = []
-
-    def walk(node) -> None:
-        if node.type == "ERROR" or node.is_missing:
-            row, col = node.start_point
-            errors.append(f"line {row + 1}, column {col + 1}: {data[node.start_byte : node.end_byte][:60]!r}")
-        for child in node.children:
-            walk(child)
-
-    walk(parser().parse(data).root_node)
-    return errors
 
 
 def test_the_parser_catches_errors() -> None:

@@ -66,7 +66,9 @@ def test_plan_json_is_data(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     shell = plan["steps"][1]["actions"][0]
     assert shell["type"] == "exec" and shell["stdin"]["text"].startswith("#!/bin/sh -e\n")
-    assert plan["steps"][2]["actions"][0]["content"]["file"] == "fixtures/quickstart/motd.txt"
+    assert "> /tmp/aibx-quickstart/motd.txt" in plan["steps"][2]["actions"][0]["stdin"]["text"]
+    local = json.loads(invoke("plan", "fixtures/quickstart/local-file/hello-file.json", "--format", "json").out)
+    assert local["steps"][2]["actions"][0]["content"]["file"] == "fixtures/quickstart/local-file/motd.txt"
 
 
 def test_plan_with_steps_that_cannot_run_exits_2_with_positions(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from aibx.engine.output import MAX_LINE, LineSplitter
-from aibx.engine.redaction import MASK, MIN_SECRET_LENGTH, Redactor
+from aibx.redaction import MASK, MIN_SECRET_LENGTH, Redactor
 from tests.support.cli import invoke
 from tests.support.templates import image_template, shell
 

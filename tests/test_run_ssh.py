@@ -17,20 +17,15 @@ import pytest
 
 from aibx.model import OsType
 from aibx.provisioners.deprovision import default_script
-from tests.support.cli import RecordedRun, invoke
+from tests.support.agent_modes import ssh_agent_mode  # noqa: F401
+from tests.support.cli import invoke
 from tests.support.requirements import require_program, require_root
+from tests.support.ssh_run import ROOT, Run, wait_for
 from tests.support.sshd import IS_ROOT, PortBlackhole, SshTarget
 from tests.support.templates import shell, write_template
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Run(RecordedRun):
-    """One `aibx run` against an SSH target."""
-
-    def __init__(self, tmp_path: Path, target: SshTarget, template: Path, *extra: str, auth: bool = True) -> None:
-        keys = ["-i", target.client_key, "--known-hosts", target.known_hosts] if auth else []
-        super().__init__(tmp_path, template, "--host", target.url, *keys, *extra)
+# every test twice: with the SSH transport's command agent and with one exec channel per command
+pytestmark = pytest.mark.usefixtures("ssh_agent_mode")
 
 
 def running(token: str) -> list[int]:
@@ -45,14 +40,6 @@ def running(token: str) -> list[int]:
             if token in cmdline:
                 pids.append(int(entry.name))
     return pids
-
-
-def wait_for(path: Path, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().endswith("\n")):
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
-    return path.read_text().strip()
 
 
 def wait_running(token: str, timeout: float = 20.0) -> list[int]:
@@ -88,10 +75,11 @@ def test_shell_inline_runs_as_one_script_and_leaves_nothing_behind(ssh_target: S
     assert "write-files | done" in run.result.out
     assert run.outcomes()["write-files"] == "succeeded"
     assert run.report["bootId"] == ssh_target.boot_id
-    # one channel per step: staging, the Shell step and removing the staged script one command each, plus the boot
-    # id probe; no SFTP session
+    # without the agent one channel per command: staging, the Shell step and removing the staged script, plus the
+    # boot id probe; with it the boot id probe and the agent, which runs the rest; no SFTP session either way
     sessions = ssh_target.sessions_started()
-    assert sum("command" in s for s in sessions) == 4 and sum("sftp" in s for s in sessions) == 0
+    commands = 2 if os.environ["AIBX_SSH_AGENT"] == "on" else 4  # set by the ssh_agent_mode fixture
+    assert sum("command" in s for s in sessions) == commands and sum("sftp" in s for s in sessions) == 0
 
 
 def test_shell_script_uri_from_a_local_file_is_checked_and_run(ssh_target: SshTarget, tmp_path: Path) -> None:
@@ -393,15 +381,12 @@ def test_right_password_logs_in(ssh_target: SshTarget, tmp_path: Path, monkeypat
 def test_unreachable_host_fails_within_the_connect_timeout(tmp_path: Path) -> None:
     template = write_template(tmp_path, [shell("noop", "true")])
     with PortBlackhole() as hole:
-        started = time.monotonic()
         result = invoke(
             "run", template, "--host", f"ssh://nobody@{hole.host}:{hole.port}", "--connect-timeout", "1s",
             "--known-hosts", tmp_path / "none", "--accept-new-host-key", "--log", tmp_path / "log",
         )  # fmt: skip
-        took = time.monotonic() - started
     assert result.code == 3, result.text
-    assert "no answer within 1 s" in result.err
-    assert took < 1 + 3  # the connect timeout, plus loading and compiling
+    assert "no answer within 1 s" in result.err  # the connect timeout ended the attempt (its speed: bench/)
 
 
 def test_refused_port_is_exit_3(tmp_path: Path) -> None:

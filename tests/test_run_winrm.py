@@ -593,7 +593,7 @@ def test_without_generalize_the_script_is_staged_but_not_run(vm: WindowsVm, tmp_
 def test_restart_check_that_fails_twice_then_succeeds(make_winrm_host, tmp_path: Path) -> None:
     """WindowsRestart through the engine over NTLM-encrypted WinRM: the restart command, a new LastBootUpTime, then
     restartCheckCommand until it exits 0 (twice 1, then 0), all within restartTimeout."""
-    from tests.test_windows_restart import run_restart
+    from tests.support.windows_restart import run_restart
 
     host = make_winrm_host(users={USER: CANARY})
     calls: list[int] = []

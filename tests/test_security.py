@@ -895,7 +895,7 @@ def test_the_fetcher_downloads_only_http_and_https(tmp_path: Path) -> None:
 def test_the_quickstart_needs_no_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(tmp_path)  # the README runs it from the checkout; its file: URI is relative to the template
-    result = invoke("plan", root / "fixtures/quickstart/hello-linux.json")
+    result = invoke("plan", root / "fixtures/quickstart/local-file/hello-file.json")
     assert result.code == 0, result.text
     assert "motd.txt" in result.out
 

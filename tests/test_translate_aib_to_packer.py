@@ -209,7 +209,7 @@ def test_secrets_stay_out_of_the_report(tmp_path: Path) -> None:
 
 
 def test_quickstart_local_file_becomes_a_file_provisioner(tmp_path: Path) -> None:
-    path = TRANSLATE.parent / "quickstart" / "hello-linux.json"
+    path = TRANSLATE.parent / "quickstart" / "local-file" / "hello-file.json"
     text, report = aib_to_packer(validate(load(str(path)).documents[0]).template, path.parent)
     assert 'source      = "${path.root}/motd.txt"' in text
     assert not report.diagnostics

@@ -10,7 +10,7 @@ import pytest
 
 from aibx import model
 from aibx.translators import PackerInputs, idioms, read_packer
-from tests.test_package_scripts import parse_errors
+from tests.support.powershell_parse import parse_errors
 from tests.translate_cases import EXPECTED
 
 

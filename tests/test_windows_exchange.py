@@ -20,9 +20,9 @@ from aibx.engine.transports.base import ConnectError, ConnectionLost
 from aibx.engine.transports.winrm import WinRMOptions, WinRMTransport
 from aibx.plan import Exec, StepPlan, Upload, WindowsUpdate
 from aibx.provisioners import windows_update as wu
+from tests.support.windows_plans import compiled, template_with
 from tests.support.winrm_fixtures import PASSWORD
 from tests.support.winrm_server import RemoteCommand, Reply, WinRMHost
-from tests.test_windows_provisioners import compiled, template_with
 
 
 @dataclass

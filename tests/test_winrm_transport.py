@@ -170,6 +170,31 @@ def test_one_shell_for_many_commands(winrm_host: WinRMHost) -> None:
     assert run(connected(transport(winrm_host), many)) == [0] * 5
     actions = [r.action for r in winrm_host.requests]
     assert actions.count("Create") == 1 and actions.count("Command") == 5 and actions.count("Delete") == 1
+    # three requests a command: Command, Receive, and no Signal for a command that ended by itself
+    assert actions.count("Signal") == 0 and actions.count("Receive") == 5
+
+
+def test_commands_that_ended_are_released_by_replacing_the_shell(winrm_host: WinRMHost) -> None:
+    """No Signal per finished command: after UNSIGNALLED_PER_SHELL of them a new shell takes over and the old
+    one is deleted (which releases its commands on Windows), so they never pile up against WinRM's quotas."""
+    from aibx.engine.transports.winrm import UNSIGNALLED_PER_SHELL
+
+    winrm_host.on("echo", Reply("x\r\n"))
+    total = UNSIGNALLED_PER_SHELL * 2 + 1
+
+    async def many(t: WinRMTransport) -> list[int]:
+        return [await t.run(f"echo {i}") for i in range(total)]
+
+    assert run(connected(transport(winrm_host), many)) == [0] * total
+    records = winrm_host.requests
+    actions = [r.action for r in records]
+    assert actions.count("Signal") == 0 and actions.count("Command") == total
+    assert actions.count("Create") == 3 and actions.count("Delete") == 3  # two replacements, then the close
+    per_shell: dict[str | None, int] = {}
+    for r in records:
+        if r.action == "Command":
+            per_shell[r.shell_id] = per_shell.get(r.shell_id, 0) + 1
+    assert sorted(per_shell.values()) == [1, UNSIGNALLED_PER_SHELL, UNSIGNALLED_PER_SHELL]
 
 
 def test_output_streams_while_the_command_runs(winrm_host: WinRMHost) -> None:

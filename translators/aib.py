@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aibx import model
 from aibx.document import Unresolved
@@ -350,7 +350,7 @@ def finish(resource: dict[str, Any], *, arm: bool, secure: Collection[str] = ())
             )
         if len(parts) == 1:
             return f"[parameters('{names[0].name}')]"
-        pattern, args = "", []
+        pattern, args = "", cast("list[str]", [])
         for part in parts:
             if isinstance(part, Placeholder):
                 pattern += "{" + str(len(args)) + "}"
@@ -385,7 +385,9 @@ def _escape_arm(text: str) -> str:
     return "[" + text if text.startswith("[") else text
 
 
-def _replace_unresolved(value: Any, fn, escape=None) -> Any:
+def _replace_unresolved(
+    value: Any, fn: Callable[[Unresolved | Pieces], str], escape: Callable[[str], str] | None = None
+) -> Any:
     if isinstance(value, (Unresolved, Pieces)):
         return fn(value)
     if isinstance(value, dict):

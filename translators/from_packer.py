@@ -252,7 +252,7 @@ class SourceTranslator:
         attr = self.take("os_type")
         comm = text_of(self.sec.value("communicator")) or ""
         value = text_of(attr.value) if attr else None
-        if value and value.lower() in ("windows", "linux"):
+        if attr is not None and value and value.lower() in ("windows", "linux"):
             self.tpl.os_type = model.OsType.WINDOWS if value.lower() == "windows" else model.OsType.LINUX
             self.tpl.os_reason = f"os_type {value}"
             self.report.mapped(self.subject("os_type"), f"the image is {self.tpl.os_type.value}", attr.location)
@@ -296,34 +296,7 @@ class SourceTranslator:
     def image_source(self) -> None:
         r, sec = self.report, self.sec
         if sec.get("image_publisher") or sec.get("image_offer") or sec.get("image_sku"):
-            src = model.PlatformImageSource(
-                publisher=self.required("image_publisher"),
-                offer=self.required("image_offer"),
-                sku=self.required("image_sku"),
-                version=self.optional("image_version", "latest"),
-            )
-            plans = sec.sections("plan_info")
-            self.used.add("plan_info")
-            if plans:
-                p = plans[0]
-                src.plan_info = model.PlanInfo(
-                    self.required("plan_name", p.get("plan_name")),
-                    self.required("plan_product", p.get("plan_product")),
-                    self.required("plan_publisher", p.get("plan_publisher")),
-                )
-                r.mapped(self.subject("plan_info"), "source.planInfo", p.location)
-                if p.get("plan_promotion_code") and p.value("plan_promotion_code"):
-                    r.dropped(
-                        self.subject("plan_info.plan_promotion_code"),
-                        "AIB's planInfo has no promotion code",
-                        p.where("plan_promotion_code"),
-                    )
-            self.tpl.source = src
-            r.mapped(
-                self.subject("image_publisher/offer/sku/version"),
-                "source PlatformImage",
-                self.loc("image_publisher"),
-            )
+            self._platform_source()
         elif sec.get("custom_managed_image_name"):
             rg = self.required("custom_managed_image_resource_group_name")
             name = self.required("custom_managed_image_name")
@@ -341,37 +314,8 @@ class SourceTranslator:
                 self.subject("custom_managed_image_name"), "source ManagedImage", self.loc("custom_managed_image_name")
             )
         elif sec.sections("shared_image_gallery"):
-            self.used.add("shared_image_gallery")
-            g = sec.sections("shared_image_gallery")[0]
-            gid = text_of(g.value("id"))
-            if gid:
-                image_version_id: model.Text = gid
-            elif g.get("community_gallery_image_id") or g.get("direct_shared_gallery_image_id"):
-                r.dropped(
-                    self.subject("shared_image_gallery"),
-                    "community and direct shared gallery sources are not AIB SharedImageVersion sources",
-                    g.location,
-                )
-                return
-            else:
-                sub = (
-                    self.required("subscription", g.get("subscription")) if g.get("subscription") else self.subscription
-                )
-                version = text_of(g.value("image_version")) or "latest"
-                image_version_id = self.join(
-                    "/subscriptions/",
-                    sub,
-                    "/resourceGroups/",
-                    self.required("resource_group", g.get("resource_group")),
-                    "/providers/Microsoft.Compute/galleries/",
-                    self.required("gallery_name", g.get("gallery_name")),
-                    "/images/",
-                    self.required("image_name", g.get("image_name")),
-                    "/versions/",
-                    version,
-                )
-            self.tpl.source = model.SharedImageVersionSource(image_version_id=image_version_id)
-            r.mapped(self.subject("shared_image_gallery"), "source SharedImageVersion", g.location)
+            if not self._gallery_source():
+                return  # (the keys stay unmarked, as before)
         elif sec.get("image_url"):
             self.take("image_url")
             self.open_source_image()
@@ -399,6 +343,73 @@ class SourceTranslator:
             "image_url",
         ):
             self.used.add(key)
+
+    def _platform_source(self) -> None:
+        """image_publisher/offer/sku/version (and plan_info): a PlatformImage source."""
+        r, sec = self.report, self.sec
+        src = model.PlatformImageSource(
+            publisher=self.required("image_publisher"),
+            offer=self.required("image_offer"),
+            sku=self.required("image_sku"),
+            version=self.optional("image_version", "latest"),
+        )
+        plans = sec.sections("plan_info")
+        self.used.add("plan_info")
+        if plans:
+            p = plans[0]
+            src.plan_info = model.PlanInfo(
+                self.required("plan_name", p.get("plan_name")),
+                self.required("plan_product", p.get("plan_product")),
+                self.required("plan_publisher", p.get("plan_publisher")),
+            )
+            r.mapped(self.subject("plan_info"), "source.planInfo", p.location)
+            if p.get("plan_promotion_code") and p.value("plan_promotion_code"):
+                r.dropped(
+                    self.subject("plan_info.plan_promotion_code"),
+                    "AIB's planInfo has no promotion code",
+                    p.where("plan_promotion_code"),
+                )
+        self.tpl.source = src
+        r.mapped(
+            self.subject("image_publisher/offer/sku/version"),
+            "source PlatformImage",
+            self.loc("image_publisher"),
+        )
+
+    def _gallery_source(self) -> bool:
+        """shared_image_gallery: a SharedImageVersion source; False (and dropped) for a community or direct shared
+        gallery, which AIB cannot start from."""
+        r, sec = self.report, self.sec
+        self.used.add("shared_image_gallery")
+        g = sec.sections("shared_image_gallery")[0]
+        gid = text_of(g.value("id"))
+        if gid:
+            image_version_id: model.Text = gid
+        elif g.get("community_gallery_image_id") or g.get("direct_shared_gallery_image_id"):
+            r.dropped(
+                self.subject("shared_image_gallery"),
+                "community and direct shared gallery sources are not AIB SharedImageVersion sources",
+                g.location,
+            )
+            return False
+        else:
+            sub = self.required("subscription", g.get("subscription")) if g.get("subscription") else self.subscription
+            version = text_of(g.value("image_version")) or "latest"
+            image_version_id = self.join(
+                "/subscriptions/",
+                sub,
+                "/resourceGroups/",
+                self.required("resource_group", g.get("resource_group")),
+                "/providers/Microsoft.Compute/galleries/",
+                self.required("gallery_name", g.get("gallery_name")),
+                "/images/",
+                self.required("image_name", g.get("image_name")),
+                "/versions/",
+                version,
+            )
+        self.tpl.source = model.SharedImageVersionSource(image_version_id=image_version_id)
+        r.mapped(self.subject("shared_image_gallery"), "source SharedImageVersion", g.location)
+        return True
 
     def open_source_image(self) -> None:
         """A source AIB can start from, left open: a managed image whose ID the user gives (so the template is
@@ -643,6 +654,14 @@ class SourceTranslator:
                 d.where("image_version"),
             )
             r.mapped(self.subject("shared_image_gallery_destination"), "distribute SharedImage", d.location)
+        self._gallery_replication(d, dist, replicas)
+        self._gallery_settings(d, dist, exclude)
+        self.tpl.distribute.append(dist)
+
+    def _gallery_replication(self, d: Section, dist: model.SharedImageDistributor, replicas: Attr | None) -> None:
+        """Where the gallery version is replicated: target_region blocks, replication_regions (with the replica
+        count), the storage account type."""
+        r = self.report
         storage = text_of(d.value("storage_account_type")) or None  # empty: AIB's default
         regions = [
             x
@@ -694,16 +713,20 @@ class SourceTranslator:
                 "storageAccountType",
                 d.where("storage_account_type"),
             )
-        if count is not None and not dist.target_regions:
+        if replicas is not None and count is not None and not dist.target_regions:
             r.dropped(
                 self.subject("shared_image_gallery_replica_count"), "needs replication regions", replicas.location
-            )  # type: ignore[union-attr]
+            )
         elif count is not None and targets:
             r.approximated(
                 self.subject("shared_image_gallery_replica_count"),
                 "each target_region block gives its own replicas",
                 replicas.location,  # type: ignore[union-attr]
             )
+
+    def _gallery_settings(self, d: Section, dist: model.SharedImageDistributor, exclude: Attr | None) -> None:
+        """excludeFromLatest, shallow replication, and every setting of the block AIB has no counterpart for."""
+        r = self.report
         if exclude is not None and isinstance(exclude.value, bool):
             dist.exclude_from_latest = exclude.value
             r.mapped(
@@ -733,7 +756,6 @@ class SourceTranslator:
                 r.dropped(
                     self.subject(f"shared_image_gallery_destination.{key}"), "AIB has no such setting", attr.location
                 )
-        self.tpl.distribute.append(dist)
 
     def tags(self) -> None:
         tags: dict[str, model.Text] = {}

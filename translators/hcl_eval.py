@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from lark import Token, Tree
 
@@ -138,7 +138,7 @@ def is_known(value: Any) -> bool:
     return not isinstance(value, (Unresolved, BuildValue))
 
 
-def _children(node: Tree) -> list[Tree | Token]:
+def _children(node: Tree) -> list[Any]:  # Tree or Token by position in the grammar
     """Meaningful children: no punctuation tokens, no newlines or comments."""
     return [
         c
@@ -301,7 +301,7 @@ def unescape(text: str) -> str:
 
 
 def _heredoc(node: Tree, ctx: Context) -> Any:
-    token = node.children[0]
+    token = cast(Token, node.children[0])
     raw = str(token)
     first_nl = raw.index("\n")
     marker = raw[2:first_nl].lstrip("-").strip()
@@ -1142,14 +1142,14 @@ def convert(value: Any, type_expr: Tree | None, node: Tree | Token | None = None
 def _type_of(node: Tree) -> tuple[str, Tree | None]:
     kids = _children(node)
     if node.data == "expr_term" and len(kids) == 1:
-        return _type_of(kids[0])  # type: ignore[arg-type]
+        return _type_of(kids[0])
     if node.data == "identifier":
         return str(node.children[0]), None
     if node.data == "function_call":
         name = str(_children(node)[0].children[0])
         args = next((k for k in _children(node) if isinstance(k, Tree) and k.data == "arguments"), None)
         inner = _children(args)[0] if args is not None and _children(args) else None
-        return name, inner  # type: ignore[return-value]
+        return name, inner
     return "any", None
 
 

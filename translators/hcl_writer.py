@@ -33,6 +33,9 @@ from hcl2.rules.whitespace import NewLineOrCommentRule
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
+# a class made at import time (StaticStringToken[...]); to the type checker, a parameterized generic
+_COMMA: type = COMMA
+
 
 @dataclass(frozen=True)
 class Expr:
@@ -184,11 +187,11 @@ def dumps(blocks: Sequence[Block]) -> str:
 class PackerFormatter(BaseFormatter):
     """python-hcl2's formatter, aligning ``=`` the way ``packer fmt`` does."""
 
-    def _vertically_align_attributes_in_body(self, body) -> None:
+    def _vertically_align_attributes_in_body(self, body: BodyRule) -> None:
         for run in _runs(body.children, AttributeRule):
             self._align_attributes_sequence(run)
 
-    def _vertically_align_object_elems(self, rule) -> None:
+    def _vertically_align_object_elems(self, rule: Any) -> None:
         for run in _runs(rule.children, ObjectElemRule):
             width = max(self._key_text_width(e.key) for e in run)
             for elem in run:
@@ -197,14 +200,14 @@ class PackerFormatter(BaseFormatter):
                 sep.set_value(" " * (pad + 1) + sep.value.lstrip(" \t"))
 
 
-def _runs(children, kind) -> Iterator[list]:
+def _runs(children: Sequence[Any], kind: Any) -> Iterator[list[Any]]:
     """Runs of consecutive single-line items of ``kind``; anything else (a block, a multi-line value) ends a run.
     Commas and newlines between items do not."""
     run: list = []
     for child in children:
         if isinstance(child, kind) and not _spans_lines(child.expression):
             run.append(child)
-        elif isinstance(child, kind) or not isinstance(child, (NewLineOrCommentRule, COMMA)):
+        elif isinstance(child, kind) or not isinstance(child, (NewLineOrCommentRule, _COMMA)):
             if run:
                 yield run
             run = []
@@ -214,7 +217,7 @@ def _runs(children, kind) -> Iterator[list]:
         yield run
 
 
-def _spans_lines(node) -> bool:
+def _spans_lines(node: Any) -> bool:
     """Whether the formatter writes this expression over several lines: it holds a non-empty tuple or object,
     or a heredoc."""
     if isinstance(node, (ObjectRule, TupleRule)) and node.elements:
@@ -228,7 +231,7 @@ def _spans_lines(node) -> bool:
 _LAYOUT = (StartRule, BodyRule, BlockRule, AttributeRule, ExprTermRule, ObjectRule, ObjectElemRule, TupleRule)
 
 
-def _tidy_whitespace(node) -> None:
+def _tidy_whitespace(node: Any) -> None:
     """Merge adjacent newline tokens: no indentation on blank lines, at most one blank line in a row."""
     children = node.children
     merged: list = []
@@ -259,11 +262,11 @@ def _tidy_whitespace(node) -> None:
                 child.set_parent(node)
 
 
-def _blank(rule) -> bool:
+def _blank(rule: Any) -> bool:
     return rule.token.value.strip(" \t\n") == ""
 
 
-def _attach_comments(tree, blocks: list[Block], indent_length: int) -> None:
+def _attach_comments(tree: Any, blocks: list[Block], indent_length: int) -> None:
     """Write ``Block.comment`` as comment lines just above each block."""
     rules = list(_block_rules(tree.body, BlockRule))
     for block, (rule, depth) in zip(blocks, rules, strict=True):
@@ -287,7 +290,7 @@ def _attach_comments(tree, blocks: list[Block], indent_length: int) -> None:
                     child.set_parent(parent)
 
 
-def _block_rules(body, block_rule, depth: int = 0) -> Iterator[tuple[Any, int]]:
+def _block_rules(body: Any, block_rule: Any, depth: int = 0) -> Iterator[tuple[Any, int]]:
     for child in body.children:
         if isinstance(child, block_rule):
             yield child, depth

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from aibx import deprovisioning as deprovision
 from aibx import model, powershell
 from aibx.plan import redact_uri
-from aibx.provisioners import deprovision
 
 HEREDOC_MARK = "AIBX_EOF"
 LINUX_DEPROVISION_EXECUTE = "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'"

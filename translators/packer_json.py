@@ -226,7 +226,7 @@ class _Reader:
             if not isinstance(b, dict) or not isinstance(b.get("type"), str):
                 self.error("AIB072", 'each builder needs a "type"', ("builders", i))
                 continue
-            name = b.get("name") if isinstance(b.get("name"), str) else b["type"]
+            name: str = b["name"] if isinstance(b.get("name"), str) else b["type"]
             rendered = self.value(name, ("builders", i, "name"))  # Packer renders builder names too
             name = (
                 rendered.text if isinstance(rendered, Unresolved) else rendered if isinstance(rendered, str) else name

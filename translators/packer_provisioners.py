@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 INLINE_LIMIT = 64 * 1024  # bytes of a local file inlined into the template without --upload-base-uri
 DEFAULT_EXECUTE = "chmod +x {{.Path}}; {{.Vars}} {{.Path}}"
 DEFAULT_SHEBANG = "/bin/sh -e"
+DISCONNECT_CODE = 2300218  # the exit status Packer gives a disconnect: in valid_exit_codes, a disconnect is fine
 _GO_FIELD = re.compile(r"\{\{\s*\.(\w+)\s*\}\}")
 _SUDO_PASSWORD_PIPE = re.compile(r"^\s*echo\s+(?:'[^']*'|\"[^\"]*\"|\S+)\s*\|\s*(?=.*\bsudo\b)")
 _UNSUPPORTED_PROVISIONERS = {
@@ -247,6 +248,20 @@ class StepMapper:
 
     # ------------------------------------------------------------------------------------------- shell
     def shell(self) -> list[model.Step]:
+        """The shell provisioner's steps, with Packer's expect_disconnect (or 2300218, the status Packer gives a
+        disconnect, in valid_exit_codes) as the engine's hint for aibx run of a Packer configuration; the AIB writer
+        ignores it."""
+        codes = self.p.value("valid_exit_codes")
+        expect = truthy(self.p.value("expect_disconnect")) or (
+            isinstance(codes, list) and any(str(c).strip() == str(DISCONNECT_CODE) for c in codes)
+        )
+        steps = self._shell_steps()
+        for step in steps:
+            if isinstance(step, model.ShellStep):
+                step.expect_disconnect = expect
+        return steps
+
+    def _shell_steps(self) -> list[model.Step]:
         if self.windows:
             self.done("dropped", "a shell provisioner on a Windows image: use powershell")
             return []
@@ -268,20 +283,10 @@ class StepMapper:
         remote_path = self.take("remote_path")
         self.take("env_var_format")
         self.take("use_env_var_file")
-        for key, how in (
-            (
-                "expect_disconnect",
-                "AIB has no expect_disconnect: a reboot in this step may fail it on AIB "
-                "(aibx run waits for the VM to come back)",
-            ),
-            ("start_retry_timeout", "AIB's own retry timeout applies"),
-        ):
-            value = self.take(key)
-            if value not in (None, "") and (key != "expect_disconnect" or truthy(value)):
-                self.note("approximated", key, how)
+        self._note_shell_retry_settings()
         plain_exec = execute is None or _normal(execute) == _normal(DEFAULT_EXECUTE)
         inline = bodies[0][1] is None
-        lines = self.p.value("inline") if inline else None
+        lines: list[model.Text] = (self.p.value("inline") or []) if inline else []
         if plain_exec and codes_list == [0] and inline and shebang == DEFAULT_SHEBANG:
             own = self.own_idiom(lines)
             if own is not None:
@@ -293,25 +298,11 @@ class StepMapper:
             return []
         upload = self.parent.options.upload_base_uri
         if plain_exec and codes_list == [0] and not inline and not env and upload:
-            out: list[model.Step] = []
-            for i, (raw, _data, local) in enumerate(bodies):
-                uri, sha = self.parent.publish(local, raw)
-                name = self.name if len(bodies) == 1 else f"{self.name or 'shell'} ({i + 1}/{len(bodies)})"
-                out.append(model.ShellStep(name=name, script_uri=uri, sha256_checksum=sha))
-            self.done("mapped", f"Shell scriptUri with sha256Checksum ({len(bodies)} published file(s))")
-            return out
+            return self._published_shell_steps(bodies)
         # the general case: stage each script on the VM and run it with Packer's own command line
-        command = execute if isinstance(execute, str) else DEFAULT_EXECUTE
         how: list[str] = []
-        stripped = _SUDO_PASSWORD_PIPE.sub("", command)
-        if stripped != command:
-            command = stripped
-            how.append("the sudo password pipe is not needed (AIB's build user has passwordless sudo)")
-        unknown = [f for f in _GO_FIELD.findall(command) if f not in ("Path", "Vars", "EnvVarFile")]
-        if unknown or "{{" in _GO_FIELD.sub("", command):
-            self.note(
-                "dropped", "execute_command", f"template fields aibx cannot fill: {', '.join(unknown) or command}"
-            )
+        command = self._packer_command(execute, how)
+        if command is None:
             return []
         pre: list[model.Step] = []
         script_lines: list[str] = []
@@ -325,7 +316,7 @@ class StepMapper:
             n = self.parent.next_id()
             path = remote_path or f"{remote_folder}/{remote_file or f'script_aibx_{n}.sh'}"
             if data is None:
-                content = ("#!" + shebang + "\n" + "\n".join(lines) + "\n").encode("utf-8")
+                content = ("#!" + shebang + "\n" + "\n".join(map(str, lines)) + "\n").encode("utf-8")
             else:
                 content = data if binary else data.replace(b"\r\n", b"\n")
                 if not binary and not content.endswith(b"\n"):
@@ -340,28 +331,53 @@ class StepMapper:
                 script_lines += idioms.linux_write_file(path, content)
             rendered = _render(command, path, idioms.packer_vars(env), env_file)
             script_lines.append(f"chmod 0755 {idioms.sh_quote(path)}")
-            if codes_list == [0]:
-                script_lines.append(rendered)
-            else:
-                allowed = " ".join(str(c) for c in codes_list)
-                script_lines += [
-                    "aibx_rc=0",
-                    f"{rendered} || aibx_rc=$?",
-                    f'case " {allowed} " in *" $aibx_rc "*) ;; *) exit "$aibx_rc" ;; esac',
-                ]
+            script_lines += _checked_run(rendered, codes_list)
             if not skip_clean:
                 script_lines.append(f"rm -f {idioms.sh_quote(path)}")
         if env_file and not skip_clean:
             script_lines.append(f"rm -f {idioms.sh_quote(env_file)}")
-        how_text = "Shell inline that stages the script" + ("s" if len(bodies) > 1 else "")
-        how_text += " (published as File customizers)" if pre else ""
-        how_text += " and runs Packer's command line for it: " + _render(command, "SCRIPT", "VARS ", "ENVFILE")
-        if codes_list != [0]:
-            how_text += f"; valid_exit_codes {codes_list} checked in the script"
-        if shebang != DEFAULT_SHEBANG and inline:
-            how_text += f"; shebang {shebang}"
+        how_text = _staged_shell_how(len(bodies), bool(pre), command, codes_list, shebang if inline else None)
         self.done("approximated", "; ".join([how_text, *how]))
         return [*pre, model.ShellStep(name=self.name, inline=script_lines)]
+
+    def _note_shell_retry_settings(self) -> None:
+        for key, advice in (
+            (
+                "expect_disconnect",
+                "AIB has no expect_disconnect: a reboot in this step may fail it on AIB "
+                "(aibx run waits for the VM to come back)",
+            ),
+            ("start_retry_timeout", "AIB's own retry timeout applies"),
+        ):
+            value = self.take(key)
+            if value not in (None, "") and (key != "expect_disconnect" or truthy(value)):
+                self.note("approximated", key, advice)
+
+    def _published_shell_steps(self, bodies: list[tuple[str, bytes | None, Path | None]]) -> list[model.Step]:
+        """Each script published under --upload-base-uri: a Shell scriptUri step with its checksum."""
+        out: list[model.Step] = []
+        for i, (raw, _data, local) in enumerate(bodies):
+            uri, sha = self.parent.publish(local, raw)
+            name = self.name if len(bodies) == 1 else f"{self.name or 'shell'} ({i + 1}/{len(bodies)})"
+            out.append(model.ShellStep(name=name, script_uri=uri, sha256_checksum=sha))
+        self.done("mapped", f"Shell scriptUri with sha256Checksum ({len(bodies)} published file(s))")
+        return out
+
+    def _packer_command(self, execute: object, how: list[str]) -> str | None:
+        """Packer's execute_command as the staged script runs it; None (and dropped) when it has template fields
+        aibx cannot fill."""
+        command = execute if isinstance(execute, str) else DEFAULT_EXECUTE
+        stripped = _SUDO_PASSWORD_PIPE.sub("", command)
+        if stripped != command:
+            command = stripped
+            how.append("the sudo password pipe is not needed (AIB's build user has passwordless sudo)")
+        unknown = [f for f in _GO_FIELD.findall(command) if f not in ("Path", "Vars", "EnvVarFile")]
+        if unknown or "{{" in _GO_FIELD.sub("", command):
+            self.note(
+                "dropped", "execute_command", f"template fields aibx cannot fill: {', '.join(unknown) or command}"
+            )
+            return None
+        return command
 
     def own_idiom(self, lines: list[model.Text]) -> model.Step | None:
         """aibx's scriptUri and File downloads (AIB → HCL) read back as what they were; a URI or path holding
@@ -404,20 +420,7 @@ class StepMapper:
             return []
         step = model.PowerShellStep(name=self.name)
         how: list[str] = []
-        status = "mapped"
-        user = self.take("elevated_user")
-        self.take("elevated_password")
-        if user not in (None, ""):
-            if isinstance(user, str) and user.lower() in ("system", "nt authority\\system"):
-                step.run_elevated, step.run_as_system = True, True
-                how.append("elevated_user SYSTEM as runElevated + runAsSystem")
-            elif user == BuildValue("User") or (isinstance(user, str) and user == self.parent.username):
-                step.run_elevated = True
-                how.append("elevated_user (the build user) as runElevated")
-            else:
-                step.run_elevated = True
-                status = "approximated"
-                how.append(f"elevated_user {_unknown(user)}: runElevated runs as AIB's build user instead")
+        status = self._elevated_user(step, how)
         codes = self.exit_codes()
         if codes is None:
             return []
@@ -432,6 +435,31 @@ class StepMapper:
         if isinstance(debug, int) and debug > 0:
             prefix.append(f"Set-PsDebug -Trace {debug}")
             how.append("debug_mode as Set-PsDebug")
+        self._note_powershell_settings_aib_owns()
+        env_lines = idioms.powershell_env(env)
+        if env:
+            how.append("environment_vars as $env: lines")
+        return self._powershell_steps(step, bodies, env, env_lines, prefix, how, status)
+
+    def _elevated_user(self, step: model.PowerShellStep, how: list[str]) -> str:
+        """elevated_user as runElevated (and runAsSystem for SYSTEM); the mapping's status."""
+        user = self.take("elevated_user")
+        self.take("elevated_password")
+        if user in (None, ""):
+            return "mapped"
+        if isinstance(user, str) and user.lower() in ("system", "nt authority\\system"):
+            step.run_elevated, step.run_as_system = True, True
+            how.append("elevated_user SYSTEM as runElevated + runAsSystem")
+        elif user == BuildValue("User") or (isinstance(user, str) and user == self.parent.username):
+            step.run_elevated = True
+            how.append("elevated_user (the build user) as runElevated")
+        else:
+            step.run_elevated = True
+            how.append(f"elevated_user {_unknown(user)}: runElevated runs as AIB's build user instead")
+            return "approximated"
+        return "mapped"
+
+    def _note_powershell_settings_aib_owns(self) -> None:
         for key, detail in (
             ("use_pwsh", "AIB runs Windows PowerShell (powershell.exe), not pwsh"),
             ("execute_command", "AIB runs the script with its own PowerShell command line"),
@@ -446,9 +474,19 @@ class StepMapper:
             value = self.take(key)
             if value not in (None, False, ""):
                 self.note("approximated", key, detail)
-        env_lines = idioms.powershell_env(env)
-        if env:
-            how.append("environment_vars as $env: lines")
+
+    def _powershell_steps(
+        self,
+        step: model.PowerShellStep,
+        bodies: list[tuple[str, bytes | None, Path | None]],
+        env: dict[str, str],
+        env_lines: list[str],
+        prefix: list[str],
+        how: list[str],
+        status: str,
+    ) -> list[model.Step]:
+        """The step(s) for the scripts: inline lines, published scripts (--upload-base-uri), or scripts written to
+        the VM by an inline step."""
         if bodies[0][1] is None:
             lines = self.p.value("inline")
             own = self.own_idiom(lines) if not env and not prefix else None
@@ -711,6 +749,30 @@ def _windows_stage(path: str, data: bytes) -> list[str]:
 
 def _normal(command: str) -> str:
     return re.sub(r"\s+", " ", _GO_FIELD.sub(lambda m: "{{." + m.group(1) + "}}", command)).strip()
+
+
+def _checked_run(rendered: str, codes_list: list[int]) -> list[str]:
+    """The script lines that run Packer's command line and accept the exit codes Packer's valid_exit_codes do."""
+    if codes_list == [0]:
+        return [rendered]
+    allowed = " ".join(str(c) for c in codes_list)
+    return [
+        "aibx_rc=0",
+        f"{rendered} || aibx_rc=$?",
+        f'case " {allowed} " in *" $aibx_rc "*) ;; *) exit "$aibx_rc" ;; esac',
+    ]
+
+
+def _staged_shell_how(scripts: int, published: bool, command: str, codes_list: list[int], shebang: str | None) -> str:
+    """How a shell provisioner became a staging Shell step, for the report (``shebang``: an inline script's)."""
+    how_text = "Shell inline that stages the script" + ("s" if scripts > 1 else "")
+    how_text += " (published as File customizers)" if published else ""
+    how_text += " and runs Packer's command line for it: " + _render(command, "SCRIPT", "VARS ", "ENVFILE")
+    if codes_list != [0]:
+        how_text += f"; valid_exit_codes {codes_list} checked in the script"
+    if shebang is not None and shebang != DEFAULT_SHEBANG:
+        how_text += f"; shebang {shebang}"
+    return how_text
 
 
 def _render(command: str, path: str, env_vars: str, env_file: str | None) -> str:

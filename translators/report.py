@@ -16,8 +16,12 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aibx.diagnostics import Diagnostic, make
+
+if TYPE_CHECKING:
+    from aibx.console import Style
 
 
 class Status(str, enum.Enum):
@@ -153,7 +157,7 @@ class Report:
 _SAS = re.compile(r"(https?://[^\s'\"?]+\?)[^\s'\"]+")
 
 
-def format_reports(reports: Iterable[Report], style=None) -> str:
+def format_reports(reports: Iterable[Report], style: Style | None = None) -> str:
     """The human text of one or more reports."""
     paint = style or (lambda text, *_: text)
     colors = {

@@ -8,7 +8,7 @@ declared ``sensitive = true`` without a default (``"...${var.x}..."``), or an AR
 ``<placeholder>``. ``SecretFinder.split`` finds them; ``SecretFinder.leaks`` is the last check on the text
 written, which must name no secret in any form it could take there (escaped, or quoted for a shell).
 
-A secret is recognised by its exact text, as the redactor (engine/redaction.py) does; a value a function made
+A secret is recognised by its exact text, as the redactor (aibx/redaction.py) does; a value a function made
 from it (``base64(...)``, ``toUpper(...)``) is not recognised. A secret shorter than four characters is recognised
 only as a whole value: inside longer text it would match ordinary words and numbers.
 """
@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aibx.engine.redaction import MIN_SECRET_LENGTH
+from aibx.redaction import MIN_SECRET_LENGTH
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_-]+")
 

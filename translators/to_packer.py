@@ -401,6 +401,11 @@ class ToPacker:
                 f"Packer has no build timeout: run `timeout {minutes}m packer build .` (noted on the build block)",
                 self.loc(("properties", "buildTimeoutInMinutes")),
             )
+        self._service_options()
+
+    def _service_options(self) -> None:
+        """errorHandling, autoRun, optimize and validate: what the AIB service does around a build."""
+        tpl, r = self.tpl, self.report
         eh = tpl.error_handling
         if eh is not None:
             path = ("properties", "errorHandling")
@@ -860,7 +865,7 @@ class ToPacker:
             types = {str(t.storage_account_type) for t in d.target_regions if t.storage_account_type is not None}
             for t in d.target_regions:
                 region = dest.add(Block("target_region"))
-                region.set("name", self.text(t.name, "target_region"))
+                region.set("name", self.region_name(t))
                 region.set("replicas", t.replica_count)
             tpath = (*d.path, "targetRegions")
             if not types:
@@ -884,6 +889,13 @@ class ToPacker:
                     self.loc(tpath),
                 )
 
+    def region_name(self, t: model.TargetRegion) -> str | Expr:
+        """A target region's name; one the template leaves out (null) is a variable, never a missing value."""
+        name = self.text(t.name, "target_region")
+        return (
+            name if name is not None else self.variable("target_region", "a target region the template leaves unnamed")
+        )
+
     def uniform_regions(self, d: model.SharedImageDistributor, dest: Block) -> bool:
         """targetRegions with one replica count and one storage type are replication_regions (and
         shared_image_gallery_replica_count), which every azure plugin reads; else False (target_region blocks)."""
@@ -892,7 +904,7 @@ class ToPacker:
         types = {str(t.storage_account_type).lower() for t in regions if t.storage_account_type is not None}
         if len(counts) != 1 or types - {"standard_lrs"} or d.replication_regions:
             return False
-        dest.set("replication_regions", [self.text(t.name, "target_region") for t in regions])
+        dest.set("replication_regions", [self.region_name(t) for t in regions])
         count = counts.pop()
         if count is not None:
             self.source.set("shared_image_gallery_replica_count", count)
@@ -1140,7 +1152,9 @@ class ToPacker:
         sha = step.sha256_checksum if isinstance(step.sha256_checksum, str) and step.sha256_checksum else None
         stem = _NOT_IDENTIFIER.sub("_", step.label)
         source, destination = step.source_uri, step.destination
-        uri_parts = self.text_parts(source, f"{stem}_sourceUri") if isinstance(source, Unresolved) else [str(source)]
+        uri_parts: list[str | Expr] = (
+            self.text_parts(source, f"{stem}_sourceUri") if isinstance(source, Unresolved) else [str(source)]
+        )
         dest = OPEN_DESTINATION if isinstance(destination, Unresolved) else str(destination)
         fetch = idioms.windows_fetch_file if self.windows else idioms.linux_fetch_file
         stand_ins = {OPEN_URI: uri_parts}

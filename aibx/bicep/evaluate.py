@@ -39,11 +39,14 @@ def sub_spots(spots: Spots, prefix: JsonPath) -> Spots:
 def nest(val: Val, prefix: JsonPath, into: Val) -> None:
     """Record ``val``'s spots (and its unknown keys) under ``prefix`` in ``into``."""
     for p, o in val.spots.items():
-        into.spots[(*prefix, *p)] = o
+        key = (*prefix, *p)
+        into.spots[key] = o
     for p, o in val.keys.items():
-        into.keys[(*prefix, *p)] = o
+        key = (*prefix, *p)
+        into.keys[key] = o
     for p, u in val.unknown_keys.items():
-        into.unknown_keys[(*prefix, *p)] = u
+        key = (*prefix, *p)
+        into.unknown_keys[key] = u
 
 
 def _find_key(obj: dict[str, object], name: str) -> str | None:
@@ -83,7 +86,7 @@ class _Evaluator:
         method = getattr(self, "eval_" + type(node).__name__.lower(), None)
         if method is None:
             raise EvalError(f"aibx cannot evaluate {type(node).__name__}", node.pos)
-        return method(node, path)  # type: ignore[no-any-return]
+        return method(node, path)
 
     # ------------------------------------------------------------------------------------------- literals
     def eval_template(self, node: syn.Template, path: JsonPath) -> Val:
@@ -342,7 +345,8 @@ class _Evaluator:
             for a, v in zip(args, values, strict=True):
                 for p, o in a.spots.items():
                     if p:
-                        val.spots[(p[0] + shift, *p[1:])] = o  # type: ignore[operator]
+                        moved = (p[0] + shift, *p[1:])  # type: ignore[operator]
+                        val.spots[moved] = o
                 shift += len(v)  # type: ignore[arg-type]
         return val
 

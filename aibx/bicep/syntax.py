@@ -649,7 +649,7 @@ def _push_down(node: Node, apply: Any) -> Node:
         return Unary(node.pos, node.op, _push_down(node.arg, apply))
     if isinstance(node, Lambda):
         return Lambda(node.pos, node.params, _push_down(node.body, apply))
-    return apply(node)  # type: ignore[no-any-return]
+    return apply(node)
 
 
 def _unescape(text: str) -> str:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
+import functools
+import re
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from aibx.commands.json_output import Refusal, refuse
-from aibx.commands.template_args import add_template_options
+from aibx.commands.template_args import add_packer_options, add_template_options
 from aibx.exitcodes import ExitCode
+from aibx.pipeline import Prepared, prepare
+from aibx.plan import Exec, Restart, Upload, WindowsUpdate
 
 EXAMPLES = """\
 examples:
@@ -18,6 +20,11 @@ examples:
   aibx plan template.json --generalize             include the deprovision step
   aibx plan template.json --fetch-on-target        let the VM download scriptUri/sourceUri itself
   aibx plan template.json --format json | jq '.steps[].actions[].command'
+  aibx plan templates/ --resource web-image         the template named web-image, whichever file holds it
+  aibx plan template.json -v -q                     the scripts' wrapper on every step; no validation warnings
+  aibx plan arm.json --parameters @params.json      parameters as the az CLI takes them (or NAME=VALUE)
+  aibx plan build.pkr.hcl --var region=westeurope   a Packer build, translated in memory as translate --to aib
+  aibx plan packer/ --only 'web.*'                   one build source of a Packer folder (as packer -only)
 
 Secrets (SAS signatures, secure parameter values) are shown as ***.
 exit status: 0 every step can run, 2 invalid template or a step that cannot run (unresolved values)
@@ -69,81 +76,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("template", metavar="TEMPLATE", help="the image template (bare resource or ARM deployment)")
+    p.add_argument(
+        "template",
+        metavar="TEMPLATE",
+        help="the image template (bare resource, ARM deployment or Bicep), or a Packer configuration (a .pkr.hcl "
+        "file, a folder of them, or a legacy JSON template)",
+    )
     add_template_options(p)
+    add_packer_options(p)
     add_compile_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
-    p.set_defaults(handler=run)
-
-
-@dataclass
-class Prepared:
-    result: Any  # validation.Result
-    plan: Any  # aibx.plan.Plan
-    redact: Any  # Callable[[str], str]
-    # how the plan was compiled: a fleet compiles it again for each host, so that every host gets its own random
-    # temporary names (two VMs that share a /tmp, or a user who saw one host's names, cannot collide or plant)
-    compile_options: Any = None  # aibx.provisioners.CompileOptions
-
-    def compile_again(self) -> Any:
-        """The same plan with new random names (for one more host)."""
-        from aibx.provisioners import compile_plan
-
-        return compile_plan(self.result.template, self.compile_options)
-
-
-def prepare(args: argparse.Namespace, *, random_name: Any = None) -> Prepared | Refusal:
-    """Load, validate and compile the template; on invalid input print why and return the refusal."""
-    from aibx.commands.template_args import load_templates
-    from aibx.diagnostics import Severity
-    from aibx.engine.redaction import Redactor
-    from aibx.loader import STDIN
-    from aibx.provisioners import CompileOptions, compile_plan
-
-    loaded = load_templates(args, [args.template])
-    diags = loaded.all_diagnostics()
-    errors = [d for d in diags if d.severity is Severity.ERROR]
-    for d in errors:
-        print(d.format(), file=sys.stderr)
-    warnings = len(diags) - len(errors)
-    if errors:
-        count = f"{len(errors)} error{'s' * (len(errors) != 1)}"
-        return _refused(f"aibx: {args.template} is not a valid image template ({count})", errors)
-    if len(loaded.results) != 1:
-        names = ", ".join(str(r.document.name) for r in loaded.results) or "none"
-        return _refused(
-            f"aibx: {args.template} holds {len(loaded.results)} image templates ({names}); "
-            "pick one with --resource NAME"
-        )
-    if warnings:
-        print(f"aibx: {warnings} validation warning(s); see them with: aibx validate {args.template}", file=sys.stderr)
-    result = loaded.results[0]
-    from aibx.model import parse_duration
-
-    deprovision_timeout = parse_duration(args.deprovision_timeout)
-    if deprovision_timeout is None or deprovision_timeout <= 0:
-        return _refused(
-            f"aibx: --deprovision-timeout {args.deprovision_timeout!r} is not a duration such as 20m, 1h or 90s"
-        )
-    options = CompileOptions(
-        generalize=args.generalize,
-        deprovision_timeout_seconds=deprovision_timeout,
-        fetch_on_target=args.fetch_on_target,
-        allow_any_destination=args.allow_any_destination,
-        allow_local_files=args.allow_local_files,
-        base_dir=None if args.template == STDIN else os.path.dirname(result.document.file),
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show the wrapper aibx puts around each script on every step"
     )
-    if random_name is not None:
-        options.random_name = random_name
-    plan = compile_plan(result.template, options)
-    return Prepared(result, plan, Redactor(result.document.secrets), options)
-
-
-def _refused(message: str, diagnostics: list[Any] | None = None) -> Refusal:
-    """Invalid input: the message on standard error (after the diagnostics, already printed), and the refusal."""
-    print(message, file=sys.stderr)
-    errors = [d.format() for d in diagnostics or []]
-    return Refusal(ExitCode.USAGE, [*errors, message], diagnostics or [])
+    p.add_argument("-q", "--quiet", action="store_true", help="do not show the template's validation warnings")
+    p.set_defaults(handler=run)
 
 
 def blocked_messages(prepared: Prepared, steps: Any = None) -> list[str]:
@@ -170,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render_json(prepared, exit_code=code))
     else:
-        print(render_text(prepared), end="")
+        print(render_text(prepared, verbose=args.verbose), end="")
     for message in problems:
         print(message, file=sys.stderr)
     return code
@@ -193,18 +140,39 @@ def render_json(prepared: Prepared, selected: Any = None, *, exit_code: int = 0)
             entry["runs"] = reasons.get(id(step)) is None
             entry["skipReason"] = reasons.get(id(step))
         steps.append(entry)
-    from aibx.engine.redaction import redact_tree
+    from aibx.redaction import redact_tree
 
     document = header(exit_code, template=plan.template, os=plan.os_type, steps=steps)
+    if prepared.translations:  # a Packer configuration: what the translation made of it
+        document["translations"] = [r.as_dict() for r in prepared.translations]
     return json.dumps(redact_tree(document, prepared.redact), indent=2)
 
 
-def render_text(prepared: Prepared, selected: Any = None) -> str:
+# the random part of aibx's temporary names on the VM (/tmp/aibx-0123456789abcdef.sh, ...)
+_TEMP_NAME = re.compile(r"aibx-[0-9a-f]{8,}")
+
+
+def _shown_once(action: object, label: str, index: int, wrappers: dict[str, int]) -> list[str]:
+    """An action's lines, with a script's wrapper (the same command around every script, with another temporary
+    name) in full only the first time: later steps name the step that shows it, and show their script."""
+    lines = action_lines(action, label)
+    if not isinstance(action, Exec) or action.stdin is None or action.stdin.data is None or not lines:
+        return lines
+    shape = _TEMP_NAME.sub("aibx-*", action.command)
+    first = wrappers.setdefault(shape, index)
+    if first == index:
+        return lines
+    names = sorted(set(_TEMP_NAME.findall(action.command)))
+    temp = f" (temporary name {', '.join(names)})" if names else ""
+    return [f"    {label}exec   the wrapper shown in step [{first}]{temp}; aibx plan -v shows it here too", *lines[1:]]
+
+
+def render_text(prepared: Prepared, selected: Any = None, verbose: bool = False) -> str:
     from aibx.diagnostics import format_path
-    from aibx.plan import Exec, Restart, Upload, WindowsUpdate
 
     plan = prepared.plan
     reasons = {id(s.step): s.reason for s in selected.steps} if selected is not None else {}
+    wrappers: dict[str, int] = {}  # a wrapper's shape -> the step that shows it (not verbose: only there)
     out = [f"Plan for {plan.template} ({plan.os_type}): {len(plan.steps)} steps, in run order", ""]
     for index, step in enumerate(plan.steps, start=1):
         where = f"  {format_path(step.path)}" if step.path else ""
@@ -215,56 +183,78 @@ def render_text(prepared: Prepared, selected: Any = None) -> str:
             out.append(f"    CANNOT RUN: {reason}")
         for label, actions in (("", step.actions), ("on interrupt: ", step.on_interrupt), ("clean-up: ", step.cleanup)):
             for action in actions:
-                if isinstance(action, Exec):
-                    out.append(f"    {label}exec   {action.command}")
-                    if action.description and (not label or "-EncodedCommand " in action.command):
-                        out.append(f"           ({action.description})")
-                    script = _encoded_script(action.command)
-                    if script is not None:
-                        out.append("           decoded:")
-                        out += [f"           | {line}" for line in script.splitlines()]
-                    if action.stdin is not None:
-                        if action.stdin.data is not None:
-                            out.append("    stdin")
-                            text = action.stdin.data.decode("utf-8", errors="replace")
-                            out += [f"           | {line}" for line in text.splitlines()]
-                        else:
-                            out.append(f"    stdin  {action.stdin.describe()}")
-                    if action.valid_exit_codes != (0,):
-                        out.append(f"           success: exit code {', '.join(map(str, action.valid_exit_codes))}")
-                    for code, warning in action.warn_exit_codes:
-                        out.append(f"           exit code {code}: warning: {warning}")
-                    if action.timeout_seconds is not None:
-                        name = f" ({action.timeout_name})" if action.timeout_name else ""
-                        out.append(f"           stopped after {action.timeout_seconds:g} s{name}")
-                elif isinstance(action, Upload):
-                    mode = f", mode {action.mode:04o}" if action.mode is not None else ""
-                    out.append(f"    {label}upload {action.remote_path}{mode}")
-                    out.append(f"           from {action.content.describe()}")
-                    if action.description:
-                        out.append(f"           ({action.description})")
-                    text = _shown_text(action.content.data)
-                    if text is not None:
-                        out += [f"           | {line}" for line in text.splitlines()]
-                elif isinstance(action, Restart):
-                    out.append(f"    {label}restart {action.command}")
-                    if action.check_command:
-                        out.append(f"           then until this succeeds: {action.check_command}")
-                    out.append(f"           (a new boot within {action.timeout_seconds:g} s)")
-                elif isinstance(action, WindowsUpdate):
-                    out.append(f"    {label}update {action.command or action.description}")
-                    out.append(f"           search: {action.search_criteria}; at most {action.update_limit} updates")
-                    out += [f"           filter: {f}" for f in action.filters]
-                    out.append(
-                        f"           (rounds until nothing is left, at most {action.max_rounds}; a restart between "
-                        "rounds when one is needed)"
-                    )
+                out += action_lines(action, label) if verbose else _shown_once(action, label, index, wrappers)
         for note in step.notes:
             out.append(f"    note: {note}")
         out.append("")
     if not any(s.phase == "deprovision" for s in plan.steps):
         out.append("The deprovision step is left out: add --generalize to run it (the VM is unusable afterwards).")
     return prepared.redact("\n".join(out) + "\n")
+
+
+@functools.singledispatch
+def action_lines(action: object, label: str) -> list[str]:
+    """How ``aibx plan`` shows one action (``label``: "", "on interrupt: " or "clean-up: "); one function per action
+    type, registered below."""
+    return [f"    {label}{type(action).__name__}"]
+
+
+@action_lines.register
+def _(action: Exec, label: str) -> list[str]:
+    out = [f"    {label}exec   {action.command}"]
+    if action.description and (not label or "-EncodedCommand " in action.command):
+        out.append(f"           ({action.description})")
+    script = _encoded_script(action.command)
+    if script is not None:
+        out.append("           decoded:")
+        out += [f"           | {line}" for line in script.splitlines()]
+    if action.stdin is not None:
+        if action.stdin.data is not None:
+            out.append("    stdin")
+            text = action.stdin.data.decode("utf-8", errors="replace")
+            out += [f"           | {line}" for line in text.splitlines()]
+        else:
+            out.append(f"    stdin  {action.stdin.describe()}")
+    if action.valid_exit_codes != (0,):
+        out.append(f"           success: exit code {', '.join(map(str, action.valid_exit_codes))}")
+    for code, warning in action.warn_exit_codes:
+        out.append(f"           exit code {code}: warning: {warning}")
+    if action.timeout_seconds is not None:
+        name = f" ({action.timeout_name})" if action.timeout_name else ""
+        out.append(f"           stopped after {action.timeout_seconds:g} s{name}")
+    return out
+
+
+@action_lines.register
+def _(action: Upload, label: str) -> list[str]:
+    mode = f", mode {action.mode:04o}" if action.mode is not None else ""
+    out = [f"    {label}upload {action.remote_path}{mode}", f"           from {action.content.describe()}"]
+    if action.description:
+        out.append(f"           ({action.description})")
+    shown = _shown_text(action.content.data)
+    if shown is not None:
+        out += [f"           | {line}" for line in shown.splitlines()]
+    return out
+
+
+@action_lines.register
+def _(action: Restart, label: str) -> list[str]:
+    out = [f"    {label}restart {action.command}"]
+    if action.check_command:
+        out.append(f"           then until this succeeds: {action.check_command}")
+    out.append(f"           (a new boot within {action.timeout_seconds:g} s)")
+    return out
+
+
+@action_lines.register
+def _(action: WindowsUpdate, label: str) -> list[str]:
+    return [
+        f"    {label}update {action.command or action.description}",
+        f"           search: {action.search_criteria}; at most {action.update_limit} updates",
+        *(f"           filter: {f}" for f in action.filters),
+        f"           (rounds until nothing is left, at most {action.max_rounds}; a restart between "
+        "rounds when one is needed)",
+    ]
 
 
 def _encoded_script(command: str) -> str | None:

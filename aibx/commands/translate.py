@@ -6,9 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aibx.commands.template_args import add_template_options
 from aibx.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from aibx.translators.bicep_writer import PackerVariable
+    from aibx.translators.from_packer import Upload
+    from aibx.translators.report import Report
 
 EXAMPLES = """\
 examples:
@@ -126,6 +132,14 @@ def run(args: argparse.Namespace) -> int:
         print("aibx: --report-json - is deprecated: use --format json", file=err)
         args.format, args.report_json = "json", None
     json_mode = args.format == "json"
+    if args.report_json:
+        from aibx.commands.output_paths import output_path_problem
+
+        problem = output_path_problem(args.report_json, "report.json")
+        if problem:  # before anything is translated or written
+            message = f"aibx translate: --report-json {args.report_json}: {problem}"
+            print(message, file=err)
+            return json_output.refuse(args, "translate", json_output.Refusal(ExitCode.USAGE, [message]))
     outcome = _to_packer(args, json_mode) if _reads_aib(args) else _to_aib(args, json_mode)
     lossy = any(r.lossy for r in outcome.reports)
     if args.report_json:
@@ -266,7 +280,7 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
     if len(loaded.results) > 1 and target is None:
         return outcome.fail("AIB076", f"{len(loaded.results)} templates in the file: write them with -o DIR", args.path)
     output_dir = (target if folder else target.parent) if target is not None else Path.cwd()
-    texts: list[tuple[object, Path | None, str]] = []
+    texts: list[tuple[Report, Path | None, str]] = []
     for result in loaded.results:
         tpl = result.template
         out_path = None
@@ -300,13 +314,13 @@ def _to_packer(args: argparse.Namespace, json_mode: bool) -> _Outcome:
 
 
 # ----------------------------------------------------------------------------------------------- Packer → AIB
-def _variables(config: object) -> dict[str, object]:
+def _variables(config: object) -> dict[str, PackerVariable]:
     """The Packer variables that have values, for the params of a Bicep file."""
     from aibx.document import Unresolved
     from aibx.translators.bicep_writer import PackerVariable
 
-    sensitive = getattr(config, "sensitive_names", set())
-    secrets = getattr(config, "secrets", set())  # values from the environment are secrets too (AIB079)
+    sensitive: set[str] = getattr(config, "sensitive_names", set())
+    secrets: set[str] = getattr(config, "secrets", set())  # values from the environment are secrets too (AIB079)
     return {
         name: PackerVariable(value, name in sensitive or (isinstance(value, str) and value in secrets))
         for name, value in getattr(config, "variables", {}).items()
@@ -319,23 +333,12 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
 
     from aibx.diagnostics import has_errors
     from aibx.swagger_tables import API_VERSIONS
-    from aibx.translators import AibOptions, PackerInputs, aib_document, packer_kind, packer_to_aib, read_packer
+    from aibx.translators import AibOptions, PackerInputs, aib_document, packer_to_aib, read_packer
 
     outcome = _Outcome()
     path = args.path
-    if not Path(path).exists():
-        return outcome.fail("AIB001", "no such file or folder", path)
-    if path.endswith(".pkr.json"):
-        return outcome.fail("AIB072", "HCL2 in JSON syntax (.pkr.json) is not supported; use .pkr.hcl", path)
-    if packer_kind(path) is None:
-        return outcome.fail(
-            "AIB072",
-            'not a Packer configuration (a .pkr.hcl file, a folder of them, or a JSON template with "builders")'
-            + ("; an AIB template translates with --to packer" if path.endswith(".json") else ""),
-            path,
-        )
-    if args.api_version and args.api_version not in API_VERSIONS:
-        return outcome.fail("AIB008", f"--api-version {args.api_version}: known are {', '.join(API_VERSIONS)}")
+    if _refuse_packer_input(args, outcome):
+        return outcome
     config = read_packer(
         path,
         PackerInputs(
@@ -370,15 +373,8 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
             "AIB076", f"{len(produced)} templates ({names}): write them with -o DIR or pick one with --only", path
         )
     uploads = [u for t in produced for u in t.uploads]
-    upload_dir = None
-    if uploads:
-        if args.upload_dir:
-            upload_dir = Path(args.upload_dir)
-        elif target is not None:
-            upload_dir = (target if folder else target.parent) / "upload"
-        else:
-            upload_dir = Path("upload")
-    documents: list[tuple[object, Path | None, str]] = []
+    upload_dir = _upload_dir(args, target, folder) if uploads else None
+    documents: list[tuple[Report, Path | None, str]] = []
     for t in translations:
         outcome.reports.append(t.report)
         if t.template is None:
@@ -410,20 +406,58 @@ def _to_aib(args: argparse.Namespace, json_mode: bool) -> _Outcome:
         elif not _write(out_path, text, outcome):
             return outcome
     if upload_dir is not None:
-        written = set()
-        for u in uploads:
-            if u.name in written:
-                continue
-            written.add(u.name)
-            data = u.data if u.data is not None else Path(u.local or "").read_bytes()
-            try:
-                dest = upload_dir / u.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
-            except OSError as exc:
-                return outcome.fail("AIB076", f"cannot write: {exc.strerror or exc}", str(upload_dir / u.name))
-        print(
-            f"aibx: {len(written)} file(s) to publish under {args.upload_base_uri} written to {upload_dir}/",
-            file=sys.stderr,
-        )
+        _write_uploads(args, uploads, upload_dir, outcome)
     return outcome
+
+
+def _refuse_packer_input(args: argparse.Namespace, outcome: _Outcome) -> bool:
+    """What cannot be a Packer configuration to read (or a wrong --api-version): the outcome fails, True."""
+    from aibx.swagger_tables import API_VERSIONS
+    from aibx.translators import packer_kind
+
+    path = args.path
+    if not Path(path).exists():
+        outcome.fail("AIB001", "no such file or folder", path)
+    elif path.endswith(".pkr.json"):
+        outcome.fail("AIB072", "HCL2 in JSON syntax (.pkr.json) is not supported; use .pkr.hcl", path)
+    elif packer_kind(path) is None:
+        outcome.fail(
+            "AIB072",
+            'not a Packer configuration (a .pkr.hcl file, a folder of them, or a JSON template with "builders")'
+            + ("; an AIB template translates with --to packer" if path.endswith(".json") else ""),
+            path,
+        )
+    elif args.api_version and args.api_version not in API_VERSIONS:
+        outcome.fail("AIB008", f"--api-version {args.api_version}: known are {', '.join(API_VERSIONS)}")
+    else:
+        return False
+    return True
+
+
+def _upload_dir(args: argparse.Namespace, target: Path | None, folder: bool) -> Path:
+    if args.upload_dir:
+        return Path(args.upload_dir)
+    if target is not None:
+        return (target if folder else target.parent) / "upload"
+    return Path("upload")
+
+
+def _write_uploads(args: argparse.Namespace, uploads: list[Upload], upload_dir: Path, outcome: _Outcome) -> None:
+    """The local files the templates now reference by URI, written once each for the user to publish."""
+    written = set()
+    for u in uploads:
+        if u.name in written:
+            continue
+        written.add(u.name)
+        data = u.data if u.data is not None else Path(u.local or "").read_bytes()
+        try:
+            dest = upload_dir / u.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        except OSError as exc:
+            outcome.fail("AIB076", f"cannot write: {exc.strerror or exc}", str(upload_dir / u.name))
+            return
+    print(
+        f"aibx: {len(written)} file(s) to publish under {args.upload_base_uri} written to {upload_dir}/",
+        file=sys.stderr,
+    )

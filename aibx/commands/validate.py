@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from aibx.commands.template_args import add_template_options, load_templates
+from aibx.commands.template_args import add_packer_options, add_template_options, load_templates
 from aibx.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from aibx.commands.template_args import Loaded
+    from aibx.console import Style
 
 EXAMPLES = """\
 examples:
+  aibx validate template.json -p artifactsBaseUrl=https://example.com --parameters @params.json
   aibx validate template.json
   aibx validate templates/                       every *.json, *.jsonc, *.bicep below (not .dot folders)
   aibx validate deploy.json --parameters deploy.parameters.json --resource-group rg --subscription-id ID
@@ -17,6 +23,8 @@ examples:
   aibx validate template.json --api-version 2024-02-01 --strict
   aibx validate main.bicep --parameters dev.bicepparam -p imageName=web
   aibx validate dev.bicepparam                   the .bicep file it is `using`, with its values
+  aibx validate build.pkr.hcl --var-file dev.pkrvars.hcl
+                                                 a Packer build, as the AIB template translate --to aib makes
   az image builder show -n NAME -g RG | aibx validate -
   aibx validate template.json --format json | jq '.diagnostics[] | select(.severity=="error")'
 
@@ -38,14 +46,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="template files or folders; - reads standard input")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="template files or folders, or Packer configurations (.pkr.hcl files, folders of them, legacy JSON "
+        "templates); - reads standard input",
+    )
     add_template_options(p)
+    add_packer_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     p.add_argument("--strict", action="store_true", help="fail on warnings too")
     p.add_argument(
         "--allow-local-files",
         action="store_true",
-        help="let a Bicep file's loadTextContent() and modules read files outside its folder",
+        help="let a Bicep file's loadTextContent() and modules, and a Packer configuration's scripts and files, "
+        "read files outside its folder",
     )
     p.set_defaults(handler=run)
 
@@ -86,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
                 ],
                 diagnostics=[d.as_dict() for d in diags],
                 summary={"errors": errors, "warnings": warnings},
+                # a Packer configuration: what the in-memory translation made of each field and provisioner
+                **({"translations": [r.as_dict() for r in loaded.reports]} if loaded.packer else {}),
             )
         )
         return code
@@ -100,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def summary_line(loaded, errors: int, warnings: int, failed: bool, style) -> str:
+def summary_line(loaded: Loaded, errors: int, warnings: int, failed: bool, style: Style) -> str:
     def count(n: int, word: str) -> str:
         return f"{n} {word}{'s' * (n != 1)}"
 

@@ -1,25 +1,70 @@
 """Transports: one module per way of reaching a VM, behind ``base.Transport``.
 
 ``parse_target("aibxtest@vm:2222")`` reads what the user typed after ``--host``; ``create_transport`` picks the
-class for its scheme from ``SCHEMES``. Adding a way to reach a VM is one entry there (and its module).
+transport for its scheme from ``DESCRIPTORS``. Adding a way to reach a VM is one descriptor there (and its module):
+its URL schemes, the OSes it serves, its own command-line flags and how they become its options. The descriptors
+are data, so the command line reads them without importing the transports (pywinrm, asyncssh) themselves.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aibx.engine.transports.base import Transport
 
-# scheme -> "module:callable" that takes (Target, ConnectOptions) and returns the Transport; a target without a
-# scheme is ssh, the word "local" is this machine
-SCHEMES: dict[str, str] = {
-    "ssh": "aibx.engine.transports.ssh:SshTransport",
-    "local": "aibx.engine.transports.local:LocalTransport",
-    "winrm": "aibx.engine.transports.winrm:transport_for_target",
-    "winrms": "aibx.engine.transports.winrm:transport_for_target",
-}
+
+@dataclass(frozen=True)
+class TransportDescriptor:
+    """One way of reaching a VM, as the command line sees it."""
+
+    name: str
+    schemes: tuple[str, ...]  # what --host may start with (scheme://); "local" is the word local
+    factory: str  # "module:callable" taking (Target, ConnectOptions) and returning the Transport
+    serves: tuple[str, ...]  # the OSes whose templates it runs: "linux", "windows"
+    # its own command-line flags: (flag, the argparse dest, the ConnectOptions.extra key)
+    flags: tuple[tuple[str, str, str], ...] = ()
+    files: tuple[str, ...] = ()  # those of its flags that name a file that must exist
+    alone: bool = False  # cannot be one of several hosts
+    wrong_os: str = ""  # why it cannot run a template of an OS it does not serve ({host}: the target as typed)
+
+
+DESCRIPTORS: tuple[TransportDescriptor, ...] = (
+    TransportDescriptor("ssh", ("ssh",), "aibx.engine.transports.ssh:SshTransport", ("linux", "windows")),
+    TransportDescriptor(
+        "local",
+        ("local",),
+        "aibx.engine.transports.local:LocalTransport",
+        ("linux",),
+        alone=True,
+        wrong_os="local runs Linux customizers (use winrm://, winrms:// or ssh:// to a Windows VM)",
+    ),
+    TransportDescriptor(
+        "winrm",
+        ("winrm", "winrms"),
+        "aibx.engine.transports.winrm:transport_for_target",
+        ("windows",),
+        flags=(
+            ("--winrm-auth", "winrm_auth", "auth"),
+            ("--winrm-ca", "winrm_ca", "ca_file"),
+            ("--winrm-client-cert", "winrm_client_cert", "client_cert"),
+            ("--winrm-client-key", "winrm_client_key", "client_key"),
+            ("--insecure-skip-tls-verify", "insecure_skip_tls_verify", "insecure_skip_tls_verify"),
+            ("--allow-unencrypted", "allow_unencrypted", "allow_unencrypted"),
+        ),
+        files=("--winrm-ca", "--winrm-client-cert", "--winrm-client-key"),
+        wrong_os="{host} is a WinRM target, for Windows VMs (use ssh:// for Linux)",
+    ),
+)
+# scheme -> "module:callable"; a target without a scheme is ssh, the word "local" is this machine
+SCHEMES: dict[str, str] = {scheme: d.factory for d in DESCRIPTORS for scheme in d.schemes}
+
+
+def descriptor(scheme: str) -> TransportDescriptor:
+    return next(d for d in DESCRIPTORS if scheme in d.schemes)
+
 
 _TARGET = re.compile(
     r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?"
@@ -95,5 +140,5 @@ def parse_target(text: str) -> Target:
 
 def create_transport(target: Target, options: ConnectOptions) -> Transport:
     module_name, _, factory_name = SCHEMES[target.scheme].partition(":")
-    factory = getattr(importlib.import_module(module_name), factory_name)
-    return factory(target, options)  # type: ignore[no-any-return]
+    factory: Callable[[Target, ConnectOptions], Transport] = getattr(importlib.import_module(module_name), factory_name)
+    return factory(target, options)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aibx import errors
+
 # on_output(stream, chunk): stream is "stdout" or "stderr"
 OutputCallback = Callable[[str, bytes], None]
 # on_progress(bytes written so far, total bytes): called on the event loop's thread as a file goes up
@@ -22,19 +24,41 @@ class TransportError(Exception):
 
 
 @dataclass
-class ConnectError(TransportError):
+class ConnectError(TransportError, errors.ConnectFailure):
     """The VM cannot be reached or does not let us in.
 
-    kind: "refused", "timeout", "dns", "unreachable", "auth", "hostkey", "tls" or "protocol"."""
+    kind: "refused", "timeout", "dns", "unreachable", "auth", "hostkey", "tls" or "protocol". ``ConnectError(kind,
+    ...)`` is an instance of the subclass for its kind (``HostKeyError``, ``AuthError``, ``TlsError``): those the
+    VM answers with but does not let us in (``aibx.errors.NotLetIn``), where waiting does not help."""
 
     kind: str
     target: str
     detail: str
     hint: str = ""
 
+    def __new__(cls, kind: str = "", *args: object, **kwargs: object) -> ConnectError:
+        if cls is ConnectError:
+            cls = _BY_KIND.get(kind, ConnectError)
+        return super().__new__(cls)
+
     def __str__(self) -> str:
         text = f"cannot connect to {self.target}: {self.detail}"
         return f"{text}\nhint: {self.hint}" if self.hint else text
+
+
+class HostKeyError(ConnectError, errors.HostKeyRejected):
+    pass
+
+
+class AuthError(ConnectError, errors.AuthFailed):
+    pass
+
+
+class TlsError(ConnectError, errors.TlsFailed):
+    pass
+
+
+_BY_KIND: dict[str, type[ConnectError]] = {"hostkey": HostKeyError, "auth": AuthError, "tls": TlsError}
 
 
 class ConnectionLost(TransportError):

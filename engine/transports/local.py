@@ -126,10 +126,13 @@ class LocalTransport(Transport):
         if path.is_dir():
             raise RemoteFileError(remote_path, "is a directory; the destination must name the file")
         try:
-            progress = None
+            progress: ProgressCallback | None = None
             if on_progress is not None:
-                loop = asyncio.get_running_loop()
-                progress = lambda done, total: loop.call_soon_threadsafe(on_progress, done, total)  # noqa: E731
+                loop, report = asyncio.get_running_loop(), on_progress
+
+                def progress(done: int, total: int) -> None:
+                    loop.call_soon_threadsafe(report, done, total)
+
             await asyncio.to_thread(_write_file, data, path, progress)
             if mode is not None:
                 path.chmod(mode)

@@ -30,10 +30,9 @@ import socket
 from pathlib import Path
 from typing import BinaryIO
 
-import asyncssh
-
 from aibx import powershell
-from aibx.engine.transports import ConnectOptions, Target
+from aibx.engine.transports import ConnectOptions, Target, ssh_agent
+from aibx.engine.transports.asyncssh_import import asyncssh
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
@@ -42,7 +41,6 @@ from aibx.engine.transports.base import (
     RemoteFileError,
     Transport,
 )
-from aibx.engine.transports.winrm import BOOT_IDENTITY_SCRIPT as WINDOWS_BOOT_IDENTITY_SCRIPT
 
 READ_CHUNK = 64 * 1024
 # SFTP write requests in flight: 8 x 255 KiB fill OpenSSH's 2 MiB channel window (the most a high-latency link can
@@ -109,6 +107,11 @@ class SshTransport(Transport):
         self.target = str(target)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
+        # the command agent (ssh_agent.py): started in the background with the first command, used once ready
+        self._agent: ssh_agent.Agent | None = None
+        self._agent_start: asyncio.Task[ssh_agent.Agent | None] | None = None
+        self._background_due = False  # the agent is still to be started on this connection
+        self._sftp_busy = 0  # puts and gets under way (the SFTP session is not given back meanwhile)
         self._host_key: asyncssh.SSHKey | None = None  # the key the first connection accepted
         self.connect_note = ""  # e.g. "trusted the new host key SHA256:... and recorded it in ~/.ssh/known_hosts"
         self.windows = options.remote_os == "windows"
@@ -157,7 +160,7 @@ class SshTransport(Transport):
         try:
             sock = await self._open_socket(kwargs, deadline)
             kwargs["connect_timeout"] = max(deadline - loop.time(), 0.001)
-            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)  # type: ignore[arg-type]
+            self._conn = await asyncssh.connect(self.spec.host or "", sock=sock, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._host_key_error(check, known_hosts) from exc
         except asyncssh.PermissionDenied:
@@ -193,6 +196,7 @@ class SshTransport(Transport):
             self.connect_note = f"trusted the new host key {check.fingerprint} and recorded it in {known_hosts}"
         if self._host_key is None:
             self._host_key = self._conn.get_server_host_key()
+        self._background_due = True  # started with the first command or file (see _start_background)
 
     async def _open_socket(self, kwargs: dict[str, object], deadline: float) -> socket.socket | None:
         """The TCP connection to the host ``~/.ssh/config`` names, tried again every ``TCP_ATTEMPT_SECONDS`` while
@@ -237,6 +241,7 @@ class SshTransport(Transport):
 
     def _abandon(self) -> None:
         self._sftp = None
+        self._drop_background()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.abort()
@@ -291,9 +296,116 @@ class SshTransport(Transport):
         on_output: OutputCallback | None = None,
         timeout: float | None = None,
     ) -> int:
-        conn = self._require()
+        agent = await self._ready_agent(command)
+        data = ssh_agent.read_stdin(stdin) if agent is not None else None
+        if agent is not None and data is not None:
+            async with agent.lock:
+                return await self._run_on_agent(agent, command, data, on_output, timeout)
+        return await self._run_on_channel(command, stdin, on_output, timeout)
+
+    async def _ready_agent(self, command: str) -> ssh_agent.Agent | None:
+        """The agent, when it can take ``command`` now; None for an exec channel. The first command after connect
+        (the boot id) does not wait for the agent: it runs alongside the agent's start, on its own channel; later
+        commands wait for the start to end (bounded by ssh_agent.START_SECONDS)."""
+        first = self._start_background()
+        start = self._agent_start
+        if start is not None:
+            if not start.done():
+                if first:
+                    return None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(start)
+            self._agent_start = None
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                self._agent = start.result()
+        agent = self._agent
+        if agent is None or not agent.usable or agent.lock.locked() or not ssh_agent.accepts(command):
+            return None
+        return agent
+
+    async def _run_on_agent(
+        self,
+        agent: ssh_agent.Agent,
+        command: str,
+        stdin: bytes,
+        on_output: OutputCallback | None,
+        timeout: float | None,
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
-            process = await conn.create_process(command, encoding=None)
+            return await asyncio.wait_for(agent.run(command, stdin, on_output), timeout)
+        except asyncio.TimeoutError:
+            await agent.stop()
+            raise TimeoutError(f"command still running after {timeout:g} s") from None
+        except ssh_agent.AgentGone as gone:
+            if not gone.started:  # it never ran: over an exec channel (which tells a dead connection exactly)
+                left = None if timeout is None else max(timeout - (loop.time() - began), 0.001)
+                return await self._run_on_channel(command, stdin, on_output, left)
+            if gone.code is not None:  # the agent was killed with the command (a reboot's SIGTERM to all)
+                return gone.code
+            because = f" ({gone.reason})" if gone.reason else ""
+            raise ConnectionLost(f"the connection to {self.target} dropped{because}") from None
+        except (asyncssh.Error, OSError) as exc:
+            agent.usable = False
+            raise ConnectionLost(f"the connection to {self.target} dropped ({_reason(exc)})") from None
+        except BaseException:  # cancelled (interrupt) or a failing callback: stop what runs
+            await agent.stop()
+            raise
+
+    def _start_background(self) -> bool:
+        """Start the agent, once per connection, at the first command or file; True when this call started it. It
+        starts after the caller's own channel is asked for (tasks run at the loop's next turn), so a server with a
+        low MaxSessions gives the first command its channel, and the agent falls back to exec channels when no
+        session is left for it. (SFTP starts when a file needs it: most runs move no file over SFTP.)"""
+        if not self._background_due or self._conn is None:
+            return False
+        self._background_due = False
+        if not self.windows and ssh_agent.enabled():
+            self._agent_start = asyncio.ensure_future(ssh_agent.Agent.start(self._conn, self.options.stop_grace))
+        return True
+
+    async def _open_process(self, command: str) -> asyncssh.SSHClientProcess:
+        """An exec channel for ``command``. A server that refuses another session (MaxSessions, or a session it
+        has not yet cleaned up) gets back the idle agent's and SFTP's, and is asked again, up to 3 times."""
+        for attempt in range(1, 4):
+            try:
+                return await self._require().create_process(command, encoding=None)
+            except asyncssh.ChannelOpenError:
+                if attempt == 3:
+                    raise
+                self._give_back_sessions()
+                await asyncio.sleep(0.1 * attempt)
+        raise AssertionError("unreachable")
+
+    def _give_back_sessions(self) -> None:
+        """Close the agent (not to be started again on this connection) and the SFTP session (started again when
+        a file needs it), unless they are in use."""
+        if self._agent is not None and not self._agent.lock.locked():
+            self._agent.close()
+            self._agent = None
+        if self._sftp is not None and not self._sftp_busy:
+            self._sftp.exit()
+            self._sftp = None
+
+    def _drop_background(self) -> None:
+        self._background_due = False
+        if self._agent_start is not None:
+            self._agent_start.cancel()
+            self._agent_start = None
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    async def _run_on_channel(
+        self,
+        command: str,
+        stdin: bytes | Path | None,
+        on_output: OutputCallback | None,
+        timeout: float | None,
+    ) -> int:
+        try:
+            process = await self._open_process(command)
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(
                 f"cannot start a command on {self.target}: {_reason(exc)}", command_started=False
@@ -362,7 +474,7 @@ class SshTransport(Transport):
 
     async def boot_identity(self) -> str | None:
         """Linux: the kernel's boot_id; Windows (``remote_os="windows"``): LastBootUpTime, through PowerShell."""
-        command = powershell.encoded_command_line(WINDOWS_BOOT_IDENTITY_SCRIPT) if self.windows else BOOT_ID_COMMAND
+        command = powershell.encoded_command_line(powershell.BOOT_IDENTITY_SCRIPT) if self.windows else BOOT_ID_COMMAND
         code, text = await self._output_of(command)
         lines = text.splitlines()
         return lines[-1].strip() if code == 0 and lines and lines[-1].strip() else None
@@ -404,6 +516,17 @@ class SshTransport(Transport):
         *,
         on_progress: ProgressCallback | None = None,
     ) -> None:
+        if await self._put_through_agent(data, remote_path, mode, on_progress):
+            return
+        self._sftp_busy += 1
+        try:
+            await self._put_over_sftp(data, remote_path, mode, on_progress)
+        finally:
+            self._sftp_busy -= 1
+
+    async def _put_over_sftp(
+        self, data: bytes | Path, remote_path: str, mode: int | None, on_progress: ProgressCallback | None
+    ) -> None:
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         block = sftp.limits.max_write_len or 32768
@@ -413,15 +536,15 @@ class SshTransport(Transport):
         write_path = remote_path
         if not self.windows:
             await self._refuse_a_symlink(sftp, remote_path, shown)
-            folder, name = posixpath.split(remote_path)
-            # random for this run, the same for every attempt: an upload a reboot cut short leaves its partial file
-            # under this name, removed before the next attempt
-            write_path = posixpath.join(folder, f".{name[:100]}.aibx-{self._upload_token}")
+            write_path = self._partial_path(remote_path)
             await _remove_regular_file(sftp, write_path)
         try:
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
-            f = await sftp.open(write_path, "wb" if self.windows else "xb", attrs or asyncssh.SFTPAttrs())
+            # block_size=0: each write is one request, sent when its coroutine starts (asyncssh's own splitting
+            # would send it from tasks of its own, after requests made later, such as the fsync)
+            pflags = "wb" if self.windows else "xb"
+            f = await sftp.open(write_path, pflags, attrs or asyncssh.SFTPAttrs(), block_size=0)
         except _SFTP_LOST as exc:
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncssh.SFTPError as exc:
@@ -430,16 +553,20 @@ class SshTransport(Transport):
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         try:
             try:
-                if isinstance(data, Path):
+                # then the mode, and on the VM's disk before the step counts as done (a reset right after it cannot
+                # lose the file); a file of one block goes in one round trip with both, a larger one in two
+                settle = mode if not self.windows else None
+                size = data.stat().st_size if isinstance(data, Path) else len(data)
+                if size <= block:
+                    chunk = data.read_bytes() if isinstance(data, Path) else data
+                    await _write_chmod_fsync(f, chunk, settle, on_progress)
+                elif isinstance(data, Path):
                     with data.open("rb") as src:
-                        await _pipelined_write(f, src, block, data.stat().st_size, on_progress)
+                        await _pipelined_write(f, src, block, size, on_progress)
+                    await _write_chmod_fsync(f, None, settle)
                 else:
-                    await _pipelined_write(f, io.BytesIO(data), block, len(data), on_progress)
-                if mode is not None and not self.windows:
-                    await f.chmod(mode)
-                # on the VM's disk before the step counts as done: a reset right after it cannot lose the file
-                with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-                    await f.fsync()
+                    await _pipelined_write(f, io.BytesIO(data), block, size, on_progress)
+                    await _write_chmod_fsync(f, None, settle)
             except _SFTP_LOST:
                 raise
             except asyncssh.SFTPError as exc:
@@ -467,6 +594,36 @@ class SshTransport(Transport):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(_discard(f, sftp, write_path)), CANCELLED_UPLOAD_CLEANUP)
             raise
+
+    def _partial_path(self, remote_path: str) -> str:
+        """Where an upload writes before the rename: random for this run, the same for every attempt (an upload a
+        reboot cut short leaves its partial file under this name, removed before the next attempt)."""
+        folder, name = posixpath.split(remote_path)
+        return posixpath.join(folder, f".{name[:100]}.aibx-{self._upload_token}")
+
+    async def _put_through_agent(
+        self, data: bytes | Path, remote_path: str, mode: int | None, on_progress: ProgressCallback | None
+    ) -> bool:
+        """A small file in one round trip through the agent, written as over SFTP (never through a symlink, into a
+        new file beside it, given its mode, synced, renamed over the path) instead of SFTP's six round trips. False
+        when the agent cannot take it or the command fails (a symlink, a missing folder, a full disk, ...): SFTP
+        then writes it or says exactly what is wrong."""
+        if self.windows or "\n" in remote_path:
+            return False
+        payload = ssh_agent.small_file(data)
+        if payload is None:
+            return False
+        command = ssh_agent.put_command(remote_path, self._partial_path(remote_path), mode)
+        agent = await self._ready_agent(command)
+        if agent is None:
+            return False
+        async with agent.lock:
+            code = await self._run_on_agent(agent, command, payload, None, None)
+        if code != 0:
+            return False
+        if on_progress is not None and payload:
+            on_progress(len(payload), len(payload))
+        return True
 
     async def _refuse_a_symlink(self, sftp: asyncssh.SFTPClient, path: str, shown: str) -> None:
         try:
@@ -506,6 +663,13 @@ class SshTransport(Transport):
         return RemoteFileError(shown, exc.reason or type(exc).__name__)
 
     async def get(self, remote_path: str) -> bytes:
+        self._sftp_busy += 1
+        try:
+            return await self._get_over_sftp(remote_path)
+        finally:
+            self._sftp_busy -= 1
+
+    async def _get_over_sftp(self, remote_path: str) -> bytes:
         sftp = await self._sftp_client()
         try:
             async with sftp.open(self._sftp_path(remote_path), "rb") as f:
@@ -514,6 +678,7 @@ class SshTransport(Transport):
             raise RemoteFileError(remote_path, exc.reason) from None
 
     async def close(self) -> None:
+        self._drop_background()
         if self._sftp is not None:
             self._sftp.exit()
             self._sftp = None
@@ -529,7 +694,12 @@ async def _banner_ready(sock: socket.socket, timeout: float) -> bool:
     when it stays silent or closes the connection (a port forward whose VM is down)."""
     loop = asyncio.get_running_loop()
     readable = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
     try:
         await asyncio.wait_for(readable, timeout)
     except asyncio.TimeoutError:
@@ -571,7 +741,7 @@ async def _pipelined_write(
             if len(pending) >= UPLOAD_DEPTH:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 acknowledged(done)
-            request = asyncio.ensure_future(f.write(chunk, offset))
+            request: asyncio.Future[int] = asyncio.ensure_future(f.write(chunk, offset))
             sizes[request] = len(chunk)
             pending.add(request)
             offset += len(chunk)
@@ -594,6 +764,25 @@ async def _pipelined_write(
                 if not request.cancelled():
                     request.exception()
         raise
+
+
+async def _write_chmod_fsync(
+    f: asyncssh.SFTPClientFile, chunk: bytes | None, mode: int | None, on_progress: ProgressCallback | None = None
+) -> None:
+    """Write ``chunk`` at offset 0 (when given), set the mode (when given) and fsync: every request sent before any
+    answer comes back (the server takes them in order), so one round trip. The first error is raised (a server
+    without fsync@openssh.com is fine)."""
+    requests: list[asyncio.Future[object]] = []
+    if chunk:
+        requests.append(asyncio.ensure_future(f.write(chunk, 0)))
+    if mode is not None:
+        requests.append(asyncio.ensure_future(f.chmod(mode)))
+    requests.append(asyncio.ensure_future(f.fsync()))  # tasks start in the order they were made
+    for outcome in await asyncio.gather(*requests, return_exceptions=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncssh.SFTPOpUnsupported):
+            raise outcome
+    if chunk and on_progress is not None:
+        on_progress(len(chunk), len(chunk))
 
 
 # what asyncssh's SFTP client raises when the connection under it is gone (not a refusal by the server)

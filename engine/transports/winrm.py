@@ -30,9 +30,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from aibx import powershell
+from aibx import errors, powershell
 from aibx.engine.transports.base import (
     ConnectError,
     ConnectionLost,
@@ -55,20 +56,22 @@ DEFAULT_MAX_ENVELOPE_SIZE = 153600
 # room for the SOAP header and the Send body around the base64 of one stdin chunk (pywinrm's is ~1.5 KiB)
 _ENVELOPE_OVERHEAD = 4096
 
+# A command that ended by itself is not sent a Signal (terminate): that request would cost a round trip per
+# command. Deleting its shell releases it (WinRM counts unreleased commands against MaxConcurrentOperationsPerUser,
+# 1500 by default), so the shell is replaced after this many, at the cost of two requests.
+UNSIGNALLED_PER_SHELL = 25
+
 FAULT_OPERATION_TIMEOUT = 2150858793
 FAULT_SHELL_NOT_FOUND = 2150858843
 
-# What the runner compares before and after a restart: LastBootUpTime in UTC, ISO 8601.
-BOOT_IDENTITY_SCRIPT = (
-    "$ProgressPreference = 'SilentlyContinue'\n"
-    "(Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime.ToUniversalTime().ToString('o')"
-)
+# What the runner compares before and after a restart (shared with SSH to Windows): see aibx.powershell
+BOOT_IDENTITY_SCRIPT = powershell.BOOT_IDENTITY_SCRIPT
 
 UPLOAD_SCRIPT = "Receive-AibxFile.ps1"
 DOWNLOAD_SCRIPT = "Send-AibxFile.ps1"
 
 
-class WinRMConfigError(TransportError, ValueError):
+class WinRMConfigError(TransportError, errors.InvalidSettings):
     """The target or the options cannot work (a usage error, exit code 2): wrong URL, a missing password
     variable, Basic over plain HTTP, an auth method whose library is not installed."""
 
@@ -206,6 +209,7 @@ class WinRMTransport(Transport):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._protocol = None
         self._shell_id: str | None = None
+        self._unsignalled = 0  # commands of the current shell that ended without a Signal
         self._closed = False
 
     @classmethod
@@ -270,7 +274,7 @@ class WinRMTransport(Transport):
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aibx-winrm")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _new_protocol(self):
+    def _new_protocol(self) -> Any:  # a winrm.Protocol (pywinrm has no type information)
         import winrm
 
         o = self.options
@@ -281,7 +285,7 @@ class WinRMTransport(Transport):
             transport=self.auth,  # type: ignore[arg-type]
             username=self.spec.user,
             password=self._password,
-            ca_trust_path=o.ca_file,  # None: requests' default bundle, never REQUESTS_CA_BUNDLE & co.
+            ca_trust_path=cast(str, o.ca_file),  # None: requests' default bundle, never REQUESTS_CA_BUNDLE & co.
             cert_pem=o.client_cert,
             cert_key_pem=o.client_key,
             server_cert_validation=validation,  # type: ignore[arg-type]
@@ -313,6 +317,7 @@ class WinRMTransport(Transport):
             self._shell_id = protocol.open_shell(codepage=self.options.codepage)
         except Exception as e:
             raise self._connect_error(e) from None
+        self._unsignalled = 0
         self._protocol = protocol
         log.debug("connected to %s (%s) in %.3fs", self.target, self.auth, time.monotonic() - started)
 
@@ -452,7 +457,7 @@ class WinRMTransport(Transport):
             self._in_worker(self._execute_blocking, command, stdin_chunks, emit, deadline, cancel)
         )
         try:
-            return await asyncio.shield(future)  # type: ignore[return-value]
+            return cast(int, await asyncio.shield(future))
         except asyncio.CancelledError:
             # stop the remote process before giving up: the worker notices within one Receive
             cancel.set()
@@ -484,7 +489,7 @@ class WinRMTransport(Transport):
 
     def _finish_command(
         self,
-        protocol,
+        protocol: Any,
         shell_id: str,
         command_id: str,
         stdin_chunks: Iterable[bytes] | None,
@@ -510,7 +515,8 @@ class WinRMTransport(Transport):
                     wait = max(1, min(wait, math.ceil(remaining)))
                 protocol.operation_timeout_sec = wait
                 try:
-                    out, err, code, done = self._guard(protocol.get_command_output_raw, shell_id, command_id)
+                    answer = self._guard(protocol.get_command_output_raw, shell_id, command_id)
+                    out, err, code, done = cast("tuple[bytes, bytes, int, bool]", answer)
                 except WinRMOperationTimeoutError:
                     continue
                 if out:
@@ -526,8 +532,8 @@ class WinRMTransport(Transport):
             raise TransportError(self._scrub(f"{self.target}: WinRM fault: {e.reason}")) from None
         finally:
             protocol.operation_timeout_sec = self.options.receive_timeout
-        with contextlib.suppress(Exception):
-            self._guard(protocol.cleanup_command, shell_id, command_id)
+        # ended by itself: released with its shell (see UNSIGNALLED_PER_SHELL), no Signal round trip
+        self._unsignalled += 1
         return code
 
     def _start_command(self, command: str, console_mode_stdin: bool) -> str:
@@ -535,18 +541,33 @@ class WinRMTransport(Transport):
         Command that faulted never ran."""
         from winrm.exceptions import WSManFaultError
 
+        if self._unsignalled >= UNSIGNALLED_PER_SHELL:
+            self._renew_shell()
         for attempt in (1, 2):
             assert self._protocol is not None and self._shell_id is not None
             try:
-                return self._guard(self._protocol.run_command, self._shell_id, command, (), console_mode_stdin, False)  # type: ignore[return-value]
+                return self._guard(self._protocol.run_command, self._shell_id, command, (), console_mode_stdin, False)
             except WSManFaultError as e:
                 if e.wsman_fault_code != FAULT_SHELL_NOT_FOUND or attempt == 2:
                     raise TransportError(self._scrub(f"{self.target}: WinRM fault: {e.reason}")) from None
                 log.debug("shell %s is gone; opening a new one", self._shell_id)
-                self._shell_id = self._guard(self._protocol.open_shell, codepage=self.options.codepage)  # type: ignore[assignment]
+                self._shell_id = self._guard(self._protocol.open_shell, codepage=self.options.codepage)
+                self._unsignalled = 0
         raise AssertionError("unreachable")
 
-    def _send_stdin(self, protocol, shell_id: str, command_id: str, chunks: Iterable[bytes]) -> None:
+    def _renew_shell(self) -> None:
+        """A new shell for the next commands; deleting the old one releases the commands it holds."""
+        assert self._protocol is not None
+        protocol, old = self._protocol, self._shell_id
+        try:
+            shell_id = self._guard(protocol.open_shell, codepage=self.options.codepage)
+        except ConnectionLost as e:
+            raise ConnectionLost(str(e), command_started=False) from None  # the command was not sent
+        self._shell_id, self._unsignalled = shell_id, 0
+        with contextlib.suppress(Exception):
+            self._guard(protocol.close_shell, old, close_session=False)
+
+    def _send_stdin(self, protocol: Any, shell_id: str, command_id: str, chunks: Iterable[bytes]) -> None:
         from winrm.exceptions import WSManFaultError
 
         pending: bytes | None = None
@@ -560,7 +581,7 @@ class WinRMTransport(Transport):
             # the process ended before reading everything (it failed early): its output tells why
             log.debug("stdin not accepted any more: %s", e.reason)
 
-    def _terminate(self, protocol, shell_id: str, command_id: str) -> None:
+    def _terminate(self, protocol: Any, shell_id: str, command_id: str) -> None:
         with contextlib.suppress(Exception):
             self._guard(protocol.cleanup_command, shell_id, command_id)
 
@@ -669,7 +690,7 @@ class WinRMTransport(Transport):
     def _close_blocking(self) -> None:
         protocol, shell_id = self._protocol, self._shell_id
         if protocol is not None and shell_id is not None:
-            protocol.transport.read_timeout_sec = (self.options.connect_timeout, 10)  # type: ignore[assignment]
+            protocol.transport.read_timeout_sec = (self.options.connect_timeout, 10)
             with contextlib.suppress(Exception):
                 protocol.close_shell(shell_id, close_session=False)
         self._drop_protocol()
@@ -720,8 +741,11 @@ def _file_chunks(path: Path, size: int) -> Iterator[bytes]:
 
 
 def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()  # (hashlib.file_digest is Python 3.11's)
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _ssl_reason(exc: BaseException) -> str:

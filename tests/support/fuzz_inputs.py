@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from aibx import armexpr
 from aibx.translators import hcl_eval
 from tests.conftest import FIXTURES
-from tests.test_validate_properties import KEYS, TEMPLATES, TRICKY_STRINGS, get, json_values, paths_of
+from tests.support.template_mutations import KEYS, TEMPLATES, TRICKY_STRINGS, get, json_values, paths_of
 
 # ----------------------------------------------------------------------------------------------- values
 ODD_UNICODE = [

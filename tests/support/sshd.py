@@ -216,6 +216,7 @@ class SshTarget:
         port: int | None = None,
         tmp_size: str | None = None,
         sudo_asks_password: bool = False,
+        sudo_nopasswd: bool = False,
         login_shell: str | None = None,
         missing_programs: tuple[str, ...] = (),
     ) -> None:
@@ -237,9 +238,10 @@ class SshTarget:
         # faults a VM can have (isolated targets only: they live in the target's own mount namespace)
         self.tmp_size = tmp_size  # /tmp is a tmpfs of this size ("256k"): a disk that fills up
         self.sudo_asks_password = sudo_asks_password  # the real sudo, whose sudoers wants the user's password
+        self.sudo_nopasswd = sudo_nopasswd  # the real sudo, passwordless (as Azure's admin user and AIB's build user)
         self.login_shell = login_shell  # the login user's shell in the target's /etc/passwd (one that is missing)
         self.missing_programs = missing_programs  # paths under /usr/bin (/bin) that do not exist on the target
-        if (tmp_size or sudo_asks_password or login_shell or missing_programs) and not self.isolated:
+        if (tmp_size or sudo_asks_password or sudo_nopasswd or login_shell or missing_programs) and not self.isolated:
             raise ValueError("faults of the target's files need an isolated target (root)")
         self.known_hosts = self.dir / "known_hosts"
         self.config = self.dir / "sshd_config"
@@ -275,9 +277,10 @@ class SshTarget:
                 (self.winroot / "C:").symlink_to("c:")
             (self.dir / "windows.log").write_text("")  # what the powershell.exe shim did
             (self.dir / "windows.log").chmod(0o666)
-        if self.sudo_asks_password:
-            (self.shims / "sudo").unlink()  # the real sudo, with sudoers that want a password
-            (self.dir / "sudoers").write_text(f"Defaults !lecture\n{self.user} ALL=(ALL:ALL) ALL\n")
+        if self.sudo_asks_password or self.sudo_nopasswd:
+            (self.shims / "sudo").unlink()  # the real sudo, with sudoers that want a password (or not)
+            tag = "NOPASSWD: " if self.sudo_nopasswd else ""
+            (self.dir / "sudoers").write_text(f"Defaults !lecture\n{self.user} ALL=(ALL:ALL) {tag}ALL\n")
             (self.dir / "sudoers").chmod(0o440)
         if self.login_shell:
             passwd = Path("/etc/passwd").read_text().splitlines()
@@ -343,7 +346,7 @@ class SshTarget:
         faults = ""
         if self.tmp_size:
             faults += f"mount -t tmpfs -o size={self.tmp_size},mode=1777 tmpfs {d}/tmp && "
-        if self.sudo_asks_password:
+        if self.sudo_asks_password or self.sudo_nopasswd:
             faults += f"mount --bind {d}/sudoers /etc/sudoers && "
         if self.login_shell:
             faults += f"mount --bind {d}/passwd /etc/passwd && "
