@@ -158,11 +158,16 @@ def foreign_hint(arguments: Sequence[str], known: Sequence[str]) -> str:
             continue
         suggestion = FOREIGN_OPTIONS.get(option)
         first = suggestion.split()[0] if suggestion else ""
+        double = "--" + option.lstrip("-")
+        go_style = not option.startswith("--") and len(option) > 2 and double in known
+        # the table wins where it names another option of this verb (-var means -p for an AIB template, though
+        # `run` has a --var for Packer configs too); else the Go-style spelling of the verb's own option
+        if suggestion and first in known and first != double:
+            return f"{option} is not an aibx option; aibx says {suggestion}"
+        if go_style:
+            return f"{option} is not an aibx option; aibx says {double}"
         if suggestion and (first in known or not first.startswith("-")):
             return f"{option} is not an aibx option; aibx says {suggestion}"
-        double = "--" + option.lstrip("-")
-        if not option.startswith("--") and len(option) > 2 and double in known:
-            return f"{option} is not an aibx option; aibx says {double}"
     return ""
 
 

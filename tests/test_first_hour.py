@@ -539,7 +539,7 @@ def test_an_interrupt_at_a_question_ends_the_run_with_130(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("verb", "option", "hint"),
-    [("run", "-timeout", "--timeout"), ("run", "-only", "--only"), ("translate", "-var", "--var")],
+    [("run", "-timeout", "--timeout"), ("run", "-only", "--only"), ("translate", "-only", "--only")],
 )
 def test_go_style_single_dash_options_are_answered_with_the_verbs_own(
     tmp_path: Path, verb: str, option: str, hint: str
