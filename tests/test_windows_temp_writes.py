@@ -270,3 +270,42 @@ def test_a_windows_file_destination_that_is_a_symlink_is_refused_over_sftp(make_
     assert run.code == 1, run.result.text
     assert run.step("tool")["message"].startswith("cannot write C:\\data\\tool.bin: is a symbolic link (to ")
     assert own.read_text() == "the login user's own file\n"
+
+
+def test_an_exclusive_sftp_write_cut_short_is_written_again_by_the_same_run_only(make_ssh_target) -> None:
+    """A reboot during a temporary file's upload leaves what was written at its name: the same transport (the
+    retry of the same run) removes that plain file and creates it again exclusively; another transport (another run,
+    or what another user planted) is refused, and a symlink there is never removed or followed."""
+    from aibx.engine.transports import ConnectOptions, create_transport, parse_target
+    from aibx.engine.transports.base import RemoteFileError
+
+    target = make_ssh_target(windows_like=True)
+    temp = target.winroot / "c:" / "Windows" / "Temp"
+    own = victim(target)
+    (temp / "aibx-link.ps1").symlink_to(own)
+    options = ConnectOptions(identity=str(target.client_key), known_hosts=str(target.known_hosts), remote_os="windows")
+
+    async def scenario() -> list[str]:
+        outcomes: list[str] = []
+        first, second = (create_transport(parse_target(target.url), options) for _ in range(2))
+        for t in (first, second):
+            await t.connect()
+        try:
+            await first.put(b"v1", "C:\\Windows\\Temp\\aibx-x.ps1", exclusive=True)
+            (temp / "aibx-x.ps1").write_bytes(b"partial")  # as an attempt cut short leaves it
+            await first.put(b"v2", "C:\\Windows\\Temp\\aibx-x.ps1", exclusive=True)  # the retry
+            for t, path in ((second, "aibx-x.ps1"), (first, "aibx-link.ps1"), (first, "aibx-link.ps1")):
+                try:
+                    await t.put(b"v3", f"C:\\Windows\\Temp\\{path}", exclusive=True)
+                    outcomes.append("written")
+                except RemoteFileError as exc:
+                    outcomes.append(exc.reason)
+        finally:
+            for t in (first, second):
+                await t.close()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert (temp / "aibx-x.ps1").read_bytes() == b"v2"
+    assert len(outcomes) == 3 and all(o.startswith(EXCLUSIVE_MESSAGE) for o in outcomes), outcomes
+    assert (temp / "aibx-link.ps1").is_symlink() and own.read_text() == "the login user's own file\n"
