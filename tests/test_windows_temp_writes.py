@@ -309,3 +309,23 @@ def test_an_exclusive_sftp_write_cut_short_is_written_again_by_the_same_run_only
     assert (temp / "aibx-x.ps1").read_bytes() == b"v2"
     assert len(outcomes) == 3 and all(o.startswith(EXCLUSIVE_MESSAGE) for o in outcomes), outcomes
     assert (temp / "aibx-link.ps1").is_symlink() and own.read_text() == "the login user's own file\n"
+
+
+def test_the_elevated_runner_creates_its_output_files_exclusively_before_the_task_writes_them() -> None:
+    """runElevated/runAsSystem: the scheduled task (SYSTEM, or the user elevated) writes the script's output next
+    to the script, at names another user could predict. The runner creates both files first with CreateNew (which
+    fails on a planted file, symbolic link or junction, and follows none), the task's cmd.exe only appends (>>) to
+    them, and only the files the runner created are deleted afterwards."""
+    text = ps.package_script_text("Invoke-AibxScript.ps1")
+    assert parse_errors(text) == []
+    body = text[text.index("function Invoke-Elevated") :]
+    create = body.index(
+        "[System.IO.File]::Open($path, $mode, [System.IO.FileAccess]::Write, [System.IO.FileShare]::None).Dispose()"
+    )
+    assert "$mode = [System.IO.FileMode]::CreateNew" in body
+    assert "foreach ($path in @($stdoutPath, $stderrPath)) {" in body[:create]
+    assert create < body.index("$registered = $folder.RegisterTaskDefinition(")
+    assert "-InTask 1>>\"' + $stdoutPath + '\" 2>>\"' + $stderrPath + '\"\"'" in body
+    assert '-InTask 1>"' not in body and "2>\"'" not in body
+    finally_block = body[body.index("    } finally {") :]
+    assert "foreach ($path in $ours) {" in finally_block and "@($stdoutPath, $stderrPath)" not in finally_block
