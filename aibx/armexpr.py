@@ -39,6 +39,9 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # aibx builds no longer string (padLeft): ARM's whole request is limited to 4 MB
 MAX_BUILT_STRING = 4 * 1024 * 1024
 MAX_COPIES = 800  # ARM's limit on the count of a copy loop
+# calls of user-defined functions in one template: functions that each call the next twice would otherwise make
+# 2**depth calls; real templates make a few dozen
+MAX_FUNCTION_CALLS = 10_000
 # Bounds on what one template may make aibx compute (issue 11: forty variables that each concat() the last twice ate
 # all memory). A value is at most MAX_BUILT_STRING characters and MAX_VALUE_ITEMS array items and object members,
 # counted through every level, and nests at most MAX_VALUE_DEPTH deep; all strings the functions of one template
@@ -75,6 +78,11 @@ class Scope:
     context: DeploymentContext = field(default_factory=DeploymentContext)
     # the current iteration of each property copy loop (copyIndex('name')), by loop name
     copy_index: Mapping[str, int] = field(default_factory=dict)
+    # the template's user-defined functions, by lower-case ``namespace.member`` (see template_functions())
+    functions: Mapping[str, object] = field(default_factory=dict)
+    in_function: str | None = None  # the user-defined function whose body is being evaluated
+    # calls of user-defined functions so far, shared with the scopes of their bodies (MAX_FUNCTION_CALLS)
+    _function_calls: list[int] = field(default_factory=lambda: [0])
     _resolving: set[str] = field(default_factory=set)
     _resolved_variables: dict[str, object] = field(default_factory=dict)
     _built: int = 0  # characters and items the functions built so far (MAX_TOTAL_BUILT)
@@ -205,6 +213,11 @@ class _Parser:
             raise ExpressionError(f"expected '{value}' but found {got or 'the end'!r} in '{self.text}'")
         self.pos += 1
 
+    def _user_function_name(self) -> bool:
+        """Whether the tokens after an identifier are ``.member(``, as in a call of ``namespace.member(...)``."""
+        ahead = self.tokens[self.pos : self.pos + 3]
+        return [(k, v if k == "punct" else "") for k, v in ahead] == [("punct", "."), ("ident", ""), ("punct", "(")]
+
     def expr(self, depth: int = 0) -> object:
         if depth > MAX_NESTING:
             raise ExpressionError(f"functions nested more than {MAX_NESTING} deep in '{self.text[:60]}...'")
@@ -216,6 +229,9 @@ class _Parser:
         elif kind == "number":
             node = _Literal(float(value) if "." in value else _int64_literal(value))
         elif kind == "ident":
+            if self._user_function_name():  # namespace.member(...): a user-defined function
+                value = f"{value}.{self.tokens[self.pos + 1][1]}"
+                self.pos += 2
             if self.peek()[1] != "(":
                 if value.lower() in ("true", "false"):
                     return _Literal(value.lower() == "true")
@@ -319,6 +335,8 @@ class _Evaluator:
             return _access(target, key)
         assert isinstance(node, _Call)
         name = node.name.lower()
+        if "." in name:
+            return self.user_function(node)
         func = _FUNCTIONS.get(name)
         if name in _NEEDS_AZURE:
             reason = _NEEDS_AZURE[name] or "is only known to Azure at deployment"
@@ -341,7 +359,7 @@ class _Evaluator:
             raise ExpressionError(
                 f"{node.name}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only"
             )
-        if name not in ("parameters", "variables", "subscription", "resourcegroup", "resourceid", "lambdavariables"):
+        if name not in ("parameters", "variables", "subscription", "resourcegroup", "lambdavariables", *_ID_FUNCTIONS):
             for a in args:
                 if isinstance(a, Unresolved):
                     return a
@@ -360,6 +378,55 @@ class _Evaluator:
             self.scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
             if self.scope._built > MAX_TOTAL_BUILT:
                 raise ExpressionError(f"the template's functions build more than {MAX_TOTAL_BUILT:,} characters")
+        return result
+
+    def user_function(self, node: _Call) -> object:
+        """A call of the template's ``namespace.member(...)``: its output evaluated in a scope of its own
+        parameters only (ARM: no variables(), no reference()). What cannot be evaluated is unknown."""
+        name = node.name.lower()
+        member = self.scope.functions.get(name)
+        if member is None:
+            known = {k: None for k in self.scope.functions}
+            raise ExpressionError(f"the template defines no function {node.name}(){_did_you_mean(name, known)}")
+        if f"function:{name}" in self.scope._resolving or len(self.scope._resolving) > MAX_NESTING:
+            raise ExpressionError(f"the user-defined function {node.name}() calls itself")
+        spec = member if isinstance(member, dict) else {}
+        params = spec.get("parameters", [])
+        names = [p.get("name") for p in params if isinstance(p, dict)] if isinstance(params, list) else []
+        output = spec.get("output")
+        if not isinstance(output, dict) or "value" not in output or not all(isinstance(n, str) for n in names):
+            return self.unresolved(f"the user-defined function {node.name}() has no readable parameters and output")
+        if len(node.args) != len(names):
+            raise ExpressionError(f"{node.name}() takes {len(names)} argument(s), got {len(node.args)}")
+        self.scope._function_calls[0] += 1
+        if self.scope._function_calls[0] > MAX_FUNCTION_CALLS:
+            raise ExpressionError(
+                f"the template's user-defined functions are called more than {MAX_FUNCTION_CALLS:,} times"
+            )
+        args = [self.eval(a) for a in node.args]
+        unknown = next((a for a in args if isinstance(a, (Unresolved, OpenValue))), None)
+        if isinstance(unknown, Unresolved):
+            return unknown
+        if unknown is not None:
+            return self.unresolved(f"{node.name}() of a value nobody gave (a parameter without a value)")
+        if any(isinstance(a, Lambda) for a in args):
+            raise ExpressionError(
+                f"{node.name}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only"
+            )
+        inner = Scope(
+            parameters=dict(zip([str(n) for n in names], args, strict=True)),
+            context=self.scope.context,
+            functions=self.scope.functions,
+            in_function=name,
+            _resolving={*self.scope._resolving, f"function:{name}"},
+            _function_calls=self.scope._function_calls,
+        )
+        try:
+            result = resolve_tree(output["value"], inner)
+        finally:
+            self.scope._built += inner._built
+        if isinstance(result, Unresolved):
+            return Unresolved(self.original, f"{node.name}(): {result.reason}", result.reported)
         return result
 
     # functions that need the scope
@@ -382,6 +449,11 @@ class _Evaluator:
             return name
         if not isinstance(name, str):
             raise ExpressionError("variables() takes a variable name")
+        if self.scope.in_function is not None:
+            raise ExpressionError(
+                f"variables() cannot be used in the user-defined function {self.scope.in_function}(): "
+                "ARM gives a function only its own parameters; pass the value as an argument"
+            )
         variables = self.scope.variables
         match = next((k for k in variables if k.lower() == name.lower() and k.lower() != "copy"), None)
         loop = _variable_loop(variables, name) if match is None else None
@@ -431,7 +503,7 @@ class _Evaluator:
         sub = self.scope.context.subscription_id
         if sub is None:
             return self.unresolved("subscription() is unknown; pass --subscription-id")
-        return {"subscriptionId": sub, "id": f"/subscriptions/{sub}"}
+        return _PartialObject({"subscriptionId": sub, "id": f"/subscriptions/{sub}"}, self, "subscription()")
 
     def resourcegroup(self) -> object:
         ctx = self.scope.context
@@ -443,42 +515,96 @@ class _Evaluator:
             rg["location"] = ctx.location
         if sub is not None:
             rg["id"] = f"/subscriptions/{sub}/resourceGroups/{ctx.resource_group}"
-        return _PartialObject(rg, self)
+        return _PartialObject(rg, self, "resourceGroup()")
 
     def resourceid(self, *args: object) -> object:
-        for a in args:
-            if isinstance(a, Unresolved):
-                return a
-        strs = [a for a in args if isinstance(a, str)]
-        if len(strs) != len(args) or len(args) < 2:
-            raise ExpressionError("resourceId() takes a resource type and names")
+        strs = _id_arguments("resourceId", args)
+        if isinstance(strs, Unresolved):
+            return strs
         # optional leading subscription id and resource group name, then type, then one name per type segment
         type_index = next((i for i, a in enumerate(strs) if "/" in a and "." in a.split("/")[0]), None)
         if type_index is None:
             raise ExpressionError(f"resourceId(): no resource type such as Microsoft.Compute/images in {strs}")
-        lead, rtype, names = strs[:type_index], strs[type_index], strs[type_index + 1 :]
-        segments = rtype.split("/")
-        if len(names) != len(segments) - 1:
-            raise ExpressionError(f"resourceId(): {rtype} needs {len(segments) - 1} name(s), got {len(names)}")
+        lead, tail = strs[:type_index], _type_and_names("resourceId", strs[type_index:])
+        if len(lead) > 2:
+            raise ExpressionError("resourceId(): at most a subscription id and a resource group come before the type")
         ctx = self.scope.context
         sub = lead[0] if len(lead) == 2 else ctx.subscription_id
         rg = lead[-1] if lead else ctx.resource_group
         if sub is None or rg is None:
             return self.unresolved("resourceId() needs the subscription and resource group")
-        tail = segments[0] + "".join(f"/{t}/{n}" for t, n in zip(segments[1:], names, strict=True))
         return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{tail}"
+
+    def subscriptionresourceid(self, *args: object) -> object:
+        """subscriptionResourceId([subscriptionId], type, names...): an ID at subscription scope."""
+        strs = _id_arguments("subscriptionResourceId", args)
+        if isinstance(strs, Unresolved):
+            return strs
+        has_sub = bool(strs) and not _is_resource_type(strs[0])
+        tail = _type_and_names("subscriptionResourceId", strs[1:] if has_sub else strs)
+        sub = strs[0] if has_sub else self.scope.context.subscription_id
+        if sub is None:
+            return self.unresolved("subscriptionResourceId() needs the subscription; pass --subscription-id")
+        return f"/subscriptions/{sub}/providers/{tail}"
+
+    def tenantresourceid(self, *args: object) -> object:
+        strs = _id_arguments("tenantResourceId", args)
+        if isinstance(strs, Unresolved):
+            return strs
+        return f"/providers/{_type_and_names('tenantResourceId', strs)}"
+
+    def extensionresourceid(self, *args: object) -> object:
+        """extensionResourceId(baseResourceId, type, names...): the ID of a resource that extends another."""
+        strs = _id_arguments("extensionResourceId", args)
+        if isinstance(strs, Unresolved):
+            return strs
+        if len(strs) < 3:
+            raise ExpressionError("extensionResourceId() takes a base resource ID, a resource type and names")
+        return f"{strs[0].rstrip('/')}/providers/{_type_and_names('extensionResourceId', strs[1:])}"
+
+
+def _id_arguments(name: str, args: tuple[object, ...]) -> list[str] | Unresolved:
+    """The arguments of a resource-ID function: all strings, or the first unknown one."""
+    for a in args:
+        if isinstance(a, Unresolved):
+            return a
+    if not all(isinstance(a, str) for a in args) or len(args) < 2:
+        raise ExpressionError(f"{name}() takes a resource type and names")
+    return [str(a) for a in args]
+
+
+def _is_resource_type(text: str) -> bool:
+    return "/" in text and "." in text.split("/")[0]
+
+
+def _type_and_names(name: str, strs: list[str]) -> str:
+    """``Provider/type/child`` and its names as ``Provider/type/NAME/child/NAME``. Empty segments of the type
+    (``'Microsoft.ManagedIdentity/userAssignedIdentities/'``, which real templates write) are ignored, as ARM does."""
+    if not strs or not _is_resource_type(strs[0]):
+        raise ExpressionError(f"{name}(): no resource type such as Microsoft.Compute/images in {strs}")
+    rtype, names = strs[0], strs[1:]
+    segments = [s for s in rtype.split("/") if s]
+    if len(names) != len(segments) - 1:
+        raise ExpressionError(f"{name}(): {rtype} needs {len(segments) - 1} name(s), got {len(names)}")
+    return segments[0] + "".join(f"/{t}/{n}" for t, n in zip(segments[1:], names, strict=True))
 
 
 class _PartialObject(dict):
-    """resourceGroup() when only some properties are known: a missing property is Unresolved, not an error."""
+    """resourceGroup() or subscription() when only some properties are known (its tags, tenantId, displayName only
+    Azure knows): a missing property is Unresolved, not an error."""
 
-    def __init__(self, known: dict[str, object], ev: _Evaluator) -> None:
+    def __init__(self, known: dict[str, object], ev: _Evaluator, what: str) -> None:
         super().__init__(known)
-        self.ev = ev
+        self.ev, self.what = ev, what
 
     def __missing__(self, key: str) -> object:
+        if self.what == "subscription()":
+            return self.ev.unresolved(f"subscription().{key} is only known to Azure at deployment")
         hint = "--location" if key == "location" else "--subscription-id"
         return self.ev.unresolved(f"resourceGroup().{key} is unknown; pass {hint}")
+
+
+_ID_FUNCTIONS = ("resourceid", "subscriptionresourceid", "tenantresourceid", "extensionresourceid")
 
 
 def _variable_loop(variables: Mapping[str, object], name: str) -> dict[str, object] | None:
@@ -765,6 +891,25 @@ def _base64_to_string(_ev: _Evaluator, value: object) -> str:
         raise ExpressionError(f"base64ToString(): {exc}") from None
 
 
+def _base64_to_json(ev: _Evaluator, value: object) -> object:
+    return _json(ev, _base64_to_string(ev, value))
+
+
+def _data_uri(_ev: _Evaluator, value: object) -> str:
+    """dataUri(): ``data:text/plain;charset=utf8;base64,...`` as ARM writes it."""
+    text = value if isinstance(value, str) else _string(value)
+    return "data:text/plain;charset=utf8;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _data_uri_to_string(ev: _Evaluator, value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("data:") or "," not in value:
+        raise ExpressionError("dataUriToString() takes a data URI such as data:text/plain;base64,SGVsbG8=")
+    head, data = value[5:].split(",", 1)
+    if head.endswith(";base64"):
+        return _base64_to_string(ev, data)
+    return unquote(data)
+
+
 def _uri_component(_ev: _Evaluator, value: object) -> str:
     if not isinstance(value, str):
         raise ExpressionError("uriComponent() takes a string")
@@ -1031,6 +1176,9 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "subscription": _Evaluator.subscription,
     "resourcegroup": _Evaluator.resourcegroup,
     "resourceid": _Evaluator.resourceid,
+    "subscriptionresourceid": _Evaluator.subscriptionresourceid,
+    "tenantresourceid": _Evaluator.tenantresourceid,
+    "extensionresourceid": _Evaluator.extensionresourceid,
     "if": lambda *_: None,  # handled lazily in eval()
     "concat": _concat,
     "format": _format,
@@ -1056,6 +1204,9 @@ _FUNCTIONS: dict[str, Callable[..., object]] = {
     "padleft": _pad_left,
     "base64": _base64,
     "base64tostring": _base64_to_string,
+    "base64tojson": _base64_to_json,
+    "datauri": _data_uri,
+    "datauritostring": _data_uri_to_string,
     "uri": _uri,
     "tryget": _try_get,
     "range": _range,
@@ -1120,14 +1271,25 @@ _NEEDS_AZURE: dict[str, str | None] = {
         "managementgroup",
         "providers",
         "pickzones",
-        "subscriptionresourceid",
-        "tenantresourceid",
-        "extensionresourceid",
     )
 } | {
     # ARM's guid() is a name-based UUID whose exact construction no published test vector lets aibx verify
     "guid": "is computed by Azure Resource Manager; pass the resulting value with -p",
 }
+
+
+def template_functions(template: Mapping[str, object]) -> dict[str, object]:
+    """A template's user-defined functions (``"functions": [{"namespace": N, "members": {M: {...}}}]``), by
+    lower-case ``n.m``; anything not in that shape is left out (a call of it is then reported)."""
+    out: dict[str, object] = {}
+    spaces = template.get("functions")
+    for space in spaces if isinstance(spaces, list) else []:
+        ns = space.get("namespace") if isinstance(space, dict) else None
+        members = space.get("members") if isinstance(space, dict) else None
+        if isinstance(ns, str) and isinstance(members, dict):
+            out.update({f"{ns}.{m}".lower(): spec for m, spec in members.items() if isinstance(m, str)})
+    return out
+
 
 FUNCTIONS = _FUNCTIONS  # public name for other evaluators (Bicep)
 
@@ -1169,7 +1331,7 @@ def call_function(name: str, args: list[object], scope: Scope, original: str) ->
     if func is None or key in _SCOPE_FUNCTIONS:
         return ev.unresolved(f"aibx does not evaluate the function {name}()")
     unknown = next((a for a in args if isinstance(a, Unresolved)), None)
-    if unknown is not None and key not in ("subscription", "resourcegroup", "resourceid"):
+    if unknown is not None and key not in ("subscription", "resourcegroup", *_ID_FUNCTIONS):
         return unknown
     if key not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
         return ev.unresolved(f"{name}() of a value nobody gave (a parameter without a value)")

@@ -86,9 +86,9 @@ class _Completion(argparse.Action):
 
 # options of Packer, Terraform, Ansible and the az CLI that aibx spells differently: the hint an unknown one gets
 FOREIGN_OPTIONS = {
-    "-var": "-p NAME=VALUE",
+    "-var": "-p NAME=VALUE (an AIB template's parameter; a Packer config's variable is --var NAME=VALUE)",
     "--var": "-p NAME=VALUE",
-    "-var-file": "--parameters FILE",
+    "-var-file": "--parameters FILE (a Packer config's variables file is --var-file FILE)",
     "--var-file": "--parameters FILE",
     "-e": "-p NAME=VALUE",
     "--extra-vars": "-p NAME=VALUE (or --parameters @FILE)",
@@ -156,13 +156,13 @@ def foreign_hint(arguments: Sequence[str], known: Sequence[str]) -> str:
         option = text.partition("=")[0]
         if option in known or not option.startswith("-"):
             continue
-        double = "--" + option.lstrip("-")
-        if not option.startswith("--") and len(option) > 2 and double in known:
-            return f"{option} is not an aibx option; aibx says {double}"
         suggestion = FOREIGN_OPTIONS.get(option)
         first = suggestion.split()[0] if suggestion else ""
         if suggestion and (first in known or not first.startswith("-")):
             return f"{option} is not an aibx option; aibx says {suggestion}"
+        double = "--" + option.lstrip("-")
+        if not option.startswith("--") and len(option) > 2 and double in known:
+            return f"{option} is not an aibx option; aibx says {double}"
     return ""
 
 

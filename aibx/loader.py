@@ -424,7 +424,13 @@ class _ParameterValues(Mapping[str, object]):
             if name in self.busy:
                 raise armexpr.ExpressionError(f"the default value of parameter '{name}' refers to itself")
             self.busy.add(name)
-            scope = armexpr.Scope(parameters=self, variables={}, context=self.loader.options.context)
+            # ARM gives a default the template's parameters and functions, never its variables
+            scope = armexpr.Scope(
+                parameters=self,
+                variables={},
+                context=self.loader.options.context,
+                functions=self.loader.scope.functions,
+            )
             try:
                 value = armexpr.resolve_tree(spec["defaultValue"], scope)
             except armexpr.ExpressionError as exc:
@@ -701,6 +707,7 @@ class _Loader:
             parameters=self.values,
             variables=variables if isinstance(variables, dict) else {},
             context=self.options.context,
+            functions=armexpr.template_functions(template),
         )
         found: list[Document] = []
         others: set[str] = set()
@@ -823,6 +830,7 @@ class _Loader:
                 parameters=values,
                 variables=variables if isinstance(variables, dict) else {},
                 context=self.options.context,
+                functions=armexpr.template_functions(inner),
             )
             values.inner = self.scope
         try:
@@ -865,7 +873,10 @@ class _Loader:
         )
         values.defaults_loader, values.defaults_path = child, ()
         child.scope = armexpr.Scope(
-            parameters=values, variables=variables if isinstance(variables, dict) else {}, context=self.options.context
+            parameters=values,
+            variables=variables if isinstance(variables, dict) else {},
+            context=self.options.context,
+            functions=armexpr.template_functions(value),
         )
         values.inner = child.scope
         child.collect(value, (), found, others, depth + 1)

@@ -268,6 +268,28 @@ def test_validate_takes_bicep_files_and_folders() -> None:
     assert out.code == 2 and "errors.bicep:6:21" in out.text and "Traceback" not in out.text
 
 
+def test_a_folder_holds_bicepparam_files_too(tmp_path: Path) -> None:
+    """A .bicepparam file in a folder is validated through the template it is `using`, with its values."""
+    (tmp_path / "main.bicep").write_text(
+        "param runOutputName string = 'fine'\n"
+        "resource t 'Microsoft.VirtualMachineImages/imageTemplates@2024-02-01' = {\n"
+        "  name: 'folder'\n"
+        "  location: 'westeurope'\n"
+        "  identity: { type: 'UserAssigned', userAssignedIdentities: { '/subscriptions/0/resourceGroups/r/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/id': {} } }\n"
+        "  properties: {\n"
+        "    source: { type: 'PlatformImage', publisher: 'Canonical', offer: 'o', sku: 's', version: 'latest' }\n"
+        "    distribute: [ { type: 'ManagedImage', imageId: '/subscriptions/0/resourceGroups/r/providers/"
+        "Microsoft.Compute/images/i', location: 'westeurope', runOutputName: runOutputName } ]\n"
+        "  }\n"
+        "}\n"
+    )
+    (tmp_path / "dev.bicepparam").write_text("using './main.bicep'\nparam runOutputName = 'not allowed!'\n")
+    out = invoke("validate", str(tmp_path))
+    assert out.code == 2, out.text
+    assert "2 files, 2 templates" in out.text and "dev.bicepparam:2:" in out.text, out.text
+
+
 def test_plan_compiles_a_bicep_template() -> None:
     out = invoke("plan", str(BICEP / "with-module.bicep"), "--format", "json")
     assert out.code == 0, out.text
@@ -323,12 +345,12 @@ def test_damaged_and_deeply_nested_files_get_diagnostics_never_a_traceback(tmp_p
 
 
 def test_syntax_aibx_cannot_read_outside_the_template_is_a_warning(tmp_path: Path) -> None:
-    path = tmp_path / "spread.bicep"
+    path = tmp_path / "unreadable.bicep"
     text = (BICEP / "newer-syntax.bicep").read_text()
-    path.write_text(text.replace("var wanted =", "var extra = {\n  ...byName\n}\nvar wanted =", 1))
+    path.write_text(text.replace("var wanted =", "var extra = {\n  %%byName\n}\nvar wanted =", 1))
     result = load(str(path))
     (diag,) = result.diagnostics
-    assert (diag.code, diag.severity.value, diag.line) == ("AIB002", "warning", 16)  # the line of ...byName
+    assert (diag.code, diag.severity.value, diag.line) == ("AIB002", "warning", 16)  # the line of %%byName
     assert "'extra' is left out" in diag.message
     assert len(result.documents) == 1 and validation.validate(result.documents[0]).diagnostics == []
 

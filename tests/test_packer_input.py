@@ -311,14 +311,14 @@ def test_windows_run_over_winrm(make_winrm_host: Callable[..., WinRMHost], tmp_p
     """The WinRM exchange: SYSTEM and the build user run elevated in a scheduled task, environment_vars reach the
     script as $env: lines, exit 3010 passes valid_exit_codes."""
     monkeypatch.setenv("AIBX_TEST_PACKER_PW", "Pw-for-winrm-8d1e")
-    vm = WindowsVm(make_winrm_host(users={"winadmin": "Pw-for-winrm-8d1e"}, allow_unencrypted=True))
+    vm = WindowsVm(make_winrm_host(users={"packeradmin": "Pw-for-winrm-8d1e"}, allow_unencrypted=True))
     vm.on_script("whoami", lambda cmd, run: Reply(run.identity + "\r\n"))
     vm.on_script("exit 3010", Reply("installing\r\n", "", 3010))
     run = RecordedRun(
         tmp_path,
         WINDOWS,
         "--host",
-        f"winrm://winadmin@127.0.0.1:{vm.host.port}",
+        f"winrm://packeradmin@127.0.0.1:{vm.host.port}",
         "--password-env",
         "AIBX_TEST_PACKER_PW",
         "--winrm-auth",

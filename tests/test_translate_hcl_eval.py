@@ -141,6 +141,7 @@ def test_packer_functions_aibx_does_not_evaluate_are_open_values() -> None:
         ('format("%s %s", "one")', "not enough arguments"),
         ('formatdate("YYYY Q", "2026-01-01T00:00:00Z")', "unsupported sequence"),
         ('coalesce("", null)', "no non-null"),
+        ("range()", "range takes 1 to 3 numbers"),
     ],
 )
 def test_errors_name_the_problem(expr: str, message: str) -> None:

@@ -93,9 +93,11 @@ def test_class5_lambda_machinery_is_usable_from_outside() -> None:
 
 
 def test_class6_input_that_is_not_a_template_says_what_it_is_and_what_to_do() -> None:
+    # a Packer configuration (HCL2 or legacy JSON) is input in its own right now: read through the translation
+    for name in ("build.pkr.hcl", "legacy-packer.json"):
+        result = load(str(HERE / "not-a-template" / name))
+        assert result.documents and all(d.code != "AIB003" for d in result.diagnostics), result.diagnostics
     expected = {
-        "build.pkr.hcl": "aibx translate",
-        "legacy-packer.json": "aibx translate",
         "image-bicep.txt": "give it a .bicep name",
         "pipeline.yml": "YAML",
         "values.pkrvars.hcl": "--var-file",
@@ -232,3 +234,117 @@ def test_class4_a_module_in_a_loop_makes_one_deployment_per_iteration() -> None:
         ("ubuntu-1", "20_04-lts"),
     ]
     assert check("nested/module-loop.json") == []
+
+
+SUB = "00000000-0000-0000-0000-000000000000"
+
+
+def test_class5_user_defined_functions_are_evaluated_and_what_they_cannot_know_is_unknown() -> None:
+    # before: every img.*() call was a false AIB006, and so was a resource type with a trailing '/'
+    path = "unknown/user-functions.json"
+    context = armexpr.DeploymentContext(subscription_id=SUB, resource_group="images-rg")
+    diags = check(path, context=context)
+    assert [(d.code, d.json_path) for d in diags] == [("AIB005", "resources[0].properties.vmProfile.vmSize")]
+    assert "img.builderSize(): reference()" in diags[0].message  # unknown, reported once, never an error
+    (doc,) = load(str(HERE / path), LoadOptions(context=context)).documents
+    assert doc.name == "demo-run"
+    (dist,) = doc.resource["properties"]["distribute"]
+    assert dist["galleryImageId"] == (
+        f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gallery/images/jammy"
+    )
+    assert dist["runOutputName"] == "demo-run"
+    (identity,) = doc.resource["identity"]["userAssignedIdentities"]
+    assert identity.endswith("/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aib-builder")
+    assert not errors(check(path))  # without a subscription: unknown values, still no error
+
+
+def test_user_defined_functions_see_only_their_parameters() -> None:
+    spec = {
+        "parameters": [{"name": "x", "type": "string"}],
+        "output": {"type": "string", "value": "[concat(parameters('x'), '!')]"},
+    }
+    functions = armexpr.template_functions(
+        {
+            "functions": [
+                {
+                    "namespace": "ns",
+                    "members": {
+                        "shout": spec,
+                        "twice": {"parameters": [], "output": {"type": "string", "value": "[ns.shout(ns.shout('a'))]"}},
+                        "leaky": {"parameters": [], "output": {"type": "string", "value": "[variables('v')]"}},
+                        "loop": {"parameters": [], "output": {"type": "string", "value": "[ns.loop()]"}},
+                    },
+                }
+            ]
+        }
+    )
+    scope = armexpr.Scope(parameters={"x": "outer"}, variables={"v": "secret"}, functions=functions)
+    assert armexpr.evaluate_string("[NS.Shout('hi')]", scope) == "hi!"  # names are case-insensitive
+    assert armexpr.evaluate_string("[ns.twice()]", scope) == "a!!"
+    unknown = armexpr.evaluate_string("[ns.shout(reference('r').x)]", scope)
+    assert isinstance(unknown, armexpr.Unresolved)
+    for text, message in [
+        ("[ns.leaky()]", "variables() cannot be used in the user-defined function ns.leaky()"),
+        ("[ns.loop()]", "calls itself"),
+        ("[ns.shout()]", "takes 1 argument(s), got 0"),
+        ("[ns.missing()]", "the template defines no function ns.missing()"),
+        ("[ns.shout]", "must be called as a function"),
+    ]:
+        try:
+            armexpr.evaluate_string(text, scope)
+        except armexpr.ExpressionError as exc:
+            assert message in str(exc), (text, exc)
+        else:
+            raise AssertionError(f"{text} evaluated")
+
+
+def test_user_defined_functions_that_fan_out_are_bounded() -> None:
+    members = {
+        f"f{i}": {"parameters": [], "output": {"type": "string", "value": f"[concat(ns.f{i + 1}(), ns.f{i + 1}())]"}}
+        for i in range(40)
+    }
+    members["f40"] = {"parameters": [], "output": {"type": "string", "value": "x"}}
+    scope = armexpr.Scope(
+        functions=armexpr.template_functions({"functions": [{"namespace": "ns", "members": members}]})
+    )
+    try:
+        armexpr.evaluate_string("[ns.f0()]", scope)  # 2**40 calls unbounded
+    except armexpr.ExpressionError as exc:
+        assert "called more than 10,000 times" in str(exc)
+    else:
+        raise AssertionError("2**40 calls evaluated")
+
+
+def test_resource_id_functions_follow_arm() -> None:
+    scope = armexpr.Scope(context=armexpr.DeploymentContext(subscription_id=SUB, resource_group="rg"))
+    cases = {
+        "[resourceId('Microsoft.Compute/galleries/images/', 'g', 'i')]": (
+            f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/i"
+        ),
+        "[resourceId('other', 'rg2', 'Microsoft.Compute/images', 'x')]": (
+            "/subscriptions/other/resourceGroups/rg2/providers/Microsoft.Compute/images/x"
+        ),
+        "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'r')]": (
+            f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/r"
+        ),
+        "[subscriptionResourceId('s2', 'Microsoft.Authorization/roleDefinitions', 'r')]": (
+            "/subscriptions/s2/providers/Microsoft.Authorization/roleDefinitions/r"
+        ),
+        "[tenantResourceId('Microsoft.Authorization/policyDefinitions', 'p')]": (
+            "/providers/Microsoft.Authorization/policyDefinitions/p"
+        ),
+        "[extensionResourceId('/subscriptions/s/resourceGroups/r', 'Microsoft.Resources/deployments', 'd')]": (
+            "/subscriptions/s/resourceGroups/r/providers/Microsoft.Resources/deployments/d"
+        ),
+        "[dataUriToString(dataUri('hello'))]": "hello",
+        "[base64ToJson(base64('{\"a\": 1}')).a]": 1,
+    }
+    for text, expected in cases.items():
+        assert armexpr.evaluate_string(text, scope) == expected, text
+    # only Azure knows a subscription's tenant and name: unknown, not "no property"
+    assert isinstance(armexpr.evaluate_string("[subscription().tenantId]", scope), armexpr.Unresolved)
+    bare = armexpr.Scope()
+    assert isinstance(
+        armexpr.evaluate_string("[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'r')]", bare),
+        armexpr.Unresolved,
+    )

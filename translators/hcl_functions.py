@@ -118,6 +118,8 @@ def _slice(ctx: Context, lst: Any, start: Any, end: Any) -> list[Any]:
 
 
 def _range(ctx: Context, *args: Any) -> list[int | float]:
+    if not 1 <= len(args) <= 3:
+        raise EvalError("range takes 1 to 3 numbers: range(stop), range(start, stop) or range(start, stop, step)")
     nums = [number(a) for a in args]
     start, stop, step = (0, nums[0], 1) if len(nums) == 1 else (nums[0], nums[1], nums[2] if len(nums) > 2 else 1)
     if step == 0 or abs((stop - start) / step) > 1024:

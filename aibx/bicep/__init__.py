@@ -68,7 +68,7 @@ def _load(path: str, options: LoadOptions, result: LoadResult, text: str | None)
     if not docs and (session.unread_modules or session.skipped_templates):
         result.unrelated = True  # in a registry module, or not deployed with these values: nothing is wrong
     elif not docs and not any(d.severity is Severity.ERROR for d in result.diagnostics):
-        result.unrelated = not path.endswith(".bicepparam")
+        result.unrelated = True  # named, the AIB003 below is its verdict; found in a folder, it is skipped
         decls = [d for d in file.program.declarations if d.kind == "resource"]
         kinds = sorted({d.type_text.split("@")[0] for d in decls})
         listed = f" (it has {', '.join(kinds)})" if kinds else ""

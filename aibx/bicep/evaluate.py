@@ -14,6 +14,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from aibx import armexpr
+from aibx.bicep import content
 from aibx.bicep import syntax as syn
 from aibx.bicep.values import MAX_LOCAL_FILE, MAX_LOOP_ITEMS, EvalError, Runtime, Spots, Val, base64_of
 from aibx.document import Unresolved
@@ -111,6 +112,18 @@ class _Evaluator:
         result: dict[str, object] = {}
         val = Val(result, {(): node.pos})
         for prop in node.props:
+            if prop.spread:  # ...value: its properties here, later ones winning (Bicep's shallowMerge)
+                spread = self.spread(prop.value, path, dict)
+                if isinstance(spread.value, Unresolved):
+                    return spread
+                assert isinstance(spread.value, dict)
+                for k, v in spread.value.items():
+                    result.pop(k, None)  # the key moves to where the spread put it, as in a merge
+                    result[k] = v
+                    val.spots = {p: o for p, o in val.spots.items() if p[:1] != (k,)}
+                    val.spots[(k,)] = spread.spots.get((k,), prop.value.pos)
+                nest(Val(None, {p: o for p, o in spread.spots.items() if len(p) > 1}, spread.keys), (), val)
+                continue
             key = prop.key
             unknown: Unresolved | None = None
             if not isinstance(key, str):
@@ -139,12 +152,32 @@ class _Evaluator:
     def eval_arr(self, node: syn.Arr, path: JsonPath) -> Val:
         items: list[object] = []
         val = Val(items, {(): node.pos})
-        for i, item in enumerate(node.items):
+        for n, item in enumerate(node.items):
+            i = len(items)
+            if n in node.spreads:  # ...value: its items here
+                spread = self.spread(item, (*path, i), list)
+                if isinstance(spread.value, Unresolved):
+                    return spread
+                assert isinstance(spread.value, list)
+                for j, v in enumerate(spread.value):
+                    items.append(v)
+                    nest(Val(None, sub_spots(spread.spots, (j,)), sub_spots(spread.keys, (j,))), (i + j,), val)
+                    val.spots.setdefault((i + j,), item.pos)
+                continue
             child = self.eval(item, (*path, i))
             items.append(child.value)
             nest(child, (i,), val)
             val.spots.setdefault((i,), item.pos)
         return val
+
+    def spread(self, node: syn.Node, path: JsonPath, kind: type) -> Val:
+        """The operand of ``...``: an object in an object, an array in an array (else an error); Unresolved makes
+        the whole object or array unknown, as ARM's shallowMerge() and flatten() of it would be."""
+        val = self.eval(node, path)
+        if isinstance(val.value, (Unresolved, kind)):
+            return val
+        what = "an object" if kind is dict else "an array"
+        raise EvalError(f"the spread operator ... in {what} takes {what}, not {_kind(_plain(val.value))}", node.pos)
 
     def eval_nestedref(self, node: syn.NestedRef, path: JsonPath) -> Val:
         from aibx.bicep.resources import nested_reference
@@ -357,7 +390,7 @@ class _Evaluator:
         return Val(result, {(): node.pos})
 
     def fn_load(self, node: syn.Call, path: JsonPath) -> Val:
-        """loadTextContent / loadFileAsBase64 / loadJsonContent: a file beside the .bicep file."""
+        """loadTextContent / loadFileAsBase64 / loadJsonContent / loadYamlContent: a file beside the .bicep file."""
         name = node.name.lower()
         values = self.args(node, path, 1, 3)
         rel = values[0]
@@ -386,13 +419,23 @@ class _Evaluator:
             raise EvalError(f"{node.name}('{rel}'): not UTF-8 text", node.pos) from None
         if name == "loadtextcontent":
             return Val(text, {(): node.pos})
+        return self.loaded_content(node, rel, text, values[1] if len(values) > 1 else None)
+
+    def loaded_content(self, node: syn.Call, rel: str, text: str, selector: object) -> Val:
+        """loadJsonContent / loadYamlContent: the file's value, or the part the JSONPath selects."""
+        kind = "yaml" if node.name.lower() == "loadyamlcontent" else "json"
+        if isinstance(selector, Unresolved):
+            return Val(selector, {(): node.pos})
+        if selector is not None and not isinstance(selector, str):
+            raise EvalError(f"{node.name}(): the path must be a string", node.pos)
         try:
-            content = json.loads(text)
-        except ValueError as exc:
-            raise EvalError(f"{node.name}('{rel}'): not JSON ({exc})", node.pos) from None
-        if len(values) > 1 and isinstance(values[1], str) and values[1] not in ("", "$"):
-            return self.unresolved(node, f"aibx does not apply the JSON path {values[1]}")
-        return Val(content, {(): node.pos})
+            value = content.parse(kind, text)
+            value = content.select(value, selector) if selector is not None else value
+        except content.UnsupportedPath as exc:
+            return self.unresolved(node, str(exc))
+        except content.ContentError as exc:
+            raise EvalError(f"{node.name}('{rel}'): {exc}", node.pos) from None
+        return Val(value, {(): node.pos})
 
     def fn_environment_variable(self, node: syn.Call, path: JsonPath) -> Val:
         values = self.args(node, path, 1, 2)
@@ -411,9 +454,6 @@ class _Evaluator:
     def fn_unknown(self, node: syn.Call, path: JsonPath) -> Val:
         return self.unresolved(node, f"{node.name}() is only known at deployment")
 
-    def fn_not_evaluated(self, node: syn.Call, path: JsonPath) -> Val:
-        return self.unresolved(node, f"aibx does not evaluate {node.name}(); {_fallback()}")
-
 
 _SPECIAL = {
     "any": _Evaluator.fn_any,
@@ -422,7 +462,7 @@ _SPECIAL = {
     "loadtextcontent": _Evaluator.fn_load,
     "loadfileasbase64": _Evaluator.fn_load,
     "loadjsoncontent": _Evaluator.fn_load,
-    "loadyamlcontent": _Evaluator.fn_not_evaluated,
+    "loadyamlcontent": _Evaluator.fn_load,
     "readenvironmentvariable": _Evaluator.fn_environment_variable,
     "getsecret": _Evaluator.fn_unknown,
     "externalinput": _Evaluator.fn_unknown,

@@ -8,7 +8,9 @@ grammar gets wrong are put right here:
   tree, to the whole expression (``a ?? b.c`` reads as ``(a ?? b).c``); Bicep binds it to the last operand, so
   the postfix is moved down unless the expression was in parentheses;
 * ``.bicepparam`` files (``param name = value`` without a type) are not in the grammar: ``param`` is read as
-  ``var`` (padded to the same width, so every position stays where it was).
+  ``var`` (padded to the same width, so every position stays where it was);
+* the spread operator ``...x`` (Bicep 0.27) is not in the grammar either: in an object it is read as the property
+  ``_: x``, in an array as the item ``   x`` (the same width), and the converter marks those as spreads.
 
 Syntax the grammar cannot read becomes a ``SyntaxProblem`` naming the construct and its line.
 """
@@ -49,6 +51,7 @@ class Prop:
     key: str | Node  # a Node for a computed key ('${x}': ...)
     value: Node
     key_pos: int
+    spread: bool = False  # ...value: the object's properties merged in here (key is then "")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Obj(Node):
 @dataclass
 class Arr(Node):
     items: list[Node]
+    spreads: set[int] = field(default_factory=set)  # indexes of the items written ...item: their items go here
 
 
 @dataclass
@@ -182,9 +186,66 @@ def bicepparam_as_bicep(text: str) -> tuple[str, list[str]]:
 
 
 def parse(text: str) -> Program:
+    text, spreads = _spreads_rewritten(text)
     raw = text.encode("utf-8")
     tree = _parser().parse(raw)
-    return _Converter(text, raw).program(tree.root_node)
+    converter = _Converter(text, raw)
+    converter.spreads = spreads
+    return converter.program(tree.root_node)
+
+
+def _spreads_rewritten(text: str) -> tuple[str, set[int]]:
+    """``text`` with each spread ``...x`` in the grammar's terms (see the module note), and the offsets of the
+    spreads: where an object's spread was written, where an array's operand starts. Strings, interpolations and
+    comments are skipped; ``...`` occurs nowhere else in Bicep."""
+    if "..." not in text:
+        return text, set()
+    out = list(text)
+    spreads: set[int] = set()
+    stack: list[str] = []  # open brackets; "'" for a string, "$" for an interpolation inside one
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        top = stack[-1] if stack else ""
+        if top == "'":
+            if c == "\\":
+                i += 2
+                continue
+            if c == "'":
+                stack.pop()
+            elif text.startswith("${", i):
+                stack.append("$")
+                i += 1
+            i += 1
+            continue
+        if text.startswith("'''", i):  # a multi-line string: no escapes, no interpolation
+            end = text.find("'''", i + 3)
+            i = n if end < 0 else end + 3
+            continue
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if c == "'":
+            stack.append("'")
+        elif c in "{[(":
+            stack.append(c)
+        elif c in "}])" and stack:
+            stack.pop()  # the end of an interpolation ("$") is back in its string
+        elif text.startswith("...", i) and top in ("{", "["):
+            out[i : i + 3] = ["_", ":", " "] if top == "{" else [" ", " ", " "]
+            operand = i + 3
+            while top == "[" and operand < n and text[operand] in " \t":
+                operand += 1
+            spreads.add(i if top == "{" else operand)  # an object's "_" key, or an array's item
+            i += 3
+            continue
+        i += 1
+    return "".join(out), spreads
 
 
 _STATEMENTS = {
@@ -225,6 +286,7 @@ class _Converter:
         self.ascii = len(raw) == len(text)
         self.problems: list[SyntaxProblem] = []
         self.glued: dict[int, tuple[str, int]] = {}  # see array_items
+        self.spreads: set[int] = set()  # offsets of the spreads _spreads_rewritten() rewrote
 
     def offset(self, node: Any) -> int:
         return self.offset_at(node.start_byte)
@@ -372,7 +434,8 @@ class _Converter:
         if t == "object":
             return self.object(node, depth)
         if t == "array":
-            return Arr(pos, self.array_items(node, depth))
+            items, spreads = self.array_items(node, depth)
+            return Arr(pos, items, spreads)
         if t == "parenthesized_expression":
             inner = [c for c in node.named_children if c.type != "comment"]
             if node.start_byte in self.glued:  # the arguments of a call the grammar split (array_items)
@@ -485,11 +548,12 @@ class _Converter:
             return Literal(pos, parts[0])
         return Template(pos, parts)
 
-    def array_items(self, node: Any, depth: int) -> list[Node]:
+    def array_items(self, node: Any, depth: int) -> tuple[list[Node], set[int]]:
         """The items of an array. The grammar reads an item ``f(x)`` as two items, ``f`` and ``(x)``: a name
         followed at once by parentheses is put back together as the call it is."""
         children = [c for c in node.named_children if c.type != "comment"]
         items: list[Node] = []
+        spreads: set[int] = set()  # the indexes of items written ...item
         i = 0
         while i < len(children):
             c = children[i]
@@ -500,12 +564,20 @@ class _Converter:
                     inner = inner.child_by_field_name("object")
                 if inner.type == "parenthesized_expression" and inner.start_byte == c.end_byte:
                     self.glued[inner.start_byte] = (self.src(c), self.offset(c))
+                    if self.spread_before(c):
+                        spreads.add(len(items))
                     items.append(self.expr(nxt, depth + 1))
                     i += 2
                     continue
+            if self.spread_before(c):
+                spreads.add(len(items))
             items.append(self.expr(c, depth + 1))
             i += 1
-        return items
+        return items, spreads
+
+    def spread_before(self, node: Any) -> bool:
+        """Whether ``node`` is the operand of a spread in an array (``...`` written before it, now blanks)."""
+        return self.offset(node) in self.spreads
 
     def offset_at(self, b: int) -> int:
         return b if self.ascii else len(self.raw[:b].decode("utf-8", errors="ignore"))
@@ -525,6 +597,9 @@ class _Converter:
             if len(named) < 2:
                 continue
             key_node, value_node = named[0], named[-1]
+            if self.offset(key_node) in self.spreads and self.src(key_node) == "_":
+                props.append(Prop("", self.expr(value_node, depth + 1), self.offset(key_node), spread=True))
+                continue
             if key_node.type == "string":
                 k = self.expr(key_node, depth + 1)
                 key: str | Node = k.value if isinstance(k, Literal) and isinstance(k.value, str) else k

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from aibx.validation import Result
 
 # what a folder argument expands to; dot-folders (.git, .venv) are not searched
-TEMPLATE_PATTERNS = ("*.json", "*.jsonc", "*.bicep")
+TEMPLATE_PATTERNS = ("*.json", "*.jsonc", "*.bicep", "*.bicepparam")
 
 
 def add_template_options(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ EXAMPLES = """\
 examples:
   aibx validate template.json -p artifactsBaseUrl=https://example.com --parameters @params.json
   aibx validate template.json
-  aibx validate templates/                       every *.json, *.jsonc, *.bicep below (not .dot folders)
+  aibx validate templates/                       every *.json, *.jsonc, *.bicep, *.bicepparam below (not .dot folders)
   aibx validate deploy.json --parameters deploy.parameters.json --resource-group rg --subscription-id ID
   aibx validate quickstart.json -p region1=westeurope -p runOutputName=img1
   aibx validate template.json --api-version 2024-02-01 --strict
