@@ -85,6 +85,9 @@ class Upload:
     content: Content
     mode: int | None = None
     description: str = ""
+    # one of aibx's own temporary files (a step's script, aibx's runner): created exclusively, never through
+    # anything already at the path (a planted file, symlink or junction fails the step)
+    temporary: bool = False
 
 
 @dataclass(frozen=True)

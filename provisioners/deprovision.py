@@ -174,7 +174,12 @@ def run(ctx: CompileContext) -> StepPlan:
     if ctx.os_type is model.OsType.WINDOWS:
         launcher = f"{WINDOWS_TEMP}\\aibx-deprovision-{ctx.options.random_name()}.ps1"
         plan.actions = [
-            Upload(launcher, Content(data=windows_launcher(path)), description=f"aibx's launcher for {path}"),
+            Upload(
+                launcher,
+                Content(data=windows_launcher(path)),
+                description=f"aibx's launcher for {path}",
+                temporary=True,
+            ),
             Exec(
                 f"{ps.POWERSHELL} {ps.POWERSHELL_FLAGS} -File {launcher}",
                 description="run the deprovisioning script (Sysprep)",

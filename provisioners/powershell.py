@@ -74,6 +74,7 @@ def runner_upload(path: str) -> Upload:
         path,
         Content(data=ps.package_script_bytes(RUNNER)),
         description=f"aibx's script runner (aibx/data/{RUNNER})",
+        temporary=True,
     )
 
 
@@ -165,7 +166,7 @@ def compile_step(step: model.PowerShellStep, ctx: CompileContext) -> StepPlan:
         task = f"aibx-ps-{name}" if run_as != "None" else ""
         timeout_s = ctx.template.effective_build_timeout_minutes * 60
         actions: list[Action] = [
-            Upload(script, content, description=what),
+            Upload(script, content, description=what, temporary=True),
             runner_upload(runner),
             Exec(
                 windows_run_command(runner, script, run_as, task, timeout_s),

@@ -73,8 +73,14 @@ def compile_step(step: model.WindowsUpdateStep, ctx: CompileContext) -> StepPlan
             update,
             Content(data=ps.package_script_bytes(UPDATE_SCRIPT)),
             description=f"aibx's Windows Update script (aibx/data/{UPDATE_SCRIPT})",
+            temporary=True,
         ),
-        Upload(script, Content(data=invocation), description="the step's search criteria, filters and limit"),
+        Upload(
+            script,
+            Content(data=invocation),
+            description="the step's search criteria, filters and limit",
+            temporary=True,
+        ),
         runner_upload(runner),
         WindowsUpdate(
             search_criteria=criteria,

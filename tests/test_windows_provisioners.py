@@ -142,7 +142,7 @@ def test_elevation_wrapper_principals() -> None:
     assert "$task.Principal.RunLevel = 1" in text  # highest privileges
     # bounded waits, separate streams, cleanup in finally
     assert "$StartTimeoutSeconds" in text and "$TimeoutSeconds" in text
-    assert "1>\"' + $stdoutPath + '\" 2>\"' + $stderrPath" in text
+    assert "1>>\"' + $stdoutPath + '\" 2>>\"' + $stderrPath" in text
     assert re.search(r"finally \{\s*if \(\$registered\) \{ try \{ \$folder\.DeleteTask", text)
 
 

@@ -113,7 +113,7 @@ function Invoke-Elevated {
     if (-not (Test-Path -LiteralPath $powershell)) { $powershell = (Get-Process -Id $PID).Path }
     $cmd = Join-Path $env:SystemRoot 'System32\cmd.exe'
     $arguments = '/d /c ""' + $powershell + '" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "' +
-        $PSCommandPath + '" -ScriptPath "' + $ScriptPath + '" -InTask 1>"' + $stdoutPath + '" 2>"' + $stderrPath + '""'
+        $PSCommandPath + '" -ScriptPath "' + $ScriptPath + '" -InTask 1>>"' + $stdoutPath + '" 2>>"' + $stderrPath + '""'
 
     $service = New-Object -ComObject Schedule.Service
     $service.Connect()
@@ -145,11 +145,25 @@ function Invoke-Elevated {
     $action.WorkingDirectory = Split-Path -Parent $ScriptPath
 
     $registered = $null
+    $ours = @()                                   # the output files this wrapper created (only those are deleted)
     $stdout = [Console]::OpenStandardOutput()
     $stderr = [Console]::OpenStandardError()
     $outPos = 0L
     $errPos = 0L
     try {
+        # The task (SYSTEM, or the user elevated) only appends to the output files: they are created here first,
+        # exclusively (CreateNew fails on anything already there, a symbolic link or junction another user planted
+        # at the name included, and follows none), so the task never writes through something planted.
+        foreach ($path in @($stdoutPath, $stderrPath)) {
+            try {
+                $mode = [System.IO.FileMode]::CreateNew
+                [System.IO.File]::Open($path, $mode, [System.IO.FileAccess]::Write, [System.IO.FileShare]::None).Dispose()
+                $ours += $path
+            } catch {
+                Write-AibxError "cannot create $path (is something already there?): $($_.Exception.Message)"
+                return 1
+            }
+        }
         try {
             $registered = $folder.RegisterTaskDefinition($TaskName, $task, 6, $user, $null, $logonType)
         } catch {
@@ -196,7 +210,7 @@ function Invoke-Elevated {
         return $code
     } finally {
         if ($registered) { try { $folder.DeleteTask($TaskName, 0) } catch { } }
-        foreach ($path in @($stdoutPath, $stderrPath)) {
+        foreach ($path in $ours) {
             try { [System.IO.File]::Delete($path) } catch { }
         }
     }

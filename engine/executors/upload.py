@@ -24,7 +24,11 @@ async def upload(run: StepRun, action: Upload) -> None:
     for drops in range(1, MAX_DROPS_PER_ACTION + 2):
         meter = session.transfer_meter(ref, "upload", action.remote_path, total)
         try:
-            await session.guarded(session.live().put(data, action.remote_path, action.mode, on_progress=meter.update))
+            await session.guarded(
+                session.live().put(
+                    data, action.remote_path, action.mode, on_progress=meter.update, exclusive=action.temporary
+                )
+            )
             meter.finish()
             return
         except RemoteFileError as exc:

@@ -17,6 +17,11 @@ from aibx import errors
 OutputCallback = Callable[[str, bytes], None]
 # on_progress(bytes written so far, total bytes): called on the event loop's thread as a file goes up
 ProgressCallback = Callable[[int, int], None]
+# why an exclusive write (``put(..., exclusive=True)``: aibx's own temporary files) was refused
+EXISTS_REFUSED = (
+    "already exists; aibx creates its temporary files only where nothing is (another user of the VM may have put "
+    "a file or link there): nothing was written"
+)
 
 
 class TransportError(Exception):
@@ -120,9 +125,12 @@ class Transport(abc.ABC):
         mode: int | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        exclusive: bool = False,
     ) -> None:
         """Write a file on the VM; the parent directory must exist (RemoteFileError otherwise). ``on_progress``
-        hears how many bytes are written as they go (the runner turns that into progress events)."""
+        hears how many bytes are written as they go (the runner turns that into progress events). ``exclusive``
+        (aibx's own temporary files): the file is created where nothing is, never through anything already at the
+        path (RemoteFileError if something is there); a transport may write it again after a dropped connection."""
 
     @abc.abstractmethod
     async def get(self, remote_path: str) -> bytes:

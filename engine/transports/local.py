@@ -12,7 +12,14 @@ import stat
 from pathlib import Path
 
 from aibx.engine.transports import ConnectOptions, Target
-from aibx.engine.transports.base import OutputCallback, ProgressCallback, RemoteFileError, Transport, TransportError
+from aibx.engine.transports.base import (
+    EXISTS_REFUSED,
+    OutputCallback,
+    ProgressCallback,
+    RemoteFileError,
+    Transport,
+    TransportError,
+)
 
 CHUNK = 64 * 1024
 COPY_BLOCK = 1024 * 1024
@@ -115,6 +122,7 @@ class LocalTransport(Transport):
         mode: int | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        exclusive: bool = False,
     ) -> None:
         path = Path(remote_path)
         parent = path.parent
@@ -133,12 +141,14 @@ class LocalTransport(Transport):
                 def progress(done: int, total: int) -> None:
                     loop.call_soon_threadsafe(report, done, total)
 
-            await asyncio.to_thread(_write_file, data, path, progress)
+            await asyncio.to_thread(_write_file, data, path, progress, exclusive)
             if mode is not None:
                 path.chmod(mode)
         except _PartialWrite as exc:
             raise RemoteFileError(remote_path, f"{exc.reason}; the partial file was removed") from None
         except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise RemoteFileError(remote_path, EXISTS_REFUSED) from None
             if exc.errno == errno.ELOOP:
                 raise RemoteFileError(remote_path, SYMLINK_REFUSED.format(target="?")) from None
             raise RemoteFileError(remote_path, exc.strerror or str(exc)) from None
@@ -165,11 +175,15 @@ class _PartialWrite(Exception):
         self.reason = reason
 
 
-def _write_file(data: bytes | Path, path: Path, on_progress: ProgressCallback | None = None) -> None:
+def _write_file(
+    data: bytes | Path, path: Path, on_progress: ProgressCallback | None = None, exclusive: bool = False
+) -> None:
     """Write ``path``; if that fails once it is open (a full disk), remove it rather than leave a truncated file
     that looks like the real one (a regular file only: never a device such as /dev/full). Failing to open it
-    changes nothing. ``on_progress`` hears (from this worker thread) how far a copy of a file got."""
-    dst = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666), "wb")
+    changes nothing. ``on_progress`` hears (from this worker thread) how far a copy of a file got; ``exclusive``:
+    created where nothing is (O_EXCL)."""
+    how = os.O_EXCL if exclusive else os.O_TRUNC
+    dst = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | how | os.O_NOFOLLOW, 0o666), "wb")
     regular = stat.S_ISREG(os.fstat(dst.fileno()).st_mode)
     try:
         with dst:

@@ -34,6 +34,7 @@ from aibx import powershell
 from aibx.engine.transports import ConnectOptions, Target, ssh_agent
 from aibx.engine.transports.asyncssh_import import asyncssh
 from aibx.engine.transports.base import (
+    EXISTS_REFUSED,
     ConnectError,
     ConnectionLost,
     OutputCallback,
@@ -118,6 +119,7 @@ class SshTransport(Transport):
         self.windows = options.of(SshOptions).windows
         self.service = "SSH"
         self._upload_token = secrets.token_hex(6)  # part of the names uploads are written under before the rename
+        self._exclusive_tried: set[str] = set()  # exclusive writes this transport began (see _put_over_sftp)
 
     # ------------------------------------------------------------------------------------------ connecting
     async def connect(self) -> None:
@@ -516,39 +518,40 @@ class SshTransport(Transport):
         mode: int | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        exclusive: bool = False,
     ) -> None:
-        if await self._put_through_agent(data, remote_path, mode, on_progress):
+        if not exclusive and await self._put_through_agent(data, remote_path, mode, on_progress):
             return
         self._sftp_busy += 1
         try:
-            await self._put_over_sftp(data, remote_path, mode, on_progress)
+            await self._put_over_sftp(data, remote_path, mode, on_progress, exclusive)
         finally:
             self._sftp_busy -= 1
 
     async def _put_over_sftp(
-        self, data: bytes | Path, remote_path: str, mode: int | None, on_progress: ProgressCallback | None
+        self,
+        data: bytes | Path,
+        remote_path: str,
+        mode: int | None,
+        on_progress: ProgressCallback | None,
+        exclusive: bool = False,
     ) -> None:
         sftp = await self._sftp_client()
         shown, remote_path = remote_path, self._sftp_path(remote_path)
         block = sftp.limits.max_write_len or 32768
-        # Linux: never through a symlink. A link at the path is refused; the bytes go to a new file beside it
-        # (an exclusive create, which follows nothing) renamed over the path, which replaces whatever was planted
-        # there meanwhile instead of following it
-        write_path = remote_path
-        if not self.windows:
-            await self._refuse_a_symlink(sftp, remote_path, shown)
-            write_path = self._partial_path(remote_path)
-            await _remove_regular_file(sftp, write_path)
+        write_path = await self._write_path(sftp, remote_path, shown, exclusive)
         try:
             # created with its mode (not chmod-ed after the bytes are in): a private file is never readable by others
             attrs = asyncssh.SFTPAttrs(permissions=mode) if mode is not None and not self.windows else None
             # block_size=0: each write is one request, sent when its coroutine starts (asyncssh's own splitting
             # would send it from tasks of its own, after requests made later, such as the fsync)
-            pflags = "wb" if self.windows else "xb"
+            pflags = "wb" if self.windows and not exclusive else "xb"
             f = await sftp.open(write_path, pflags, attrs or asyncssh.SFTPAttrs(), block_size=0)
         except _SFTP_LOST as exc:
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
         except asyncssh.SFTPError as exc:
+            if exclusive and await _lexists(sftp, write_path):
+                raise RemoteFileError(shown, EXISTS_REFUSED) from None
             raise await self._explain(sftp, remote_path, shown, exc) from None
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionLost(f"connection to {self.target} lost while writing {shown}: {_reason(exc)}") from None
@@ -595,6 +598,25 @@ class SshTransport(Transport):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(_discard(f, sftp, write_path)), CANCELLED_UPLOAD_CLEANUP)
             raise
+
+    async def _write_path(self, sftp: asyncssh.SFTPClient, remote_path: str, shown: str, exclusive: bool) -> str:
+        """Where the bytes go, never through a symlink. ``exclusive`` (aibx's temporary files): the path itself,
+        created exclusively (SFTP's ``FXF_EXCL``, which fails on anything there and follows nothing); a plain file
+        there is removed first only when this transport began writing it before (an attempt cut short by a
+        restart). Linux: a link at the path is refused; the bytes go to a new file beside it (an exclusive
+        create) renamed over the path, which replaces whatever was planted there meanwhile instead of following
+        it. Windows (OpenSSH): a link at the path is refused, and the path is written."""
+        if exclusive:
+            if remote_path in self._exclusive_tried:
+                await _remove_regular_file(sftp, remote_path)
+            self._exclusive_tried.add(remote_path)
+            return remote_path
+        await self._refuse_a_symlink(sftp, remote_path, shown)
+        if self.windows:
+            return remote_path
+        write_path = self._partial_path(remote_path)
+        await _remove_regular_file(sftp, write_path)
+        return write_path
 
     def _partial_path(self, remote_path: str) -> str:
         """Where an upload writes before the rename: random for this run, the same for every attempt (an upload a
@@ -806,6 +828,15 @@ async def _discard(f: asyncssh.SFTPClientFile, sftp: asyncssh.SFTPClient, path: 
     with contextlib.suppress(asyncssh.Error, OSError):
         await f.close()
     await _remove_regular_file(sftp, path)
+
+
+async def _lexists(sftp: asyncssh.SFTPClient, path: str) -> bool:
+    """Whether anything (a file, a directory, a link, dangling or not) is at ``path``."""
+    try:
+        await sftp.lstat(path)
+    except (asyncssh.Error, OSError):
+        return False
+    return True
 
 
 async def _remove_regular_file(sftp: asyncssh.SFTPClient, path: str) -> bool:

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import math
 import re
+import secrets
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -137,6 +138,9 @@ class WinRMTransport(Transport):
         self._shell_id: str | None = None
         self._unsignalled = 0  # commands of the current shell that ended without a Signal
         self._closed = False
+        # uploads are written to PATH.aibx-<token> before the move: random for this run, the same for every attempt
+        # (what an upload cut short by a restart left there is removed by the next attempt)
+        self._upload_token = secrets.token_hex(8)
 
     def __repr__(self) -> str:
         return f"WinRMTransport({self.target!r}, auth={self.auth!r})"
@@ -499,8 +503,12 @@ class WinRMTransport(Transport):
         mode: int | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        exclusive: bool = False,
     ) -> None:
-        """Upload ``data`` to ``remote_path`` (``mode`` has no meaning on Windows and is ignored)."""
+        """Upload ``data`` to ``remote_path`` (``mode`` has no meaning on Windows and is ignored). The bytes go to a
+        new file beside it, created exclusively under a name random for this run, and are moved into place once
+        their SHA-256 is checked; a destination that is a symbolic link or junction is refused, and ``exclusive``
+        refuses anything at all there (see Receive-AibxFile.ps1)."""
         if isinstance(data, Path):
             digest = await asyncio.to_thread(_file_sha256, data)
             total = data.stat().st_size
@@ -512,7 +520,11 @@ class WinRMTransport(Transport):
         if on_progress is not None:
             chunks = _counted(chunks, total, asyncio.get_running_loop(), on_progress)
         script = powershell.fill(
-            powershell.compact(powershell.package_script_text(UPLOAD_SCRIPT)), path=remote_path, sha256=digest
+            powershell.compact(powershell.package_script_text(UPLOAD_SCRIPT)),
+            path=remote_path,
+            sha256=digest,
+            token=self._upload_token,
+            exclusive="yes" if exclusive else "no",
         )
         stdout, stderr = bytearray(), bytearray()
 

@@ -159,6 +159,7 @@ class FakeTransport(Transport):
         mode: int | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        exclusive: bool = False,
     ) -> None:
         self._check()
         reply = self.vm.next_reply(f"put {remote_path}")

@@ -390,6 +390,8 @@ class WinRMHost:
         self.requests: list[RequestRecord] = []
         self.shells: dict[str, Shell] = {}
         self.files: dict[str, bytes] = {}
+        # paths that are symbolic links or junctions (reparse points), as another user of the VM might plant them
+        self.reparse_points: set[str] = set()
         # free space on the "disk" in bytes (None: plenty): an upload that does not fit fails as .NET's write does
         self.disk_free: int | None = None
         self.directories: set[str] = {d.lower() for d in DEFAULT_DIRECTORIES}
@@ -607,15 +609,30 @@ def emulate_shutdown(cmd: RemoteCommand) -> int:
     return 1
 
 
+def _in_the_way(host: WinRMHost, path: str, exclusive: bool) -> str | None:
+    """Receive-AibxFile.ps1's Assert-Free: a reparse point is refused, and anything at all for $exclusive."""
+    if _norm(path) in host.reparse_points:
+        return f"{path} is a symbolic link or junction; aibx does not write through one"
+    if exclusive and _norm(path) in host.files:
+        return f"{path} already exists; aibx creates its temporary files only where nothing is"
+    return None
+
+
 def emulate_upload(cmd: RemoteCommand) -> int:
-    """The aibx upload script: base64 lines on stdin, the file written, its sha256 checked against $sha256."""
+    """The aibx upload script: base64 lines on stdin, the file written, its sha256 checked against $sha256. What
+    is at the destination is judged as the script judges it (``_in_the_way``), before and after the transfer."""
     script = cmd.script or ""
     path, want = _ps_param(script, "path"), _ps_param(script, "sha256")
+    exclusive = "$exclusive" in script and _ps_param(script, "exclusive") == "yes"
     host = cmd.host
     if _parent(path) not in host.directories:
         # drain stdin as the real script's $input loop would not even start: it exits first
         cmd.stderr(f"AIBX-UPLOAD-ERROR parent directory does not exist: {_parent(path)}\r\n")
         return 3
+    refused = _in_the_way(host, path, exclusive)
+    if refused:
+        cmd.stderr(f"AIBX-UPLOAD-ERROR {refused}\r\n")
+        return 7
     data = bytearray()
     for line in cmd.stdin_lines():
         if line:
@@ -630,6 +647,10 @@ def emulate_upload(cmd: RemoteCommand) -> int:
     if got != want:
         cmd.stderr(f"AIBX-UPLOAD-ERROR sha256 mismatch: got {got}, expected {want}\r\n")
         return 4
+    refused = _in_the_way(host, path, exclusive)
+    if refused:
+        cmd.stderr(f"AIBX-UPLOAD-ERROR {refused}\r\n")
+        return 7
     host.files[_norm(path)] = bytes(data)
     cmd.stdout(f"AIBX-UPLOAD-OK {got}\r\n")
     return 0
