@@ -10,6 +10,7 @@ as the script does); and, over SSH to Windows OpenSSH's stand-in, the SFTP open 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import secrets
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from aibx import powershell as ps
+from aibx.engine.transports import parse_target
 from aibx.engine.transports.asyncssh_import import asyncssh
 from aibx.engine.transports.winrm import UPLOAD_SCRIPT, WinRMOptions, WinRMTransport
 from tests.support.cli import RecordedRun
@@ -39,10 +41,10 @@ def uploads(host: WinRMHost) -> list[RemoteCommand]:
 
 
 def transport(host: WinRMHost) -> WinRMTransport:
-    return WinRMTransport.from_url(
-        f"winrm://aibx@127.0.0.1:{host.port}",
-        WinRMOptions(password_env="P", receive_timeout=1, read_timeout=5),
-        environ={"P": PASSWORD},
+    return WinRMTransport(
+        parse_target(f"winrm://aibx@127.0.0.1:{host.port}"),
+        WinRMOptions(receive_timeout=1, read_timeout=5),
+        password=PASSWORD,
     )
 
 
@@ -278,12 +280,14 @@ def test_an_exclusive_sftp_write_cut_short_is_written_again_by_the_same_run_only
     or what another user planted) is refused, and a symlink there is never removed or followed."""
     from aibx.engine.transports import ConnectOptions, create_transport, parse_target
     from aibx.engine.transports.base import RemoteFileError
+    from aibx.engine.transports.options import SshOptions
 
     target = make_ssh_target(windows_like=True)
     temp = target.winroot / "c:" / "Windows" / "Temp"
     own = victim(target)
     (temp / "aibx-link.ps1").symlink_to(own)
-    options = ConnectOptions(identity=str(target.client_key), known_hosts=str(target.known_hosts), remote_os="windows")
+    options = ConnectOptions(identity=str(target.client_key), known_hosts=str(target.known_hosts))
+    options = dataclasses.replace(options, transport=(SshOptions(windows=True),))
 
     async def scenario() -> list[str]:
         outcomes: list[str] = []
