@@ -1,6 +1,6 @@
 """The person at the terminal during ``aibx run --step`` and ``--on-error ask``: the questions, and reading the
 answers from standard input without blocking the run's event loop (an interrupt or the build deadline ends the
-wait). Face side, beside the pipeline: the engine only knows the ``Pilot`` protocol (aibx.engine.runner)."""
+wait). Face side, beside the pipeline: the engine only knows the ``Pilot`` protocol (aibx.engine.session)."""
 
 from __future__ import annotations
 

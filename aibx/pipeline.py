@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from aibx.engine.fetch import SharedFetcher
     from aibx.engine.fleet import HostEntry, HostRun
     from aibx.engine.run_report import RunReport
-    from aibx.engine.runner import Pilot, RunOptions
+    from aibx.engine.runner import RunOptions
     from aibx.engine.selection import SelectedPlan
+    from aibx.engine.session import Pilot
     from aibx.engine.transports import ConnectOptions
     from aibx.plan import Plan
     from aibx.provisioners import CompileOptions

@@ -146,6 +146,17 @@ class StepPlan:
     # files this step leaves for later steps, checked after every reboot (see KeptFile)
     keeps: list[KeptFile] = field(default_factory=list)
 
+    def fetched_contents(self) -> list[Content]:
+        """The scripts and files of this step that are fetched (and checked) before anything runs."""
+        out = []
+        for action in self.actions:
+            content = (
+                action.stdin if isinstance(action, Exec) else action.content if isinstance(action, Upload) else None
+            )
+            if content is not None and content.needs_fetch:
+                out.append(content)
+        return out
+
 
 @dataclass
 class Plan:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aibx import errors
+from aibx.exitcodes import ExitCode
 from aibx.redaction import LineRedactor, Redactor
 
 
@@ -254,3 +256,19 @@ class EventBus:
         if isinstance(value, tuple):
             return tuple(self._redact_value(v) for v in value)
         return value
+
+
+# a run's outcome as the error it is (its exit code comes from the one table, aibx.errors.EXIT_CODES)
+OUTCOME_ERRORS: dict[Outcome, type[errors.AibxError]] = {
+    Outcome.FAILED: errors.StepFailure,
+    Outcome.TIMED_OUT: errors.TimedOut,
+    Outcome.INTERRUPTED: errors.Interrupted,
+    Outcome.CONNECTION_LOST: errors.ConnectFailure,
+    Outcome.CONNECT_FAILED: errors.ConnectFailure,
+    Outcome.REFUSED: errors.InvalidInput,
+}
+
+
+def exit_code_of(outcome: Outcome) -> ExitCode:
+    error = OUTCOME_ERRORS.get(outcome)
+    return ExitCode.OK if error is None else errors.exit_code(error)

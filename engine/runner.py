@@ -22,9 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from aibx import errors
 from aibx.engine.events import (
     ActionStarted,
     Event,
@@ -35,45 +33,17 @@ from aibx.engine.events import (
     StepRef,
     StepSkipped,
     StepStarted,
+    exit_code_of,
 )
 from aibx.engine.executors import StepRun, executor_for
 from aibx.engine.fetch import ContentFetcher, FetchError, NameNotFound, SharedFetcher
 from aibx.engine.reboots import RebootWatcher
 from aibx.engine.selection import SelectedPlan, SelectedStep
-from aibx.engine.session import DeadlineExceeded, Interrupted, RunOptions, Session, StepFailed, StepResult
+from aibx.engine.session import DeadlineExceeded, Interrupted, Pilot, RunOptions, Session, StepFailed, StepResult
 from aibx.engine.transports.base import ConnectError, ConnectionLost, Transport, TransportError
-from aibx.exitcodes import ExitCode
-from aibx.plan import Action, Content, Exec, KeptFile, StepPlan, Upload
+from aibx.plan import Action, Content, Exec, KeptFile, StepPlan
 
-__all__ = ["RunOptions", "RunResult", "Runner", "StepResult"]
-
-# a run's outcome as the error it is (its exit code comes from the one table, aibx.errors.EXIT_CODES)
-OUTCOME_ERRORS: dict[Outcome, type[errors.AibxError]] = {
-    Outcome.FAILED: errors.StepFailure,
-    Outcome.TIMED_OUT: errors.TimedOut,
-    Outcome.INTERRUPTED: errors.Interrupted,
-    Outcome.CONNECTION_LOST: errors.ConnectFailure,
-    Outcome.CONNECT_FAILED: errors.ConnectFailure,
-    Outcome.REFUSED: errors.InvalidInput,
-}
-
-
-def exit_code_of(outcome: Outcome) -> ExitCode:
-    error = OUTCOME_ERRORS.get(outcome)
-    return ExitCode.OK if error is None else errors.exit_code(error)
-
-
-class Pilot(Protocol):
-    """Someone at a terminal who decides (``--step``, ``--on-error ask``); None: nobody, the run goes on alone.
-    Waiting for an answer is inside the build deadline and ends with an interrupt."""
-
-    async def before_step(self, ref: StepRef) -> str:
-        """Before a step (``--step``): "run", "skip" or "abort"."""
-        ...
-
-    async def after_failure(self, ref: StepRef, message: str) -> str:
-        """After a step failed (``--on-error ask``): "retry", "skip" or "abort"."""
-        ...
+__all__ = ["Pilot", "RunOptions", "RunResult", "Runner", "StepResult", "exit_code_of"]
 
 
 @dataclass
@@ -296,7 +266,7 @@ class Runner:
             if not selected.runs:
                 continue
             self._fetching = ref
-            for content in _contents(selected.step):
+            for content in selected.step.fetched_contents():
                 try:
                     self._fetched[content] = await self.session.guarded(self._fetcher.fetch(content))
                 except FetchError as exc:
@@ -415,12 +385,3 @@ class Runner:
 
 def _not_run(selected: SelectedStep, why: str) -> tuple[Outcome, str]:
     return (Outcome.NOT_RUN, why) if selected.runs else (Outcome.SKIPPED, selected.reason or "")
-
-
-def _contents(step: StepPlan) -> list[Content]:
-    out = []
-    for action in step.actions:
-        content = action.stdin if isinstance(action, Exec) else action.content if isinstance(action, Upload) else None
-        if content is not None and content.needs_fetch:
-            out.append(content)
-    return out

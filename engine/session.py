@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aibx.durations import format_duration
 from aibx.engine.collector import OutputCollector
@@ -178,3 +178,16 @@ class Session:
 
     def reconnect_limit(self) -> str:
         return f"{format_duration(self.options.reconnect_timeout)} (--reconnect-timeout)"
+
+
+class Pilot(Protocol):
+    """Someone at a terminal who decides (``--step``, ``--on-error ask``); None: nobody, the run goes on alone.
+    Waiting for an answer is inside the build deadline and ends with an interrupt."""
+
+    async def before_step(self, ref: StepRef) -> str:
+        """Before a step (``--step``): "run", "skip" or "abort"."""
+        ...
+
+    async def after_failure(self, ref: StepRef, message: str) -> str:
+        """After a step failed (``--on-error ask``): "retry", "skip" or "abort"."""
+        ...

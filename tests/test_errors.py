@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aibx import errors
-from aibx.engine.events import Outcome
-from aibx.engine.runner import exit_code_of
+from aibx.engine.events import Outcome, exit_code_of
 from aibx.engine.transports.base import AuthError, ConnectError, HostKeyError, TlsError
 from aibx.engine.transports.winrm import WinRMConfigError
 from aibx.exitcodes import ExitCode
