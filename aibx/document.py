@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aibx.diagnostics import Diagnostic, Severity, format_path, make
@@ -92,3 +93,15 @@ class Document:
             json_path=format_path(full),
             severity=severity,
         )
+
+
+def find_unresolved(value: object, path: JsonPath = ()) -> Iterator[tuple[JsonPath, Unresolved]]:
+    """Every unknown value in a JSON tree, with its path."""
+    if isinstance(value, Unresolved):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from find_unresolved(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from find_unresolved(v, (*path, i))

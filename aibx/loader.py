@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aibx import armexpr
 from aibx.diagnostics import Diagnostic, Severity, closest, format_path, make
-from aibx.document import Document, OpenValue, Unresolved
+from aibx.document import Document, OpenValue, Unresolved, find_unresolved
 from aibx.jsonc import JsonPath, JsonSyntaxError, SourceMap, parse
 
 if TYPE_CHECKING:
@@ -930,7 +930,7 @@ class _Loader:
         doc.in_deployment = self.is_deployment
         name = resolved.get("name")
         doc.name = name if isinstance(name, str) else None
-        doc.unresolved = dict(_find_unresolved(resolved, ()))
+        doc.unresolved = dict(find_unresolved(resolved, ()))
         doc.unresolved.update((path[len(prefix) :], u) for path, u in self.unresolved_keys.items())
         api = self.options.api_version or resolved.get("apiVersion")
         doc.api_version_written = api
@@ -1135,14 +1135,3 @@ def _named_secret_strings(where: str, value: object) -> list[tuple[str, str]]:
 
 def _in_code_field(path: JsonPath) -> bool:
     return any(isinstance(p, str) and p.lower() in _CODE_FIELDS for p in path)
-
-
-def _find_unresolved(value: object, path: JsonPath) -> Iterable[tuple[JsonPath, Unresolved]]:
-    if isinstance(value, Unresolved):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _find_unresolved(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _find_unresolved(v, (*path, i))

@@ -13,7 +13,7 @@ from aibx import armexpr
 from aibx.bicep import syntax as syn
 from aibx.bicep.values import MAX_MODULE_DEPTH, MISSING, EvalError, Runtime, RuntimeObject, Supplied, Val
 from aibx.diagnostics import Diagnostic, Severity, format_path, make
-from aibx.document import Document, Unresolved
+from aibx.document import Document, Unresolved, find_unresolved
 from aibx.jsonc import JsonPath, SourceMap
 from aibx.loader import RESOURCE_TYPE as RESOURCE_TYPE
 
@@ -358,7 +358,7 @@ def _document(f: BicepFile, decl: syn.Declaration, resource: dict[str, object], 
     doc.api_version_written = api
     doc.api_version = api if isinstance(api, str) else None
     doc.in_deployment = True
-    doc.unresolved = dict(_find_unresolved(resource, ()))
+    doc.unresolved = dict(find_unresolved(resource, ()))
     doc.unresolved.update(val.unknown_keys)
     doc.secrets = list(session.secrets)
     doc.secret_names = dict(session.secret_names)
@@ -417,14 +417,3 @@ def _finished(value: object) -> object:
     if isinstance(value, list):
         return [_finished(v) for v in value]
     return value
-
-
-def _find_unresolved(value: object, path: JsonPath) -> Iterator[tuple[JsonPath, Unresolved]]:
-    if isinstance(value, Unresolved):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _find_unresolved(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _find_unresolved(v, (*path, i))
