@@ -354,26 +354,29 @@ class _Evaluator:
             if isinstance(cond, OpenValue):
                 return self.unresolved("if() on a value nobody gave (a parameter without a value)")
             return self.eval(node.args[1] if cond else node.args[2])
-        args = [self.eval(a) for a in node.args]
-        if name not in _LAMBDA_TAKERS and any(isinstance(a, Lambda) for a in args):
-            raise ExpressionError(
-                f"{node.name}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only"
-            )
-        if name not in ("parameters", "variables", "subscription", "resourcegroup", "lambdavariables", *_ID_FUNCTIONS):
-            for a in args:
-                if isinstance(a, Unresolved):
-                    return a
-        if name not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
-            return self.unresolved(f"{node.name}() of a value nobody gave (a parameter without a value)")
-        if name in _BUILDERS:
+        return self.apply(node.name, func, [self.eval(a) for a in node.args])
+
+    def apply(self, shown: str, func: Callable[..., object], args: list[object]) -> object:
+        """Call an ARM function on evaluated arguments, with the rules every call follows: lambdas only where
+        taken, unknown and open arguments carried through, and the limits on what functions build."""
+        key = shown.lower()
+        if key not in _LAMBDA_TAKERS and any(isinstance(a, Lambda) for a in args):
+            raise ExpressionError(f"{shown}() takes no lambda: lambda() is an argument of {_LAMBDA_TAKERS_TEXT} only")
+        if key not in _TAKE_UNRESOLVED:
+            unknown = next((a for a in args if isinstance(a, Unresolved)), None)
+            if unknown is not None:
+                return unknown
+        if key not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
+            return self.unresolved(f"{shown}() of a value nobody gave (a parameter without a value)")
+        if key in _BUILDERS:
             check_size(args)  # what these build is about as big as their arguments: bound it first
         try:
             result = func(self, *args)
         except _NotEvaluated as exc:
-            return self.unresolved(f"{node.name}(): {exc}")
+            return self.unresolved(f"{shown}(): {exc}")
         except TypeError as exc:
-            raise ExpressionError(f"{node.name}(): wrong number or kind of arguments ({exc})") from None
-        if name in _BUILDERS:
+            raise ExpressionError(f"{shown}(): wrong number or kind of arguments ({exc})") from None
+        if key in _BUILDERS:
             check_size(result)
             self.scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
             if self.scope._built > MAX_TOTAL_BUILT:
@@ -1316,6 +1319,8 @@ _CARRY_OPEN = {
     "array",
     "coalesce",
 }
+# functions that take an unknown argument themselves (to name it, or to build an ID around it)
+_TAKE_UNRESOLVED = ("parameters", "variables", "subscription", "resourcegroup", "lambdavariables", *_ID_FUNCTIONS)
 _SCOPE_FUNCTIONS = ("parameters", "variables", "if", "lambda", "lambdavariables", "copyindex")
 
 
@@ -1330,25 +1335,7 @@ def call_function(name: str, args: list[object], scope: Scope, original: str) ->
     func = _FUNCTIONS.get(key)
     if func is None or key in _SCOPE_FUNCTIONS:
         return ev.unresolved(f"aibx does not evaluate the function {name}()")
-    unknown = next((a for a in args if isinstance(a, Unresolved)), None)
-    if unknown is not None and key not in ("subscription", "resourcegroup", *_ID_FUNCTIONS):
-        return unknown
-    if key not in _CARRY_OPEN and any(isinstance(a, OpenValue) for a in args):
-        return ev.unresolved(f"{name}() of a value nobody gave (a parameter without a value)")
-    if key in _BUILDERS:
-        check_size(args)
-    try:
-        result = func(ev, *args)
-    except _NotEvaluated as exc:
-        return ev.unresolved(f"{name}(): {exc}")
-    except TypeError as exc:
-        raise ExpressionError(f"{name}(): wrong number or kind of arguments ({exc})") from None
-    if key in _BUILDERS:
-        check_size(result)
-        scope._built += len(result) if isinstance(result, (str, list, dict)) else 0
-        if scope._built > MAX_TOTAL_BUILT:
-            raise ExpressionError(f"the template's functions build more than {MAX_TOTAL_BUILT:,} characters")
-    return result
+    return ev.apply(name, func, args)
 
 
 def _group_by(_ev: object, values: object, key: object) -> object:
